@@ -1,0 +1,75 @@
+//! The command line: global options and one subcommand per Docker verb.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+
+/// berth builds Dockerfiles into OCI images and runs them, with no daemon.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:\n  berth import rootfs.tar busybox\n  berth images\n  berth save -o busybox.tar busybox\n\nRun 'berth COMMAND --help' for more on a command.")]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalOptions {
+    /// Where berth keeps images and containers [default: /var/lib/berth as root, else $XDG_DATA_HOME/berth]
+    #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace
+    #[arg(long, short = 'l', global = true, value_name = "LEVEL", default_value = "warn", env = "BERTH_LOG_LEVEL")]
+    pub log_level: String,
+    /// Debug output (the same as --log-level debug)
+    #[arg(long, short = 'D', global = true)]
+    pub debug: bool,
+}
+
+/// berth's commands, named and flagged as Docker's.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List images
+    #[command(visible_alias = "image-ls")]
+    Images(commands::images::ImagesArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag(commands::tag::TagArgs),
+    /// Remove one or more images
+    Rmi(commands::rmi::RmiArgs),
+    /// Show low-level information on images as JSON
+    Inspect(commands::inspect::InspectArgs),
+    /// Show the history of an image
+    History(commands::history::HistoryArgs),
+    /// Import a root filesystem tarball or folder as an image
+    Import(commands::import::ImportArgs),
+    /// Save images to a tar archive (OCI layout, readable by docker load)
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive (berth save, docker save, OCI archives)
+    Load(commands::load::LoadArgs),
+    /// Show berth's version
+    Version(commands::version::VersionArgs),
+    /// Show system-wide information
+    Info(commands::info::InfoArgs),
+    /// Print a shell completion script
+    Completion(commands::completion::CompletionArgs),
+}
+
+/// Sets up tracing from `--log-level` / `--debug`.
+pub fn init_logging(g: &GlobalOptions) {
+    let level = if g.debug { "debug" } else { g.log_level.as_str() };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("berth={level},berth_runtime={level},berth_builder={level},berth_cli={level}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,62 @@
+//! `berth info`: the root, the backends this host can run, cgroups, storage figures.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_runtime::host;
+use clap::Args;
+use serde_json::json;
+
+use crate::app::GlobalOptions;
+use crate::output::{self, Format};
+
+/// Arguments of `berth info`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth info\n  berth info --format json")]
+pub struct InfoArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Prints the information.
+pub fn run(g: &GlobalOptions, a: InfoArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    let images = store.images()?;
+    let blob_dir = store.root().join("blobs/sha256");
+    let (mut blobs, mut blob_bytes) = (0u64, 0u64);
+    for e in std::fs::read_dir(&blob_dir)?.flatten() {
+        blobs += 1;
+        blob_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    let snapshots = std::fs::read_dir(store.snapshots_dir())?.count();
+    let mut backends = Vec::new();
+    if host::can_run_native() {
+        backends.push("native");
+    }
+    let v = json!({
+        "Root": store.root().display().to_string(),
+        "Backends": backends,
+        "CgroupVersion": host::cgroup_version().to_string(),
+        "Overlayfs": host::has_overlayfs(),
+        "Images": images.len(),
+        "Blobs": blobs,
+        "BlobBytes": blob_bytes,
+        "Snapshots": snapshots,
+        "Version": env!("CARGO_PKG_VERSION"),
+    });
+    match a.format {
+        Format::Json => output::json_line(&v)?,
+        Format::Table => {
+            println!("Root:            {}", store.root().display());
+            println!("Backends:        {}", if backends.is_empty() { "none on this host".to_string() } else { backends.join(", ") });
+            println!("Cgroup version:  {}", host::cgroup_version());
+            println!("Overlayfs:       {}", if host::has_overlayfs() { "yes" } else { "no" });
+            println!("Images:          {}", images.len());
+            println!("Blobs:           {blobs} ({})", output::human_size(blob_bytes));
+            println!("Snapshots:       {snapshots}");
+            println!("Version:         {}", env!("CARGO_PKG_VERSION"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

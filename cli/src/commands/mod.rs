@@ -1,0 +1,49 @@
+//! One module per command; each has its clap arguments and a `run`.
+
+pub mod completion;
+pub mod history;
+pub mod images;
+pub mod import;
+pub mod info;
+pub mod inspect;
+pub mod load;
+pub mod rmi;
+pub mod save;
+pub mod tag;
+pub mod version;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use berth_runtime::Store;
+
+use crate::app::{Cli, Command, GlobalOptions};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Images(a) => images::run(g, a),
+        Command::Tag(a) => tag::run(g, a),
+        Command::Rmi(a) => rmi::run(g, a),
+        Command::Inspect(a) => inspect::run(g, a),
+        Command::History(a) => history::run(g, a),
+        Command::Import(a) => import::run(g, a),
+        Command::Save(a) => save::run(g, a),
+        Command::Load(a) => load::run(g, a),
+        Command::Version(a) => version::run(g, a),
+        Command::Info(a) => info::run(g, a),
+        Command::Completion(a) => completion::run(a),
+    }
+}
+
+/// The exit code for a failed command: Docker's 1 for a failed request.
+pub fn exit_code(_e: &anyhow::Error) -> u8 {
+    1
+}
+
+/// Opens the store at `--root` (or the default).
+pub fn open_store(g: &GlobalOptions) -> Result<Store> {
+    let root = g.root.clone().unwrap_or_else(Store::default_root);
+    Store::open(&root).with_context(|| format!("opening the berth root {}", root.display()))
+}

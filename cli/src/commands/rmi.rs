@@ -1,0 +1,44 @@
+//! `berth rmi`: remove images (or names of images), then what nothing needs any more.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_runtime::image::store::Removed;
+use clap::Args;
+
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth rmi`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth rmi busybox\n  berth rmi -f 3f57d9401f8d")]
+pub struct RmiArgs {
+    /// Remove even an image with several names or one a container uses
+    #[arg(short, long)]
+    pub force: bool,
+    /// Images: names or ids
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Removes images; reports each failure and exits 1 if any failed, as Docker does.
+pub fn run(g: &GlobalOptions, a: RmiArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    let mut failed = false;
+    for name in &a.images {
+        match store.remove_image(name, a.force) {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        Removed::Untagged(n) => println!("Untagged: {n}"),
+                        Removed::Deleted(d) => println!("Deleted: {d}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("berth: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

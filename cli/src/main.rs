@@ -1,0 +1,36 @@
+//! `berth`: build and run OCI images as native containers or WASI modules, without a daemon.
+
+mod app;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use app::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    ExitCode::SUCCESS
+                }
+                // Docker exits 125 when its own command line is wrong.
+                _ => ExitCode::from(125),
+            };
+        }
+    };
+    app::init_logging(&cli.global);
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

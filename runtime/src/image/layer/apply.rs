@@ -1,0 +1,464 @@
+//! Extracting a layer into a folder, safely.
+//!
+//! Every path is resolved through a cap-std [`Dir`] for the target, so an entry can never
+//! write outside it: a name that climbs out with `..`, a parent path through a symlink that
+//! points out (absolute or relative), or a hardlink to something outside is refused with an
+//! error naming the entry. Absolute entry names are taken relative to the target, as Docker
+//! does; symlink targets are stored verbatim (they resolve inside the container at run time).
+//! Only the final path component is touched with `*at` calls, always without following it.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use cap_fs_ext::DirExt;
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
+
+use super::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+
+/// Longest entry name or link target accepted (Linux's PATH_MAX).
+const MAX_PATH: usize = 4096;
+/// Most bytes of xattrs accepted on one entry (Linux's own limit per value).
+const MAX_XATTRS: usize = 64 * 1024;
+
+/// How whiteout entries are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// As overlayfs expects in a lowerdir: a 0/0 character device for a deleted name and the
+    /// `trusted.overlay.opaque` xattr on an opaque folder. For per-layer snapshots.
+    Overlay,
+    /// By deleting what they name from the target, for a layer applied onto the layers below
+    /// it in one folder.
+    Remove,
+}
+
+/// How a layer is applied.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How whiteouts are written.
+    pub whiteouts: WhiteoutMode,
+    /// Whether character and block device entries are created (else refused).
+    pub allow_devices: bool,
+    /// Whether entries keep their uid and gid (needs root).
+    pub preserve_owner: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        let root = rustix::process::geteuid().is_root();
+        ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            allow_devices: root,
+            preserve_owner: root,
+        }
+    }
+}
+
+/// Why a layer could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// An entry breaks the rules and was refused.
+    #[error("layer entry {entry:?} refused: {reason}")]
+    Refused {
+        /// The entry's name as given in the archive.
+        entry: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// Writing an entry failed.
+    #[error("layer entry {entry:?}: {cause}")]
+    Entry {
+        /// The entry's name as given in the archive.
+        entry: String,
+        /// The failure.
+        cause: io::Error,
+    },
+    /// The archive itself could not be read (corrupt, truncated, not a tar).
+    #[error("reading layer archive: {0}")]
+    Archive(io::Error),
+}
+
+/// Counts of what a layer held.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ApplyStats {
+    /// Entries applied.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Applies the (uncompressed) tar layer read from `reader` onto `target`.
+///
+/// On error the target is left part-written: callers extract into a fresh folder and discard
+/// it on failure.
+pub fn apply(reader: impl Read, target: &Dir, opts: &ApplyOptions) -> Result<ApplyStats, LayerError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut state = Applier {
+        target,
+        opts,
+        stats: ApplyStats::default(),
+        written: HashSet::new(),
+        dir_times: Vec::new(),
+    };
+    for entry in archive.entries().map_err(LayerError::Archive)? {
+        let mut entry = entry.map_err(LayerError::Archive)?;
+        state.entry(&mut entry)?;
+    }
+    // Folder times last: writing their children changed them.
+    for (path, mtime) in std::mem::take(&mut state.dir_times).into_iter().rev() {
+        let ts = timestamps(mtime);
+        let d = if path.as_os_str().is_empty() {
+            open_dir_fd(target, OsStr::new("."))
+        } else {
+            target.open_dir_nofollow(path.parent().unwrap_or(Path::new(""))).and_then(|p| {
+                open_dir_fd(&p, path.file_name().unwrap_or_default())
+            })
+        };
+        if let Ok(d) = d {
+            let _ = rustix::fs::futimens(&d, &ts);
+        }
+    }
+    Ok(state.stats)
+}
+
+struct Applier<'a> {
+    target: &'a Dir,
+    opts: &'a ApplyOptions,
+    stats: ApplyStats,
+    /// Paths this layer wrote, so an opaque whiteout in remove mode spares them.
+    written: HashSet<PathBuf>,
+    dir_times: Vec<(PathBuf, u64)>,
+}
+
+/// Cleans an entry name lexically: leading `/` and `.` go, `..` may not climb above the root.
+fn clean(raw: &Path) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err("its name climbs out of the layer with `..`".into());
+                }
+            }
+            Component::Normal(s) => out.push(s),
+        }
+    }
+    Ok(out)
+}
+
+fn timestamps(mtime: u64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let raw_bytes = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw_bytes[..raw_bytes.len().min(200)]).into_owned();
+        let refuse = |reason: String| LayerError::Refused {
+            entry: shown.clone(),
+            reason,
+        };
+        if raw_bytes.len() > MAX_PATH {
+            return Err(refuse(format!("its name is {} bytes long (the limit is {MAX_PATH})", raw_bytes.len())));
+        }
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let path = clean(Path::new(OsStr::from_bytes(&raw_bytes))).map_err(&refuse)?;
+        let io_err = |cause: io::Error| LayerError::Entry {
+            entry: shown.clone(),
+            cause,
+        };
+        self.stats.entries += 1;
+
+        let Some(name) = path.file_name().map(|n| n.to_owned()) else {
+            // The root folder itself: only its metadata applies.
+            if kind == tar::EntryType::Directory {
+                let root = open_dir_fd(self.target, OsStr::new(".")).map_err(io_err)?;
+                self.set_owner_mode(&root, entry).map_err(io_err)?;
+                self.dir_times.push((PathBuf::new(), entry.header().mtime().unwrap_or(0)));
+            }
+            return Ok(());
+        };
+        let parent_path = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let name_bytes = name.as_bytes();
+
+        if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&parent_path, &name, &refuse, &io_err);
+        }
+
+        let parent = self.open_parent(&parent_path).map_err(|e| classify(e, &refuse, &io_err))?;
+
+        // Whatever is at the name goes, unless a folder meets a folder (they merge).
+        match parent.symlink_metadata(&name) {
+            Ok(m) if m.is_dir() && kind == tar::EntryType::Directory => {}
+            Ok(m) if m.is_dir() => parent.remove_dir_all(&name).map_err(io_err)?,
+            Ok(_) => parent.remove_file(&name).map_err(io_err)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+
+        let header = entry.header().clone();
+        let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
+        let mtime = header.mtime().unwrap_or(0);
+        match kind {
+            tar::EntryType::Directory => {
+                if !parent.exists(&name) {
+                    parent.create_dir(&name).map_err(io_err)?;
+                }
+                let d = open_dir_fd(&parent, &name).map_err(io_err)?;
+                self.set_owner_mode(&d, entry).map_err(io_err)?;
+                self.set_xattrs(&d, entry, &refuse)?;
+                self.dir_times.push((path.clone(), mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let mut oo = OpenOptions::new();
+                oo.write(true).create_new(true).mode(0o600);
+                let mut f = parent.open_with(&name, &oo).map_err(io_err)?;
+                let n = io::copy(entry, &mut f).map_err(LayerError::Archive)?;
+                self.stats.bytes += n;
+                self.set_owner_mode(&f, entry).map_err(io_err)?;
+                self.set_xattrs(&f, entry, &refuse)?;
+                rustix::fs::futimens(&f, &timestamps(mtime)).map_err(|e| io_err(e.into()))?;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refuse("a symlink without a target".into()))?
+                    .into_owned();
+                if link.len() > MAX_PATH {
+                    return Err(refuse("its link target is too long".into()));
+                }
+                // Stored verbatim: it is resolved inside the container, never by berth here.
+                parent
+                    .symlink_contents(OsStr::from_bytes(&link), &name)
+                    .map_err(io_err)?;
+                self.chown_at(&parent, &name, &header).map_err(io_err)?;
+                let _ = rustix::fs::utimensat(&parent, &name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW);
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refuse("a hardlink without a target".into()))?
+                    .into_owned();
+                let source = clean(Path::new(OsStr::from_bytes(&link)))
+                    .map_err(|_| refuse("its hardlink target climbs out of the layer".into()))?;
+                match self.target.symlink_metadata(&source) {
+                    Ok(m) if m.is_dir() => return Err(refuse("it hardlinks a folder".into())),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(refuse(format!(
+                            "its hardlink target {:?} is not in this layer",
+                            source.display()
+                        )));
+                    }
+                    Err(e) => return Err(classify(e, &refuse, &io_err)),
+                }
+                self.target
+                    .hard_link(&source, &parent, &name)
+                    .map_err(|e| classify(e, &refuse, &io_err))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let file_type = match kind {
+                    tar::EntryType::Char => FileType::CharacterDevice,
+                    tar::EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                if file_type != FileType::Fifo && !self.opts.allow_devices {
+                    return Err(refuse("device nodes are not allowed in this layer".into()));
+                }
+                let dev = rustix::fs::makedev(
+                    header.device_major().ok().flatten().unwrap_or(0),
+                    header.device_minor().ok().flatten().unwrap_or(0),
+                );
+                rustix::fs::mknodat(&parent, &name, file_type, mode, dev).map_err(|e| io_err(e.into()))?;
+                self.chown_at(&parent, &name, &header).map_err(io_err)?;
+                rustix::fs::chmodat(&parent, &name, mode, AtFlags::empty()).map_err(|e| io_err(e.into()))?;
+            }
+            other => {
+                return Err(refuse(format!("unsupported entry type {other:?}")));
+            }
+        }
+        if self.opts.whiteouts == WhiteoutMode::Remove {
+            self.written.insert(path);
+        }
+        Ok(())
+    }
+
+    /// Opens (creating as needed) the folder an entry goes in. cap-std refuses any path that
+    /// resolves outside the target, including through symlinks.
+    fn open_parent(&self, parent: &Path) -> io::Result<Dir> {
+        if parent.as_os_str().is_empty() {
+            return self.target.try_clone();
+        }
+        match self.target.open_dir(parent) {
+            Ok(d) => Ok(d),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.target.create_dir_all(parent)?;
+                self.target.open_dir(parent)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn whiteout(
+        &mut self,
+        parent_path: &Path,
+        name: &OsStr,
+        refuse: &dyn Fn(String) -> LayerError,
+        io_err: &dyn Fn(io::Error) -> LayerError,
+    ) -> Result<(), LayerError> {
+        let parent = self
+            .open_parent(parent_path)
+            .map_err(|e| classify(e, refuse, io_err))?;
+        let bytes = name.as_bytes();
+        if bytes == OPAQUE_WHITEOUT.as_bytes() {
+            match self.opts.whiteouts {
+                WhiteoutMode::Overlay => {
+                    let fd = open_dir_fd(&parent, OsStr::new(".")).map_err(io_err)?;
+                    rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                        .map_err(|e| io_err(e.into()))?;
+                }
+                WhiteoutMode::Remove => {
+                    for child in parent.entries().map_err(io_err)? {
+                        let child = child.map_err(io_err)?;
+                        let child_name = child.file_name();
+                        if self.written.contains(&parent_path.join(&child_name)) {
+                            continue;
+                        }
+                        remove_any(&parent, &child_name).map_err(io_err)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if bytes.starts_with(b".wh..wh.") {
+            // Other AUFS metadata (`.wh..wh.plnk`, …) carries nothing for us.
+            return Ok(());
+        }
+        let victim = OsStr::from_bytes(&bytes[WHITEOUT_PREFIX.len()..]);
+        if victim.is_empty() || victim == ".." || victim == "." {
+            return Err(refuse("a whiteout with no valid name".into()));
+        }
+        remove_any(&parent, victim).map_err(io_err)?;
+        if self.opts.whiteouts == WhiteoutMode::Overlay {
+            rustix::fs::mknodat(&parent, victim, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
+                .map_err(|e| {
+                    io_err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("creating the overlay whiteout for {:?} needs root: {e}", victim),
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    fn set_owner_mode<F: std::os::fd::AsFd, R: Read>(&self, fd: F, entry: &tar::Entry<'_, R>) -> io::Result<()> {
+        let h = entry.header();
+        if self.opts.preserve_owner {
+            let uid = h.uid().unwrap_or(0) as u32;
+            let gid = h.gid().unwrap_or(0) as u32;
+            rustix::fs::fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+        }
+        // After chown, which clears setuid bits.
+        let mode = Mode::from_raw_mode(h.mode().unwrap_or(0o644) & 0o7777);
+        rustix::fs::fchmod(&fd, mode)?;
+        Ok(())
+    }
+
+    fn chown_at(&self, parent: &Dir, name: &OsStr, h: &tar::Header) -> io::Result<()> {
+        if self.opts.preserve_owner {
+            let uid = h.uid().unwrap_or(0) as u32;
+            let gid = h.gid().unwrap_or(0) as u32;
+            rustix::fs::chownat(
+                parent,
+                name,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_xattrs<F: std::os::fd::AsFd, R: Read>(
+        &self,
+        fd: F,
+        entry: &mut tar::Entry<'_, R>,
+        refuse: &dyn Fn(String) -> LayerError,
+    ) -> Result<(), LayerError> {
+        let Ok(Some(exts)) = entry.pax_extensions() else {
+            return Ok(());
+        };
+        let mut total = 0;
+        for ext in exts.flatten() {
+            let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+                continue;
+            };
+            total += key.len() + ext.value_bytes().len();
+            if total > MAX_XATTRS {
+                return Err(refuse("its extended attributes are too large".into()));
+            }
+            // overlayfs' own attributes are berth's to set; one from an image could forge an
+            // opaque folder or a redirect.
+            if key.starts_with(b"trusted.overlay.") {
+                continue;
+            }
+            if let Err(e) = rustix::fs::fsetxattr(&fd, OsStr::from_bytes(key), ext.value_bytes(), XattrFlags::empty()) {
+                // A filesystem without the namespace, or no right to set it: not fatal, as Docker.
+                tracing::debug!("xattr {}: {e}", String::from_utf8_lossy(key));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A readable descriptor of the folder `name` in `parent`, never following a symlink.
+/// cap-std's own folder handles are `O_PATH`, on which fchown, fchmod and xattr calls fail.
+pub(crate) fn open_dir_fd(parent: &Dir, name: &OsStr) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::OFlags;
+    Ok(rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Removes a file, link or whole folder at `name`; a missing name is fine.
+fn remove_any(parent: &Dir, name: &OsStr) -> io::Result<()> {
+    match parent.symlink_metadata(name) {
+        Ok(m) if m.is_dir() => parent.remove_dir_all(name),
+        Ok(_) => parent.remove_file(name),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// cap-std reports a path that would escape the sandbox as PermissionDenied with a message
+/// about escaping: name that as a refusal.
+fn classify(e: io::Error, refuse: &dyn Fn(String) -> LayerError, io_err: &dyn Fn(io::Error) -> LayerError) -> LayerError {
+    let msg = e.to_string();
+    if e.kind() == io::ErrorKind::PermissionDenied && (msg.contains("outside") || msg.contains("escape")) {
+        refuse("it would write outside the layer through a symlink".into())
+    } else if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        refuse("its path goes through a symlink loop".into())
+    } else {
+        io_err(e)
+    }
+}

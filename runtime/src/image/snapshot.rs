@@ -1,0 +1,105 @@
+//! Snapshots: each layer unpacked once into its own folder under `snapshots/`, keyed by its
+//! diff_id, with overlay-style whiteouts, ready to be an overlay lowerdir.
+//!
+//! A snapshot is extracted into `tmp/` and renamed into place only when complete and verified
+//! against its diff_id, so a crash or a refused entry never leaves a half snapshot.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use super::layer::{self, ApplyOptions, WhiteoutMode};
+use super::{ImageError, LayerRef};
+use crate::digest::{Digest, HashingReader};
+use crate::store::{IoContext, Store, atomic, remove_tree};
+
+impl Store {
+    /// The folder of the snapshot for a diff_id (it may not exist).
+    pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
+        self.snapshots_dir().join(diff_id.hex())
+    }
+
+    /// Returns the snapshot of `layer`, unpacking its blob first if needed.
+    pub fn ensure_snapshot(&self, layer: &LayerRef) -> Result<PathBuf, ImageError> {
+        let path = self.snapshot_path(&layer.diff_id);
+        if path.is_dir() {
+            return Ok(path);
+        }
+        let blob = self.open_blob(&layer.blob)?;
+        let tmp = self.temp_path("snapshot");
+        let result = (|| {
+            std::fs::create_dir(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+            let reader = layer::decompress(blob).ctx(|| format!("opening layer {}", layer.blob))?;
+            let actual = extract_verified(reader, &tmp, &ApplyOptions::default())
+                .map_err(|cause| ImageError::Layer {
+                    context: format!("unpacking layer {}", layer.blob),
+                    cause,
+                })?;
+            if actual != layer.diff_id {
+                return Err(ImageError::Invalid(format!(
+                    "layer {} unpacks to {actual}, not the diff_id {} its image names: the blob is corrupt; remove the image and get it again",
+                    layer.blob, layer.diff_id
+                )));
+            }
+            self.install_snapshot(&tmp, &layer.diff_id)
+        })();
+        if result.is_err() {
+            let _ = remove_tree(&tmp);
+        }
+        result
+    }
+
+    /// Moves a complete extraction in `tmp` into place as the snapshot of `diff_id`.
+    pub(crate) fn install_snapshot(&self, tmp: &std::path::Path, diff_id: &Digest) -> Result<PathBuf, ImageError> {
+        let path = self.snapshot_path(diff_id);
+        // One syncfs for the whole tree beats an fsync per file, and makes the rename safe.
+        let dir = std::fs::File::open(tmp).ctx(|| format!("opening {}", tmp.display()))?;
+        rustix::fs::syncfs(&dir)
+            .map_err(std::io::Error::from)
+            .ctx(|| format!("syncing {}", tmp.display()))?;
+        match atomic::rename_durable(tmp, &path) {
+            Ok(()) => Ok(path),
+            // Another process made the same snapshot first: theirs is as good as ours.
+            Err(_) if path.is_dir() => {
+                let _ = remove_tree(tmp);
+                Ok(path)
+            }
+            Err(e) => Err(e).ctx(|| format!("installing snapshot {}", path.display()))?,
+        }
+    }
+
+    /// Removes the snapshot of a diff_id.
+    pub fn remove_snapshot(&self, diff_id: &Digest) -> Result<(), ImageError> {
+        let path = self.snapshot_path(diff_id);
+        // Renamed away first so a half-removed snapshot is never mistaken for a whole one.
+        let tmp = self.temp_path("remove");
+        if std::fs::rename(&path, &tmp).is_ok() {
+            remove_tree(&tmp).ctx(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies the uncompressed tar from `reader` into the folder `target`, returning the digest
+/// of the tar stream (its diff_id).
+pub fn extract_verified(
+    reader: impl Read,
+    target: &std::path::Path,
+    opts: &ApplyOptions,
+) -> Result<Digest, layer::LayerError> {
+    let dir = Dir::open_ambient_dir(target, ambient_authority()).map_err(layer::LayerError::Archive)?;
+    let mut hashing = HashingReader::new(reader);
+    layer::apply(&mut hashing, &dir, opts)?;
+    let (digest, _) = hashing.finish().map_err(layer::LayerError::Archive)?;
+    Ok(digest)
+}
+
+/// Apply options for snapshots: overlay whiteouts.
+pub fn snapshot_options() -> ApplyOptions {
+    ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        ..ApplyOptions::default()
+    }
+}

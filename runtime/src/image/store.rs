@@ -1,0 +1,353 @@
+//! The image store: images as `index.json` entries pointing at manifests, named by the
+//! `org.opencontainers.image.ref.name` annotation; lookup by name or id; tag, untag, remove,
+//! and garbage collection of blobs and snapshots that no image needs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::str::FromStr;
+
+use oci_spec::image::{Descriptor, DescriptorBuilder, ImageManifest, ImageManifestBuilder, MediaType};
+
+use super::config::{self, ImageConfig};
+use super::{DOCKER_MANIFEST, Image, ImageError, LayerRef, OCI_MANIFEST};
+use crate::digest::Digest;
+use crate::reference::ImageRef;
+use crate::store::{IoContext, REF_NAME, Store};
+
+/// What `remove_image` did, in Docker's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A name no longer points at the image.
+    Untagged(String),
+    /// The image itself is gone.
+    Deleted(Digest),
+}
+
+/// What garbage collection freed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GcStats {
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Snapshots removed.
+    pub snapshots: usize,
+    /// Bytes of blobs removed.
+    pub bytes: u64,
+}
+
+fn is_manifest(d: &Descriptor) -> bool {
+    matches!(d.media_type(), MediaType::ImageManifest)
+        || matches!(d.media_type(), MediaType::Other(s) if s == DOCKER_MANIFEST)
+}
+
+fn ref_name(d: &Descriptor) -> Option<&String> {
+    d.annotations().as_ref().and_then(|a| a.get(REF_NAME))
+}
+
+fn descriptor(media_type: MediaType, digest: &Digest, size: u64, name: Option<&ImageRef>) -> Descriptor {
+    let mut d = DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(digest.to_oci())
+        .size(size)
+        .build()
+        .expect("a descriptor with digest and size is valid");
+    if let Some(name) = name {
+        d.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name.to_string())])));
+    }
+    d
+}
+
+impl Store {
+    /// Reads the image whose manifest has `digest`.
+    pub fn load_image(&self, digest: &Digest, names: Vec<ImageRef>) -> Result<Image, ImageError> {
+        let bytes = self.read_blob(digest)?;
+        let manifest: ImageManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::Invalid(format!("manifest {digest} is corrupt: {e}")))?;
+        let id = Digest::from_oci(manifest.config().digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        let config: ImageConfig = serde_json::from_slice(&self.read_blob(&id)?)
+            .map_err(|e| ImageError::Invalid(format!("config {id} is corrupt: {e}")))?;
+        Ok(Image {
+            digest: digest.clone(),
+            manifest,
+            id,
+            config,
+            names,
+        })
+    }
+
+    /// Every image in the store, newest first.
+    pub fn images(&self) -> Result<Vec<Image>, ImageError> {
+        let mut by_digest: BTreeMap<Digest, Vec<ImageRef>> = BTreeMap::new();
+        for d in self.read_index()?.manifests() {
+            if !is_manifest(d) {
+                continue;
+            }
+            let digest = Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+            let names = by_digest.entry(digest).or_default();
+            if let Some(name) = ref_name(d).and_then(|n| ImageRef::from_str(n).ok()) {
+                names.push(name);
+            }
+        }
+        let mut images = Vec::new();
+        for (digest, mut names) in by_digest {
+            names.sort_by_key(|n| n.to_string());
+            match self.load_image(&digest, names) {
+                Ok(image) => images.push(image),
+                // One broken image must not hide the others; `rmi` can still remove it by name.
+                Err(e) => tracing::warn!("skipping image {digest}: {e}"),
+            }
+        }
+        images.sort_by(|a, b| b.created().cmp(&a.created()).then(a.id.cmp(&b.id)));
+        Ok(images)
+    }
+
+    /// Finds an image as Docker does: a name (`busybox`, `busybox:1.36`, `name@sha256:…`),
+    /// a full id (`sha256:…`) or a unique id prefix.
+    pub fn find_image(&self, input: &str) -> Result<Image, ImageError> {
+        let images = self.images()?;
+        let hex = input.strip_prefix("sha256:").unwrap_or(input);
+        let looks_like_id = !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if input.starts_with("sha256:") || (looks_like_id && hex.len() == 64) {
+            if let Some(i) = images.iter().find(|i| i.id.hex() == hex || i.digest.hex() == hex) {
+                return Ok(i.clone());
+            }
+            return Err(ImageError::NotFound(input.to_string()));
+        }
+        if let Ok(r) = ImageRef::parse(input) {
+            let found = match r.digest() {
+                Some(d) => images.iter().find(|i| i.digest.to_string() == d),
+                None => images.iter().find(|i| i.names.contains(&r)),
+            };
+            if let Some(i) = found {
+                return Ok(i.clone());
+            }
+        }
+        if looks_like_id {
+            let hits: Vec<&Image> = images.iter().filter(|i| i.id.hex().starts_with(hex)).collect();
+            match hits.as_slice() {
+                [one] => return Ok((*one).clone()),
+                [] => {}
+                _ => return Err(ImageError::Ambiguous(input.to_string())),
+            }
+        }
+        ImageRef::parse(input)?;
+        Err(ImageError::NotFound(input.to_string()))
+    }
+
+    /// Stores a manifest and points `names` at it (a name already used moves to this image;
+    /// the image it left stays as a dangling image, as Docker's does). With no names the image
+    /// is kept untagged.
+    pub fn add_image(&self, manifest: &[u8], media_type: &str, names: &[ImageRef]) -> Result<Digest, ImageError> {
+        let digest = self.put_blob(manifest)?;
+        let size = manifest.len() as u64;
+        let media = MediaType::from(media_type);
+        self.update_index(|descs| {
+            for name in names {
+                point_name(descs, name, Some((&digest, &media, size)));
+            }
+            if names.is_empty() && !descs.iter().any(|d| d.digest().to_string() == digest.to_string()) {
+                descs.push(descriptor(media.clone(), &digest, size, None));
+            }
+            Ok(())
+        })?;
+        Ok(digest)
+    }
+
+    /// Writes `config` and an OCI manifest over `layers` (already in the store), and names the
+    /// new image.
+    pub fn commit_image(&self, config: &ImageConfig, layers: &[LayerRef], names: &[ImageRef]) -> Result<Image, ImageError> {
+        let config_bytes = config.to_bytes();
+        let config_digest = self.put_blob(&config_bytes)?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(descriptor(
+                MediaType::Other(config::MEDIA_TYPE.into()),
+                &config_digest,
+                config_bytes.len() as u64,
+                None,
+            ))
+            .layers(
+                layers
+                    .iter()
+                    .map(|l| descriptor(l.media_type.clone(), &l.blob, l.size, None))
+                    .collect::<Vec<_>>(),
+            )
+            .build()
+            .map_err(|e| ImageError::Invalid(e.to_string()))?;
+        let bytes = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        let digest = self.add_image(&bytes, OCI_MANIFEST, names)?;
+        self.load_image(&digest, names.to_vec())
+    }
+
+    /// Points `name` at `image`.
+    pub fn tag_image(&self, image: &Image, name: &ImageRef) -> Result<(), ImageError> {
+        if name.digest().is_some() {
+            return Err(ImageError::Invalid(format!(
+                "cannot tag with a digest reference {name}: give NAME[:TAG]"
+            )));
+        }
+        let manifest = self.blob_size(&image.digest)?;
+        let media = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+        self.update_index(|descs| {
+            point_name(descs, name, Some((&image.digest, &media, manifest)));
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Ids of containers whose state names `image_id`; they keep the image from removal.
+    ///
+    /// Each container's `containers/<id>/state.json` records the `image_id` it runs.
+    pub fn containers_using(&self, image_id: &Digest) -> Vec<String> {
+        let dir = self.root().join("containers");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut ids = Vec::new();
+        for e in entries.flatten() {
+            let Ok(bytes) = std::fs::read(e.path().join("state.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if v.get("image_id").and_then(|i| i.as_str()) == Some(&image_id.to_string()) {
+                ids.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    /// Removes an image or one of its names, as `docker rmi` does, then collects garbage.
+    ///
+    /// Naming one tag of an image with several removes only that tag. Naming an id whose image
+    /// has several names, or an image a container uses, is refused unless `force`.
+    pub fn remove_image(&self, input: &str, force: bool) -> Result<Vec<Removed>, ImageError> {
+        let _gc = self.lock_gc()?;
+        let image = self.find_image(input)?;
+        let by_name = ImageRef::parse(input)
+            .ok()
+            .filter(|r| r.digest().is_none() && image.names.contains(r));
+        let users = self.containers_using(&image.id);
+        let mut out = Vec::new();
+        if !users.is_empty() && !force {
+            return Err(ImageError::Conflict(format!(
+                "unable to remove image {} ({}): container {} is using it; remove the container first (`berth rm`) or force with -f",
+                input,
+                image.id.short(),
+                &users[0][..12.min(users[0].len())]
+            )));
+        }
+        let untag: Vec<ImageRef> = match &by_name {
+            Some(name) if image.names.len() > 1 => vec![name.clone()],
+            Some(name) => vec![name.clone()],
+            None if image.names.len() > 1 && !force => {
+                return Err(ImageError::Conflict(format!(
+                    "unable to delete {} (must be forced): image is referenced in multiple repositories ({}); remove the tags one by one or use -f",
+                    image.id.short(),
+                    image.names.iter().map(|n| n.familiar()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            None => image.names.clone(),
+        };
+        let remaining = image.names.len() - untag.len();
+        let delete = remaining == 0 && users.is_empty();
+        let digest_str = image.digest.to_string();
+        let manifest_size = self.blob_size(&image.digest)?;
+        let manifest_media = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+        self.update_index(|descs| {
+            descs.retain(|d| {
+                if d.digest().to_string() != digest_str {
+                    return true;
+                }
+                match ref_name(d) {
+                    Some(n) => !untag.iter().any(|u| &u.to_string() == n),
+                    None => !delete,
+                }
+            });
+            // A forced removal of an image a container still runs leaves it dangling.
+            if remaining == 0 && !delete && !descs.iter().any(|d| d.digest().to_string() == digest_str) {
+                descs.push(descriptor(manifest_media.clone(), &image.digest, manifest_size, None));
+            }
+            Ok(())
+        })?;
+        out.extend(untag.iter().map(|n| Removed::Untagged(n.familiar())));
+        if delete {
+            out.push(Removed::Deleted(image.id.clone()));
+            self.collect_garbage_locked()?;
+        }
+        Ok(out)
+    }
+
+    /// Removes blobs and snapshots no image in `index.json` needs.
+    pub fn collect_garbage(&self) -> Result<GcStats, ImageError> {
+        let _gc = self.lock_gc()?;
+        self.collect_garbage_locked()
+    }
+
+    fn collect_garbage_locked(&self) -> Result<GcStats, ImageError> {
+        let mut blobs: BTreeSet<String> = BTreeSet::new();
+        let mut snapshots: BTreeSet<String> = BTreeSet::new();
+        for d in self.read_index()?.manifests() {
+            let digest = Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+            blobs.insert(digest.hex().to_string());
+            if !is_manifest(d) {
+                continue;
+            }
+            // A broken image keeps what it still names, and is not an error for the others.
+            let Ok(bytes) = self.read_blob(&digest) else { continue };
+            let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) else { continue };
+            blobs.insert(manifest.config().digest().digest().to_string());
+            for l in manifest.layers() {
+                blobs.insert(l.digest().digest().to_string());
+            }
+            if let Ok(id) = Digest::from_oci(manifest.config().digest())
+                && let Ok(cfg) = self.read_blob(&id)
+                && let Ok(cfg) = serde_json::from_slice::<ImageConfig>(&cfg)
+            {
+                snapshots.extend(cfg.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+            }
+        }
+        let mut stats = GcStats::default();
+        let blob_dir = self.root().join("blobs/sha256");
+        for e in std::fs::read_dir(&blob_dir).ctx(|| format!("reading {}", blob_dir.display()))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !blobs.contains(&name) {
+                stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(e.path()).ctx(|| format!("removing blob {name}"))?;
+                stats.blobs += 1;
+            }
+        }
+        for e in std::fs::read_dir(self.snapshots_dir()).ctx(|| "reading snapshots".into())?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !snapshots.contains(&name)
+                && let Ok(d) = Digest::from_str(&format!("sha256:{name}"))
+            {
+                self.remove_snapshot(&d)?;
+                stats.snapshots += 1;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Points `name` at `target` in `descs` (or removes it with `None`), keeping the image it
+/// leaves as a dangling entry when nothing else names it.
+fn point_name(descs: &mut Vec<Descriptor>, name: &ImageRef, target: Option<(&Digest, &MediaType, u64)>) {
+    let key = name.to_string();
+    if let Some(pos) = descs.iter().position(|d| ref_name(d) == Some(&key)) {
+        let old = descs.remove(pos);
+        let old_digest = old.digest().to_string();
+        let moving_to_same = target.is_some_and(|(d, _, _)| d.to_string() == old_digest);
+        if !moving_to_same && !descs.iter().any(|d| d.digest().to_string() == old_digest) {
+            let mut dangling = old;
+            dangling.set_annotations(None);
+            descs.push(dangling);
+        }
+    }
+    if let Some((digest, media, size)) = target {
+        // The image is named now: drop its dangling entry.
+        descs.retain(|d| !(d.digest().to_string() == digest.to_string() && ref_name(d).is_none()));
+        descs.push(descriptor(media.clone(), digest, size, Some(name)));
+    }
+}

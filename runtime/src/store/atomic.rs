@@ -1,0 +1,48 @@
+//! Atomic file writes: a temp file in the store's `tmp/`, fsync, rename over the target, fsync
+//! the directory. A reader sees the old file or the new one, never half of either, and a crash
+//! leaves at most a temp file that the next start removes.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+
+/// A unique name for a temp file or folder in `dir`.
+pub fn temp_path(dir: &Path, hint: &str) -> PathBuf {
+    let n: u64 = rand::rng().random();
+    dir.join(format!("{hint}-{}-{n:016x}", std::process::id()))
+}
+
+/// Writes `bytes` to `target` atomically, staging in `tmp_dir` (same filesystem).
+pub fn write_atomic(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(tmp_dir, "write");
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        rename_durable(&tmp, target)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Renames `from` to `to` and fsyncs `to`'s directory so the rename survives a crash.
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    sync_parent(to)
+}
+
+/// Fsyncs the directory holding `path`.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}

@@ -1,0 +1,419 @@
+//! The store: one root folder holding an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/…`) that skopeo and umoci read as it is, beside berth's own folders
+//! (`snapshots/` for unpacked layers, `tmp/` for writes in progress, `locks/`).
+//!
+//! Every blob is verified against its digest as it enters; every write is atomic; concurrent
+//! processes coordinate through [`lock`]; leftovers of a crash are removed by the next process
+//! that finds the store idle.
+
+pub mod atomic;
+pub mod lock;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+
+use crate::digest::{Digest, HashingWriter};
+pub use lock::LockGuard;
+
+/// The annotation that names an image in `index.json`: berth writes the full normalized
+/// reference (`docker.io/library/busybox:latest`), so `skopeo … oci:ROOT:docker.io/library/busybox:latest` works.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O failure, with what was being done.
+    #[error("{context}: {cause}")]
+    Io {
+        /// What berth was doing.
+        context: String,
+        /// The underlying error.
+        cause: io::Error,
+    },
+    /// A blob's content did not hash to the digest it was announced with.
+    #[error("blob digest mismatch: expected {expected}, got {actual} (the source is corrupt or was cut short; nothing was stored)")]
+    DigestMismatch {
+        /// The announced digest.
+        expected: Digest,
+        /// What the content hashed to.
+        actual: Digest,
+    },
+    /// A blob the store needs is not there.
+    #[error("blob {0} is missing from the store (run `berth system prune` and pull or import the image again)")]
+    MissingBlob(Digest),
+    /// A file in the store could not be parsed.
+    #[error("{what} is corrupt: {reason}")]
+    Corrupt {
+        /// Which file.
+        what: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Adds context to I/O errors.
+pub trait IoContext<T> {
+    /// Wraps the error with a description of what was being done.
+    fn ctx(self, f: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, f: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|cause| StoreError::Io { context: f(), cause })
+    }
+}
+
+/// A berth root folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The default root: `/var/lib/berth` for root, else `$XDG_DATA_HOME/berth`
+    /// (`~/.local/share/berth`).
+    pub fn default_root() -> PathBuf {
+        #[cfg(unix)]
+        if rustix::process::geteuid().is_root() {
+            return PathBuf::from("/var/lib/berth");
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("berth");
+        }
+        let home = std::env::var_os("HOME")
+            .or_else(|| std::env::var_os("USERPROFILE"))
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        home.join(".local/share/berth")
+    }
+
+    /// Opens the store at `root`, creating its layout if needed and, when no other process is
+    /// using it, removing what an interrupted process left behind.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let store = Store { root: root.into() };
+        for dir in [
+            store.root.join("blobs/sha256"),
+            store.tmp_dir(),
+            store.root.join("locks"),
+            store.snapshots_dir(),
+        ] {
+            fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        let layout = store.root.join("oci-layout");
+        if !layout.exists() {
+            store.write_file(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !store.index_path().exists() {
+            let _g = store.lock_index()?;
+            if !store.index_path().exists() {
+                store.write_index(&empty_index())?;
+            }
+        }
+        store.clean_leftovers()?;
+        Ok(store)
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where writes in progress are staged (same filesystem as everything else).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where unpacked layer snapshots live.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// `index.json`.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// The path of a blob.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Whether a blob is present.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Holds off garbage collection while content is added or used; see [`lock`].
+    pub fn lock_content(&self) -> Result<LockGuard> {
+        let p = self.root.join("locks/gc.lock");
+        lock::shared(&p).ctx(|| format!("locking {}", p.display()))
+    }
+
+    /// Excludes every other user of content, for garbage collection.
+    pub fn lock_gc(&self) -> Result<LockGuard> {
+        let p = self.root.join("locks/gc.lock");
+        lock::exclusive(&p).ctx(|| format!("locking {}", p.display()))
+    }
+
+    fn lock_index(&self) -> Result<LockGuard> {
+        let p = self.root.join("locks/index.lock");
+        lock::exclusive(&p).ctx(|| format!("locking {}", p.display()))
+    }
+
+    /// Writes a file of the store atomically.
+    pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        atomic::write_atomic(&self.tmp_dir(), path, bytes)
+            .ctx(|| format!("writing {}", path.display()))
+    }
+
+    /// A new unique path under `tmp/`.
+    pub fn temp_path(&self, hint: &str) -> PathBuf {
+        atomic::temp_path(&self.tmp_dir(), hint)
+    }
+
+    /// Stores `bytes` as a blob and returns its digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        if !self.has_blob(&digest) {
+            self.write_file(&self.blob_path(&digest), bytes)?;
+        }
+        Ok(digest)
+    }
+
+    /// Streams a blob into the store. With `expected`, the content must hash to it or nothing
+    /// is stored. Returns the digest and size.
+    pub fn put_blob_from(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
+        let mut writer = self.blob_writer()?;
+        io::copy(reader, &mut writer).ctx(|| match expected {
+            Some(d) => format!("copying blob {d}"),
+            None => "copying blob".to_string(),
+        })?;
+        writer.commit(expected)
+    }
+
+    /// A writer whose content becomes a blob on [`BlobWriter::commit`].
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let path = self.temp_path("blob");
+        let file = File::create(&path).ctx(|| format!("creating {}", path.display()))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            path,
+            inner: Some(HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file))),
+        })
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        File::open(self.blob_path(digest)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.clone()),
+            _ => StoreError::Io {
+                context: format!("opening blob {digest}"),
+                cause: e,
+            },
+        })
+    }
+
+    /// Reads a whole (small) blob, verifying its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open_blob(digest)?
+            .read_to_end(&mut bytes)
+            .ctx(|| format!("reading blob {digest}"))?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::Corrupt {
+                what: format!("blob {digest}"),
+                reason: format!("its content hashes to {actual}; remove the image and pull or import it again"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The size of a blob in bytes.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        fs::metadata(self.blob_path(digest))
+            .map(|m| m.len())
+            .map_err(|_| StoreError::MissingBlob(digest.clone()))
+    }
+
+    /// Reads `index.json`.
+    pub fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.index_path();
+        let bytes = fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<()> {
+        let bytes = serde_json::to_vec(index).expect("an index serializes");
+        self.write_file(&self.index_path(), &bytes)
+    }
+
+    /// Changes `index.json` under the index lock: `f` sees the current descriptors and edits
+    /// them; the result is written atomically.
+    pub fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<T>) -> Result<T> {
+        let _g = self.lock_index()?;
+        let mut index = self.read_index()?;
+        let mut manifests = index.manifests().clone();
+        let out = f(&mut manifests)?;
+        index.set_manifests(manifests);
+        self.write_index(&index)?;
+        Ok(out)
+    }
+
+    /// Removes temp files and half-made snapshots left by processes that died, if no process
+    /// is using the store right now.
+    fn clean_leftovers(&self) -> Result<()> {
+        let p = self.root.join("locks/gc.lock");
+        let Some(_g) = lock::try_exclusive(&p).ctx(|| format!("locking {}", p.display()))? else {
+            return Ok(());
+        };
+        let tmp = self.tmp_dir();
+        let entries = fs::read_dir(&tmp).ctx(|| format!("reading {}", tmp.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!("removing leftover {}: {e}", path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes a folder tree, first making folders writable so a read-only folder from an image
+/// does not stop it.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_first) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fn open_up(p: &Path) {
+                    if let Ok(m) = fs::symlink_metadata(p)
+                        && m.is_dir()
+                    {
+                        let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o700));
+                        if let Ok(rd) = fs::read_dir(p) {
+                            for e in rd.flatten() {
+                                open_up(&e.path());
+                            }
+                        }
+                    }
+                }
+                open_up(path);
+                return fs::remove_dir_all(path);
+            }
+            #[cfg(not(unix))]
+            Err(_first)
+        }
+    }
+}
+
+fn empty_index() -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::new())
+        .build()
+        .expect("an empty index is valid")
+}
+
+/// A blob being written; it enters the store only when committed and verified.
+pub struct BlobWriter {
+    store: Store,
+    path: PathBuf,
+    inner: Option<HashingWriter<io::BufWriter<File>>>,
+}
+
+impl BlobWriter {
+    /// Flushes, verifies against `expected` (if given) and moves the blob into place.
+    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let inner = self.inner.take().expect("committed once");
+        let (digest, size, buf) = inner.finish();
+        let file = buf
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .ctx(|| format!("writing {}", self.path.display()))?;
+        if let Some(expected) = expected
+            && expected != &digest
+        {
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        let target = self.store.blob_path(&digest);
+        if target.exists() {
+            return Ok((digest, size));
+        }
+        file.sync_all()
+            .ctx(|| format!("syncing {}", self.path.display()))?;
+        drop(file);
+        atomic::rename_durable(&self.path, &target)
+            .ctx(|| format!("storing blob {digest}"))?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // Whatever was not committed (an error, a mismatch, a panic) leaves nothing behind.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = store.put_blob(b"hello").unwrap();
+        assert_eq!(store.read_blob(&d).unwrap(), b"hello");
+        let wrong = Digest::of(b"other");
+        let err = store
+            .put_blob_from(&mut &b"hello"[..], Some(&wrong))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        assert!(!store.has_blob(&wrong));
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn layout_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(dir.path().join("oci-layout").is_file());
+        assert!(store.read_index().unwrap().manifests().is_empty());
+    }
+}
