@@ -21,7 +21,9 @@ pub enum EditError {
     #[error(transparent)]
     Expand(#[from] dockerfile::ExpandError),
     /// The instruction changes files, not the config.
-    #[error("{0} cannot be applied as a config change (allowed: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL, MAINTAINER)")]
+    #[error(
+        "{0} cannot be applied as a config change (allowed: CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL, MAINTAINER)"
+    )]
     NotAChange(String),
     /// A value is malformed.
     #[error("{0}")]
@@ -39,7 +41,10 @@ pub struct ConfigEditor<'a> {
 impl<'a> ConfigEditor<'a> {
     /// Starts editing `config`.
     pub fn new(config: &'a mut ImageConfig) -> Self {
-        ConfigEditor { config, cmd_set: false }
+        ConfigEditor {
+            config,
+            cmd_set: false,
+        }
     }
 
     /// The config's environment as a lookup for substitution.
@@ -93,7 +98,12 @@ impl<'a> ConfigEditor<'a> {
 
     /// Applies a metadata instruction; `args` are build args in scope (the config's ENV wins
     /// over an ARG of the same name).
-    pub fn apply(&mut self, instr: &Instruction, escape: char, args: &BTreeMap<String, String>) -> Result<(), EditError> {
+    pub fn apply(
+        &mut self,
+        instr: &Instruction,
+        escape: char,
+        args: &BTreeMap<String, String>,
+    ) -> Result<(), EditError> {
         let mut scope = args.clone();
         scope.extend(self.env());
         let lookup = |k: &str| scope.get(k).cloned();
@@ -118,7 +128,10 @@ impl<'a> ConfigEditor<'a> {
                 let env = rc.env.get_or_insert_with(Vec::new);
                 for (k, v) in pairs {
                     let entry = format!("{k}={v}");
-                    match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |p| p.0) == k) {
+                    match env
+                        .iter_mut()
+                        .find(|e| e.split_once('=').map_or(e.as_str(), |p| p.0) == k)
+                    {
                         Some(e) => *e = entry,
                         None => env.push(entry),
                     }
@@ -136,7 +149,11 @@ impl<'a> ConfigEditor<'a> {
                 }
             }
             InstructionKind::Label(pairs) => {
-                let labels = self.config.run_config_mut().labels.get_or_insert_with(BTreeMap::new);
+                let labels = self
+                    .config
+                    .run_config_mut()
+                    .labels
+                    .get_or_insert_with(BTreeMap::new);
                 for (k, v) in pairs {
                     labels.insert(k.clone(), v.clone());
                 }
@@ -144,7 +161,11 @@ impl<'a> ConfigEditor<'a> {
             InstructionKind::Maintainer(m) => self.config.author = Some(m.clone()),
             InstructionKind::Onbuild(inner) => {
                 let text = inner.original.clone();
-                self.config.run_config_mut().on_build.get_or_insert_with(Vec::new).push(text);
+                self.config
+                    .run_config_mut()
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(text);
             }
             InstructionKind::User(u) => self.config.run_config_mut().user = Some(u.clone()),
             InstructionKind::Volume(vs) => {
@@ -178,7 +199,9 @@ impl<'a> ConfigEditor<'a> {
                     },
                     Healthcheck::Cmd { command, options } => {
                         let test = match command {
-                            Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                            Command::Exec(v) => std::iter::once("CMD".to_string())
+                                .chain(v.iter().cloned())
+                                .collect(),
                             Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
                         };
                         let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
@@ -203,7 +226,11 @@ impl<'a> ConfigEditor<'a> {
 
 /// `WORKDIR` relative to the previous one, cleaned.
 pub fn join_workdir(base: &str, w: &str) -> String {
-    let joined = if w.starts_with('/') { w.to_string() } else { format!("{base}/{w}") };
+    let joined = if w.starts_with('/') {
+        w.to_string()
+    } else {
+        format!("{base}/{w}")
+    };
     let mut parts: Vec<&str> = Vec::new();
     for p in joined.split('/') {
         match p {
@@ -219,7 +246,11 @@ pub fn join_workdir(base: &str, w: &str) -> String {
 
 /// `8080`, `8080/udp`, `8000-8002/tcp` into `PORT/PROTO` keys.
 fn expand_port(spec: &str) -> Result<Vec<String>, EditError> {
-    let bad = || EditError::Invalid(format!("EXPOSE {spec:?}: expected PORT[-PORT][/tcp|udp|sctp]"));
+    let bad = || {
+        EditError::Invalid(format!(
+            "EXPOSE {spec:?}: expected PORT[-PORT][/tcp|udp|sctp]"
+        ))
+    };
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
@@ -237,9 +268,9 @@ fn expand_port(spec: &str) -> Result<Vec<String>, EditError> {
 /// Whether `s` names a signal (SIGTERM, TERM, 15).
 pub fn valid_signal(s: &str) -> bool {
     const NAMES: [&str; 31] = [
-        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM",
-        "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF",
-        "WINCH", "IO", "PWR", "SYS",
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
     ];
     if let Ok(n) = s.parse::<u32>() {
         return (1..=64).contains(&n);
@@ -267,16 +298,24 @@ mod tests {
         let c = edited(&[r#"CMD ["/bin/sh"]"#]);
         assert_eq!(c.config.unwrap().cmd.unwrap(), vec!["/bin/sh"]);
         let c = edited(&["CMD echo hi"]);
-        assert_eq!(c.config.unwrap().cmd.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            c.config.unwrap().cmd.unwrap(),
+            vec!["/bin/sh", "-c", "echo hi"]
+        );
         let c = edited(&[r#"SHELL ["/bin/bash", "-ec"]"#, "ENTRYPOINT run"]);
-        assert_eq!(c.config.unwrap().entrypoint.unwrap(), vec!["/bin/bash", "-ec", "run"]);
+        assert_eq!(
+            c.config.unwrap().entrypoint.unwrap(),
+            vec!["/bin/bash", "-ec", "run"]
+        );
     }
 
     #[test]
     fn entrypoint_resets_inherited_cmd_only() {
         let mut c = ImageConfig::default();
         c.run_config_mut().cmd = Some(vec!["old".into()]);
-        ConfigEditor::new(&mut c).apply_text(r#"ENTRYPOINT ["/e"]"#).unwrap();
+        ConfigEditor::new(&mut c)
+            .apply_text(r#"ENTRYPOINT ["/e"]"#)
+            .unwrap();
         assert_eq!(c.config.as_ref().unwrap().cmd, None);
         let c = edited(&[r#"CMD ["c"]"#, r#"ENTRYPOINT ["/e"]"#]);
         assert_eq!(c.config.unwrap().cmd.unwrap(), vec!["c"]);
@@ -313,9 +352,13 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_change() {
         let mut c = ImageConfig::default();
-        let e = ConfigEditor::new(&mut c).apply_text("RUN true").unwrap_err();
+        let e = ConfigEditor::new(&mut c)
+            .apply_text("RUN true")
+            .unwrap_err();
         assert!(e.to_string().contains("RUN cannot be applied"), "{e}");
-        let e = ConfigEditor::new(&mut c).apply_text("STOPSIGNAL NOPE").unwrap_err();
+        let e = ConfigEditor::new(&mut c)
+            .apply_text("STOPSIGNAL NOPE")
+            .unwrap_err();
         assert!(e.to_string().contains("not a signal"), "{e}");
     }
 }

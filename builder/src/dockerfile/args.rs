@@ -214,7 +214,7 @@ pub(crate) enum Json {
     /// A JSON array of strings.
     Strings(Vec<String>),
     /// Not JSON (or not an array): the shell form.
-    NotJson,
+    Text,
     /// A JSON array holding something other than strings: an error in BuildKit.
     NotStrings,
 }
@@ -222,7 +222,7 @@ pub(crate) enum Json {
 /// Reads `text` as a JSON array of strings if it is one.
 pub(crate) fn parse_json(text: &str) -> Json {
     if !text.trim_start().starts_with('[') {
-        return Json::NotJson;
+        return Json::Text;
     }
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Array(items)) => items
@@ -233,7 +233,7 @@ pub(crate) fn parse_json(text: &str) -> Json {
             })
             .collect::<Option<Vec<_>>>()
             .map_or(Json::NotStrings, Json::Strings),
-        _ => Json::NotJson,
+        _ => Json::Text,
     }
 }
 
@@ -279,9 +279,9 @@ mod tests {
             parse_json(r#"["a", "b"]"#),
             Json::Strings(vec!["a".into(), "b".into()])
         );
-        assert_eq!(parse_json("['a']"), Json::NotJson);
-        assert_eq!(parse_json(r#"["a"] x"#), Json::NotJson);
+        assert_eq!(parse_json("['a']"), Json::Text);
+        assert_eq!(parse_json(r#"["a"] x"#), Json::Text);
         assert_eq!(parse_json("[1]"), Json::NotStrings);
-        assert_eq!(parse_json("echo"), Json::NotJson);
+        assert_eq!(parse_json("echo"), Json::Text);
     }
 }

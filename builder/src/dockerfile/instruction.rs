@@ -19,6 +19,23 @@ pub struct Instruction {
     pub kind: InstructionKind,
 }
 
+impl Instruction {
+    /// The instruction as it could be written back: [`Instruction::original`] followed by
+    /// each heredoc body and terminator.
+    ///
+    /// This is what BuildKit stores for an `ONBUILD` trigger, and what a cache key needs
+    /// (`original` alone leaves heredoc bodies out).
+    pub fn with_heredocs(&self) -> String {
+        let mut text = self.original.clone();
+        for heredoc in self.kind.heredocs() {
+            text.push('\n');
+            text.push_str(&heredoc.content);
+            text.push_str(&heredoc.name);
+        }
+        text
+    }
+}
+
 /// The instruction proper.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstructionKind {
@@ -283,6 +300,23 @@ impl InstructionKind {
     }
 
     /// Heredocs of this instruction in source order (looking inside `ONBUILD`).
+    pub fn heredocs(&self) -> Vec<&Heredoc> {
+        match self {
+            InstructionKind::Run { heredocs, .. } => heredocs.iter().collect(),
+            InstructionKind::Add(spec) | InstructionKind::Copy(spec) => spec
+                .sources
+                .iter()
+                .filter_map(|s| match s {
+                    CopySource::Heredoc(h) => Some(h),
+                    CopySource::Path(_) => None,
+                })
+                .collect(),
+            InstructionKind::Onbuild(inner) => inner.kind.heredocs(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Mutable access to the heredocs, in the order of [`InstructionKind::heredocs`].
     pub(crate) fn heredocs_mut(&mut self) -> Vec<&mut Heredoc> {
         match self {
             InstructionKind::Run { heredocs, .. } => heredocs.iter_mut().collect(),

@@ -285,7 +285,7 @@ impl<'l> LineParser<'l> {
         match args::parse_json(text) {
             Json::Strings(argv) => Ok(Command::Exec(argv)),
             Json::NotStrings => Err(self.error(offset, NOT_STRINGS)),
-            Json::NotJson => Ok(Command::Shell(text.to_string())),
+            Json::Text => Ok(Command::Shell(text.to_string())),
         }
     }
 
@@ -294,7 +294,7 @@ impl<'l> LineParser<'l> {
         match args::parse_json(parts.args) {
             Json::Strings(argv) if !argv.is_empty() => Ok(InstructionKind::Shell(argv)),
             Json::NotStrings => Err(self.error(parts.args_offset, NOT_STRINGS)),
-            Json::NotJson if !parts.args.is_empty() => Err(self.error(
+            Json::Text if !parts.args.is_empty() => Err(self.error(
                 parts.args_offset,
                 "SHELL requires the arguments to be in JSON form",
             )),
@@ -363,7 +363,7 @@ impl<'l> LineParser<'l> {
                 true,
             )),
             Json::NotStrings => Err(self.error(parts.args_offset, NOT_STRINGS)),
-            Json::NotJson => Ok((args::split_whitespace(parts.args, parts.args_offset), false)),
+            Json::Text => Ok((args::split_whitespace(parts.args, parts.args_offset), false)),
         }
     }
 

@@ -42,68 +42,80 @@ impl Pattern {
         Ok(Pattern { tokens })
     }
 
-    /// Whether the whole of `text` matches.
-    fn matches(&self, text: &[char]) -> bool {
-        // Iterative wildcard matching: remember the last `*` and retry it one character longer.
-        let (mut t, mut p) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match self.tokens.get(p) {
-                Some(Token::AnyChar) => {
-                    t += 1;
-                    p += 1;
+    /// For each `k` in `0..=text.len()`, whether `text[..k]` matches the whole pattern.
+    ///
+    /// Simulates the pattern as an NFA over token positions: O(text × pattern).
+    fn prefix_matches<'c>(
+        &self,
+        text: impl Iterator<Item = &'c char>,
+        tokens: &[Token],
+    ) -> Vec<bool> {
+        let close = |states: &mut Vec<bool>| {
+            for p in 0..tokens.len() {
+                if states[p] && tokens[p] == Token::AnyRun {
+                    states[p + 1] = true;
                 }
-                Some(Token::Literal(c)) if *c == text[t] => {
-                    t += 1;
-                    p += 1;
+            }
+        };
+        let mut states = vec![false; tokens.len() + 1];
+        states[0] = true;
+        close(&mut states);
+        let mut ends = vec![states[tokens.len()]];
+        for &c in text {
+            let mut next = vec![false; tokens.len() + 1];
+            for (p, token) in tokens.iter().enumerate() {
+                if !states[p] {
+                    continue;
                 }
-                Some(Token::AnyRun) => {
-                    star = Some((p, t));
-                    p += 1;
+                match token {
+                    Token::AnyRun => next[p] = true,
+                    Token::AnyChar => next[p + 1] = true,
+                    Token::Literal(l) if *l == c => next[p + 1] = true,
+                    Token::Literal(_) => {}
                 }
-                _ => match star {
-                    Some((sp, st)) => {
-                        p = sp + 1;
-                        t = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
+            }
+            close(&mut next);
+            states = next;
+            ends.push(states[tokens.len()]);
+            if !states.contains(&true) {
+                break;
             }
         }
-        self.tokens[p..].iter().all(|tok| *tok == Token::AnyRun)
+        ends
     }
 
     /// `value` without its shortest (or, if `longest`, longest) matching prefix.
     pub(crate) fn trim_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let ends: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new((0..=chars.len()).rev())
+        let ends = self.prefix_matches(chars.iter(), &self.tokens);
+        let mut matching = ends.iter().enumerate().filter(|(_, m)| **m).map(|(k, _)| k);
+        let cut = if longest {
+            matching.next_back()
         } else {
-            Box::new(0..=chars.len())
+            matching.next()
         };
-        for end in ends {
-            if self.matches(&chars[..end]) {
-                return chars[end..].iter().collect();
-            }
+        match cut {
+            Some(k) => chars[k..].iter().collect(),
+            None => value.to_string(),
         }
-        value.to_string()
     }
 
     /// `value` without its shortest (or, if `longest`, longest) matching suffix.
     pub(crate) fn trim_suffix(&self, value: &str, longest: bool) -> String {
+        // A suffix matches the pattern exactly when its reverse matches the reversed pattern.
         let chars: Vec<char> = value.chars().collect();
-        let starts: Box<dyn Iterator<Item = usize>> = if longest {
-            Box::new(0..=chars.len())
+        let reversed: Vec<Token> = self.tokens.iter().rev().copied().collect();
+        let ends = self.prefix_matches(chars.iter().rev(), &reversed);
+        let mut matching = ends.iter().enumerate().filter(|(_, m)| **m).map(|(k, _)| k);
+        let cut = if longest {
+            matching.next_back()
         } else {
-            Box::new((0..=chars.len()).rev())
+            matching.next()
         };
-        for start in starts {
-            if self.matches(&chars[start..]) {
-                return chars[..start].iter().collect();
-            }
+        match cut {
+            Some(k) => chars[..chars.len() - k].iter().collect(),
+            None => value.to_string(),
         }
-        value.to_string()
     }
 
     /// `value` with the leftmost-longest match (or every match, if `all`) replaced.
@@ -113,9 +125,11 @@ impl Pattern {
         let mut i = 0;
         let mut last_end: Option<usize> = None;
         while i <= chars.len() {
-            let found = (i..=chars.len())
-                .rev()
-                .find(|&end| self.matches(&chars[i..end]));
+            let found = self
+                .prefix_matches(chars[i..].iter(), &self.tokens)
+                .iter()
+                .rposition(|m| *m)
+                .map(|len| i + len);
             match found {
                 // As in Go's regexp, an empty match right after the previous match is skipped.
                 Some(end) if !(end == i && last_end == Some(i)) => {
@@ -163,5 +177,12 @@ mod tests {
         assert_eq!(p.replace("foo", "0", true), "f00");
         assert!(Pattern::new("\\a").is_err());
         assert_eq!(Pattern::new("\\*").unwrap().trim_prefix("*x", false), "x");
+        let p = Pattern::new("a*b?").unwrap();
+        assert_eq!(p.trim_suffix("xxab1ab2", false), "xxab1");
+        assert_eq!(p.trim_suffix("xxab1ab2", true), "xx");
+        assert_eq!(Pattern::new("").unwrap().replace("ab", "-", true), "-a-b-");
+        assert_eq!(Pattern::new("*").unwrap().replace("abc", "X", true), "X");
+        let long = "p:".repeat(5000);
+        assert_eq!(Pattern::new("*:").unwrap().trim_prefix(&long, true), "");
     }
 }

@@ -7,6 +7,10 @@
 //! values. Never `COPY --from` ("COPY --from takes no variables"), nor the bodies of `RUN`,
 //! `CMD`, `ENTRYPOINT`, `SHELL`, `HEALTHCHECK`, `ONBUILD` or `MAINTAINER`: those go to a
 //! shell or are stored as written.
+//!
+//! Which variables are in scope is the caller's business: BuildKit expands `FROM` with the
+//! ARGs declared before the first `FROM` only, and other instructions with the stage's ARGs
+//! and ENV.
 
 use super::error::ExpandError;
 use super::expand::{Env, expand_heredoc, expand_word, expand_words};

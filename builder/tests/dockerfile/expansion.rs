@@ -6,7 +6,12 @@ use super::{env, strings};
 
 #[test]
 fn substitution_forms() {
-    let vars = env(&[("A", "a"), ("E", ""), ("B", "b c"), ("P", "dir/sub/file.tar.gz")]);
+    let vars = env(&[
+        ("A", "a"),
+        ("E", ""),
+        ("B", "b c"),
+        ("P", "dir/sub/file.tar.gz"),
+    ]);
     let table = [
         ("$A", "a"),
         ("${A}", "a"),
@@ -45,7 +50,11 @@ fn substitution_forms() {
         ("$B", "b c"),
     ];
     for (word, expected) in table {
-        assert_eq!(expand_word(word, &vars, '\\').as_deref(), Ok(expected), "{word}");
+        assert_eq!(
+            expand_word(word, &vars, '\\').as_deref(),
+            Ok(expected),
+            "{word}"
+        );
     }
 }
 
@@ -72,15 +81,24 @@ fn errors() {
         ("${A:x}", "unsupported modifier (:x) in substitution"),
         ("${A:#x}", "unsupported modifier (:#) in substitution"),
         ("${A^}", "unsupported modifier (^) in substitution"),
-        ("'open", "unexpected end of statement while looking for matching single-quote"),
-        ("\"open", "unexpected end of statement while looking for matching double-quote"),
+        (
+            "'open",
+            "unexpected end of statement while looking for matching single-quote",
+        ),
+        (
+            "\"open",
+            "unexpected end of statement while looking for matching double-quote",
+        ),
         ("${A/x", "syntax error: missing '/' in ${}"),
     ];
     for (word, message) in table {
         let err = expand_word(word, &vars, '\\').unwrap_err();
         assert_eq!(err.message, message, "{word}");
         assert_eq!(err.word, word);
-        assert_eq!(err.to_string(), format!("failed to process {word:?}: {message}"));
+        assert_eq!(
+            err.to_string(),
+            format!("failed to process {word:?}: {message}")
+        );
     }
 }
 
@@ -96,6 +114,10 @@ fn word_splitting() {
         ("pre$P", &["pre80", "443/udp"]),
     ];
     for (word, expected) in table {
-        assert_eq!(expand_words(word, &vars, '\\'), Ok(strings(expected)), "{word}");
+        assert_eq!(
+            expand_words(word, &vars, '\\'),
+            Ok(strings(expected)),
+            "{word}"
+        );
     }
 }

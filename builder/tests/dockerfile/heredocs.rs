@@ -18,9 +18,9 @@ fn run_heredocs(source: &str) -> (Command, Vec<Heredoc>, usize) {
     let file = parse(source).unwrap_or_else(|e| panic!("{source:?}: {e}"));
     let run = &file.instructions[1];
     match &run.kind {
-        InstructionKind::Run { command, heredocs, .. } => {
-            (command.clone(), heredocs.clone(), run.end_line)
-        }
+        InstructionKind::Run {
+            command, heredocs, ..
+        } => (command.clone(), heredocs.clone(), run.end_line),
         other => panic!("{other:?}"),
     }
 }
@@ -55,13 +55,21 @@ fn run_heredocs_table() {
         (
             "FROM x\nRUN <<A cat - <<B > out\na1\nA\nb1\nb2\nB\n",
             "<<A cat - <<B > out",
-            vec![heredoc("A", "a1\n", true, false), heredoc("B", "b1\nb2\n", true, false)],
+            vec![
+                heredoc("A", "a1\n", true, false),
+                heredoc("B", "b1\nb2\n", true, false),
+            ],
             7,
         ),
         (
             "FROM x\nRUN python3 <<EOF\n\nprint('# not a comment')\r\nEOF\r\n",
             "python3 <<EOF",
-            vec![heredoc("EOF", "\nprint('# not a comment')\r\n", true, false)],
+            vec![heredoc(
+                "EOF",
+                "\nprint('# not a comment')\r\n",
+                true,
+                false,
+            )],
             5,
         ),
         (
@@ -93,8 +101,13 @@ fn heredoc_with_fd() {
 
 #[test]
 fn copy_heredocs() {
-    let file = parse("FROM x\nCOPY <<A --chmod=x <<\"B\" /dir/\na\nA\nb $V\nB\nCOPY f <<-C /c\n\tc\n\tC\nRUN x").unwrap();
-    let InstructionKind::Copy(spec) = &file.instructions[1].kind else { panic!() };
+    let file = parse(
+        "FROM x\nCOPY <<A --chmod=x <<\"B\" /dir/\na\nA\nb $V\nB\nCOPY f <<-C /c\n\tc\n\tC\nRUN x",
+    )
+    .unwrap();
+    let InstructionKind::Copy(spec) = &file.instructions[1].kind else {
+        panic!()
+    };
     assert_eq!(
         spec.sources,
         [
@@ -105,7 +118,9 @@ fn copy_heredocs() {
     );
     assert_eq!(spec.dest, "/dir/");
     assert_eq!(file.instructions[1].end_line, 6);
-    let InstructionKind::Copy(spec) = &file.instructions[2].kind else { panic!() };
+    let InstructionKind::Copy(spec) = &file.instructions[2].kind else {
+        panic!()
+    };
     assert_eq!(
         spec.sources,
         [
@@ -119,8 +134,12 @@ fn copy_heredocs() {
 #[test]
 fn copy_heredoc_content_expands_only_when_unquoted() {
     let file = parse("FROM x\nCOPY <<A <<'B' /d/\n$V \"q\" \\$V\nA\n$V\nB").unwrap();
-    let expanded = file.instructions[1].expand(&env(&[("V", "v")]), '\\').unwrap();
-    let InstructionKind::Copy(spec) = expanded.kind else { panic!() };
+    let expanded = file.instructions[1]
+        .expand(&env(&[("V", "v")]), '\\')
+        .unwrap();
+    let InstructionKind::Copy(spec) = expanded.kind else {
+        panic!()
+    };
     assert_eq!(
         spec.sources,
         [
@@ -133,9 +152,21 @@ fn copy_heredoc_content_expands_only_when_unquoted() {
 #[test]
 fn onbuild_heredoc() {
     let file = parse("FROM x\nONBUILD RUN <<EOF\nmake\nEOF\nCMD y").unwrap();
-    let InstructionKind::Onbuild(inner) = &file.instructions[1].kind else { panic!() };
-    let InstructionKind::Run { heredocs, .. } = &inner.kind else { panic!() };
+    let InstructionKind::Onbuild(inner) = &file.instructions[1].kind else {
+        panic!()
+    };
+    let InstructionKind::Run { heredocs, .. } = &inner.kind else {
+        panic!()
+    };
     assert_eq!(heredocs, &[heredoc("EOF", "make\n", true, false)]);
     assert_eq!(file.instructions[1].end_line, 4);
     assert_eq!(file.instructions.len(), 3);
+    // What BuildKit stores as the trigger: the text with heredoc bodies put back.
+    assert_eq!(inner.with_heredocs(), "RUN <<EOF\nmake\nEOF");
+    assert_eq!(
+        file.instructions[1].with_heredocs(),
+        "ONBUILD RUN <<EOF\nmake\nEOF"
+    );
+    let reparsed = parse(&format!("FROM x\n{}", inner.with_heredocs())).unwrap();
+    assert_eq!(reparsed.instructions[1].kind, inner.kind);
 }

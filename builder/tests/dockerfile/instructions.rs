@@ -74,34 +74,74 @@ fn every_instruction_parses_into_its_variant() {
         (r#"CMD ["echo", "hi"]"#, K::Cmd(exec(&["echo", "hi"]))),
         ("CMD []", K::Cmd(exec(&[]))),
         ("ENTRYPOINT top -b", K::Entrypoint(shell("top -b"))),
-        (r#"ENTRYPOINT ["top", "-b"]"#, K::Entrypoint(exec(&["top", "-b"]))),
-        (r#"SHELL ["/bin/bash", "-c"]"#, K::Shell(strings(&["/bin/bash", "-c"]))),
+        (
+            r#"ENTRYPOINT ["top", "-b"]"#,
+            K::Entrypoint(exec(&["top", "-b"])),
+        ),
+        (
+            r#"SHELL ["/bin/bash", "-c"]"#,
+            K::Shell(strings(&["/bin/bash", "-c"])),
+        ),
         (
             r#"LABEL a=1 "b c"="d e" f='g'"#,
             K::Label(pairs(&[("a", "1"), (r#""b c""#, r#""d e""#), ("f", "'g'")])),
         ),
-        ("LABEL legacy some value", K::Label(pairs(&[("legacy", "some value")]))),
-        ("MAINTAINER Jo <jo@example.com>", K::Maintainer("Jo <jo@example.com>".into())),
-        ("EXPOSE 80 443/tcp  53/udp", K::Expose(strings(&["80", "443/tcp", "53/udp"]))),
+        (
+            "LABEL legacy some value",
+            K::Label(pairs(&[("legacy", "some value")])),
+        ),
+        (
+            "MAINTAINER Jo <jo@example.com>",
+            K::Maintainer("Jo <jo@example.com>".into()),
+        ),
+        (
+            "EXPOSE 80 443/tcp  53/udp",
+            K::Expose(strings(&["80", "443/tcp", "53/udp"])),
+        ),
         (
             r#"ENV A=1 B="two words" C=a\ b"#,
-            K::Env(pairs(&[("A", "1"), ("B", r#""two words""#), ("C", r"a\ b")])),
+            K::Env(pairs(&[
+                ("A", "1"),
+                ("B", r#""two words""#),
+                ("C", r"a\ b"),
+            ])),
         ),
-        ("ENV PATH /usr/bin:$PATH  x", K::Env(pairs(&[("PATH", "/usr/bin:$PATH  x")]))),
+        (
+            "ENV PATH /usr/bin:$PATH  x",
+            K::Env(pairs(&[("PATH", "/usr/bin:$PATH  x")])),
+        ),
         ("ENV EMPTY=", K::Env(pairs(&[("EMPTY", "")]))),
         ("COPY a b /dst/", K::Copy(copy(&["a", "b"], "/dst/"))),
-        (r#"COPY ["a b", "/dst dir/"]"#, K::Copy(copy(&["a b"], "/dst dir/"))),
-        ("ADD https://example.com/x.tgz /x", K::Add(copy(&["https://example.com/x.tgz"], "/x"))),
+        (
+            r#"COPY ["a b", "/dst dir/"]"#,
+            K::Copy(copy(&["a b"], "/dst dir/")),
+        ),
+        (
+            "ADD https://example.com/x.tgz /x",
+            K::Add(copy(&["https://example.com/x.tgz"], "/x")),
+        ),
         ("VOLUME /a /b", K::Volume(strings(&["/a", "/b"]))),
-        (r#"VOLUME ["/a", " /b "]"#, K::Volume(strings(&["/a", "/b"]))),
+        (
+            r#"VOLUME ["/a", " /b "]"#,
+            K::Volume(strings(&["/a", "/b"])),
+        ),
         ("USER app:app", K::User("app:app".into())),
         ("WORKDIR /my dir", K::Workdir("/my dir".into())),
         (
             "ARG A B=2 C=",
             K::Arg(vec![
-                ArgDecl { name: "A".into(), default: None },
-                ArgDecl { name: "B".into(), default: Some("2".into()) },
-                ArgDecl { name: "C".into(), default: Some("".into()) },
+                ArgDecl {
+                    name: "A".into(),
+                    default: None,
+                },
+                ArgDecl {
+                    name: "B".into(),
+                    default: Some("2".into()),
+                },
+                ArgDecl {
+                    name: "C".into(),
+                    default: Some("".into()),
+                },
             ]),
         ),
         ("STOPSIGNAL SIGTERM", K::Stopsignal("SIGTERM".into())),
@@ -121,8 +161,9 @@ fn every_instruction_parses_into_its_variant() {
 
 #[test]
 fn from_forms() {
-    let file = parse("ARG V=1\nFROM --platform=$P alpine:$V AS Build\nFROM build\nfrom x as y-1.z_")
-        .unwrap();
+    let file =
+        parse("ARG V=1\nFROM --platform=$P alpine:$V AS Build\nFROM build\nfrom x as y-1.z_")
+            .unwrap();
     let kinds: Vec<_> = file.instructions.iter().map(|i| i.kind.clone()).collect();
     assert_eq!(
         kinds[1],
@@ -134,7 +175,11 @@ fn from_forms() {
     );
     assert_eq!(
         kinds[2],
-        InstructionKind::From { image: "build".into(), name: None, platform: None }
+        InstructionKind::From {
+            image: "build".into(),
+            name: None,
+            platform: None
+        }
     );
     assert!(matches!(&kinds[3], InstructionKind::From { name: Some(n), .. } if n == "y-1.z_"));
 }
@@ -162,7 +207,14 @@ fn run_flags() {
          --mount=type=tmpfs,dst=/tmp,size=64m \\\n\
          --network=none --security=insecure make",
     );
-    let InstructionKind::Run { mounts, network, security, command, .. } = kind else {
+    let InstructionKind::Run {
+        mounts,
+        network,
+        security,
+        command,
+        ..
+    } = kind
+    else {
         panic!("not RUN: {kind:?}");
     };
     assert_eq!(network, Some(NetworkMode::None));
@@ -171,17 +223,29 @@ fn run_flags() {
     let kinds: Vec<MountKind> = mounts.iter().map(|m| m.kind).collect();
     assert_eq!(
         kinds,
-        [MountKind::Cache, MountKind::Secret, MountKind::Bind, MountKind::Ssh, MountKind::Tmpfs]
+        [
+            MountKind::Cache,
+            MountKind::Secret,
+            MountKind::Bind,
+            MountKind::Ssh,
+            MountKind::Tmpfs
+        ]
     );
     let cache = &mounts[0];
     assert_eq!(cache.target.as_deref(), Some("/root/.cache"));
     assert_eq!(cache.id.as_deref(), Some("pip"));
     assert_eq!(cache.sharing.as_deref(), Some("locked"));
     assert_eq!(cache.mode.as_deref(), Some("0755"));
-    assert_eq!((cache.uid.as_deref(), cache.gid.as_deref()), (Some("1000"), Some("1000")));
+    assert_eq!(
+        (cache.uid.as_deref(), cache.gid.as_deref()),
+        (Some("1000"), Some("1000"))
+    );
     assert!(!cache.readonly);
     let secret = &mounts[1];
-    assert_eq!((secret.env.as_deref(), secret.required), (Some("TOKEN"), true));
+    assert_eq!(
+        (secret.env.as_deref(), secret.required),
+        (Some("TOKEN"), true)
+    );
     let bind = &mounts[2];
     assert_eq!(bind.from.as_deref(), Some("build"));
     assert_eq!(bind.source.as_deref(), Some("/out"));
@@ -244,7 +308,10 @@ fn healthcheck_options() {
             },
         })
     );
-    assert_eq!(one("healthcheck none"), InstructionKind::Healthcheck(Healthcheck::None));
+    assert_eq!(
+        one("healthcheck none"),
+        InstructionKind::Healthcheck(Healthcheck::None)
+    );
 }
 
 #[test]
@@ -256,7 +323,9 @@ fn onbuild_wraps_an_instruction() {
         panic!("{onbuild:?}")
     };
     assert_eq!(inner.original, "RUN --mount=target=/x make   all");
-    assert!(matches!(&inner.kind, InstructionKind::Run { command: Command::Shell(s), .. } if s == "make   all"));
+    assert!(
+        matches!(&inner.kind, InstructionKind::Run { command: Command::Shell(s), .. } if s == "make   all")
+    );
 }
 
 #[test]
@@ -269,6 +338,10 @@ fn keywords_are_case_insensitive_and_located() {
         .collect();
     assert_eq!(
         found,
-        [(1, 1, "from alpine"), (3, 4, "RuN echo   hi"), (5, 5, "Cmd x")]
+        [
+            (1, 1, "from alpine"),
+            (3, 4, "RuN echo   hi"),
+            (5, 5, "Cmd x")
+        ]
     );
 }

@@ -6,13 +6,80 @@ use proptest::prelude::*;
 use super::env;
 
 const TOKENS: &[&str] = &[
-    "FROM", "from", "RUN", "CMD", "ENTRYPOINT", "SHELL", "LABEL", "MAINTAINER", "EXPOSE", "ENV",
-    "ADD", "COPY", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK",
-    "NONE", "AS", "alpine", "x", "/dst/", " ", "  ", "\t", "\n", "\r\n", "\\", "\\\n", "`", "`\n",
-    "#", "# escape=`\n", "# syntax=x\n", "# check=y\n", "\"", "'", "[", "]", ",", "=", "$", "${",
-    "}", ":-", ":?", "#", "%", "/", "<<", "<<-", "EOF", "\nEOF\n", "<<EOF", "<<'EOF'", "3<<A",
-    "--mount=", "type=cache", "type=secret", "target=/x", "--from=", "--chown=", "--link",
-    "--platform=", "--interval=", "1m30s", "--retries=", "--", "-", "é", "\u{feff}", "\0",
+    "FROM",
+    "from",
+    "RUN",
+    "CMD",
+    "ENTRYPOINT",
+    "SHELL",
+    "LABEL",
+    "MAINTAINER",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "NONE",
+    "AS",
+    "alpine",
+    "x",
+    "/dst/",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\\",
+    "\\\n",
+    "`",
+    "`\n",
+    "#",
+    "# escape=`\n",
+    "# syntax=x\n",
+    "# check=y\n",
+    "\"",
+    "'",
+    "[",
+    "]",
+    ",",
+    "=",
+    "$",
+    "${",
+    "}",
+    ":-",
+    ":?",
+    "#",
+    "%",
+    "/",
+    "<<",
+    "<<-",
+    "EOF",
+    "\nEOF\n",
+    "<<EOF",
+    "<<'EOF'",
+    "3<<A",
+    "--mount=",
+    "type=cache",
+    "type=secret",
+    "target=/x",
+    "--from=",
+    "--chown=",
+    "--link",
+    "--platform=",
+    "--interval=",
+    "1m30s",
+    "--retries=",
+    "--",
+    "-",
+    "é",
+    "\u{feff}",
+    "\0",
 ];
 
 fn arbitrary_text() -> impl Strategy<Value = String> {
@@ -42,8 +109,17 @@ fn exercise(source: &str) {
     }
 }
 
+/// 2000 cases keep the suite fast; set `PROPTEST_CASES` for a longer run.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
 
     #[test]
     fn parse_never_panics_on_arbitrary_text(source in arbitrary_text()) {

@@ -18,20 +18,31 @@ fn invalid_json_exec_form_is_shell_form() {
     let table = [
         ("CMD ['a', 'b']", Command::Shell("['a', 'b']".into())),
         (r#"RUN ["a", "b""#, Command::Shell(r#"["a", "b""#.into())),
-        (r#"ENTRYPOINT ["a"] extra"#, Command::Shell(r#"["a"] extra"#.into())),
+        (
+            r#"ENTRYPOINT ["a"] extra"#,
+            Command::Shell(r#"["a"] extra"#.into()),
+        ),
         ("CMD [not json]", Command::Shell("[not json]".into())),
         (r#"CMD ["a",]"#, Command::Shell(r#"["a",]"#.into())),
         (r#"CMD  ["a",  "b"]  "#, Command::Exec(strings(&["a", "b"]))),
-        (r#"RUN ["a\tb", "\u00e9"]"#, Command::Exec(strings(&["a\tb", "é"]))),
+        (
+            r#"RUN ["a\tb", "\u00e9"]"#,
+            Command::Exec(strings(&["a\tb", "é"])),
+        ),
     ];
     for (source, expected) in table {
         assert_eq!(command_of(one(source)), expected, "{source}");
     }
     // COPY/ADD/VOLUME fall back to whitespace-separated words.
-    let InstructionKind::Copy(spec) = one("COPY ['a', 'b'] /x") else { panic!() };
+    let InstructionKind::Copy(spec) = one("COPY ['a', 'b'] /x") else {
+        panic!()
+    };
     assert_eq!(
         spec.sources,
-        [CopySource::Path("['a',".into()), CopySource::Path("'b']".into())]
+        [
+            CopySource::Path("['a',".into()),
+            CopySource::Path("'b']".into())
+        ]
     );
 }
 
@@ -49,7 +60,11 @@ fn escapes_in_shell_form_are_kept_except_continuation() {
     ];
     for (source, expected) in table {
         let first = after_from(source).remove(0);
-        assert_eq!(command_of(first.kind), Command::Shell(expected.into()), "{source:?}");
+        assert_eq!(
+            command_of(first.kind),
+            Command::Shell(expected.into()),
+            "{source:?}"
+        );
     }
 }
 
@@ -71,7 +86,11 @@ fn quote_removal_in_expanded_words() {
         ("$UNSET-x", "-x"),
     ];
     for (word, expected) in table {
-        assert_eq!(expand_word(word, &vars, '\\').as_deref(), Ok(expected), "{word}");
+        assert_eq!(
+            expand_word(word, &vars, '\\').as_deref(),
+            Ok(expected),
+            "{word}"
+        );
     }
 }
 
@@ -100,7 +119,11 @@ fn comments_and_empty_lines_between_continuations_are_dropped() {
     ];
     for (source, expected, end_line) in table {
         let run = after_from(source).remove(0);
-        assert_eq!(command_of(run.kind), Command::Shell(expected.into()), "{source:?}");
+        assert_eq!(
+            command_of(run.kind),
+            Command::Shell(expected.into()),
+            "{source:?}"
+        );
         assert_eq!((run.line, run.end_line), (2, end_line), "{source:?}");
     }
 }
@@ -121,9 +144,16 @@ fn directives_count_only_before_the_first_comment_blank_or_instruction() {
         let file = parse(source).unwrap_or_else(|e| panic!("{source:?}: {e}"));
         assert_eq!(file.directives.escape, escape, "{source:?}");
     }
-    let file = parse("# syntax = docker/dockerfile:1.7 \n# check=skip=all;error=true\nFROM x").unwrap();
-    assert_eq!(file.directives.syntax.as_deref(), Some("docker/dockerfile:1.7"));
-    assert_eq!(file.directives.check.as_deref(), Some("skip=all;error=true"));
+    let file =
+        parse("# syntax = docker/dockerfile:1.7 \n# check=skip=all;error=true\nFROM x").unwrap();
+    assert_eq!(
+        file.directives.syntax.as_deref(),
+        Some("docker/dockerfile:1.7")
+    );
+    assert_eq!(
+        file.directives.check.as_deref(),
+        Some("skip=all;error=true")
+    );
     let file = parse("FROM x\n# syntax=foo").unwrap();
     assert_eq!(file.directives.syntax, None);
 }
@@ -135,9 +165,15 @@ fn backtick_escape_changes_continuation_and_escaping() {
     )
     .unwrap();
     let kinds: Vec<InstructionKind> = file.instructions.iter().map(|i| i.kind.clone()).collect();
-    assert_eq!(command_of(kinds[1].clone()), Command::Shell("dir c:\\   /w".into()));
+    assert_eq!(
+        command_of(kinds[1].clone()),
+        Command::Shell("dir c:\\   /w".into())
+    );
     // A backslash at the end of a line is just a backslash now.
-    assert_eq!(command_of(kinds[2].clone()), Command::Shell("copy c:\\".into()));
+    assert_eq!(
+        command_of(kinds[2].clone()),
+        Command::Shell("copy c:\\".into())
+    );
     let expanded = file.instructions[3]
         .expand(&env(&[("B", "b")]), file.directives.escape)
         .unwrap();
@@ -175,13 +211,7 @@ fn copy_from_is_not_expanded() {
 #[test]
 fn expansion_applies_to_exactly_the_buildkit_fields() {
     let vars = env(&[("V", "val"), ("P", "80 443")]);
-    let expanded = |body: &str| {
-        after_from(body)
-            .remove(0)
-            .expand(&vars, '\\')
-            .unwrap()
-            .kind
-    };
+    let expanded = |body: &str| after_from(body).remove(0).expand(&vars, '\\').unwrap().kind;
     let unchanged = [
         "RUN echo $V",
         "CMD echo $V",
@@ -193,21 +223,35 @@ fn expansion_applies_to_exactly_the_buildkit_fields() {
     ];
     for body in unchanged {
         assert_eq!(expanded(body), one(body), "{body}");
-        assert!(body.starts_with("RUN") == one(body).allows_expansion(), "{body}");
+        assert!(
+            body.starts_with("RUN") == one(body).allows_expansion(),
+            "{body}"
+        );
     }
     let changed = [
         ("USER $V", InstructionKind::User("val".into())),
         ("WORKDIR /$V", InstructionKind::Workdir("/val".into())),
         ("STOPSIGNAL $V", InstructionKind::Stopsignal("val".into())),
-        ("VOLUME /$V \"/b\"", InstructionKind::Volume(strings(&["/val", "/b"]))),
-        ("EXPOSE $P 22", InstructionKind::Expose(strings(&["80", "443", "22"]))),
-        ("LABEL $V=\"$V\"", InstructionKind::Label(vec![("val".into(), "val".into())])),
+        (
+            "VOLUME /$V \"/b\"",
+            InstructionKind::Volume(strings(&["/val", "/b"])),
+        ),
+        (
+            "EXPOSE $P 22",
+            InstructionKind::Expose(strings(&["80", "443", "22"])),
+        ),
+        (
+            "LABEL $V=\"$V\"",
+            InstructionKind::Label(vec![("val".into(), "val".into())]),
+        ),
     ];
     for (body, expected) in changed {
         assert!(one(body).allows_expansion(), "{body}");
         assert_eq!(expanded(body), expected, "{body}");
     }
-    let InstructionKind::Arg(decls) = expanded("ARG X=${V:-d} Y") else { panic!() };
+    let InstructionKind::Arg(decls) = expanded("ARG X=${V:-d} Y") else {
+        panic!()
+    };
     assert_eq!(decls[0].default.as_deref(), Some("val"));
     assert_eq!(decls[1].default, None);
     let InstructionKind::Run { mounts, .. } = expanded("RUN --mount=type=cache,id=$V,target=/$V x")
@@ -219,7 +263,11 @@ fn expansion_applies_to_exactly_the_buildkit_fields() {
     let file = parse("ARG T=1\nFROM --platform=$P img:$T").unwrap();
     assert_eq!(
         file.instructions[1].expand(&vars, '\\').unwrap().kind,
-        InstructionKind::From { image: "img:".into(), name: None, platform: Some("80 443".into()) }
+        InstructionKind::From {
+            image: "img:".into(),
+            name: None,
+            platform: Some("80 443".into())
+        }
     );
 }
 

@@ -76,19 +76,20 @@ fn rows(image: &Image, no_trunc: bool) -> Vec<Row> {
         .collect()
 }
 
-/// Whether `image` passes the filters.
-fn keep(image: &Image, filters: &[(String, String)], reference: Option<&ImageRef>) -> bool {
-    if let Some(r) = reference
-        && !image.names.iter().any(|n| n.name() == r.name() && (r.tag() == Some("latest") || n.tag() == r.tag()))
+/// Whether a row passes the filters: `dangling` looks at the image, `reference` and the
+/// positional REPOSITORY[:TAG] at the row's own name, as Docker's do.
+fn keep(row: &Row, dangling: bool, filters: &[(String, String)], reference: Option<(&ImageRef, bool)>) -> bool {
+    if let Some((r, explicit_tag)) = reference
+        && (row.repository != r.familiar_name() || (explicit_tag && Some(row.tag.as_str()) != r.tag()))
     {
         return false;
     }
     filters.iter().all(|(k, v)| match k.as_str() {
-        "dangling" => (v == "true") == image.names.is_empty(),
-        "reference" => image.names.iter().any(|n| {
+        "dangling" => (v == "true") == dangling,
+        "reference" => {
             let pat = glob_like(v);
-            pat(&n.familiar()) || pat(&n.familiar_name())
-        }),
+            pat(&format!("{}:{}", row.repository, row.tag)) || pat(&row.repository)
+        }
         _ => true,
     })
 }
@@ -121,25 +122,31 @@ pub fn run(g: &GlobalOptions, a: ImagesArgs) -> Result<ExitCode> {
         filters.push((k.to_string(), v.to_string()));
     }
     let reference = a.reference.as_deref().map(ImageRef::parse).transpose()?;
+    // `busybox` lists every tag of busybox; `busybox:1.36` only that one.
+    let explicit_tag = a
+        .reference
+        .as_deref()
+        .is_some_and(|r| r.rsplit('/').next().is_some_and(|last| last.contains(':')));
     let store = super::open_store(g)?;
-    let images: Vec<Image> = store
+    let mut all: Vec<Row> = store
         .images()?
-        .into_iter()
-        .filter(|i| keep(i, &filters, reference.as_ref()))
+        .iter()
+        .flat_map(|i| {
+            let dangling = i.names.is_empty();
+            rows(i, a.no_trunc)
+                .into_iter()
+                .filter(|r| keep(r, dangling, &filters, reference.as_ref().map(|r| (r, explicit_tag))))
+                .collect::<Vec<_>>()
+        })
         .collect();
     if a.quiet {
         let mut seen = std::collections::BTreeSet::new();
-        for i in &images {
-            let id = if a.no_trunc { i.id.to_string() } else { i.id.short().to_string() };
-            if seen.insert(id.clone()) {
-                println!("{id}");
+        for r in &all {
+            if seen.insert(r.id.clone()) {
+                println!("{}", r.id);
             }
         }
         return Ok(ExitCode::SUCCESS);
-    }
-    let mut all: Vec<Row> = images.iter().flat_map(|i| rows(i, a.no_trunc)).collect();
-    if let Some(r) = &reference {
-        all.retain(|row| row.repository == r.familiar_name());
     }
     all.sort_by(|x, y| y.created.cmp(&x.created).then(x.repository.cmp(&y.repository)).then(x.tag.cmp(&y.tag)));
     match a.format {

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The berth demo: builds berth, makes a busybox image from Debian's busybox-static with
+# `berth import`, and shows the image commands a Docker user knows. Uses a root of its own
+# under /tmp so it leaves your images alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! dpkg -s busybox-static >/dev/null 2>&1; then
+    echo "demo: installing busybox-static" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+fi
+cargo build -q --bin berth
+berth() { ./target/debug/berth "$@"; }
+export BERTH_ROOT="${BERTH_ROOT:-/tmp/berth-demo}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+# A minimal root filesystem: busybox and its applets.
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp"
+cp /bin/busybox "$work/rootfs/bin/"
+for a in sh ls cat echo httpd; do ln -s busybox "$work/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+tar -C "$work/rootfs" -czf "$work/rootfs.tar.gz" .
+
+step berth import --change 'CMD ["/bin/sh"]' rootfs.tar.gz busybox:demo
+berth import --change 'CMD ["/bin/sh"]' "$work/rootfs.tar.gz" busybox:demo
+step berth tag busybox:demo localhost:5000/busybox:1
+berth tag busybox:demo localhost:5000/busybox:1
+step berth images
+berth images
+step berth history busybox:demo
+berth history busybox:demo
+step "berth inspect busybox:demo  (Config only)"
+berth inspect busybox:demo | sed -n '/"Config"/,/}/p'
+step berth save -o busybox.tar busybox:demo
+berth save -o "$work/busybox.tar" busybox:demo
+if command -v skopeo >/dev/null; then
+    step skopeo inspect oci-archive:busybox.tar
+    skopeo inspect "oci-archive:$work/busybox.tar" | head -8
+fi
+step berth rmi localhost:5000/busybox:1 busybox:demo
+berth rmi localhost:5000/busybox:1 busybox:demo
+step berth load -i busybox.tar
+berth load -i "$work/busybox.tar"
+step berth info
+berth info

@@ -1,0 +1,142 @@
+//! Shared helpers for the end-to-end tests: a berth root per test, the real `berth` binary,
+//! and a busybox root filesystem made from Debian's busybox-static.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// A berth root of its own and the binary under test.
+pub struct Berth {
+    /// The temp folder holding the root and anything else the test makes.
+    pub dir: TempDir,
+}
+
+impl Berth {
+    /// A fresh, empty root.
+    pub fn new() -> Berth {
+        Berth {
+            dir: tempfile::Builder::new().prefix("berth-e2e-").tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A path in the test's scratch space.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `berth ARGS` with this root.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.args(args).env("BERTH_ROOT", self.root()).stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `berth ARGS`, panics unless it succeeds, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run berth");
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs `berth ARGS`, panics if it succeeds, returns (exit code, stderr).
+    pub fn fail(&self, args: &[&str]) -> (i32, String) {
+        let out = self.cmd(args).output().expect("run berth");
+        assert!(
+            !out.status.success(),
+            "berth {args:?} succeeded but should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Runs `berth ARGS` and returns the raw output.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run berth")
+    }
+
+    /// Imports the busybox rootfs as `name` and returns the image id.
+    pub fn import_busybox(&self, name: &str) -> String {
+        let rootfs = busybox_rootfs(&self.path("busybox-rootfs"));
+        self.ok(&["import", "--change", r#"CMD ["/bin/sh"]"#, rootfs.to_str().unwrap(), name])
+            .trim()
+            .to_string()
+    }
+}
+
+/// Fails the test with a clear message when a tool the test needs is missing; `tests/run.sh`
+/// installs them all.
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{tool} is not installed: run the tests through tests/run.sh, which installs it");
+}
+
+/// Runs a host command and panics with its output unless it succeeds.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A minimal busybox root filesystem in `dir` (made once per path): /bin/busybox from
+/// Debian's busybox-static with its applets as symlinks, /etc/passwd, /etc/group, /tmp.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    if dir.join("bin/busybox").exists() {
+        return dir.to_path_buf();
+    }
+    require("busybox");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static installed");
+    for d in ["bin", "etc", "tmp", "root", "var/www"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, dir.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "ps", "env", "pwd", "touch", "rm", "mkdir", "httpd", "wget", "hostname", "grep", "head", "wc", "kill", "top"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    std::fs::write(dir.join("var/www/index.html"), "hello from berth\n").unwrap();
+    dir.to_path_buf()
+}
+
+/// Lists the files (relative paths, sorted) under `dir`.
+pub fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(base).unwrap().display().to_string());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(base, &p, out);
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,2 @@
+//! Hostile layer corpus (being written).
+mod common;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs what the tests need first when it is missing
+# (Debian packages; run as root on a fresh machine), so a fresh clone needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
+if ((${#need[@]})); then
+    echo "tests/run.sh: installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo test --workspace --all-targets "$@"
