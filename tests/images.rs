@@ -18,17 +18,34 @@ fn import_images_tag_inspect_history() {
         ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     );
     let row = lines.next().unwrap();
-    assert!(row.starts_with("busybox ") && row.contains("latest") && row.contains(&id[7..19]), "{table}");
+    assert!(
+        row.starts_with("busybox ") && row.contains("latest") && row.contains(&id[7..19]),
+        "{table}"
+    );
 
     b.ok(&["tag", "busybox", "localhost:5000/tools/bb:1.0"]);
     let q = b.ok(&["images", "-q"]);
     assert_eq!(q.trim(), &id[7..19], "one image, listed once: {q}");
     let json = b.ok(&["images", "--format", "json"]);
-    let rows: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().any(|r| r["Repository"] == "localhost:5000/tools/bb" && r["Tag"] == "1.0"));
-    assert_eq!(b.ok(&["images", "localhost:5000/tools/bb"]).lines().count(), 2);
-    assert_eq!(b.ok(&["images", "--filter", "reference=busy*"]).lines().count(), 2);
+    assert!(
+        rows.iter()
+            .any(|r| r["Repository"] == "localhost:5000/tools/bb" && r["Tag"] == "1.0")
+    );
+    assert_eq!(
+        b.ok(&["images", "localhost:5000/tools/bb"]).lines().count(),
+        2
+    );
+    assert_eq!(
+        b.ok(&["images", "--filter", "reference=busy*"])
+            .lines()
+            .count(),
+        2
+    );
 
     let inspect: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "busybox"])).unwrap();
     let img = &inspect[0];
@@ -36,12 +53,26 @@ fn import_images_tag_inspect_history() {
     assert_eq!(img["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
     assert_eq!(img["Os"], "linux");
     assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 1);
-    assert_eq!(img["Manifest"]["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
-    let tags: Vec<&str> = img["RepoTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(
+        img["Manifest"]["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let tags: Vec<&str> = img["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert_eq!(tags, ["busybox:latest", "localhost:5000/tools/bb:1.0"]);
     // By id prefix, and by the full id.
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", &id[7..13]])).unwrap()[0]["Id"], id);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", &id])).unwrap()[0]["Id"], id);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", &id[7..13]])).unwrap()[0]["Id"],
+        id
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", &id])).unwrap()[0]["Id"],
+        id
+    );
 
     let history = b.ok(&["history", "busybox"]);
     assert!(history.starts_with("IMAGE"), "{history}");
@@ -54,7 +85,11 @@ fn import_from_tarball_stdin_and_changes() {
     let b = Berth::new();
     let rootfs = busybox_rootfs(&b.path("rootfs"));
     let tarball = b.path("rootfs.tar.gz");
-    sh(&format!("tar -C {} -czf {} .", rootfs.display(), tarball.display()));
+    sh(&format!(
+        "tar -C {} -czf {} .",
+        rootfs.display(),
+        tarball.display()
+    ));
     let from_file = b.ok(&[
         "import",
         "-c",
@@ -89,13 +124,25 @@ fn import_from_tarball_stdin_and_changes() {
         ))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let from_dir = b.ok(&["import", rootfs.to_str().unwrap(), "base:dir"]);
     let layer = |name: &str| -> serde_json::Value {
         serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", name])).unwrap()[0]["RootFS"]["Layers"][0].clone()
     };
-    assert_eq!(layer("base:gz"), layer("base:stdin"), "tarball and stdin give the same layer");
-    assert_eq!(layer("base:gz"), layer("base:dir"), "tarball and folder give the same layer");
+    assert_eq!(
+        layer("base:gz"),
+        layer("base:stdin"),
+        "tarball and stdin give the same layer"
+    );
+    assert_eq!(
+        layer("base:gz"),
+        layer("base:dir"),
+        "tarball and folder give the same layer"
+    );
     assert_ne!(from_file, from_dir, "configs differ (changes, comment)");
 }
 
@@ -112,20 +159,40 @@ fn save_is_read_by_skopeo_and_umoci_and_loads_back() {
     let inspect = sh(&format!("skopeo inspect oci-archive:{}", archive.display()));
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     let manifest_digest = v["Digest"].as_str().unwrap().to_string();
-    let store = sh(&format!("skopeo inspect oci:{}:docker.io/library/busybox:latest", b.root().display()));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&store).unwrap()["Digest"], manifest_digest);
+    let store = sh(&format!(
+        "skopeo inspect oci:{}:docker.io/library/busybox:latest",
+        b.root().display()
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&store).unwrap()["Digest"],
+        manifest_digest
+    );
 
     // umoci unpacks the same files the image was made of.
     let layout = b.path("layout");
     std::fs::create_dir(&layout).unwrap();
-    sh(&format!("tar -C {} -xf {}", layout.display(), archive.display()));
+    sh(&format!(
+        "tar -C {} -xf {}",
+        layout.display(),
+        archive.display()
+    ));
     let bundle = b.path("bundle");
-    sh(&format!("umoci unpack --image {}:latest {}", layout.display(), bundle.display()));
+    sh(&format!(
+        "umoci unpack --image {}:latest {}",
+        layout.display(),
+        bundle.display()
+    ));
     let unpacked = tree(&bundle.join("rootfs"));
     let original = tree(&b.path("busybox-rootfs"));
-    assert_eq!(unpacked, original, "umoci's rootfs has exactly the imported files");
+    assert_eq!(
+        unpacked, original,
+        "umoci's rootfs has exactly the imported files"
+    );
     let busybox = std::fs::read(bundle.join("rootfs/bin/busybox")).unwrap();
-    assert_eq!(busybox, std::fs::read(b.path("busybox-rootfs/bin/busybox")).unwrap());
+    assert_eq!(
+        busybox,
+        std::fs::read(b.path("busybox-rootfs/bin/busybox")).unwrap()
+    );
 
     // load into a fresh store gives the same digests back.
     let b2 = Berth::new();
@@ -137,7 +204,11 @@ fn save_is_read_by_skopeo_and_umoci_and_loads_back() {
 
     // An archive skopeo made loads to the same image too.
     let sk = b.path("skopeo.tar");
-    sh(&format!("skopeo copy oci-archive:{} oci-archive:{}:busybox:latest", archive.display(), sk.display()));
+    sh(&format!(
+        "skopeo copy oci-archive:{} oci-archive:{}:busybox:latest",
+        archive.display(),
+        sk.display()
+    ));
     let b3 = Berth::new();
     let out = b3.ok(&["load", "-i", sk.to_str().unwrap()]);
     assert_eq!(out.trim(), "Loaded image: busybox:latest");
@@ -147,12 +218,19 @@ fn save_is_read_by_skopeo_and_umoci_and_loads_back() {
 
     // A docker-archive (skopeo's docker-archive transport) loads too, with the same image id.
     let da = b.path("docker.tar");
-    sh(&format!("skopeo copy oci-archive:{} docker-archive:{}:busybox:latest", archive.display(), da.display()));
+    sh(&format!(
+        "skopeo copy oci-archive:{} docker-archive:{}:busybox:latest",
+        archive.display(),
+        da.display()
+    ));
     let b4 = Berth::new();
     let out = b4.ok(&["load", "-i", da.to_str().unwrap()]);
     assert_eq!(out.trim(), "Loaded image: busybox:latest");
     let i4: serde_json::Value = serde_json::from_str(&b4.ok(&["inspect", "busybox"])).unwrap();
-    assert_eq!(i4[0]["Id"], id, "docker-archive keeps the config, so the image id");
+    assert_eq!(
+        i4[0]["Id"], id,
+        "docker-archive keeps the config, so the image id"
+    );
 }
 
 #[test]
@@ -160,26 +238,46 @@ fn rmi_untags_then_deletes_and_collects_garbage() {
     let b = Berth::new();
     let id = b.import_busybox("busybox");
     b.ok(&["tag", "busybox", "other:1"]);
-    let blobs = || std::fs::read_dir(b.root().join("blobs/sha256")).unwrap().count();
-    let snapshots = || std::fs::read_dir(b.root().join("snapshots")).unwrap().count();
+    let blobs = || {
+        std::fs::read_dir(b.root().join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let snapshots = || {
+        std::fs::read_dir(b.root().join("snapshots"))
+            .unwrap()
+            .count()
+    };
     assert_eq!(blobs(), 3, "manifest, config, layer");
     assert_eq!(snapshots(), 1);
 
     // An id with two names needs -f.
     let (code, err) = b.fail(&["rmi", &id[7..19]]);
     assert_eq!(code, 1);
-    assert!(err.contains("must be forced") && err.contains("-f"), "{err}");
+    assert!(
+        err.contains("must be forced") && err.contains("-f"),
+        "{err}"
+    );
 
     // A second image sharing the layer: removing one keeps the shared layer.
     let rootfs = b.path("busybox-rootfs");
-    let other = b.ok(&["import", "-c", "CMD [\"/bin/true\"]", rootfs.to_str().unwrap(), "sibling"]);
+    let other = b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/true\"]",
+        rootfs.to_str().unwrap(),
+        "sibling",
+    ]);
     assert_ne!(other.trim(), id);
     assert_eq!(blobs(), 5, "the layer is shared");
 
     assert_eq!(b.ok(&["rmi", "other:1"]).trim(), "Untagged: other:1");
     assert_eq!(blobs(), 5, "untagging frees nothing");
     let out = b.ok(&["rmi", "busybox"]);
-    assert!(out.contains("Untagged: busybox:latest") && out.contains(&format!("Deleted: {id}")), "{out}");
+    assert!(
+        out.contains("Untagged: busybox:latest") && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
     assert_eq!(blobs(), 3, "the shared layer stays for sibling");
     assert_eq!(snapshots(), 1);
     b.ok(&["rmi", "sibling"]);
@@ -193,10 +291,24 @@ fn retagging_leaves_a_dangling_image() {
     let b = Berth::new();
     let first = b.import_busybox("app");
     let rootfs = b.path("busybox-rootfs");
-    b.ok(&["import", "-c", "CMD [\"/bin/true\"]", rootfs.to_str().unwrap(), "app"]);
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"/bin/true\"]",
+        rootfs.to_str().unwrap(),
+        "app",
+    ]);
     let table = b.ok(&["images"]);
-    assert!(table.lines().any(|l| l.starts_with("<none>") && l.contains(&first[7..19])), "{table}");
-    assert_eq!(b.ok(&["images", "-q", "--filter", "dangling=true"]).trim(), &first[7..19]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("<none>") && l.contains(&first[7..19])),
+        "{table}"
+    );
+    assert_eq!(
+        b.ok(&["images", "-q", "--filter", "dangling=true"]).trim(),
+        &first[7..19]
+    );
     b.ok(&["rmi", &first[7..19]]);
     assert_eq!(b.ok(&["images", "-q"]).lines().count(), 1);
 }
@@ -219,10 +331,25 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     assert!(err.contains("--bogus"), "{err}");
     let (_, err) = b.fail(&["import", "/nonexistent/rootfs.tar", "x"]);
     assert!(err.contains("/nonexistent/rootfs.tar"), "{err}");
-    let (_, err) = b.fail(&["import", "-c", "RUN true", b.path("busybox-rootfs").to_str().unwrap(), "x"]);
+    let (_, err) = b.fail(&[
+        "import",
+        "-c",
+        "RUN true",
+        b.path("busybox-rootfs").to_str().unwrap(),
+        "x",
+    ]);
     assert!(err.contains("RUN cannot be applied"), "{err}");
-    let (_, err) = b.fail(&["import", "-c", "FROB x", b.path("busybox-rootfs").to_str().unwrap(), "x"]);
-    assert!(err.contains("--change") && err.to_lowercase().contains("unknown instruction"), "{err}");
+    let (_, err) = b.fail(&[
+        "import",
+        "-c",
+        "FROB x",
+        b.path("busybox-rootfs").to_str().unwrap(),
+        "x",
+    ]);
+    assert!(
+        err.contains("--change") && err.to_lowercase().contains("unknown instruction"),
+        "{err}"
+    );
 
     // A corrupt archive: not a tar, and a tar whose blob does not match its name.
     let junk = b.path("junk.tar");
@@ -233,11 +360,26 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     b.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
     let tampered = b.path("tampered");
     std::fs::create_dir(&tampered).unwrap();
-    sh(&format!("tar -C {} -xf {}", tampered.display(), archive.display()));
-    let layer = sh(&format!("ls -S {}/blobs/sha256 | head -1", tampered.display()));
-    sh(&format!("printf x >> {}/blobs/sha256/{}", tampered.display(), layer.trim()));
+    sh(&format!(
+        "tar -C {} -xf {}",
+        tampered.display(),
+        archive.display()
+    ));
+    let layer = sh(&format!(
+        "ls -S {}/blobs/sha256 | head -1",
+        tampered.display()
+    ));
+    sh(&format!(
+        "printf x >> {}/blobs/sha256/{}",
+        tampered.display(),
+        layer.trim()
+    ));
     let bad = b.path("bad.tar");
-    sh(&format!("tar -C {} -cf {} .", tampered.display(), bad.display()));
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        tampered.display(),
+        bad.display()
+    ));
     let b2 = Berth::new();
     let (_, err) = b2.fail(&["load", "-i", bad.to_str().unwrap()]);
     assert!(err.contains("digest mismatch"), "{err}");
@@ -247,5 +389,38 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     let (_, err) = b.fail(&["save", "-o", "/nonexistent/dir/out.tar", "busybox"]);
     assert!(err.contains("/nonexistent/dir"), "{err}");
 
-    assert_eq!(tree(&b.root()), before, "failed commands left the store as it was");
+    assert_eq!(
+        tree(&b.root()),
+        before,
+        "failed commands left the store as it was"
+    );
+}
+
+#[test]
+fn import_zstd_and_plain_tarballs() {
+    require("zstd");
+    let b = Berth::new();
+    let rootfs = busybox_rootfs(&b.path("rootfs"));
+    let plain = b.path("rootfs.tar");
+    let zst = b.path("rootfs.tar.zst");
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        rootfs.display(),
+        plain.display()
+    ));
+    sh(&format!(
+        "zstd -q -f {} -o {}",
+        plain.display(),
+        zst.display()
+    ));
+    let layer = |name: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", name])).unwrap()[0]["RootFS"]["Layers"][0].clone()
+    };
+    b.ok(&["import", plain.to_str().unwrap(), "plain"]);
+    b.ok(&["import", zst.to_str().unwrap(), "zst"]);
+    assert_eq!(
+        layer("plain"),
+        layer("zst"),
+        "the same files whatever the compression"
+    );
 }

@@ -8,8 +8,15 @@ use crate::commands;
 
 /// berth builds Dockerfiles into OCI images and runs them, with no daemon.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Examples:\n  berth import rootfs.tar busybox\n  berth images\n  berth save -o busybox.tar busybox\n\nRun 'berth COMMAND --help' for more on a command.")]
+#[command(
+    name = "berth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Examples:\n  berth import rootfs.tar busybox\n  berth images\n  berth save -o busybox.tar busybox\n\nRun 'berth COMMAND --help' for more on a command."
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -26,7 +33,14 @@ pub struct GlobalOptions {
     #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace
-    #[arg(long, short = 'l', global = true, value_name = "LEVEL", default_value = "warn", env = "BERTH_LOG_LEVEL")]
+    #[arg(
+        long,
+        short = 'l',
+        global = true,
+        value_name = "LEVEL",
+        default_value = "warn",
+        env = "BERTH_LOG_LEVEL"
+    )]
     pub log_level: String,
     /// Debug output (the same as --log-level debug)
     #[arg(long, short = 'D', global = true)]
@@ -36,8 +50,9 @@ pub struct GlobalOptions {
 /// berth's commands, named and flagged as Docker's.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Manage images (image ls, rm, inspect, tag, history, import, save, load, prune)
+    Image(commands::image::ImageArgs),
     /// List images
-    #[command(visible_alias = "image-ls")]
     Images(commands::images::ImagesArgs),
     /// Create a tag TARGET that refers to SOURCE
     Tag(commands::tag::TagArgs),
@@ -63,9 +78,15 @@ pub enum Command {
 
 /// Sets up tracing from `--log-level` / `--debug`.
 pub fn init_logging(g: &GlobalOptions) {
-    let level = if g.debug { "debug" } else { g.log_level.as_str() };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("berth={level},berth_runtime={level},berth_builder={level},berth_cli={level}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let level = if g.debug {
+        "debug"
+    } else {
+        g.log_level.as_str()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "berth={level},berth_runtime={level},berth_builder={level},berth_cli={level}"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,6 +10,9 @@ use clap::Parser;
 
 use app::Cli;
 
+/// The runtime backends compiled into this binary.
+pub const BACKENDS: &[&str] = &[];
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -17,9 +20,9 @@ fn main() -> ExitCode {
             use clap::error::ErrorKind;
             let _ = e.print();
             return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    ExitCode::SUCCESS
-                }
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
                 // Docker exits 125 when its own command line is wrong.
                 _ => ExitCode::from(125),
             };

@@ -40,10 +40,20 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    let digits = if v >= 100.0 { 0 } else if v >= 10.0 { 1 } else { 2 };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
     let s = format!("{v:.digits$}");
     // %g drops trailing zeros.
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
     format!("{s}{}", UNITS[unit])
 }
 
@@ -105,7 +115,10 @@ mod tests {
     #[test]
     fn ages_as_docker() {
         let now = Utc::now();
-        assert_eq!(ago(Some(now - chrono::Duration::hours(1))), "About an hour ago");
+        assert_eq!(
+            ago(Some(now - chrono::Duration::hours(1))),
+            "About an hour ago"
+        );
         assert_eq!(ago(Some(now - chrono::Duration::days(3))), "3 days ago");
         assert_eq!(ago(Some(now - chrono::Duration::days(800))), "2 years ago");
     }

@@ -45,7 +45,8 @@ pub fn cgroup_version() -> CgroupVersion {
 
 /// Whether the kernel knows overlayfs.
 pub fn has_overlayfs() -> bool {
-    std::fs::read_to_string("/proc/filesystems").is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
+    std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
 }
 
 /// Whether this process can make the namespaces a native container needs.

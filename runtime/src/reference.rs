@@ -15,7 +15,9 @@ pub struct ImageRef {
 
 /// A string that is not a valid image reference; the message says why and shows the form.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid reference {input:?}: {reason} (expected NAME[:TAG][@DIGEST], e.g. busybox:latest)")]
+#[error(
+    "invalid reference {input:?}: {reason} (expected NAME[:TAG][@DIGEST], e.g. busybox:latest)"
+)]
 pub struct InvalidReference {
     input: String,
     reason: String,
@@ -30,7 +32,9 @@ impl ImageRef {
         };
         match Reference::from_str(s) {
             Ok(inner) => Ok(ImageRef { inner }),
-            Err(ParseError::ReferenceInvalidFormat) if s.chars().any(|c| c.is_ascii_uppercase()) => {
+            Err(ParseError::ReferenceInvalidFormat)
+                if s.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
                 Err(err("repository name must be lowercase".into()))
             }
             Err(e) => Err(err(e.to_string())),
@@ -120,13 +124,33 @@ mod tests {
     #[test]
     fn normalizes_as_docker() {
         let cases = [
-            ("busybox", "docker.io/library/busybox:latest", "busybox:latest"),
-            ("busybox:1.36", "docker.io/library/busybox:1.36", "busybox:1.36"),
+            (
+                "busybox",
+                "docker.io/library/busybox:latest",
+                "busybox:latest",
+            ),
+            (
+                "busybox:1.36",
+                "docker.io/library/busybox:1.36",
+                "busybox:1.36",
+            ),
             ("user/app", "docker.io/user/app:latest", "user/app:latest"),
-            ("localhost:5000/app:1", "localhost:5000/app:1", "localhost:5000/app:1"),
-            ("localhost/app", "localhost/app:latest", "localhost/app:latest"),
+            (
+                "localhost:5000/app:1",
+                "localhost:5000/app:1",
+                "localhost:5000/app:1",
+            ),
+            (
+                "localhost/app",
+                "localhost/app:latest",
+                "localhost/app:latest",
+            ),
             ("ghcr.io/o/r/x:v", "ghcr.io/o/r/x:v", "ghcr.io/o/r/x:v"),
-            ("index.docker.io/library/alpine", "docker.io/library/alpine:latest", "alpine:latest"),
+            (
+                "index.docker.io/library/alpine",
+                "docker.io/library/alpine:latest",
+                "alpine:latest",
+            ),
         ];
         for (input, full, familiar) in cases {
             let r = ImageRef::parse(input).unwrap();

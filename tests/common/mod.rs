@@ -17,7 +17,10 @@ impl Berth {
     /// A fresh, empty root.
     pub fn new() -> Berth {
         Berth {
-            dir: tempfile::Builder::new().prefix("berth-e2e-").tempdir().expect("temp dir"),
+            dir: tempfile::Builder::new()
+                .prefix("berth-e2e-")
+                .tempdir()
+                .expect("temp dir"),
         }
     }
 
@@ -34,7 +37,9 @@ impl Berth {
     /// `berth ARGS` with this root.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
-        c.args(args).env("BERTH_ROOT", self.root()).stdin(Stdio::null());
+        c.args(args)
+            .env("BERTH_ROOT", self.root())
+            .stdin(Stdio::null());
         c
     }
 
@@ -59,7 +64,10 @@ impl Berth {
             "berth {args:?} succeeded but should have failed:\nstdout: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Runs `berth ARGS` and returns the raw output.
@@ -70,9 +78,15 @@ impl Berth {
     /// Imports the busybox rootfs as `name` and returns the image id.
     pub fn import_busybox(&self, name: &str) -> String {
         let rootfs = busybox_rootfs(&self.path("busybox-rootfs"));
-        self.ok(&["import", "--change", r#"CMD ["/bin/sh"]"#, rootfs.to_str().unwrap(), name])
-            .trim()
-            .to_string()
+        self.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["/bin/sh"]"#,
+            rootfs.to_str().unwrap(),
+            name,
+        ])
+        .trim()
+        .to_string()
     }
 }
 
@@ -84,12 +98,18 @@ pub fn require(tool: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(found, "{tool} is not installed: run the tests through tests/run.sh, which installs it");
+    assert!(
+        found,
+        "{tool} is not installed: run the tests through tests/run.sh, which installs it"
+    );
 }
 
 /// Runs a host command and panics with its output unless it succeeds.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").args(["-c", cmd]).output().expect("run sh");
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .expect("run sh");
     assert!(
         out.status.success(),
         "`{cmd}` failed:\n{}\n{}",
@@ -114,10 +134,17 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy(busybox, dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "ps", "env", "pwd", "touch", "rm", "mkdir", "httpd", "wget", "hostname", "grep", "head", "wc", "kill", "top"] {
+    for applet in [
+        "sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "ps", "env", "pwd", "touch",
+        "rm", "mkdir", "httpd", "wget", "hostname", "grep", "head", "wc", "kill", "top",
+    ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n").unwrap();
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
     std::fs::write(dir.join("var/www/index.html"), "hello from berth\n").unwrap();
     dir.to_path_buf()

@@ -10,7 +10,9 @@ use crate::app::Cli;
 
 /// Arguments of `berth completion`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth completion bash > /etc/bash_completion.d/berth\n  berth completion zsh > \"${fpath[1]}/_berth\"\n  berth completion fish > ~/.config/fish/completions/berth.fish")]
+#[command(
+    after_help = "Examples:\n  berth completion bash > /etc/bash_completion.d/berth\n  berth completion zsh > \"${fpath[1]}/_berth\"\n  berth completion fish > ~/.config/fish/completions/berth.fish"
+)]
 pub struct CompletionArgs {
     /// The shell
     #[arg(value_enum)]
@@ -19,6 +21,11 @@ pub struct CompletionArgs {
 
 /// Prints the script.
 pub fn run(a: CompletionArgs) -> Result<ExitCode> {
-    clap_complete::generate(a.shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+    clap_complete::generate(
+        a.shell,
+        &mut Cli::command(),
+        "berth",
+        &mut std::io::stdout(),
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,9 @@ use crate::output::{self, Format};
 
 /// Arguments of `berth history`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth history busybox\n  berth history --no-trunc --format json busybox")]
+#[command(
+    after_help = "Examples:\n  berth history busybox\n  berth history --no-trunc --format json busybox"
+)]
 pub struct HistoryArgs {
     /// The image: a name or an id
     pub image: String,
@@ -50,9 +52,17 @@ pub fn run(g: &GlobalOptions, a: HistoryArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let n = image.config.history.len();
     for (i, h) in image.config.history.iter().enumerate() {
-        let size = if h.empty_layer { 0 } else { layer_sizes.next().unwrap_or(0) };
+        let size = if h.empty_layer {
+            0
+        } else {
+            layer_sizes.next().unwrap_or(0)
+        };
         let id = if i + 1 == n {
-            if a.no_trunc { image.id.to_string() } else { image.id.short().to_string() }
+            if a.no_trunc {
+                image.id.to_string()
+            } else {
+                image.id.short().to_string()
+            }
         } else {
             "<missing>".to_string()
         };
@@ -65,9 +75,21 @@ pub fn run(g: &GlobalOptions, a: HistoryArgs) -> Result<ExitCode> {
         rows.push(Row {
             id,
             created_at: created.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            created_since: if a.human { output::ago(created) } else { created.map(|t| t.to_rfc3339()).unwrap_or_default() },
-            created_by: if a.no_trunc { by } else { output::truncate(&by, 45) },
-            size: if a.human { output::human_size(size) } else { size.to_string() },
+            created_since: if a.human {
+                output::ago(created)
+            } else {
+                created.map(|t| t.to_rfc3339()).unwrap_or_default()
+            },
+            created_by: if a.no_trunc {
+                by
+            } else {
+                output::truncate(&by, 45)
+            },
+            size: if a.human {
+                output::human_size(size)
+            } else {
+                size.to_string()
+            },
             comment: h.comment.clone().unwrap_or_default(),
         });
     }
@@ -86,8 +108,12 @@ pub fn run(g: &GlobalOptions, a: HistoryArgs) -> Result<ExitCode> {
         }
         Format::Table => output::print_table(
             "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT",
-            rows.iter()
-                .map(|r| format!("{}\t{}\t{}\t{}\t{}", r.id, r.created_since, r.created_by, r.size, r.comment)),
+            rows.iter().map(|r| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    r.id, r.created_since, r.created_by, r.size, r.comment
+                )
+            }),
         )?,
     }
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,9 @@ use crate::output::{self, Format};
 
 /// Arguments of `berth images`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth images\n  berth images busybox\n  berth images -q\n  berth images --format json\n  berth images --filter dangling=true")]
+#[command(
+    after_help = "Examples:\n  berth images\n  berth images busybox\n  berth images -q\n  berth images --format json\n  berth images --filter dangling=true"
+)]
 pub struct ImagesArgs {
     /// Only images of this repository (and tag)
     #[arg(value_name = "REPOSITORY[:TAG]")]
@@ -55,7 +57,11 @@ struct Row {
 }
 
 fn rows(image: &Image, no_trunc: bool) -> Vec<Row> {
-    let id = if no_trunc { image.id.to_string() } else { image.id.short().to_string() };
+    let id = if no_trunc {
+        image.id.to_string()
+    } else {
+        image.id.short().to_string()
+    };
     let mk = |repo: String, tag: String| Row {
         repository: repo,
         tag,
@@ -78,9 +84,15 @@ fn rows(image: &Image, no_trunc: bool) -> Vec<Row> {
 
 /// Whether a row passes the filters: `dangling` looks at the image, `reference` and the
 /// positional REPOSITORY[:TAG] at the row's own name, as Docker's do.
-fn keep(row: &Row, dangling: bool, filters: &[(String, String)], reference: Option<(&ImageRef, bool)>) -> bool {
+fn keep(
+    row: &Row,
+    dangling: bool,
+    filters: &[(String, String)],
+    reference: Option<(&ImageRef, bool)>,
+) -> bool {
     if let Some((r, explicit_tag)) = reference
-        && (row.repository != r.familiar_name() || (explicit_tag && Some(row.tag.as_str()) != r.tag()))
+        && (row.repository != r.familiar_name()
+            || (explicit_tag && Some(row.tag.as_str()) != r.tag()))
     {
         return false;
     }
@@ -102,7 +114,9 @@ fn glob_like(pattern: &str) -> impl Fn(&str) -> bool + '_ {
 fn wildmatch(p: &[u8], s: &[u8]) -> bool {
     match (p.first(), s.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => wildmatch(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && wildmatch(p, &s[1..])),
+        (Some(b'*'), _) => {
+            wildmatch(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && wildmatch(p, &s[1..]))
+        }
         (Some(b'?'), Some(c)) if *c != b'/' => wildmatch(&p[1..], &s[1..]),
         (Some(a), Some(b)) if a == b => wildmatch(&p[1..], &s[1..]),
         _ => false,
@@ -135,7 +149,14 @@ pub fn run(g: &GlobalOptions, a: ImagesArgs) -> Result<ExitCode> {
             let dangling = i.names.is_empty();
             rows(i, a.no_trunc)
                 .into_iter()
-                .filter(|r| keep(r, dangling, &filters, reference.as_ref().map(|r| (r, explicit_tag))))
+                .filter(|r| {
+                    keep(
+                        r,
+                        dangling,
+                        &filters,
+                        reference.as_ref().map(|r| (r, explicit_tag)),
+                    )
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -148,7 +169,12 @@ pub fn run(g: &GlobalOptions, a: ImagesArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    all.sort_by(|x, y| y.created.cmp(&x.created).then(x.repository.cmp(&y.repository)).then(x.tag.cmp(&y.tag)));
+    all.sort_by(|x, y| {
+        y.created
+            .cmp(&x.created)
+            .then(x.repository.cmp(&y.repository))
+            .then(x.tag.cmp(&y.tag))
+    });
     match a.format {
         Format::Json => {
             for r in &all {
@@ -165,9 +191,15 @@ pub fn run(g: &GlobalOptions, a: ImagesArgs) -> Result<ExitCode> {
                 header,
                 all.iter().map(|r| {
                     if a.digests {
-                        format!("{}\t{}\t{}\t{}\t{}\t{}", r.repository, r.tag, r.digest, r.id, r.created_since, r.size)
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}\t{}",
+                            r.repository, r.tag, r.digest, r.id, r.created_since, r.size
+                        )
                     } else {
-                        format!("{}\t{}\t{}\t{}\t{}", r.repository, r.tag, r.id, r.created_since, r.size)
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            r.repository, r.tag, r.id, r.created_since, r.size
+                        )
                     }
                 }),
             )?;

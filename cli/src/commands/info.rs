@@ -30,10 +30,12 @@ pub fn run(g: &GlobalOptions, a: InfoArgs) -> Result<ExitCode> {
         blob_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
     }
     let snapshots = std::fs::read_dir(store.snapshots_dir())?.count();
-    let mut backends = Vec::new();
-    if host::can_run_native() {
-        backends.push("native");
-    }
+    // Backends this build of berth has and this host can run; none yet until `berth run`.
+    let backends: Vec<&str> = crate::BACKENDS
+        .iter()
+        .copied()
+        .filter(|b| *b != "native" || host::can_run_native())
+        .collect();
     let v = json!({
         "Root": store.root().display().to_string(),
         "Backends": backends,
@@ -49,11 +51,24 @@ pub fn run(g: &GlobalOptions, a: InfoArgs) -> Result<ExitCode> {
         Format::Json => output::json_line(&v)?,
         Format::Table => {
             println!("Root:            {}", store.root().display());
-            println!("Backends:        {}", if backends.is_empty() { "none on this host".to_string() } else { backends.join(", ") });
+            println!(
+                "Backends:        {}",
+                if backends.is_empty() {
+                    "none (this build cannot run containers yet)".to_string()
+                } else {
+                    backends.join(", ")
+                }
+            );
             println!("Cgroup version:  {}", host::cgroup_version());
-            println!("Overlayfs:       {}", if host::has_overlayfs() { "yes" } else { "no" });
+            println!(
+                "Overlayfs:       {}",
+                if host::has_overlayfs() { "yes" } else { "no" }
+            );
             println!("Images:          {}", images.len());
-            println!("Blobs:           {blobs} ({})", output::human_size(blob_bytes));
+            println!(
+                "Blobs:           {blobs} ({})",
+                output::human_size(blob_bytes)
+            );
             println!("Snapshots:       {snapshots}");
             println!("Version:         {}", env!("CARGO_PKG_VERSION"));
         }

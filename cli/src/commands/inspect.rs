@@ -11,7 +11,9 @@ use crate::app::GlobalOptions;
 
 /// Arguments of `berth inspect`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth inspect busybox\n  berth inspect busybox | jq '.[0].Config.Cmd'")]
+#[command(
+    after_help = "Examples:\n  berth inspect busybox\n  berth inspect busybox | jq '.[0].Config.Cmd'"
+)]
 pub struct InspectArgs {
     /// Images: names or ids
     #[arg(required = true, value_name = "NAME|ID")]
@@ -68,5 +70,9 @@ pub fn run(g: &GlobalOptions, a: InspectArgs) -> Result<ExitCode> {
         }
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -12,7 +12,9 @@ use crate::app::GlobalOptions;
 
 /// Arguments of `berth load`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth load -i busybox.tar\n  gunzip -c images.tar.gz | berth load")]
+#[command(
+    after_help = "Examples:\n  berth load -i busybox.tar\n  gunzip -c images.tar.gz | berth load"
+)]
 pub struct LoadArgs {
     /// Read from this file instead of standard input
     #[arg(short, long, value_name = "FILE")]

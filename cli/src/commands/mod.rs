@@ -2,6 +2,7 @@
 
 pub mod completion;
 pub mod history;
+pub mod image;
 pub mod images;
 pub mod import;
 pub mod info;
@@ -23,6 +24,7 @@ use crate::app::{Cli, Command, GlobalOptions};
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
+        Command::Image(a) => image::run(g, a),
         Command::Images(a) => images::run(g, a),
         Command::Tag(a) => tag::run(g, a),
         Command::Rmi(a) => rmi::run(g, a),

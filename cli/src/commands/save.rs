@@ -11,7 +11,9 @@ use crate::app::GlobalOptions;
 
 /// Arguments of `berth save`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth save -o busybox.tar busybox\n  berth save busybox app:1 | gzip > images.tar.gz\n  skopeo inspect oci-archive:busybox.tar")]
+#[command(
+    after_help = "Examples:\n  berth save -o busybox.tar busybox\n  berth save busybox app:1 | gzip > images.tar.gz\n  skopeo inspect oci-archive:busybox.tar"
+)]
 pub struct SaveArgs {
     /// Write to this file instead of standard output
     #[arg(short, long, value_name = "FILE")]
@@ -47,16 +49,22 @@ pub fn run(g: &GlobalOptions, a: SaveArgs) -> Result<ExitCode> {
     match &a.output {
         Some(path) => {
             // Written beside the target and renamed, so a failure never leaves half an archive.
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
             let mut tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             store.save(&images, tmp.as_file_mut())?;
             tmp.as_file().sync_all()?;
-            tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         None => {
             if std::io::stdout().is_terminal() {
-                bail!("refusing to write an archive to a terminal: use -o FILE or redirect the output");
+                bail!(
+                    "refusing to write an archive to a terminal: use -o FILE or redirect the output"
+                );
             }
             let stdout = std::io::stdout().lock();
             let mut out = std::io::BufWriter::new(stdout);

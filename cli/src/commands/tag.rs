@@ -10,7 +10,9 @@ use crate::app::GlobalOptions;
 
 /// Arguments of `berth tag`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth tag busybox localhost:5000/busybox:1\n  berth tag 3f57d9401f8d myimage:v2")]
+#[command(
+    after_help = "Examples:\n  berth tag busybox localhost:5000/busybox:1\n  berth tag 3f57d9401f8d myimage:v2"
+)]
 pub struct TagArgs {
     /// The image: a name or an id
     #[arg(value_name = "SOURCE_IMAGE[:TAG]")]

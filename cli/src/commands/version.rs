@@ -25,14 +25,21 @@ pub fn run(_g: &GlobalOptions, a: VersionArgs) -> Result<ExitCode> {
         "Version": env!("CARGO_PKG_VERSION"),
         "Os": os,
         "Arch": arch,
-        "Backends": ["native"],
+        "Backends": crate::BACKENDS,
     });
     match a.format {
         Format::Json => output::json_line(&v)?,
         Format::Table => {
             println!("berth version {}", env!("CARGO_PKG_VERSION"));
             println!(" OS/Arch:   {os}/{arch}");
-            println!(" Backends:  native");
+            println!(
+                " Backends:  {}",
+                if crate::BACKENDS.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    crate::BACKENDS.join(", ")
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,10 +5,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use oci_spec::image::{DescriptorBuilder, ImageIndex, ImageIndexBuilder, ImageManifestBuilder, MediaType};
+use oci_spec::image::{
+    DescriptorBuilder, ImageIndex, ImageIndexBuilder, ImageManifestBuilder, MediaType,
+};
 use serde::{Deserialize, Serialize};
 
 use super::layer::{self, Compression};
@@ -39,7 +41,12 @@ pub struct Loaded {
     pub image: Image,
 }
 
-fn tar_file<W: Write>(out: &mut tar::Builder<W>, path: &str, size: u64, data: impl Read) -> io::Result<()> {
+fn tar_file<W: Write>(
+    out: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    data: impl Read,
+) -> io::Result<()> {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o644);
@@ -67,10 +74,15 @@ impl Store {
                 if written.insert(digest.clone()) {
                     let f = self.open_blob(&digest)?;
                     let size = f.metadata().ctx(ctx)?.len();
-                    tar_file(&mut tar, &format!("blobs/sha256/{}", digest.hex()), size, f).ctx(ctx)?;
+                    tar_file(&mut tar, &format!("blobs/sha256/{}", digest.hex()), size, f)
+                        .ctx(ctx)?;
                 }
             }
-            let media = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+            let media = image
+                .manifest
+                .media_type()
+                .clone()
+                .unwrap_or(MediaType::ImageManifest);
             let size = self.blob_size(&image.digest)?;
             let names: Vec<Option<&ImageRef>> = if image.names.is_empty() {
                 vec![None]
@@ -96,7 +108,10 @@ impl Store {
             docker.push(DockerManifestEntry {
                 config: format!("blobs/sha256/{}", image.id.hex()),
                 repo_tags: Some(image.names.iter().map(|n| n.familiar()).collect()),
-                layers: layers.iter().map(|l| format!("blobs/sha256/{}", l.blob.hex())).collect(),
+                layers: layers
+                    .iter()
+                    .map(|l| format!("blobs/sha256/{}", l.blob.hex()))
+                    .collect(),
             });
         }
         let index: ImageIndex = ImageIndexBuilder::default()
@@ -107,8 +122,14 @@ impl Store {
             .map_err(|e| ImageError::Invalid(e.to_string()))?;
         let files: [(&str, Vec<u8>); 3] = [
             ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
-            ("index.json", serde_json::to_vec(&index).expect("serializes")),
-            ("manifest.json", serde_json::to_vec(&docker).expect("serializes")),
+            (
+                "index.json",
+                serde_json::to_vec(&index).expect("serializes"),
+            ),
+            (
+                "manifest.json",
+                serde_json::to_vec(&docker).expect("serializes"),
+            ),
         ];
         for (name, bytes) in files {
             tar_file(&mut tar, name, bytes.len() as u64, &bytes[..]).ctx(ctx)?;
@@ -127,23 +148,41 @@ impl Store {
         let mut json: HashMap<PathBuf, Vec<u8>> = HashMap::new();
         let mut files: HashMap<PathBuf, Digest> = HashMap::new();
         let mut links: HashMap<PathBuf, PathBuf> = HashMap::new();
-        let bad = |e: io::Error| ImageError::Invalid(format!("reading the archive: {e} (is it a `berth save` or `docker save` tarball?)"));
+        let bad = |e: io::Error| {
+            ImageError::Invalid(format!(
+                "reading the archive: {e} (is it a `berth save` or `docker save` tarball?)"
+            ))
+        };
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
             let path = entry.path().map_err(bad)?;
-            let Some(path) = normalize(&path) else { continue };
+            let Some(path) = normalize(&path) else {
+                continue;
+            };
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = entry.header().size().map_err(bad)?;
-                    let blob_hex = path.strip_prefix("blobs/sha256").ok().and_then(|p| p.to_str()).map(str::to_string);
-                    if let Some(expected) = blob_hex.and_then(|h| Digest::from_str(&format!("sha256:{h}")).ok()) {
+                    let blob_hex = path
+                        .strip_prefix("blobs/sha256")
+                        .ok()
+                        .and_then(|p| p.to_str())
+                        .map(str::to_string);
+                    if let Some(expected) =
+                        blob_hex.and_then(|h| Digest::from_str(&format!("sha256:{h}")).ok())
+                    {
                         if !self.has_blob(&expected) {
                             self.put_blob_from(&mut entry, Some(&expected))?;
                         }
                         files.insert(path, expected);
-                    } else if path.extension().is_some_and(|e| e == "json") || path == Path::new("oci-layout") || path == Path::new("repositories") {
+                    } else if path.extension().is_some_and(|e| e == "json")
+                        || path == Path::new("oci-layout")
+                        || path == Path::new("repositories")
+                    {
                         if size > MAX_JSON {
-                            return Err(ImageError::Invalid(format!("{} in the archive is too large ({size} bytes)", path.display())));
+                            return Err(ImageError::Invalid(format!(
+                                "{} in the archive is too large ({size} bytes)",
+                                path.display()
+                            )));
                         }
                         let mut bytes = Vec::with_capacity(size as usize);
                         entry.read_to_end(&mut bytes).map_err(bad)?;
@@ -179,24 +218,34 @@ impl Store {
                     None => break,
                 }
             }
-            Err(ImageError::Invalid(format!("the archive names {p} but does not contain it")))
+            Err(ImageError::Invalid(format!(
+                "the archive names {p} but does not contain it"
+            )))
         };
 
         // (manifest digest, media type, names) for each image found.
         let mut found: Vec<(Digest, String, Vec<ImageRef>)> = Vec::new();
         if let Some(bytes) = json.get(Path::new("index.json")) {
-            let index: ImageIndex = serde_json::from_slice(bytes)
-                .map_err(|e| ImageError::Invalid(format!("index.json in the archive is corrupt: {e}")))?;
+            let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| {
+                ImageError::Invalid(format!("index.json in the archive is corrupt: {e}"))
+            })?;
             for d in index.manifests() {
-                let digest = Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+                let digest =
+                    Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
                 let annotations = d.annotations().clone().unwrap_or_default();
                 let name = annotations
                     .get(IMAGE_NAME)
-                    .or_else(|| annotations.get(REF_NAME).filter(|n| n.contains(':') || n.contains('/')))
+                    .or_else(|| {
+                        annotations
+                            .get(REF_NAME)
+                            .filter(|n| n.contains(':') || n.contains('/'))
+                    })
                     .and_then(|n| ImageRef::parse(n).ok());
                 let (digest, media) = match d.media_type() {
                     MediaType::ImageIndex => self.pick_platform(&digest)?,
-                    MediaType::Other(s) if s.contains("manifest.list") => self.pick_platform(&digest)?,
+                    MediaType::Other(s) if s.contains("manifest.list") => {
+                        self.pick_platform(&digest)?
+                    }
                     m => (digest, m.to_string()),
                 };
                 match found.iter_mut().find(|(d, _, _)| *d == digest) {
@@ -205,21 +254,31 @@ impl Store {
                 }
             }
         } else if let Some(bytes) = json.get(Path::new("manifest.json")) {
-            let entries: Vec<DockerManifestEntry> = serde_json::from_slice(bytes)
-                .map_err(|e| ImageError::Invalid(format!("manifest.json in the archive is corrupt: {e}")))?;
+            let entries: Vec<DockerManifestEntry> = serde_json::from_slice(bytes).map_err(|e| {
+                ImageError::Invalid(format!("manifest.json in the archive is corrupt: {e}"))
+            })?;
             for e in entries {
-                let config_bytes = match json.get(&normalize(Path::new(&e.config)).unwrap_or_default()) {
-                    Some(b) => b.clone(),
-                    None => self.read_blob(&lookup(&e.config)?)?,
-                };
+                let config_bytes =
+                    match json.get(&normalize(Path::new(&e.config)).unwrap_or_default()) {
+                        Some(b) => b.clone(),
+                        None => self.read_blob(&lookup(&e.config)?)?,
+                    };
                 let config_digest = self.put_blob(&config_bytes)?;
-                let cfg: config::ImageConfig = serde_json::from_slice(&config_bytes)
-                    .map_err(|err| ImageError::Invalid(format!("config {} in the archive is corrupt: {err}", e.config)))?;
+                let cfg: config::ImageConfig =
+                    serde_json::from_slice(&config_bytes).map_err(|err| {
+                        ImageError::Invalid(format!(
+                            "config {} in the archive is corrupt: {err}",
+                            e.config
+                        ))
+                    })?;
                 let mut layer_descs = Vec::new();
                 for l in &e.layers {
                     let digest = lookup(l)?;
                     let mut head = [0u8; 4];
-                    let n = self.open_blob(&digest)?.read(&mut head).ctx(|| format!("reading {l}"))?;
+                    let n = self
+                        .open_blob(&digest)?
+                        .read(&mut head)
+                        .ctx(|| format!("reading {l}"))?;
                     let media = Compression::sniff(&head[..n]).layer_media_type();
                     layer_descs.push(
                         DescriptorBuilder::default()
@@ -270,7 +329,9 @@ impl Store {
         let mut loaded = Vec::new();
         for (digest, media, names) in found {
             if media != OCI_MANIFEST && media != DOCKER_MANIFEST {
-                return Err(ImageError::Invalid(format!("{digest} in the archive is a {media}, not an image manifest")));
+                return Err(ImageError::Invalid(format!(
+                    "{digest} in the archive is a {media}, not an image manifest"
+                )));
             }
             let image = self.load_image(&digest, names.clone())?;
             for layer in image.layers()? {
@@ -292,7 +353,9 @@ impl Store {
             )));
         }
         if !self.has_blob(&layer.blob) {
-            return Err(ImageError::Store(crate::store::StoreError::MissingBlob(layer.blob.clone())));
+            return Err(ImageError::Store(crate::store::StoreError::MissingBlob(
+                layer.blob.clone(),
+            )));
         }
         Ok(())
     }
@@ -306,9 +369,21 @@ impl Store {
         let pick = index
             .manifests()
             .iter()
-            .find(|d| d.platform().as_ref().is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch))
-            .or(if index.manifests().len() == 1 { index.manifests().first() } else { None })
-            .ok_or_else(|| ImageError::Invalid(format!("the archive's image index has no manifest for {os}/{arch}")))?;
+            .find(|d| {
+                d.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == os && p.architecture().to_string() == arch
+                })
+            })
+            .or(if index.manifests().len() == 1 {
+                index.manifests().first()
+            } else {
+                None
+            })
+            .ok_or_else(|| {
+                ImageError::Invalid(format!(
+                    "the archive's image index has no manifest for {os}/{arch}"
+                ))
+            })?;
         Ok((
             Digest::from_oci(pick.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?,
             pick.media_type().to_string(),
@@ -318,17 +393,5 @@ impl Store {
 
 /// An archive path without `./` or a leading `/`; `None` for one that climbs out.
 fn normalize(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(s) => out.push(s),
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(out)
+    layer::apply::clean(p).ok()
 }

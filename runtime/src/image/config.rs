@@ -205,7 +205,16 @@ mod tests {
     fn docker_config_round_trips_with_extensions() {
         let json = r#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"],"Healthcheck":{"Test":["CMD","true"],"Interval":1000000000},"OnBuild":null,"Labels":{"b":"2","a":"1"},"Image":"sha256:x"},"rootfs":{"type":"layers","diff_ids":[]},"container":"abc","docker_version":"24"}"#;
         let c: ImageConfig = serde_json::from_str(json).unwrap();
-        assert_eq!(c.config.as_ref().unwrap().healthcheck.as_ref().unwrap().interval, Some(1_000_000_000));
+        assert_eq!(
+            c.config
+                .as_ref()
+                .unwrap()
+                .healthcheck
+                .as_ref()
+                .unwrap()
+                .interval,
+            Some(1_000_000_000)
+        );
         assert!(c.extra.contains_key("docker_version"));
         assert!(c.config.as_ref().unwrap().extra.contains_key("Image"));
         let out = String::from_utf8(c.to_bytes()).unwrap();

@@ -39,9 +39,11 @@ impl Store {
                 let result = (|| {
                     std::fs::create_dir(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
                     let reader = layer::decompress(reader).ctx(|| "reading the tarball".into())?;
-                    extract_verified(reader, &tmp, &snapshot_options()).map_err(|cause| ImageError::Layer {
-                        context: "importing the tarball".into(),
-                        cause,
+                    extract_verified(reader, &tmp, &snapshot_options()).map_err(|cause| {
+                        ImageError::Layer {
+                            context: "importing the tarball".into(),
+                            cause,
+                        }
                     })?;
                     let opts = CreateOptions {
                         overlay_whiteouts: true,
@@ -61,8 +63,14 @@ impl Store {
 
     /// Writes the folder `dir` as a compressed layer blob and returns it. The caller holds
     /// [`Store::lock_content`] until the layer is referenced by an image.
-    pub fn write_layer(&self, dir: &Path, opts: &CreateOptions, compression: Compression) -> Result<LayerRef, ImageError> {
-        let handle = Dir::open_ambient_dir(dir, ambient_authority()).ctx(|| format!("opening {}", dir.display()))?;
+    pub fn write_layer(
+        &self,
+        dir: &Path,
+        opts: &CreateOptions,
+        compression: Compression,
+    ) -> Result<LayerRef, ImageError> {
+        let handle = Dir::open_ambient_dir(dir, ambient_authority())
+            .ctx(|| format!("opening {}", dir.display()))?;
         let mut blob = self.blob_writer()?;
         let what = || format!("making a layer of {}", dir.display());
         let encoder = layer::Encoder::new(&mut blob, compression).ctx(what)?;

@@ -67,7 +67,8 @@ impl Image {
             .zip(diff_ids)
             .map(|(d, diff_id)| {
                 Ok(LayerRef {
-                    blob: Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?,
+                    blob: Digest::from_oci(d.digest())
+                        .map_err(|e| ImageError::Invalid(e.to_string()))?,
                     diff_id: diff_id.clone(),
                     size: d.size(),
                     media_type: d.media_type().clone(),
@@ -84,7 +85,9 @@ impl Image {
     /// When the image was made.
     pub fn created(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let c = self.config.created.as_deref()?;
-        chrono::DateTime::parse_from_rfc3339(c).ok().map(|t| t.with_timezone(&chrono::Utc))
+        chrono::DateTime::parse_from_rfc3339(c)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
     }
 }
 
@@ -92,7 +95,9 @@ impl Image {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// No image matches what the user named.
-    #[error("no such image: {0} (`berth images` lists the local ones; import, load, pull or build it first)")]
+    #[error(
+        "no such image: {0} (`berth images` lists the local ones; import, load, pull or build it first)"
+    )]
     NotFound(String),
     /// An id prefix matches several images.
     #[error("image id prefix {0:?} matches several images; give more characters")]

@@ -32,10 +32,12 @@ impl Store {
         let result = (|| {
             std::fs::create_dir(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
             let reader = layer::decompress(blob).ctx(|| format!("opening layer {}", layer.blob))?;
-            let actual = extract_verified(reader, &tmp, &ApplyOptions::default())
-                .map_err(|cause| ImageError::Layer {
-                    context: format!("unpacking layer {}", layer.blob),
-                    cause,
+            let actual =
+                extract_verified(reader, &tmp, &ApplyOptions::default()).map_err(|cause| {
+                    ImageError::Layer {
+                        context: format!("unpacking layer {}", layer.blob),
+                        cause,
+                    }
                 })?;
             if actual != layer.diff_id {
                 return Err(ImageError::Invalid(format!(
@@ -52,7 +54,11 @@ impl Store {
     }
 
     /// Moves a complete extraction in `tmp` into place as the snapshot of `diff_id`.
-    pub(crate) fn install_snapshot(&self, tmp: &std::path::Path, diff_id: &Digest) -> Result<PathBuf, ImageError> {
+    pub(crate) fn install_snapshot(
+        &self,
+        tmp: &std::path::Path,
+        diff_id: &Digest,
+    ) -> Result<PathBuf, ImageError> {
         let path = self.snapshot_path(diff_id);
         // One syncfs for the whole tree beats an fsync per file, and makes the rename safe.
         let dir = std::fs::File::open(tmp).ctx(|| format!("opening {}", tmp.display()))?;
@@ -89,7 +95,8 @@ pub fn extract_verified(
     target: &std::path::Path,
     opts: &ApplyOptions,
 ) -> Result<Digest, layer::LayerError> {
-    let dir = Dir::open_ambient_dir(target, ambient_authority()).map_err(layer::LayerError::Archive)?;
+    let dir =
+        Dir::open_ambient_dir(target, ambient_authority()).map_err(layer::LayerError::Archive)?;
     let mut hashing = HashingReader::new(reader);
     layer::apply(&mut hashing, &dir, opts)?;
     let (digest, _) = hashing.finish().map_err(layer::LayerError::Archive)?;

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
-use oci_spec::image::{Descriptor, DescriptorBuilder, ImageManifest, ImageManifestBuilder, MediaType};
+use oci_spec::image::{
+    Descriptor, DescriptorBuilder, ImageManifest, ImageManifestBuilder, MediaType,
+};
 
 use super::config::{self, ImageConfig};
 use super::{DOCKER_MANIFEST, Image, ImageError, LayerRef, OCI_MANIFEST};
@@ -42,7 +44,12 @@ fn ref_name(d: &Descriptor) -> Option<&String> {
     d.annotations().as_ref().and_then(|a| a.get(REF_NAME))
 }
 
-fn descriptor(media_type: MediaType, digest: &Digest, size: u64, name: Option<&ImageRef>) -> Descriptor {
+fn descriptor(
+    media_type: MediaType,
+    digest: &Digest,
+    size: u64,
+    name: Option<&ImageRef>,
+) -> Descriptor {
     let mut d = DescriptorBuilder::default()
         .media_type(media_type)
         .digest(digest.to_oci())
@@ -50,7 +57,10 @@ fn descriptor(media_type: MediaType, digest: &Digest, size: u64, name: Option<&I
         .build()
         .expect("a descriptor with digest and size is valid");
     if let Some(name) = name {
-        d.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name.to_string())])));
+        d.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_string(),
+            name.to_string(),
+        )])));
     }
     d
 }
@@ -61,7 +71,8 @@ impl Store {
         let bytes = self.read_blob(digest)?;
         let manifest: ImageManifest = serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::Invalid(format!("manifest {digest} is corrupt: {e}")))?;
-        let id = Digest::from_oci(manifest.config().digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+        let id = Digest::from_oci(manifest.config().digest())
+            .map_err(|e| ImageError::Invalid(e.to_string()))?;
         let config: ImageConfig = serde_json::from_slice(&self.read_blob(&id)?)
             .map_err(|e| ImageError::Invalid(format!("config {id} is corrupt: {e}")))?;
         Ok(Image {
@@ -80,7 +91,8 @@ impl Store {
             if !is_manifest(d) {
                 continue;
             }
-            let digest = Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+            let digest =
+                Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
             let names = by_digest.entry(digest).or_default();
             if let Some(name) = ref_name(d).and_then(|n| ImageRef::from_str(n).ok()) {
                 names.push(name);
@@ -104,9 +116,13 @@ impl Store {
     pub fn find_image(&self, input: &str) -> Result<Image, ImageError> {
         let images = self.images()?;
         let hex = input.strip_prefix("sha256:").unwrap_or(input);
-        let looks_like_id = !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let looks_like_id =
+            !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
         if input.starts_with("sha256:") || (looks_like_id && hex.len() == 64) {
-            if let Some(i) = images.iter().find(|i| i.id.hex() == hex || i.digest.hex() == hex) {
+            if let Some(i) = images
+                .iter()
+                .find(|i| i.id.hex() == hex || i.digest.hex() == hex)
+            {
                 return Ok(i.clone());
             }
             return Err(ImageError::NotFound(input.to_string()));
@@ -121,7 +137,10 @@ impl Store {
             }
         }
         if looks_like_id {
-            let hits: Vec<&Image> = images.iter().filter(|i| i.id.hex().starts_with(hex)).collect();
+            let hits: Vec<&Image> = images
+                .iter()
+                .filter(|i| i.id.hex().starts_with(hex))
+                .collect();
             match hits.as_slice() {
                 [one] => return Ok((*one).clone()),
                 [] => {}
@@ -135,7 +154,12 @@ impl Store {
     /// Stores a manifest and points `names` at it (a name already used moves to this image;
     /// the image it left stays as a dangling image, as Docker's does). With no names the image
     /// is kept untagged.
-    pub fn add_image(&self, manifest: &[u8], media_type: &str, names: &[ImageRef]) -> Result<Digest, ImageError> {
+    pub fn add_image(
+        &self,
+        manifest: &[u8],
+        media_type: &str,
+        names: &[ImageRef],
+    ) -> Result<Digest, ImageError> {
         let digest = self.put_blob(manifest)?;
         let size = manifest.len() as u64;
         let media = MediaType::from(media_type);
@@ -143,7 +167,11 @@ impl Store {
             for name in names {
                 point_name(descs, name, Some((&digest, &media, size)));
             }
-            if names.is_empty() && !descs.iter().any(|d| d.digest().to_string() == digest.to_string()) {
+            if names.is_empty()
+                && !descs
+                    .iter()
+                    .any(|d| d.digest().to_string() == digest.to_string())
+            {
                 descs.push(descriptor(media.clone(), &digest, size, None));
             }
             Ok(())
@@ -153,7 +181,12 @@ impl Store {
 
     /// Writes `config` and an OCI manifest over `layers` (already in the store), and names the
     /// new image.
-    pub fn commit_image(&self, config: &ImageConfig, layers: &[LayerRef], names: &[ImageRef]) -> Result<Image, ImageError> {
+    pub fn commit_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[LayerRef],
+        names: &[ImageRef],
+    ) -> Result<Image, ImageError> {
         let config_bytes = config.to_bytes();
         let config_digest = self.put_blob(&config_bytes)?;
         let manifest = ImageManifestBuilder::default()
@@ -186,7 +219,11 @@ impl Store {
             )));
         }
         let manifest = self.blob_size(&image.digest)?;
-        let media = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+        let media = image
+            .manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
         self.update_index(|descs| {
             point_name(descs, name, Some((&image.digest, &media, manifest)));
             Ok(())
@@ -245,7 +282,12 @@ impl Store {
                 return Err(ImageError::Conflict(format!(
                     "unable to delete {} (must be forced): image is referenced in multiple repositories ({}); remove the tags one by one or use -f",
                     image.id.short(),
-                    image.names.iter().map(|n| n.familiar()).collect::<Vec<_>>().join(", ")
+                    image
+                        .names
+                        .iter()
+                        .map(|n| n.familiar())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             None => image.names.clone(),
@@ -254,7 +296,11 @@ impl Store {
         let delete = remaining == 0 && users.is_empty();
         let digest_str = image.digest.to_string();
         let manifest_size = self.blob_size(&image.digest)?;
-        let manifest_media = image.manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+        let manifest_media = image
+            .manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
         self.update_index(|descs| {
             descs.retain(|d| {
                 if d.digest().to_string() != digest_str {
@@ -266,8 +312,16 @@ impl Store {
                 }
             });
             // A forced removal of an image a container still runs leaves it dangling.
-            if remaining == 0 && !delete && !descs.iter().any(|d| d.digest().to_string() == digest_str) {
-                descs.push(descriptor(manifest_media.clone(), &image.digest, manifest_size, None));
+            if remaining == 0
+                && !delete
+                && !descs.iter().any(|d| d.digest().to_string() == digest_str)
+            {
+                descs.push(descriptor(
+                    manifest_media.clone(),
+                    &image.digest,
+                    manifest_size,
+                    None,
+                ));
             }
             Ok(())
         })?;
@@ -289,14 +343,19 @@ impl Store {
         let mut blobs: BTreeSet<String> = BTreeSet::new();
         let mut snapshots: BTreeSet<String> = BTreeSet::new();
         for d in self.read_index()?.manifests() {
-            let digest = Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
+            let digest =
+                Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
             blobs.insert(digest.hex().to_string());
             if !is_manifest(d) {
                 continue;
             }
             // A broken image keeps what it still names, and is not an error for the others.
-            let Ok(bytes) = self.read_blob(&digest) else { continue };
-            let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) else { continue };
+            let Ok(bytes) = self.read_blob(&digest) else {
+                continue;
+            };
+            let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) else {
+                continue;
+            };
             blobs.insert(manifest.config().digest().digest().to_string());
             for l in manifest.layers() {
                 blobs.insert(l.digest().digest().to_string());
@@ -310,7 +369,10 @@ impl Store {
         }
         let mut stats = GcStats::default();
         let blob_dir = self.root().join("blobs/sha256");
-        for e in std::fs::read_dir(&blob_dir).ctx(|| format!("reading {}", blob_dir.display()))?.flatten() {
+        for e in std::fs::read_dir(&blob_dir)
+            .ctx(|| format!("reading {}", blob_dir.display()))?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if !blobs.contains(&name) {
                 stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
@@ -318,7 +380,10 @@ impl Store {
                 stats.blobs += 1;
             }
         }
-        for e in std::fs::read_dir(self.snapshots_dir()).ctx(|| "reading snapshots".into())?.flatten() {
+        for e in std::fs::read_dir(self.snapshots_dir())
+            .ctx(|| "reading snapshots".into())?
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if !snapshots.contains(&name)
                 && let Ok(d) = Digest::from_str(&format!("sha256:{name}"))
@@ -333,7 +398,11 @@ impl Store {
 
 /// Points `name` at `target` in `descs` (or removes it with `None`), keeping the image it
 /// leaves as a dangling entry when nothing else names it.
-fn point_name(descs: &mut Vec<Descriptor>, name: &ImageRef, target: Option<(&Digest, &MediaType, u64)>) {
+fn point_name(
+    descs: &mut Vec<Descriptor>,
+    name: &ImageRef,
+    target: Option<(&Digest, &MediaType, u64)>,
+) {
     let key = name.to_string();
     if let Some(pos) = descs.iter().position(|d| ref_name(d) == Some(&key)) {
         let old = descs.remove(pos);

@@ -34,7 +34,9 @@ pub enum StoreError {
         cause: io::Error,
     },
     /// A blob's content did not hash to the digest it was announced with.
-    #[error("blob digest mismatch: expected {expected}, got {actual} (the source is corrupt or was cut short; nothing was stored)")]
+    #[error(
+        "blob digest mismatch: expected {expected}, got {actual} (the source is corrupt or was cut short; nothing was stored)"
+    )]
     DigestMismatch {
         /// The announced digest.
         expected: Digest,
@@ -42,7 +44,9 @@ pub enum StoreError {
         actual: Digest,
     },
     /// A blob the store needs is not there.
-    #[error("blob {0} is missing from the store (run `berth system prune` and pull or import the image again)")]
+    #[error(
+        "blob {0} is missing from the store (run `berth system prune` and pull or import the image again)"
+    )]
     MissingBlob(Digest),
     /// A file in the store could not be parsed.
     #[error("{what} is corrupt: {reason}")]
@@ -65,7 +69,10 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, f: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|cause| StoreError::Io { context: f(), cause })
+        self.map_err(|cause| StoreError::Io {
+            context: f(),
+            cause,
+        })
     }
 }
 
@@ -208,7 +215,10 @@ impl Store {
         Ok(BlobWriter {
             store: self.clone(),
             path,
-            inner: Some(HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file))),
+            inner: Some(HashingWriter::new(io::BufWriter::with_capacity(
+                1 << 20,
+                file,
+            ))),
         })
     }
 
@@ -233,7 +243,9 @@ impl Store {
         if &actual != digest {
             return Err(StoreError::Corrupt {
                 what: format!("blob {digest}"),
-                reason: format!("its content hashes to {actual}; remove the image and pull or import it again"),
+                reason: format!(
+                    "its content hashes to {actual}; remove the image and pull or import it again"
+                ),
             });
         }
         Ok(bytes)
@@ -303,7 +315,7 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(_first) => {
+        Err(e) => {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -319,11 +331,12 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
                         }
                     }
                 }
+                let _ = e;
                 open_up(path);
-                return fs::remove_dir_all(path);
+                fs::remove_dir_all(path)
             }
             #[cfg(not(unix))]
-            Err(_first)
+            Err(e)
         }
     }
 }
@@ -368,8 +381,7 @@ impl BlobWriter {
         file.sync_all()
             .ctx(|| format!("syncing {}", self.path.display()))?;
         drop(file);
-        atomic::rename_durable(&self.path, &target)
-            .ctx(|| format!("storing blob {digest}"))?;
+        atomic::rename_durable(&self.path, &target).ctx(|| format!("storing blob {digest}"))?;
         Ok((digest, size))
     }
 }

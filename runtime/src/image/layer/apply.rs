@@ -94,7 +94,11 @@ pub struct ApplyStats {
 ///
 /// On error the target is left part-written: callers extract into a fresh folder and discard
 /// it on failure.
-pub fn apply(reader: impl Read, target: &Dir, opts: &ApplyOptions) -> Result<ApplyStats, LayerError> {
+pub fn apply(
+    reader: impl Read,
+    target: &Dir,
+    opts: &ApplyOptions,
+) -> Result<ApplyStats, LayerError> {
     let mut archive = tar::Archive::new(reader);
     let mut state = Applier {
         target,
@@ -107,19 +111,27 @@ pub fn apply(reader: impl Read, target: &Dir, opts: &ApplyOptions) -> Result<App
         let mut entry = entry.map_err(LayerError::Archive)?;
         state.entry(&mut entry)?;
     }
-    // Folder times last: writing their children changed them.
+    // Folder times last: writing their children changed them. They are part of the layer's
+    // content (a layer made from this folder must hash the same every time), so a failure
+    // here is an error, except for a folder a later entry replaced or removed.
     for (path, mtime) in std::mem::take(&mut state.dir_times).into_iter().rev() {
-        let ts = timestamps(mtime);
-        let d = if path.as_os_str().is_empty() {
-            open_dir_fd(target, OsStr::new("."))
-        } else {
-            target.open_dir_nofollow(path.parent().unwrap_or(Path::new(""))).and_then(|p| {
-                open_dir_fd(&p, path.file_name().unwrap_or_default())
-            })
+        let entry_err = |cause: io::Error| LayerError::Entry {
+            entry: path.display().to_string(),
+            cause,
         };
-        if let Ok(d) = d {
-            let _ = rustix::fs::futimens(&d, &ts);
-        }
+        let fd = match open_path_fd(target, &path) {
+            Ok(fd) => fd,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) || e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(entry_err(e)),
+        };
+        rustix::fs::futimens(&fd, &timestamps(mtime)).map_err(|e| entry_err(e.into()))?;
     }
     Ok(state.stats)
 }
@@ -134,7 +146,7 @@ struct Applier<'a> {
 }
 
 /// Cleans an entry name lexically: leading `/` and `.` go, `..` may not climb above the root.
-fn clean(raw: &Path) -> Result<PathBuf, String> {
+pub(crate) fn clean(raw: &Path) -> Result<PathBuf, String> {
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -170,12 +182,18 @@ impl Applier<'_> {
             reason,
         };
         if raw_bytes.len() > MAX_PATH {
-            return Err(refuse(format!("its name is {} bytes long (the limit is {MAX_PATH})", raw_bytes.len())));
+            return Err(refuse(format!(
+                "its name is {} bytes long (the limit is {MAX_PATH})",
+                raw_bytes.len()
+            )));
         }
         let kind = entry.header().entry_type();
         if matches!(
             kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -191,7 +209,8 @@ impl Applier<'_> {
             if kind == tar::EntryType::Directory {
                 let root = open_dir_fd(self.target, OsStr::new(".")).map_err(io_err)?;
                 self.set_owner_mode(&root, entry).map_err(io_err)?;
-                self.dir_times.push((PathBuf::new(), entry.header().mtime().unwrap_or(0)));
+                self.dir_times
+                    .push((PathBuf::new(), entry.header().mtime().unwrap_or(0)));
             }
             return Ok(());
         };
@@ -202,7 +221,9 @@ impl Applier<'_> {
             return self.whiteout(&parent_path, &name, &refuse, &io_err);
         }
 
-        let parent = self.open_parent(&parent_path).map_err(|e| classify(e, &refuse, &io_err))?;
+        let parent = self
+            .open_parent(&parent_path)
+            .map_err(|e| classify(e, &refuse, &io_err))?;
 
         // Whatever is at the name goes, unless a folder meets a folder (they merge).
         match parent.symlink_metadata(&name) {
@@ -249,7 +270,13 @@ impl Applier<'_> {
                     .symlink_contents(OsStr::from_bytes(&link), &name)
                     .map_err(io_err)?;
                 self.chown_at(&parent, &name, &header).map_err(io_err)?;
-                let _ = rustix::fs::utimensat(&parent, &name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW);
+                rustix::fs::utimensat(
+                    &parent,
+                    &name,
+                    &timestamps(mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| io_err(e.into()))?;
             }
             tar::EntryType::Link => {
                 let link = entry
@@ -286,9 +313,11 @@ impl Applier<'_> {
                     header.device_major().ok().flatten().unwrap_or(0),
                     header.device_minor().ok().flatten().unwrap_or(0),
                 );
-                rustix::fs::mknodat(&parent, &name, file_type, mode, dev).map_err(|e| io_err(e.into()))?;
+                rustix::fs::mknodat(&parent, &name, file_type, mode, dev)
+                    .map_err(|e| io_err(e.into()))?;
                 self.chown_at(&parent, &name, &header).map_err(io_err)?;
-                rustix::fs::chmodat(&parent, &name, mode, AtFlags::empty()).map_err(|e| io_err(e.into()))?;
+                rustix::fs::chmodat(&parent, &name, mode, AtFlags::empty())
+                    .map_err(|e| io_err(e.into()))?;
             }
             other => {
                 return Err(refuse(format!("unsupported entry type {other:?}")));
@@ -357,18 +386,31 @@ impl Applier<'_> {
         }
         remove_any(&parent, victim).map_err(io_err)?;
         if self.opts.whiteouts == WhiteoutMode::Overlay {
-            rustix::fs::mknodat(&parent, victim, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
-                .map_err(|e| {
-                    io_err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!("creating the overlay whiteout for {:?} needs root: {e}", victim),
-                    ))
-                })?;
+            rustix::fs::mknodat(
+                &parent,
+                victim,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+            .map_err(|e| {
+                io_err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "creating the overlay whiteout for {:?} needs root: {e}",
+                        victim
+                    ),
+                ))
+            })?;
         }
         Ok(())
     }
 
-    fn set_owner_mode<F: std::os::fd::AsFd, R: Read>(&self, fd: F, entry: &tar::Entry<'_, R>) -> io::Result<()> {
+    fn set_owner_mode<F: std::os::fd::AsFd, R: Read>(
+        &self,
+        fd: F,
+        entry: &tar::Entry<'_, R>,
+    ) -> io::Result<()> {
         let h = entry.header();
         if self.opts.preserve_owner {
             let uid = h.uid().unwrap_or(0) as u32;
@@ -419,7 +461,12 @@ impl Applier<'_> {
             if key.starts_with(b"trusted.overlay.") {
                 continue;
             }
-            if let Err(e) = rustix::fs::fsetxattr(&fd, OsStr::from_bytes(key), ext.value_bytes(), XattrFlags::empty()) {
+            if let Err(e) = rustix::fs::fsetxattr(
+                &fd,
+                OsStr::from_bytes(key),
+                ext.value_bytes(),
+                XattrFlags::empty(),
+            ) {
                 // A filesystem without the namespace, or no right to set it: not fatal, as Docker.
                 tracing::debug!("xattr {}: {e}", String::from_utf8_lossy(key));
             }
@@ -440,6 +487,18 @@ pub(crate) fn open_dir_fd(parent: &Dir, name: &OsStr) -> io::Result<std::os::fd:
     )?)
 }
 
+/// A readable descriptor of the folder at `path` (relative to `target`; empty for the
+/// target itself), resolved through cap-std and never following its last component.
+fn open_path_fd(target: &Dir, path: &Path) -> io::Result<std::os::fd::OwnedFd> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            open_dir_fd(&target.open_dir_nofollow(parent)?, name)
+        }
+        (_, Some(name)) => open_dir_fd(target, name),
+        _ => open_dir_fd(target, OsStr::new(".")),
+    }
+}
+
 /// Removes a file, link or whole folder at `name`; a missing name is fine.
 fn remove_any(parent: &Dir, name: &OsStr) -> io::Result<()> {
     match parent.symlink_metadata(name) {
@@ -452,9 +511,15 @@ fn remove_any(parent: &Dir, name: &OsStr) -> io::Result<()> {
 
 /// cap-std reports a path that would escape the sandbox as PermissionDenied with a message
 /// about escaping: name that as a refusal.
-fn classify(e: io::Error, refuse: &dyn Fn(String) -> LayerError, io_err: &dyn Fn(io::Error) -> LayerError) -> LayerError {
+fn classify(
+    e: io::Error,
+    refuse: &dyn Fn(String) -> LayerError,
+    io_err: &dyn Fn(io::Error) -> LayerError,
+) -> LayerError {
     let msg = e.to_string();
-    if e.kind() == io::ErrorKind::PermissionDenied && (msg.contains("outside") || msg.contains("escape")) {
+    if e.kind() == io::ErrorKind::PermissionDenied
+        && (msg.contains("outside") || msg.contains("escape"))
+    {
         refuse("it would write outside the layer through a symlink".into())
     } else if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
         refuse("its path goes through a symlink loop".into())

@@ -38,6 +38,9 @@ pub fn create(dir: &Dir, out: impl Write, opts: &CreateOptions) -> io::Result<()
     walker.builder.finish()
 }
 
+/// Extended attributes as (name, value), sorted by name.
+type Xattrs = Vec<(String, Vec<u8>)>;
+
 struct Walker<'a, W: Write> {
     opts: &'a CreateOptions,
     builder: tar::Builder<W>,
@@ -53,8 +56,9 @@ impl<W: Write> Walker<'_, W> {
             .collect::<io::Result<_>>()?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
-            self.entry(dir, rel, &name)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", rel.join(&name).display())))?;
+            self.entry(dir, rel, &name).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", rel.join(&name).display()))
+            })?;
         }
         Ok(())
     }
@@ -85,11 +89,13 @@ impl<W: Write> Walker<'_, W> {
                 let mut h = self.header(&st, tar::EntryType::Directory);
                 let mut p = path.clone().into_os_string();
                 p.push("/");
-                self.builder.append_data(&mut h, Path::new(&p), io::empty())?;
+                self.builder
+                    .append_data(&mut h, Path::new(&p), io::empty())?;
                 if opaque {
                     let mut h = self.header(&st, tar::EntryType::Regular);
                     h.set_mode(0o644);
-                    self.builder.append_data(&mut h, path.join(OPAQUE_WHITEOUT), io::empty())?;
+                    self.builder
+                        .append_data(&mut h, path.join(OPAQUE_WHITEOUT), io::empty())?;
                 }
                 self.walk(&sub, &path)?;
             }
@@ -123,7 +129,8 @@ impl<W: Write> Walker<'_, W> {
                 wh.push(name);
                 let mut h = self.header(&st, tar::EntryType::Regular);
                 h.set_mode(0o644);
-                self.builder.append_data(&mut h, rel.join(wh), io::empty())?;
+                self.builder
+                    .append_data(&mut h, rel.join(wh), io::empty())?;
             }
             t @ (FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo) => {
                 let kind = match t {
@@ -143,7 +150,7 @@ impl<W: Write> Walker<'_, W> {
     }
 
     /// The xattrs to carry, and whether the folder is overlay-opaque.
-    fn xattrs<F: std::os::fd::AsFd>(&self, fd: F) -> io::Result<(Vec<(String, Vec<u8>)>, bool)> {
+    fn xattrs<F: std::os::fd::AsFd>(&self, fd: F) -> io::Result<(Xattrs, bool)> {
         let mut out = Vec::new();
         let mut opaque = false;
         let size = match rustix::fs::flistxattr_query(&fd) {
@@ -162,7 +169,8 @@ impl<W: Write> Walker<'_, W> {
             let len = rustix::fs::fgetxattr(&fd, key_os, &mut value[..])?;
             value.truncate(len);
             if key.starts_with(b"trusted.overlay.") {
-                if self.opts.overlay_whiteouts && key == b"trusted.overlay.opaque" && value == b"y" {
+                if self.opts.overlay_whiteouts && key == b"trusted.overlay.opaque" && value == b"y"
+                {
                     opaque = true;
                 }
                 continue;
@@ -177,7 +185,10 @@ impl<W: Write> Walker<'_, W> {
         if xattrs.is_empty() {
             return Ok(());
         }
-        let keys: Vec<String> = xattrs.iter().map(|(k, _)| format!("SCHILY.xattr.{k}")).collect();
+        let keys: Vec<String> = xattrs
+            .iter()
+            .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+            .collect();
         self.builder.append_pax_extensions(
             keys.iter()
                 .zip(xattrs)

@@ -99,7 +99,10 @@ impl<W: Write> Encoder<W> {
         Ok(match compression {
             Compression::None => Encoder::None(inner),
             // Level 6 is gzip's default: what registries and peers expect in size.
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(inner, flate2::Compression::new(6))),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                inner,
+                flate2::Compression::new(6),
+            )),
             Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(inner, 3)?),
         })
     }
