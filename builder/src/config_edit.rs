@@ -160,7 +160,7 @@ impl<'a> ConfigEditor<'a> {
             }
             InstructionKind::Maintainer(m) => self.config.author = Some(m.clone()),
             InstructionKind::Onbuild(inner) => {
-                let text = inner.original.clone();
+                let text = inner.with_heredocs();
                 self.config
                     .run_config_mut()
                     .on_build

@@ -11,7 +11,8 @@ pub(crate) struct Marker {
     pub(crate) offset: usize,
 }
 
-/// Parses one word as a heredoc marker: `^(\d*)<<(-?)([^<]*)$` with a single-word delimiter.
+/// Parses one word as a heredoc marker: `^(\d*)<<(-?)\s*([^<]*)$` with a single-word
+/// delimiter (whitespace after `<<` is allowed since BuildKit v0.22).
 ///
 /// The delimiter is quoted (so the content must not be expanded later) when removing quotes
 /// changes it, as BuildKit decides.
@@ -22,6 +23,7 @@ pub(crate) fn from_word(word: &str) -> Option<Heredoc> {
         Some(after) => (true, after),
         None => (false, rest),
     };
+    let delimiter = delimiter.trim_start_matches([' ', '\t', '\n', '\x0c', '\r']);
     if delimiter.is_empty() || delimiter.contains('<') {
         return None;
     }
@@ -50,12 +52,19 @@ pub(crate) fn from_word(word: &str) -> Option<Heredoc> {
     })
 }
 
+/// Whether `word` is a marker missing its delimiter (`<<`, `<<-`, `3<<`), which then is the
+/// next word (`<< EOF`).
+pub(crate) fn is_bare_marker(word: &str) -> bool {
+    let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest == "<<" || rest == "<<-"
+}
+
 /// Heredoc markers among the shell words of `text`, in order, with their offsets in `text`.
 pub(crate) fn markers_in(text: &str) -> Vec<Marker> {
     if !text.contains("<<") {
         return Vec::new();
     }
-    let mut markers = Vec::new();
+    let mut located = Vec::new();
     let mut search_from = 0;
     for word in raw_words(text) {
         // Raw words are spelled as in the source, so searching finds where each one starts.
@@ -66,6 +75,16 @@ pub(crate) fn markers_in(text: &str) -> Vec<Marker> {
         search_from = (offset + word.len()).min(text.len());
         while !text.is_char_boundary(search_from) {
             search_from -= 1;
+        }
+        located.push((word, offset));
+    }
+    let mut markers = Vec::new();
+    let mut words = located.into_iter();
+    while let Some((mut word, offset)) = words.next() {
+        if is_bare_marker(&word)
+            && let Some((next, _)) = words.next()
+        {
+            word = format!("{word} {next}");
         }
         if let Some(heredoc) = from_word(&word) {
             markers.push(Marker { heredoc, offset });
@@ -104,6 +123,10 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!((found[0].offset, found[1].offset), (0, 10));
         assert!(markers_in("echo '<<A'").is_empty());
+        let found = markers_in("cat <<  EOF > f << -X");
+        let names: Vec<&str> = found.iter().map(|m| m.heredoc.name.as_str()).collect();
+        assert_eq!(names, ["EOF", "-X"]);
+        assert_eq!(found[0].offset, 4);
     }
 
     #[test]

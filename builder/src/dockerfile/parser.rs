@@ -423,7 +423,15 @@ impl<'l> LineParser<'l> {
             ));
         }
         let mut sources = Vec::new();
-        for word in words {
+        let mut words = words.into_iter();
+        while let Some(mut word) = words.next() {
+            // `COPY << EOF /dst`: the delimiter is the next word.
+            if !json
+                && heredoc::is_bare_marker(&word.text)
+                && let Some(next) = words.next()
+            {
+                word.text = format!("{} {}", word.text, next.text);
+            }
             match heredoc::from_word(&word.text).filter(|_| !json) {
                 Some(heredoc) => {
                     self.heredoc_offsets.push(word.offset);

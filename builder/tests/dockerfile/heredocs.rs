@@ -170,3 +170,71 @@ fn onbuild_heredoc() {
     let reparsed = parse(&format!("FROM x\n{}", inner.with_heredocs())).unwrap();
     assert_eq!(reparsed.instructions[1].kind, inner.kind);
 }
+
+/// BuildKit's `TestParseExtractsHeredoc` file, adapted: contents of `<<-` heredocs are stored
+/// with their tabs already stripped.
+#[test]
+fn buildkit_heredoc_file() {
+    let source = "\nFROM alpine:3.6\n\nENV NAME=me\n\nRUN ls\n\nRUN <<EMPTY\nEMPTY\n\n\
+        RUN 3<<EMPTY2\nEMPTY2\n\nRUN \"<<NOHEREDOC\"\n\nRUN <<INDENT\n\tfoo\n\tbar\nINDENT\n\n\
+        RUN <<-UNINDENT\n\tbaz\n\tquux\nUNINDENT\n\nRUN <<-UNINDENT2\n\tbaz\n\tquux\n\tUNINDENT2\n\n\
+        RUN <<-EXPAND\n\texpand $NAME\nEXPAND\n\nRUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\n\n\
+        RUN <<COPY\necho hello world\necho foo bar\nCOPY\n\n\
+        RUN <<COMMENT\n# internal comment\necho hello world\necho foo bar # trailing comment\nCOMMENT\n\n\
+        RUN --mount=type=cache,target=/foo <<MOUNT\necho hello\nMOUNT\n\n\
+        COPY <<FILE1 <<FILE2 /dest\ncontent 1\nFILE1\ncontent 2\nFILE2\n\n\
+        COPY <<EOF /quotes\n\"foo\"\n'bar'\nEOF\n\nCOPY <<X <<Y /dest\nY\nX\nX\nY\n\n\
+        RUN <<COMPLEX python3\nprint('hello world')\nCOMPLEX\n\n\
+        COPY <<file.txt /dest\nhello world\nfile.txt\n\nRUN <<eo'f'\necho foo\neof\n\n\
+        RUN <<eo\\'f\necho foo\neo'f\n\nRUN <<'e'o\\'f\necho foo\neo'f\n\n\
+        RUN <<'one two'\necho bar\none two\n\nRUN <<$EOF\n$EOF\n\nRUN <<  EOF\nEOF\n\n\
+        RUN <<  EOF  > foo\nEOF\n\nCOPY << X /x\nx\nX\n\t";
+    let h = |name: &str, content: &str, expand: bool, chomp: bool| {
+        heredoc(name, content, expand, chomp)
+    };
+    let expected: Vec<Vec<Heredoc>> = vec![
+        vec![], // ENV
+        vec![], // RUN ls
+        vec![h("EMPTY", "", true, false)],
+        vec![Heredoc {
+            fd: Some(3),
+            ..heredoc("EMPTY2", "", true, false)
+        }],
+        vec![], // RUN "<<NOHEREDOC"
+        vec![h("INDENT", "\tfoo\n\tbar\n", true, false)],
+        vec![h("UNINDENT", "baz\nquux\n", true, true)],
+        vec![h("UNINDENT2", "baz\nquux\n", true, true)],
+        vec![h("EXPAND", "expand $NAME\n", true, true)],
+        vec![h("NOEXPAND", "don't expand $NAME\n", false, true)],
+        vec![h("COPY", "echo hello world\necho foo bar\n", true, false)],
+        vec![h(
+            "COMMENT",
+            "# internal comment\necho hello world\necho foo bar # trailing comment\n",
+            true,
+            false,
+        )],
+        vec![h("MOUNT", "echo hello\n", true, false)],
+        vec![
+            h("FILE1", "content 1\n", true, false),
+            h("FILE2", "content 2\n", true, false),
+        ],
+        vec![h("EOF", "\"foo\"\n'bar'\n", true, false)],
+        vec![h("X", "Y\n", true, false), h("Y", "X\n", true, false)],
+        vec![h("COMPLEX", "print('hello world')\n", true, false)],
+        vec![h("file.txt", "hello world\n", true, false)],
+        vec![h("eof", "echo foo\n", false, false)],
+        vec![h("eo'f", "echo foo\n", true, false)],
+        vec![h("eo'f", "echo foo\n", false, false)],
+        vec![h("one two", "echo bar\n", false, false)],
+        vec![h("$EOF", "", true, false)],
+        vec![h("EOF", "", true, false)],
+        vec![h("EOF", "", true, false)],
+        vec![h("X", "x\n", true, false)],
+    ];
+    let file = parse(source).unwrap();
+    assert_eq!(file.instructions.len(), expected.len() + 1);
+    for (instruction, expected) in file.instructions[1..].iter().zip(expected) {
+        let found: Vec<Heredoc> = instruction.kind.heredocs().into_iter().cloned().collect();
+        assert_eq!(found, expected, "{}", instruction.original);
+    }
+}
