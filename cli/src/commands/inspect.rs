@@ -55,16 +55,92 @@ pub fn image_json(image: &Image) -> Result<Value> {
     }))
 }
 
-/// Prints a JSON array with one object per target; exits 1 if any was not found.
+/// The JSON Docker users know from `docker container inspect`.
+pub fn container_json(store: &berth_runtime::Store, c: &berth_runtime::container::Container) -> Value {
+    use berth_runtime::container::Status;
+    let st = &c.state;
+    let fmt_time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    json!({
+        "Id": c.id,
+        "Name": format!("/{}", c.name),
+        "Created": c.created.to_rfc3339(),
+        "Path": c.spec.args.first(),
+        "Args": c.spec.args.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": st.status.to_string(),
+            "Running": st.status == Status::Running,
+            "Paused": false,
+            "Restarting": st.status == Status::Restarting,
+            "OOMKilled": st.oom_killed,
+            "Dead": false,
+            "Pid": st.pid.unwrap_or(0),
+            "ExitCode": st.exit_code.unwrap_or(0),
+            "Error": st.error.clone().unwrap_or_default(),
+            "StartedAt": fmt_time(st.started_at),
+            "FinishedAt": fmt_time(st.finished_at),
+        },
+        "Image": c.image_id.to_string(),
+        "RestartCount": st.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "LogPath": store.container_dir(&c.id).join("log.json"),
+        "Config": {
+            "Hostname": c.spec.hostname,
+            "User": c.spec.user,
+            "Env": c.spec.env,
+            "Cmd": c.spec.args,
+            "Image": c.image,
+            "WorkingDir": c.spec.cwd,
+            "Labels": c.labels,
+            "Tty": c.spec.tty,
+            "OpenStdin": c.spec.stdin,
+            "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
+        },
+        "HostConfig": {
+            "Runtime": c.backend,
+            "NetworkMode": match c.spec.network {
+                berth_runtime::workload::NetworkMode::Private => "default",
+                berth_runtime::workload::NetworkMode::None => "none",
+                berth_runtime::workload::NetworkMode::Host => "host",
+            },
+            "PortBindings": c.publish,
+            "AutoRemove": c.auto_remove,
+            "Privileged": c.spec.security.privileged,
+            "CapAdd": c.spec.security.cap_add,
+            "CapDrop": c.spec.security.cap_drop,
+            "ReadonlyRootfs": c.spec.read_only,
+            "Memory": c.spec.limits.memory.unwrap_or(0),
+            "NanoCpus": c.spec.limits.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+            "PidsLimit": c.spec.limits.pids,
+            "Init": c.spec.init,
+        },
+        "Mounts": c.spec.mounts.iter().map(|m| json!({
+            "Type": m.kind,
+            "Name": m.volume,
+            "Source": m.source,
+            "Destination": m.destination,
+            "RW": !m.read_only,
+        })).collect::<Vec<_>>(),
+        "NetworkSettings": { "Ports": c.ports },
+    })
+}
+
+/// Prints a JSON array with one object per target (a container, else an image); exits 1 if
+/// any was not found.
 pub fn run(g: &GlobalOptions, a: InspectArgs) -> Result<ExitCode> {
     let store = super::open_store(g)?;
     let mut out = Vec::new();
     let mut failed = false;
     for t in &a.targets {
+        if let Ok(c) = store.find_container(t) {
+            out.push(container_json(&store, &c));
+            continue;
+        }
         match store.find_image(t) {
             Ok(image) => out.push(image_json(&image)?),
             Err(e) => {
-                eprintln!("berth: {e}");
+                eprintln!("berth: no such object: {t} (neither a container nor an image; {e})");
                 failed = true;
             }
         }

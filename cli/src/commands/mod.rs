@@ -1,17 +1,29 @@
 //! One module per command; each has its clap arguments and a `run`.
 
 pub mod completion;
+pub mod container;
+pub mod container_flags;
+pub mod create;
+pub mod exec;
 pub mod history;
 pub mod image;
 pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;
+pub mod internal;
 pub mod load;
+pub mod logs;
+pub mod ps;
 pub mod rmi;
+pub mod run;
 pub mod save;
+pub mod start;
+pub mod stop;
 pub mod tag;
+pub mod top;
 pub mod version;
+pub mod volume;
 
 use std::process::ExitCode;
 
@@ -36,6 +48,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Version(a) => version::run(g, a),
         Command::Info(a) => info::run(g, a),
         Command::Completion(a) => completion::run(a),
+        Command::Run(a) => run::run(g, a),
+        Command::Create(a) => create::run(g, a),
+        Command::Start(a) => start::run(g, a),
+        Command::Stop(a) => stop::stop(g, a),
+        Command::Restart(a) => stop::restart(g, a),
+        Command::Kill(a) => stop::kill(g, a),
+        Command::Rm(a) => stop::rm(g, a),
+        Command::Wait(a) => stop::wait(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
+        Command::Top(a) => top::run(g, a),
+        Command::Container(a) => container::run(g, a),
+        Command::Volume(a) => volume::run(g, a),
+        Command::InternalInit(a) => internal::init(a),
+        Command::InternalMonitor(a) => internal::monitor(g, a),
+        Command::InternalExec(a) => internal::exec(a),
     }
 }
 

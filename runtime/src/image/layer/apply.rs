@@ -13,7 +13,6 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use cap_fs_ext::DirExt;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 
@@ -218,7 +217,8 @@ impl Applier<'_> {
         let name_bytes = name.as_bytes();
 
         if name_bytes.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-            return self.whiteout(&parent_path, &name, &refuse, &io_err);
+            let mtime = entry.header().mtime().unwrap_or(0);
+            return self.whiteout(&parent_path, &name, mtime, &refuse, &io_err);
         }
 
         let parent = self
@@ -318,6 +318,13 @@ impl Applier<'_> {
                 self.chown_at(&parent, &name, &header).map_err(io_err)?;
                 rustix::fs::chmodat(&parent, &name, mode, AtFlags::empty())
                     .map_err(|e| io_err(e.into()))?;
+                rustix::fs::utimensat(
+                    &parent,
+                    &name,
+                    &timestamps(mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| io_err(e.into()))?;
             }
             other => {
                 return Err(refuse(format!("unsupported entry type {other:?}")));
@@ -349,6 +356,7 @@ impl Applier<'_> {
         &mut self,
         parent_path: &Path,
         name: &OsStr,
+        mtime: u64,
         refuse: &dyn Fn(String) -> LayerError,
         io_err: &dyn Fn(io::Error) -> LayerError,
     ) -> Result<(), LayerError> {
@@ -402,6 +410,13 @@ impl Applier<'_> {
                     ),
                 ))
             })?;
+            rustix::fs::utimensat(
+                &parent,
+                victim,
+                &timestamps(mtime),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_err(e.into()))?;
         }
         Ok(())
     }
@@ -488,15 +503,22 @@ pub(crate) fn open_dir_fd(parent: &Dir, name: &OsStr) -> io::Result<std::os::fd:
 }
 
 /// A readable descriptor of the folder at `path` (relative to `target`; empty for the
-/// target itself), resolved through cap-std and never following its last component.
+/// target itself), opened one component at a time without following any symlink: a folder
+/// a later entry replaced by a symlink fails with ELOOP or ENOTDIR rather than resolving
+/// elsewhere (or outside, which cap-std would report as an escape).
 fn open_path_fd(target: &Dir, path: &Path) -> io::Result<std::os::fd::OwnedFd> {
-    match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-            open_dir_fd(&target.open_dir_nofollow(parent)?, name)
-        }
-        (_, Some(name)) => open_dir_fd(target, name),
-        _ => open_dir_fd(target, OsStr::new(".")),
+    use rustix::fs::OFlags;
+    let mut fd = open_dir_fd(target, OsStr::new("."))?;
+    // `path` was made by `clean`: only plain names, never `..`.
+    for name in path.components() {
+        fd = rustix::fs::openat(
+            &fd,
+            name.as_os_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
     }
+    Ok(fd)
 }
 
 /// Removes a file, link or whole folder at `name`; a missing name is fine.

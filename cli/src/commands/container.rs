@@ -1,0 +1,95 @@
+//! `berth container …`: Docker's management-command spelling of the container commands, and
+//! `container prune`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_runtime::container::Status;
+use clap::{Args, Subcommand};
+
+use super::{create, exec, logs, ps, run as run_cmd, start, stop, top};
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth container`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth container ls -a\n  berth container prune")]
+pub struct ContainerArgs {
+    /// The container command.
+    #[command(subcommand)]
+    pub command: ContainerCommand,
+}
+
+/// `berth container` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(visible_alias = "list", visible_alias = "ps")]
+    Ls(ps::PsArgs),
+    /// Create and start a container
+    Run(run_cmd::RunArgs),
+    /// Create a container
+    Create(create::CreateArgs),
+    /// Start containers
+    Start(start::StartArgs),
+    /// Stop containers
+    Stop(stop::StopArgs),
+    /// Restart containers
+    Restart(stop::StopArgs),
+    /// Send a signal to containers
+    Kill(stop::KillArgs),
+    /// Remove containers
+    #[command(visible_alias = "remove")]
+    Rm(stop::RmArgs),
+    /// Wait for containers to stop
+    Wait(stop::WaitArgs),
+    /// Show a container's output
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
+    /// Show a container's processes
+    Top(top::TopArgs),
+    /// Show containers as JSON
+    Inspect(super::inspect::InspectArgs),
+    /// Remove every stopped container
+    Prune {
+        /// Do not ask (berth never asks)
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// Runs a container subcommand.
+pub fn run(g: &GlobalOptions, a: ContainerArgs) -> Result<ExitCode> {
+    match a.command {
+        ContainerCommand::Ls(a) => ps::run(g, a),
+        ContainerCommand::Run(a) => run_cmd::run(g, a),
+        ContainerCommand::Create(a) => create::run(g, a),
+        ContainerCommand::Start(a) => start::run(g, a),
+        ContainerCommand::Stop(a) => stop::stop(g, a),
+        ContainerCommand::Restart(a) => stop::restart(g, a),
+        ContainerCommand::Kill(a) => stop::kill(g, a),
+        ContainerCommand::Rm(a) => stop::rm(g, a),
+        ContainerCommand::Wait(a) => stop::wait(g, a),
+        ContainerCommand::Logs(a) => logs::run(g, a),
+        ContainerCommand::Exec(a) => exec::run(g, a),
+        ContainerCommand::Top(a) => top::run(g, a),
+        ContainerCommand::Inspect(a) => super::inspect::run(g, a),
+        ContainerCommand::Prune { .. } => {
+            let store = super::open_store(g)?;
+            let mut removed = Vec::new();
+            for c in store.containers()? {
+                if matches!(c.state.status, Status::Exited | Status::Created) {
+                    berth_runtime::container::monitor::remove_container(&store, &c, true)?;
+                    removed.push(c.id);
+                }
+            }
+            if !removed.is_empty() {
+                println!("Deleted Containers:");
+                removed.iter().for_each(|id| println!("{id}"));
+                println!();
+            }
+            println!("Total reclaimed containers: {}", removed.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

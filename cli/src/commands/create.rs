@@ -1,0 +1,34 @@
+//! `berth create`: a container from an image, not started.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::container_flags::ContainerFlags;
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth create`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+#[command(after_help = "Examples:\n  berth create --name web -p 8000:80 busybox httpd -f -p 80\n  berth start web")]
+pub struct CreateArgs {
+    /// The container's settings
+    #[command(flatten)]
+    pub flags: ContainerFlags,
+}
+
+/// Creates the container and prints its id.
+pub fn run(g: &GlobalOptions, a: CreateArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    match super::run::create(&store, &a.flags) {
+        Ok(c) => {
+            println!("{}", c.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            Ok(ExitCode::from(super::run::EXIT_BERTH))
+        }
+    }
+}

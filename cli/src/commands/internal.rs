@@ -1,0 +1,76 @@
+//! Hidden subcommands berth runs itself: `__init` (a container's first processes) and
+//! `__monitor` (the detached process that holds a container), and `__exec`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_runtime::container::monitor::{Attach, Monitor};
+use clap::Args;
+
+use crate::app::GlobalOptions;
+
+/// Arguments of `__init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The init config file.
+    pub config: PathBuf,
+    /// The status pipe's fd.
+    pub status_fd: i32,
+    /// The monitor's pid.
+    pub monitor: i32,
+}
+
+/// Arguments of `__monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The container id.
+    pub id: String,
+}
+
+/// Arguments of `__exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The exec config file.
+    pub config: PathBuf,
+}
+
+/// `__init`: never returns.
+pub fn init(a: InitArgs) -> Result<ExitCode> {
+    berth_runtime::sandbox::linux::init::main(&a.config, a.status_fd, a.monitor)
+}
+
+/// `__exec`: never returns.
+pub fn exec(a: ExecArgs) -> Result<ExitCode> {
+    berth_runtime::sandbox::linux::nsexec::main(&a.config)
+}
+
+/// `__monitor`: detaches, starts the container, tells the parent on stdout, then holds the
+/// container until it ends.
+pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
+    // Our own session: the terminal and process group of the command that started us do not
+    // reach the container.
+    let _ = nix::unistd::setsid();
+    let store = super::open_store(g)?;
+    let m = match Monitor::start(&store, &a.id, Attach::Detached) {
+        Ok(m) => m,
+        Err(e) => {
+            println!("error {} {}", e.exit_code(), e.to_string().replace('\n', " "));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!("ok");
+    let _ = std::io::stdout().flush();
+    // The parent stops reading after "ok"; later writes to stdout must not fail us.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(null);
+    }
+    match m.wait() {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("berth monitor: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

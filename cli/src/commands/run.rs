@@ -1,0 +1,90 @@
+//! `berth run`: create a container from an image and start it, in the foreground (this process
+//! is its monitor: output, signals and the exit code pass through) or detached (`-d`).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use berth_runtime::Store;
+use berth_runtime::container::create::create_container;
+use berth_runtime::container::monitor::{Attach, Monitor, MonitorError};
+use clap::Args;
+
+use super::container_flags::ContainerFlags;
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth run`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+#[command(after_help = "Examples:\n  berth run --rm busybox echo hello\n  berth run -d -p 8000:80 --name web busybox httpd -f -p 80 -h /var/www\n  berth run -it --rm busybox sh\n  berth run --rm -e NAME=world -v \"$PWD\":/data:ro busybox sh -c 'echo hello $NAME; ls /data'")]
+pub struct RunArgs {
+    /// Run in the background and print the container id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The container's settings
+    #[command(flatten)]
+    pub flags: ContainerFlags,
+}
+
+/// Docker's exit code for berth's own failures in `run`.
+pub const EXIT_BERTH: u8 = 125;
+
+/// Creates and starts the container; the exit code is the workload's (or 125/126/127).
+pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    let c = match create(&store, &a.flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(ExitCode::from(EXIT_BERTH));
+        }
+    };
+    if a.detach {
+        return match super::start::spawn_monitor(g, &store, &c.id) {
+            Ok(()) => {
+                println!("{}", c.id);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                Ok(ExitCode::from(e.downcast_ref::<MonitorError>().map_or(125, |m| m.exit_code()) as u8))
+            }
+        };
+    }
+    Ok(foreground(&store, &c.id))
+}
+
+/// Creates a container from the flags (the image must be in the store).
+pub fn create(store: &Store, f: &ContainerFlags) -> Result<berth_runtime::container::Container> {
+    let opts = f.to_options()?;
+    if let Some(r) = &f.runtime
+        && r != "native"
+    {
+        anyhow::bail!("unsupported --runtime {r:?}: this build of berth runs native containers only");
+    }
+    match f.pull.as_str() {
+        "missing" | "never" => {}
+        "always" => anyhow::bail!("--pull always needs a registry, which this build of berth does not speak yet; use --pull missing"),
+        other => anyhow::bail!("invalid --pull {other:?}: use missing, never or always"),
+    }
+    let image = store.find_image(&f.image)?;
+    Ok(create_container(store, &image, &f.image, &opts)?)
+}
+
+/// Runs a created container with this process as its monitor; returns the exit code.
+pub fn foreground(store: &Store, id: &str) -> ExitCode {
+    let result = Monitor::start(store, id, Attach::Foreground).and_then(|m| m.wait());
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            // A container that never started is removed with --rm too.
+            if let Ok(c) = store.load_container(id)
+                && c.auto_remove
+                && c.state.status != berth_runtime::container::Status::Running
+            {
+                let _ = berth_runtime::container::monitor::remove_container(store, &c, true);
+            }
+            ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `berth start`: start created or stopped containers, detached (a `berth __monitor` process
+//! holds each) or attached with `-a`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, anyhow};
+use berth_runtime::Store;
+use berth_runtime::container::monitor::MonitorError;
+use clap::Args;
+
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth start`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth start web\n  berth start -a job")]
+pub struct StartArgs {
+    /// Attach to the container's output and wait for it (its exit code is berth's)
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin (with -a)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Containers: names or ids
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Starts a container under a detached monitor process and waits until its workload runs
+/// (or failed to start).
+pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
+    let log = std::fs::File::create(store.container_dir(id).join("monitor.log")).context("creating the monitor's log")?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg("--root")
+        .arg(store.root())
+        .arg("--log-level")
+        .arg(&g.log_level)
+        .arg("__monitor")
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .context("starting the container's monitor")?;
+    let out = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).context("reading from the container's monitor")?;
+    let line = line.trim_end();
+    if line == "ok" {
+        return Ok(());
+    }
+    let _ = child.wait();
+    match line.strip_prefix("error ") {
+        Some(rest) => {
+            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            Err(anyhow!(MonitorError::Start {
+                code: code.parse().unwrap_or(125),
+                message: message.to_string(),
+            }))
+        }
+        None => Err(anyhow!(
+            "the container's monitor ended without starting it (see {})",
+            store.container_dir(id).join("monitor.log").display()
+        )),
+    }
+}
+
+/// Starts each container.
+pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    if a.attach {
+        let [name] = a.containers.as_slice() else {
+            anyhow::bail!("start -a takes one container");
+        };
+        let c = store.find_container(name)?;
+        if a.interactive && !c.spec.stdin {
+            store.update_container(&c.id, |c| c.spec.stdin = true)?;
+        }
+        return Ok(super::run::foreground(&store, &c.id));
+    }
+    let mut failed = false;
+    for name in &a.containers {
+        let r = store.find_container(name).map_err(anyhow::Error::from).and_then(|c| {
+            if c.state.status == berth_runtime::container::Status::Running {
+                return Ok(());
+            }
+            spawn_monitor(g, &store, &c.id)
+        });
+        match r {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,127 @@
+//! `berth stop`, `kill`, `restart`, `rm`, `wait`: the lifecycle of created containers.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use berth_runtime::container::lifecycle;
+use clap::Args;
+
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth stop`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth stop web\n  berth stop -t 2 web db")]
+pub struct StopArgs {
+    /// Seconds to wait before killing (default: the container's stop timeout, 10)
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    /// Signal to send first (default: the container's stop signal, SIGTERM)
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    /// Containers: names or ids
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Arguments of `berth kill`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth kill web\n  berth kill -s HUP web")]
+pub struct KillArgs {
+    /// Signal to send
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers: names or ids
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Arguments of `berth rm`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth rm web\n  berth rm -f -v web")]
+pub struct RmArgs {
+    /// Kill and remove a running container
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove the container's anonymous volumes
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Containers: names or ids
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Arguments of `berth wait`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  berth wait job")]
+pub struct WaitArgs {
+    /// Containers: names or ids
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// Runs `f` on each named container, reporting failures as Docker does (exit 1 if any).
+fn each(g: &GlobalOptions, names: &[String], mut f: impl FnMut(&berth_runtime::Store, &berth_runtime::container::Container) -> Result<Option<String>>) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    let mut failed = false;
+    for name in names {
+        match store.find_container(name).map_err(anyhow::Error::from).and_then(|c| f(&store, &c)) {
+            Ok(Some(out)) => println!("{out}"),
+            Ok(None) => println!("{name}"),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Stops containers.
+pub fn stop(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
+    each(g, &a.containers, |store, c| {
+        let mut c = c.clone();
+        if let Some(s) = &a.signal {
+            lifecycle::parse_signal(s)?;
+            c.stop_signal = s.clone();
+        }
+        lifecycle::stop(store, &c, Duration::from_secs(a.time.unwrap_or(c.stop_timeout)))?;
+        Ok(None)
+    })
+}
+
+/// Sends a signal.
+pub fn kill(g: &GlobalOptions, a: KillArgs) -> Result<ExitCode> {
+    let signal = lifecycle::parse_signal(&a.signal)?;
+    each(g, &a.containers, |_, c| {
+        lifecycle::kill(c, signal)?;
+        Ok(None)
+    })
+}
+
+/// Stops then starts containers.
+pub fn restart(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
+    each(g, &a.containers, |store, c| {
+        lifecycle::stop(store, c, Duration::from_secs(a.time.unwrap_or(c.stop_timeout)))?;
+        store.update_container(&c.id, |c| c.state.restart_count += 1)?;
+        super::start::spawn_monitor(g, store, &c.id)?;
+        Ok(None)
+    })
+}
+
+/// Removes containers.
+pub fn rm(g: &GlobalOptions, a: RmArgs) -> Result<ExitCode> {
+    each(g, &a.containers, |store, c| {
+        lifecycle::remove(store, c, a.force, a.volumes)?;
+        Ok(None)
+    })
+}
+
+/// Waits for containers and prints their exit codes.
+pub fn wait(g: &GlobalOptions, a: WaitArgs) -> Result<ExitCode> {
+    each(g, &a.containers, |store, c| {
+        lifecycle::wait_stopped(store, &c.id, None);
+        let code = store.load_container(&c.id).ok().and_then(|c| c.state.exit_code).unwrap_or(c.state.exit_code.unwrap_or(0));
+        Ok(Some(code.to_string()))
+    })
+}

@@ -1,0 +1,87 @@
+//! Stopping, killing, waiting for and removing containers, from any berth process: signals
+//! go to the container's first process; the monitor records the end.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::monitor::{MonitorError, remove_container};
+use super::state::{Container, Status};
+use crate::store::Store;
+
+/// Parses a signal as Docker accepts it: `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(s: &str) -> Result<Signal, MonitorError> {
+    let bad = || MonitorError::State(format!("invalid signal {s:?}: give a name such as SIGTERM or KILL, or a number"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// Sends `signal` to a running container's first process.
+pub fn kill(c: &Container, signal: Signal) -> Result<(), MonitorError> {
+    let Some(pid) = c.state.pid.filter(|_| c.state.status == Status::Running) else {
+        return Err(MonitorError::State(format!("container {} is not running", c.name)));
+    };
+    nix::sys::signal::kill(Pid::from_raw(pid), signal)
+        .map_err(|e| MonitorError::State(format!("signalling container {}: {e}", c.name)))
+}
+
+/// Waits until the container is no longer running (or is gone), up to `timeout`. Returns
+/// whether it stopped.
+pub fn wait_stopped(store: &Store, id: &str, timeout: Option<Duration>) -> bool {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(2);
+    loop {
+        match store.load_container(id) {
+            Ok(c) if matches!(c.state.status, Status::Running | Status::Restarting) => {}
+            _ => return true,
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            return false;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Stops a container as `docker stop` does: its stop signal, then SIGKILL after `timeout`.
+pub fn stop(store: &Store, c: &Container, timeout: Duration) -> Result<(), MonitorError> {
+    if c.state.status != Status::Running {
+        return Ok(());
+    }
+    let signal = parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM);
+    // Already gone between reading and signalling: as good as stopped.
+    let _ = kill(c, signal);
+    if wait_stopped(store, &c.id, Some(timeout)) {
+        return Ok(());
+    }
+    let _ = kill(c, Signal::SIGKILL);
+    if wait_stopped(store, &c.id, Some(Duration::from_secs(10))) {
+        Ok(())
+    } else {
+        Err(MonitorError::State(format!("container {} did not stop after SIGKILL", c.name)))
+    }
+}
+
+/// Removes a container; a running one only with `force` (it is killed first).
+pub fn remove(store: &Store, c: &Container, force: bool, volumes: bool) -> Result<(), MonitorError> {
+    if c.state.status == Status::Running {
+        if !force {
+            return Err(MonitorError::State(format!(
+                "cannot remove container {}: it is running; stop it first (`berth stop {}`) or force removal with -f",
+                c.name, c.name
+            )));
+        }
+        let _ = kill(c, Signal::SIGKILL);
+        wait_stopped(store, &c.id, Some(Duration::from_secs(10)));
+        // With --rm the monitor may have removed it already.
+        if store.load_container(&c.id).is_err() {
+            return Ok(());
+        }
+    }
+    remove_container(store, c, volumes)
+}

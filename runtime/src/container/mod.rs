@@ -1,0 +1,20 @@
+//! Containers: their state on disk, their logs, and the monitor process that runs each one.
+//!
+//! There is no daemon: a container's state is `containers/<id>/state.json`, written by the
+//! command that changes it and by the container's monitor (a small process that holds the
+//! container's stdio, writes its log, reaps it and records its exit). Any berth command reads
+//! the state; a monitor that died is noticed, so a container never shows as a ghost "running".
+
+#[cfg(target_os = "linux")]
+pub mod create;
+#[cfg(target_os = "linux")]
+pub mod lifecycle;
+pub mod log;
+#[cfg(target_os = "linux")]
+pub mod monitor;
+pub mod state;
+pub mod store;
+#[cfg(target_os = "linux")]
+pub mod tty;
+
+pub use state::{Container, RunState, Status};

@@ -1,0 +1,492 @@
+//! The monitor: the process that holds one running container. It spawns the container's init,
+//! holds its stdio and writes its log, serves its published ports, reaps it and records how it
+//! ended. `berth run` in the foreground is its own monitor; `run -d` and `start` hand the
+//! container to a detached `berth __monitor` process.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+
+use chrono::Utc;
+use nix::sys::signal::{SigSet, Signal};
+
+use super::log::LogWriter;
+use super::tty::{RawMode, terminal_size};
+use super::state::{Container, Status, process_start_time};
+use super::store::ContainerError;
+use crate::network::ports::{self, PortMapping};
+use crate::network::proxy::Proxy;
+use crate::sandbox::linux::cgroups::{self, Cgroup};
+use crate::sandbox::linux::init::InitConfig;
+use crate::sandbox::linux::rootfs::RootfsPlan;
+use crate::store::{IoContext, Store};
+use crate::workload::NetworkMode;
+
+/// How the container's stdio is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Output goes to the log only (`run -d`, `start`).
+    Detached,
+    /// Output also goes to this process' stdout and stderr, and signals sent to this process
+    /// reach the container (`run`, `start -a`).
+    Foreground,
+}
+
+/// What can go wrong starting or monitoring a container.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The workload could not be started; `code` is Docker's exit code for it.
+    #[error("{message}")]
+    Start {
+        /// 125, 126 or 127.
+        code: i32,
+        /// Why.
+        message: String,
+    },
+    /// The container is in the wrong state.
+    #[error("{0}")]
+    State(String),
+    /// The container store failed.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl MonitorError {
+    /// The exit code berth exits with for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MonitorError::Start { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}
+
+fn start_err(message: impl std::fmt::Display) -> MonitorError {
+    MonitorError::Start {
+        code: 125,
+        message: message.to_string(),
+    }
+}
+
+/// A running container held by this process.
+pub struct Monitor {
+    store: Store,
+    id: String,
+    child: Child,
+    pid: i32,
+    io: Vec<JoinHandle<()>>,
+    proxy: Option<Proxy>,
+    cgroup: Option<Cgroup>,
+    raw_mode: Option<RawMode>,
+    /// Kept open so a detached `-i` container's stdin does not see end-of-file.
+    _stdin_hold: Option<Box<dyn Send>>,
+}
+
+impl Monitor {
+    /// Starts the container `id` and returns once its workload runs (or failed to start).
+    pub fn start(store: &Store, id: &str, attach: Attach) -> Result<Monitor, MonitorError> {
+        let c = store.load_container(id)?;
+        if c.state.status == Status::Running {
+            return Err(MonitorError::State(format!("container {} is already running", c.name)));
+        }
+        if attach == Attach::Foreground {
+            // Blocked here, before any thread exists, so only the forwarding thread takes them;
+            // children get a clean mask from std's spawn.
+            forwarded_signals().thread_block().map_err(start_err)?;
+        }
+        let dir = store.container_dir(id);
+        let plan = rootfs_plan(store, &c, &dir)?;
+        // Every container gets a cgroup: limits, `top`, OOM reporting, and the device rules
+        // that keep CAP_MKNOD from reaching host disks.
+        let limits = cgroups::Limits {
+            memory: c.spec.limits.memory,
+            cpus: c.spec.limits.cpus,
+            pids: c.spec.limits.pids,
+            ..Default::default()
+        };
+        let cg = Cgroup::create(&c.id, &limits).map_err(start_err)?;
+        if c.spec.security.privileged {
+            cg.allow_all_devices().map_err(start_err)?;
+        }
+        let cgroup = Some(cg);
+        let config = InitConfig {
+            id: c.id.clone(),
+            spec: c.spec.clone(),
+            rootfs: plan,
+            cgroup: cgroup.is_some(),
+        };
+        let config_path = dir.join("init.json");
+        store.write_file(&config_path, &serde_json::to_vec(&config).expect("serializes"))?;
+
+        let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
+        nix::fcntl::fcntl(&status_read, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(start_err)?;
+
+        let log_path = dir.join("log.json");
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg("__init")
+            .arg(&config_path)
+            .arg(status_write.as_raw_fd().to_string())
+            .arg(std::process::id().to_string())
+            .env_clear()
+            // Terminal signals reach this process only; it forwards them to the workload.
+            .process_group(0);
+        let mut tty_master: Option<OwnedFd> = None;
+        let mut raw_mode = None;
+        if c.spec.tty {
+            let size = terminal_size();
+            let pty = nix::pty::openpty(size.as_ref(), None).map_err(start_err)?;
+            nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(start_err)?;
+            let slave = File::from(pty.slave);
+            cmd.stdin(slave.try_clone().map_err(start_err)?)
+                .stdout(slave.try_clone().map_err(start_err)?)
+                .stderr(slave);
+            tty_master = Some(pty.master);
+            if attach == Attach::Foreground && c.spec.stdin {
+                raw_mode = RawMode::enter();
+            }
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdin(if c.spec.stdin { Stdio::piped() } else { Stdio::null() });
+        }
+        let mut child = cmd.spawn().map_err(|e| start_err(format!("starting the container's init: {e}")))?;
+        drop(status_write);
+        // The pty slave copies went to the child; ours are closed with `cmd`.
+        drop(cmd);
+
+        let pid = match read_status(status_read) {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Some(cg) = &cgroup {
+                    let _ = cg.remove();
+                }
+                drop(raw_mode);
+                let message = e.to_string();
+                let code = e.exit_code();
+                store.update_container(id, |c| {
+                    c.state.status = Status::Exited;
+                    c.state.exit_code = Some(code);
+                    c.state.error = Some(message.clone());
+                    c.state.finished_at = Some(Utc::now());
+                })?;
+                return Err(e);
+            }
+        };
+
+        let mut io = Vec::new();
+        let mut stdin_hold: Option<Box<dyn Send>> = None;
+        let foreground = attach == Attach::Foreground;
+        if let Some(master) = tty_master {
+            let reader = File::from(master.try_clone().map_err(start_err)?);
+            io.push(copy_output(reader, &log_path, "stdout", foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>))?);
+            let writer = File::from(master);
+            if foreground && c.spec.stdin {
+                let resize = writer.try_clone().map_err(start_err)?;
+                std::thread::spawn(move || copy_stdin(writer));
+                forward_signals(pid, Some(resize));
+            } else {
+                stdin_hold = Some(Box::new(writer));
+                if foreground {
+                    forward_signals(pid, None);
+                }
+            }
+        } else {
+            let out = child.stdout.take().expect("piped");
+            let err = child.stderr.take().expect("piped");
+            io.push(copy_output(out, &log_path, "stdout", foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>))?);
+            io.push(copy_output(err, &log_path, "stderr", foreground.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>))?);
+            if let Some(stdin) = child.stdin.take() {
+                if foreground {
+                    std::thread::spawn(move || copy_stdin(stdin));
+                } else {
+                    stdin_hold = Some(Box::new(stdin));
+                }
+            }
+            if foreground {
+                forward_signals(pid, None);
+            }
+        }
+
+        let mut proxy = None;
+        let mut bound = Vec::new();
+        if !c.publish.is_empty() && c.spec.network != NetworkMode::Host {
+            let mut mappings: Vec<PortMapping> = Vec::new();
+            for spec in &c.publish {
+                mappings.extend(ports::parse_publish(spec).map_err(start_err)?);
+            }
+            match Proxy::start(Path::new(&format!("/proc/{pid}/ns/net")), &mappings) {
+                Ok(p) => {
+                    bound = p.bound().iter().map(ports::format_mapping).collect();
+                    proxy = Some(p);
+                }
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = child.wait();
+                    if let Some(cg) = &cgroup {
+                        let _ = cg.remove();
+                    }
+                    drop(raw_mode);
+                    let message = e.to_string();
+                    store.update_container(id, |c| {
+                        c.state.status = Status::Created;
+                        c.state.error = Some(message.clone());
+                    })?;
+                    return Err(start_err(message));
+                }
+            }
+        }
+
+        let me = std::process::id() as i32;
+        store.update_container(id, |c| {
+            c.state.status = Status::Running;
+            c.state.pid = Some(pid);
+            c.state.monitor_pid = Some(me);
+            c.state.monitor_start = process_start_time(me);
+            c.state.started_at = Some(Utc::now());
+            c.state.finished_at = None;
+            c.state.exit_code = None;
+            c.state.error = None;
+            c.state.oom_killed = false;
+            c.ports = bound.clone();
+        })?;
+        Ok(Monitor {
+            store: store.clone(),
+            id: id.to_string(),
+            child,
+            pid,
+            io,
+            proxy,
+            cgroup,
+            raw_mode,
+            _stdin_hold: stdin_hold,
+        })
+    }
+
+    /// The host pid of the container's first process.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits for the container to end, records its exit, cleans up (and removes it with
+    /// `--rm`). Returns its exit code.
+    pub fn wait(mut self) -> Result<i32, MonitorError> {
+        let code = loop {
+            match self.child.wait() {
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    break s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(start_err(format!("waiting for the container: {e}"))),
+            }
+        };
+        for t in self.io.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(p) = self.proxy.take() {
+            p.stop();
+        }
+        let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+        drop(self.raw_mode.take());
+        let c = self.store.update_container(&self.id, |c| {
+            c.state.status = Status::Exited;
+            c.state.exit_code = Some(code);
+            c.state.finished_at = Some(Utc::now());
+            c.state.oom_killed = oom;
+            c.state.pid = None;
+        })?;
+        if c.auto_remove {
+            remove_container(&self.store, &c, true)?;
+        }
+        Ok(code)
+    }
+}
+
+/// Removes a stopped container's files, and with `volumes` its anonymous volumes.
+pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(), MonitorError> {
+    // A monitor that was killed could not remove the cgroup; nothing runs in it any more.
+    if let Ok(cg) = Cgroup::open(&c.id) {
+        let _ = cg.remove();
+    }
+    store.remove_container_files(&c.id)?;
+    if volumes {
+        for m in &c.spec.mounts {
+            if let Some(v) = &m.volume
+                && store.volume(v).is_ok_and(|v| v.anonymous)
+            {
+                let _ = store.remove_volume(v, true);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the init's status lines: the container's pid, or why it could not start.
+fn read_status(fd: OwnedFd) -> Result<i32, MonitorError> {
+    let mut pid = None;
+    for line in BufReader::new(File::from(fd)).lines() {
+        let line = line.map_err(start_err)?;
+        if let Some(p) = line.strip_prefix("pid ") {
+            pid = p.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("error ") {
+            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Err(MonitorError::Start {
+                code: code.parse().unwrap_or(125),
+                message: message.to_string(),
+            });
+        }
+    }
+    pid.ok_or_else(|| start_err("the container's init ended before starting the workload"))
+}
+
+/// The container's rootfs: its layers' snapshots (top first) under its own upper dir.
+fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, MonitorError> {
+    let mk = |name: &str| -> Result<PathBuf, MonitorError> {
+        let p = dir.join(name);
+        std::fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
+        Ok(p)
+    };
+    let mut lowerdirs = Vec::new();
+    for diff_id in c.layers.iter().rev() {
+        let p = store.snapshot_path(diff_id);
+        if !p.is_dir() {
+            return Err(start_err(format!(
+                "layer {diff_id} of image {} is missing from the store: pull, load or build the image again",
+                c.image
+            )));
+        }
+        lowerdirs.push(p);
+    }
+    if lowerdirs.is_empty() {
+        lowerdirs.push(mk("empty")?);
+    }
+    let hostname = if c.spec.hostname.is_empty() { c.short_id().to_string() } else { c.spec.hostname.clone() };
+    let hostname_file = dir.join("hostname");
+    store.write_file(&hostname_file, format!("{hostname}\n").as_bytes())?;
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    );
+    for h in &c.spec.extra_hosts {
+        if let Some((name, ip)) = h.split_once(':') {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    let hosts_file = dir.join("hosts");
+    store.write_file(&hosts_file, hosts.as_bytes())?;
+    let resolv_file = dir.join("resolv.conf");
+    store.write_file(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
+    Ok(RootfsPlan {
+        lowerdirs,
+        upperdir: mk("upper")?,
+        workdir: mk("work")?,
+        merged: mk("merged")?,
+        etc_files: vec![
+            (hostname_file, "/etc/hostname".into()),
+            (hosts_file, "/etc/hosts".into()),
+            (resolv_file, "/etc/resolv.conf".into()),
+        ],
+        mounts: c.spec.mounts.clone(),
+        read_only: c.spec.read_only,
+        privileged: c.spec.security.privileged,
+        own_netns: c.spec.network != NetworkMode::Host,
+    })
+}
+
+/// The host's resolv.conf; in a namespace of its own, loopback name servers (unreachable
+/// there) are dropped.
+fn resolv_conf(network: NetworkMode) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if network == NetworkMode::Host {
+        return host;
+    }
+    host.lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver") && w.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Copies one output stream into the log (and, in the foreground, to `tee`).
+pub fn copy_output(
+    mut from: impl Read + Send + 'static,
+    log: &Path,
+    stream: &'static str,
+    mut tee: Option<Box<dyn Write + Send>>,
+) -> Result<JoinHandle<()>, MonitorError> {
+    let mut writer = LogWriter::open(log, stream).ctx(|| format!("opening {}", log.display()))?;
+    Ok(std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(t) = tee.as_mut() {
+                        let _ = t.write_all(&buf[..n]);
+                        let _ = t.flush();
+                    }
+                    let _ = writer.write(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EIO: the pty's last slave closed.
+                Err(_) => break,
+            }
+        }
+        let _ = writer.flush();
+    }))
+}
+
+/// Copies this process' stdin to the container until end-of-file.
+pub fn copy_stdin(mut to: impl Write) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = to.flush();
+            }
+        }
+    }
+}
+
+pub fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+        set.add(s);
+    }
+    set
+}
+
+/// Forwards the signals this process receives to the container (and window size changes to
+/// its pty).
+pub fn forward_signals(pid: i32, pty: Option<File>) {
+    std::thread::spawn(move || {
+        let set = forwarded_signals();
+        while let Ok(sig) = set.wait() {
+            if sig == Signal::SIGWINCH {
+                if let (Some(pty), Some(size)) = (&pty, terminal_size()) {
+                    super::tty::set_size(pty, &size);
+                }
+                continue;
+            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    });
+}
+

@@ -1,0 +1,186 @@
+//! Containers in the store: `containers/<id>/state.json` each, created with unique names
+//! under a lock, found by name, id or unique id prefix.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::state::{Container, Status, process_alive};
+use crate::store::{IoContext, Store, StoreError, lock, remove_tree};
+
+/// What can go wrong with containers.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container matches.
+    #[error("no such container: {0} (`berth ps -a` lists them)")]
+    NotFound(String),
+    /// A prefix matches several.
+    #[error("container id prefix {0:?} matches several containers; give more characters")]
+    Ambiguous(String),
+    /// The name is taken.
+    #[error("the container name {name:?} is already in use by container {id}: remove that container (`berth rm {name}`) or choose another name")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The short id of the container using it.
+        id: String,
+    },
+    /// The name is malformed.
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    BadName(String),
+    /// Its state file is unreadable.
+    #[error("container {id} has a corrupt state file: {reason} (remove it with `berth rm -f {id}`)")]
+    Corrupt {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl Store {
+    /// The folder holding every container's folder.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root().join("containers")
+    }
+
+    /// A container's folder.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    /// Records a new container; its name must be free.
+    pub fn create_container(&self, c: &Container) -> Result<(), ContainerError> {
+        if !valid_name(&c.name) {
+            return Err(ContainerError::BadName(c.name.clone()));
+        }
+        fs::create_dir_all(self.containers_dir()).ctx(|| "creating the containers folder".into())?;
+        let lock_path = self.root().join("locks/names.lock");
+        let _names = lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
+        if let Some(other) = self.containers()?.into_iter().find(|o| o.name == c.name) {
+            return Err(ContainerError::NameInUse {
+                name: c.name.clone(),
+                id: other.short_id().to_string(),
+            });
+        }
+        let dir = self.container_dir(&c.id);
+        fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        self.save_container(c)
+    }
+
+    /// Writes a container's state atomically.
+    pub fn save_container(&self, c: &Container) -> Result<(), ContainerError> {
+        let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
+        self.write_file(&self.container_dir(&c.id).join("state.json"), &bytes)?;
+        Ok(())
+    }
+
+    /// Reads one container's state, noticing a monitor that died without recording the end.
+    pub fn load_container(&self, id: &str) -> Result<Container, ContainerError> {
+        let path = self.container_dir(id).join("state.json");
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ContainerError::NotFound(id.to_string()),
+            _ => ContainerError::Store(StoreError::Io {
+                context: format!("reading {}", path.display()),
+                cause: e,
+            }),
+        })?;
+        let mut c: Container = serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        if matches!(c.state.status, Status::Running | Status::Restarting)
+            && !c.state.monitor_pid.is_some_and(|p| process_alive(p, c.state.monitor_start))
+        {
+            // The monitor was killed: its container died with it (it runs with a parent-death
+            // signal), so record it as killed.
+            self.update_container(&c.id, |c| {
+                if matches!(c.state.status, Status::Running | Status::Restarting)
+                    && !c.state.monitor_pid.is_some_and(|p| process_alive(p, c.state.monitor_start))
+                {
+                    c.state.status = Status::Exited;
+                    c.state.exit_code = Some(137);
+                    c.state.finished_at = Some(chrono::Utc::now());
+                    c.state.error = Some("the container's monitor process was killed".into());
+                    c.state.pid = None;
+                }
+            })?;
+            c = self.read_state(id)?;
+        }
+        Ok(c)
+    }
+
+    fn read_state(&self, id: &str) -> Result<Container, ContainerError> {
+        let path = self.container_dir(id).join("state.json");
+        let bytes = fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Changes a container's state under its lock and returns the new state.
+    pub fn update_container(&self, id: &str, f: impl FnOnce(&mut Container)) -> Result<Container, ContainerError> {
+        let lock_path = self.container_dir(id).join("lock");
+        let _g = lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
+        let mut c = self.read_state(id)?;
+        f(&mut c);
+        self.save_container(&c)?;
+        Ok(c)
+    }
+
+    /// Every container, newest first.
+    pub fn containers(&self) -> Result<Vec<Container>, ContainerError> {
+        let dir = self.containers_dir();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if id.len() != 64 || !e.path().join("state.json").exists() {
+                continue;
+            }
+            match self.load_container(&id) {
+                Ok(c) => out.push(c),
+                Err(ContainerError::NotFound(_)) => {}
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn find_container(&self, input: &str) -> Result<Container, ContainerError> {
+        let all = self.containers()?;
+        if let Some(c) = all.iter().find(|c| c.id == input || c.name == input || c.name == input.trim_start_matches('/')) {
+            return Ok(c.clone());
+        }
+        let hits: Vec<&Container> = all.iter().filter(|c| !input.is_empty() && c.id.starts_with(input)).collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ContainerError::NotFound(input.to_string())),
+            _ => Err(ContainerError::Ambiguous(input.to_string())),
+        }
+    }
+
+    /// Removes a container's folder (its writable layer, log and state).
+    pub fn remove_container_files(&self, id: &str) -> Result<(), ContainerError> {
+        let dir = self.container_dir(id);
+        // Renamed away first: a half-removed container is never listed.
+        let tmp = self.temp_path("container");
+        if fs::rename(&dir, &tmp).is_ok() {
+            remove_tree(&tmp).ctx(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! Container networking: a private network namespace with loopback, and published ports
+//! served by a userspace proxy that connects into the container's namespace.
+
+pub mod loopback;
+pub mod ports;
+pub mod proxy;

@@ -1,0 +1,293 @@
+//! The container's first processes, started by the monitor as `berth __init CONFIG FD`.
+//!
+//! `__init` is a fresh exec of berth, so it is single-threaded: it may unshare and fork
+//! freely (nothing unsafe runs between a fork and an exec in a threaded process). It joins
+//! the container's cgroup, unshares the namespaces and forks PID 1 of the new pid namespace,
+//! then waits for it and exits with its status. PID 1 builds the rootfs, pivots into it,
+//! drops privileges and execs the workload (or, with `--init`, forks it and reaps zombies).
+//!
+//! Progress goes to the monitor over the status pipe `FD`, one line each:
+//! `pid N` (the container's first process, as the host sees it) and, if the workload could
+//! not be started, `error CODE MESSAGE` (125 berth's failure, 126 not runnable, 127 not found).
+//! A successful exec closes the pipe, so EOF without an error means the workload runs.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+use super::rootfs::{self, RootfsPlan};
+use super::{capabilities, cgroups, seccomp, user};
+use crate::workload::{NetworkMode, WorkloadSpec};
+
+/// Docker's PATH for images that set none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the monitor hands `__init`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitConfig {
+    /// The container id (names its cgroup).
+    pub id: String,
+    /// What to run.
+    pub spec: WorkloadSpec,
+    /// The rootfs to build.
+    pub rootfs: RootfsPlan,
+    /// Join the container's cgroup (made by the monitor when limits are set).
+    pub cgroup: bool,
+}
+
+/// A failure before the workload runs, with Docker's exit code for it.
+#[derive(Debug)]
+pub struct StartError {
+    /// 125, 126 or 127.
+    pub code: i32,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn fail(code: i32, message: impl std::fmt::Display) -> StartError {
+    StartError {
+        code,
+        message: message.to_string(),
+    }
+}
+
+/// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it.
+pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
+    // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
+    let mut status = unsafe { File::from_raw_fd(status_fd) };
+    // If the monitor dies, so does the container (PID 1 has the same link to us).
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid().as_raw() != monitor {
+        report_and_exit(&mut status, fail(125, "the monitor ended before the container started"));
+    }
+    let cfg: InitConfig = match std::fs::read(config)
+        .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| fail(125, format!("parsing {}: {e}", config.display()))))
+    {
+        Ok(c) => c,
+        Err(e) => report_and_exit(&mut status, e),
+    };
+    if let Err(e) = enter(&cfg) {
+        report_and_exit(&mut status, e);
+    }
+    // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
+    // fork is a complete copy and may run any code.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => report_and_exit(&mut status, fail(125, format!("forking the container's first process: {e}"))),
+        Ok(ForkResult::Child) => {
+            let e = match container_main(&cfg, &status) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            report_and_exit(&mut status, e)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            let _ = writeln!(status, "pid {child}");
+            drop(status);
+            std::process::exit(wait_exit_code(child))
+        }
+    }
+}
+
+fn report_and_exit(status: &mut File, e: StartError) -> ! {
+    let _ = writeln!(status, "error {} {}", e.code, e.message.replace('\n', " "));
+    std::process::exit(e.code)
+}
+
+/// Joins the cgroup and unshares the namespaces (the pid namespace applies to children).
+fn enter(cfg: &InitConfig) -> Result<(), StartError> {
+    if cfg.cgroup {
+        let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
+        cg.add_process(std::process::id() as i32).map_err(|e| fail(125, e))?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+    if cfg.spec.network != NetworkMode::Host {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    nix::sched::unshare(flags).map_err(|e| fail(125, format!("creating namespaces: {e}")))?;
+    Ok(())
+}
+
+/// The exit code Docker reports for a process' end: its code, or 128 + the killing signal.
+pub fn wait_exit_code(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
+
+/// PID 1 of the new pid namespace: builds the container around itself, then execs.
+fn container_main(cfg: &InitConfig, status: &File) -> Result<std::convert::Infallible, StartError> {
+    // If __init dies (its monitor was killed), the container goes too: never a ghost.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| fail(125, e))?;
+    nix::unistd::setsid().map_err(|e| fail(125, format!("setsid: {e}")))?;
+    if cfg.spec.tty {
+        // SAFETY: TIOCSCTTY on our stdin, the pty slave the monitor gave us.
+        unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
+    }
+    let spec = &cfg.spec;
+    rootfs::build(&cfg.rootfs).map_err(|e| fail(125, e))?;
+    if spec.network == NetworkMode::Private {
+        crate::network::loopback::bring_up_loopback().map_err(|e| fail(125, e))?;
+    }
+    if !spec.hostname.is_empty() {
+        nix::unistd::sethostname(&spec.hostname).map_err(|e| fail(125, format!("setting the hostname: {e}")))?;
+    }
+
+    let who = user::resolve(&spec.user, Path::new("/")).map_err(|e| fail(125, e))?;
+    let mut env = spec.env.clone();
+    let has = |env: &[String], k: &str| env.iter().any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k);
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") && !spec.hostname.is_empty() {
+        env.push(format!("HOSTNAME={}", spec.hostname));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", who.home));
+    }
+    if spec.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    // Docker creates a missing working directory.
+    if std::fs::metadata(cwd).is_err() {
+        std::fs::create_dir_all(cwd).map_err(|e| fail(125, format!("creating the working directory {cwd}: {e}")))?;
+    }
+    nix::unistd::chdir(cwd).map_err(|e| fail(125, format!("entering the working directory {cwd}: {e}")))?;
+
+    let program = resolve_program(&spec.args, &env)?;
+    drop_privileges(spec, &who)?;
+
+    // The status pipe must close when the workload starts.
+    nix::fcntl::fcntl(status, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(|e| fail(125, e))?;
+    if spec.init {
+        // SAFETY: still single-threaded (a forked copy of `__init`).
+        match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
+            ForkResult::Child => {}
+            ForkResult::Parent { child } => {
+                // Our copy of the status pipe would keep it open past the workload's exec.
+                // SAFETY: the fd is ours and is not used again in this process.
+                unsafe { nix::libc::close(status.as_raw_fd()) };
+                reap_as_init(child)
+            }
+        }
+    }
+    exec(&program, &spec.args, &env)
+}
+
+/// Finds the program as execve would be asked for it, or fails with Docker's message and code.
+pub(crate) fn resolve_program(args: &[String], env: &[String]) -> Result<PathBuf, StartError> {
+    let Some(name) = args.first() else {
+        return Err(fail(125, "no command specified: the image has no Cmd or Entrypoint; give a command after the image name"));
+    };
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file())
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if !p.exists() {
+            return Err(fail(127, format!("exec: \"{name}\": stat {name}: no such file or directory")));
+        }
+        return Ok(p);
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(fail(127, format!("exec: \"{name}\": executable file not found in $PATH")))
+}
+
+/// Capabilities, groups, ids, no_new_privs and seccomp, in the order that keeps each step
+/// possible: the filter is built while root and installed last.
+pub(crate) fn drop_privileges(spec: &WorkloadSpec, who: &user::ResolvedUser) -> Result<(), StartError> {
+    let sec = &spec.security;
+    let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged).map_err(|e| fail(125, e))?;
+    let filter = if sec.seccomp && !sec.privileged {
+        Some(seccomp::default_profile(&caps).map_err(|e| fail(125, e))?)
+    } else {
+        None
+    };
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN to install, so it goes in while
+    // we are still root; the profile allows the setuid, capset and prctl calls after it.
+    let early = !(sec.no_new_privs && !sec.privileged);
+    if early && let Some(f) = &filter {
+        seccomp::install(f).map_err(|e| fail(125, e))?;
+    }
+    capabilities::prepare_uid_change().map_err(|e| fail(125, e))?;
+    let groups: Vec<nix::unistd::Gid> = who.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups).map_err(|e| fail(125, format!("setting groups: {e}")))?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(who.gid)).map_err(|e| fail(125, format!("setting gid {}: {e}", who.gid)))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(who.uid)).map_err(|e| fail(125, format!("setting uid {}: {e}", who.uid)))?;
+    capabilities::apply(&caps, who.uid == 0).map_err(|e| fail(125, e))?;
+    if sec.no_new_privs && !sec.privileged {
+        seccomp::set_no_new_privs().map_err(|e| fail(125, e))?;
+    }
+    if !early && let Some(f) = &filter {
+        seccomp::install(f).map_err(|e| fail(125, e))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn exec(program: &Path, args: &[String], env: &[String]) -> Result<std::convert::Infallible, StartError> {
+    let c = |s: &str| CString::new(s).map_err(|_| fail(125, format!("{s:?} contains a NUL byte")));
+    let prog = c(&program.display().to_string())?;
+    let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
+    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
+    let name = &args[0];
+    Err(match e {
+        nix::Error::EACCES => fail(126, format!("exec: \"{name}\": permission denied")),
+        nix::Error::ENOENT => fail(127, format!("exec: \"{name}\": no such file or directory (or its interpreter is missing)")),
+        nix::Error::ENOEXEC => fail(126, format!("exec: \"{name}\": exec format error")),
+        other => fail(126, format!("exec: \"{name}\": {other}")),
+    })
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: nix::libc::c_int) {
+    let child = CHILD.load(Ordering::Relaxed);
+    if child > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { nix::libc::kill(child, sig) };
+    }
+}
+
+/// `--init`: PID 1 forwards signals to the workload and reaps every zombie, then exits with
+/// the workload's status.
+fn reap_as_init(child: Pid) -> ! {
+    CHILD.store(child.as_raw(), Ordering::Relaxed);
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+        // SAFETY: the handler only calls kill.
+        let _ = unsafe { signal::signal(sig, SigHandler::Handler(forward)) };
+    }
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
+            Err(nix::Error::ECHILD) => std::process::exit(0),
+            _ => continue,
+        }
+    }
+}

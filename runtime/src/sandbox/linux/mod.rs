@@ -1,0 +1,10 @@
+//! The native Linux sandbox: namespaces, an overlay rootfs with pivot_root, cgroup limits,
+//! capabilities, no_new_privs and a seccomp filter.
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod init;
+pub mod nsexec;
+pub mod rootfs;
+pub mod seccomp;
+pub mod user;

@@ -1,0 +1,105 @@
+//! `berth exec`'s process, `berth __exec CONFIG`: joins a running container's namespaces
+//! and cgroup, forks into its pid namespace, and there drops privileges as the container's
+//! first process did and execs the command. It waits for the command and exits with its code.
+//!
+//! Like `__init` it is a fresh, single-threaded exec of berth, so setns (the mount namespace
+//! needs a single-threaded caller) and fork are safe here.
+
+use std::fs::File;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::unistd::ForkResult;
+use serde::{Deserialize, Serialize};
+
+use super::init::{DEFAULT_PATH, StartError, drop_privileges, exec, resolve_program, wait_exit_code};
+use super::{cgroups, user};
+use crate::workload::{NetworkMode, WorkloadSpec};
+
+/// What `berth exec` hands `__exec`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// The container id (names its cgroup).
+    pub id: String,
+    /// The host pid of the container's first process, whose namespaces are joined.
+    pub pid: i32,
+    /// The command: args, env, cwd and user for it; security as the container's.
+    pub spec: WorkloadSpec,
+    /// Join the container's cgroup.
+    pub cgroup: bool,
+}
+
+/// Runs `__exec`; never returns.
+pub fn main(config: &Path) -> ! {
+    match run(config) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("berth: {}", e.message);
+            std::process::exit(e.code)
+        }
+    }
+}
+
+fn fail(code: i32, m: impl std::fmt::Display) -> StartError {
+    StartError {
+        code,
+        message: m.to_string(),
+    }
+}
+
+fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
+    let cfg: ExecConfig = std::fs::read(config)
+        .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| fail(125, format!("parsing {}: {e}", config.display()))))?;
+    if cfg.cgroup {
+        let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
+        cg.add_process(std::process::id() as i32).map_err(|e| fail(125, e))?;
+    }
+    let mut namespaces = vec![("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)];
+    if cfg.spec.network != NetworkMode::Host {
+        namespaces.push(("net", CloneFlags::CLONE_NEWNET));
+    }
+    namespaces.push(("pid", CloneFlags::CLONE_NEWPID));
+    // The mount namespace last: after it, /proc is the container's.
+    namespaces.push(("mnt", CloneFlags::CLONE_NEWNS));
+    let files = namespaces
+        .iter()
+        .map(|(name, flag)| {
+            File::open(format!("/proc/{}/ns/{name}", cfg.pid))
+                .map(|f| (f, *flag))
+                .map_err(|e| fail(125, format!("the container is not running ({name} namespace: {e})")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (f, flag) in &files {
+        nix::sched::setns(f, *flag).map_err(|e| fail(125, format!("joining the container's namespaces: {e}")))?;
+    }
+    drop(files);
+    // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
+    match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
+        ForkResult::Parent { child } => std::process::exit(wait_exit_code(child)),
+        ForkResult::Child => {}
+    }
+    let spec = &cfg.spec;
+    if spec.tty {
+        let _ = nix::unistd::setsid();
+        // SAFETY: TIOCSCTTY on our stdin, the pty slave berth exec gave us.
+        unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
+    }
+    let who = user::resolve(&spec.user, Path::new("/")).map_err(|e| fail(126, e))?;
+    let mut env = spec.env.clone();
+    let has = |env: &[String], k: &str| env.iter().any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k);
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", who.home));
+    }
+    if spec.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    nix::unistd::chdir(cwd).map_err(|e| fail(126, format!("entering the working directory {cwd}: {e}")))?;
+    let program = resolve_program(&spec.args, &env)?;
+    drop_privileges(spec, &who)?;
+    exec(&program, &spec.args, &env)
+}

@@ -1,0 +1,5 @@
+//! Sandboxes: what isolates a workload. `linux` holds the native backend's kernel pieces
+//! (namespaces, rootfs, cgroups, capabilities, seccomp).
+
+#[cfg(target_os = "linux")]
+pub mod linux;
