@@ -123,7 +123,7 @@ impl Monitor {
             cgroup: cgroup.is_some(),
         };
         let config_path = dir.join("init.json");
-        store.write_file(&config_path, &serde_json::to_vec(&config).expect("serializes"))?;
+        store.write_file_unsynced(&config_path, &serde_json::to_vec(&config).expect("serializes"))?;
 
         let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
         nix::fcntl::fcntl(&status_read, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(start_err)?;
@@ -373,7 +373,7 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
     }
     let hostname = if c.spec.hostname.is_empty() { c.short_id().to_string() } else { c.spec.hostname.clone() };
     let hostname_file = dir.join("hostname");
-    store.write_file(&hostname_file, format!("{hostname}\n").as_bytes())?;
+    store.write_file_unsynced(&hostname_file, format!("{hostname}\n").as_bytes())?;
     let mut hosts = format!(
         "127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     );
@@ -383,9 +383,9 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
         }
     }
     let hosts_file = dir.join("hosts");
-    store.write_file(&hosts_file, hosts.as_bytes())?;
+    store.write_file_unsynced(&hosts_file, hosts.as_bytes())?;
     let resolv_file = dir.join("resolv.conf");
-    store.write_file(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
+    store.write_file_unsynced(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
     Ok(RootfsPlan {
         lowerdirs,
         upperdir: mk("upper")?,

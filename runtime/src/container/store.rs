@@ -73,13 +73,16 @@ impl Store {
         }
         let dir = self.container_dir(&c.id);
         fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        self.save_container(c)
+        let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
+        self.write_file(&dir.join("state.json"), &bytes)?;
+        Ok(())
     }
 
-    /// Writes a container's state atomically.
+    /// Writes a container's state atomically. Not fsynced: state changes are frequent, and a
+    /// power loss at worst loses the latest one, which the monitor check repairs.
     pub fn save_container(&self, c: &Container) -> Result<(), ContainerError> {
         let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
-        self.write_file(&self.container_dir(&c.id).join("state.json"), &bytes)?;
+        self.write_file_unsynced(&self.container_dir(&c.id).join("state.json"), &bytes)?;
         Ok(())
     }
 
@@ -155,7 +158,7 @@ impl Store {
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|c| std::cmp::Reverse(c.created));
         Ok(out)
     }
 

@@ -38,8 +38,8 @@ pub enum LoopbackError {
 
 /// Sets `lo` up in the calling thread's network namespace (a no-op when it already is).
 ///
-/// It only makes syscalls and allocates nothing on success, so it is safe to call in a child
-/// between fork and exec.
+/// It only makes syscalls and allocates nothing, so it is safe to call in a child between
+/// fork and exec.
 pub fn bring_up_loopback() -> Result<(), LoopbackError> {
     // Any socket works for interface ioctls; a datagram one needs no connection or address.
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).map_err(LoopbackError::Socket)?;
@@ -78,14 +78,17 @@ mod tests {
     fn lo_in_new_netns(bring_up: bool) -> String {
         let mut cmd = Command::new("ip");
         cmd.args(["addr", "show", "lo"]);
-        // SAFETY: the closure runs in the forked child before exec and only makes syscalls:
-        // unshare, socket and ioctl (bring_up_loopback allocates nothing on success; on an
-        // error the child reports it and exits without returning into the parent's state).
+        // SAFETY: the closure runs in the forked child before exec and only makes syscalls
+        // (unshare, socket, ioctl); neither it nor bring_up_loopback allocates, even on error.
         unsafe {
             cmd.pre_exec(move || {
                 rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET)?;
                 if bring_up {
-                    bring_up_loopback().map_err(|_| io::Error::other("bring_up_loopback"))?;
+                    bring_up_loopback().map_err(|e| match e {
+                        LoopbackError::Socket(e)
+                        | LoopbackError::GetFlags(e)
+                        | LoopbackError::SetFlags(e) => e,
+                    })?;
                 }
                 Ok(())
             });

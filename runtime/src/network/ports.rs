@@ -78,8 +78,8 @@ pub enum PortError {
     },
     /// The part before the host port is not an IP address.
     #[error(
-        "invalid -p value {spec:?}: {ip:?} is not an IP address; write IPv4 as 127.0.0.1:8000:80 \
-         and IPv6 in brackets, [::1]:8000:80"
+        "invalid -p value {spec:?}: {ip:?} is not an IP address; write IPv4 as \
+         -p 127.0.0.1:8000:80 and IPv6 in brackets, -p [::1]:8000:80"
     )]
     InvalidIp {
         /// The whole spec as given.
@@ -113,8 +113,9 @@ pub enum PortError {
     },
     /// Host and container ranges have different lengths.
     #[error(
-        "invalid -p value {spec:?}: host range {host} has {host_len} ports but container range \
-         {container} has {container_len}; give ranges of the same length, e.g. -p 8000-8002:80-82"
+        "invalid -p value {spec:?}: host range {host} has {host_len} port{} but container range \
+         {container} has {container_len}; give ranges of the same length, e.g. -p 8000-8002:80-82",
+        if *host_len == 1 { "" } else { "s" }
     )]
     RangeMismatch {
         /// The whole spec as given.
@@ -202,13 +203,12 @@ pub fn parse_publish(spec: &str) -> Result<Vec<PortMapping>, PortError> {
             });
         }
     }
-    Ok((c_start..=c_end)
-        .enumerate()
-        .map(|(i, container_port)| PortMapping {
+    Ok((0..=c_end - c_start)
+        .map(|offset| PortMapping {
             host_ip,
-            // Lengths are equal and both ranges fit in u16, so start + i does too.
-            host_port: host.map_or(0, |(h_start, _)| h_start + i as u16),
-            container_port,
+            // The lengths match, so the host range holds start + offset too.
+            host_port: host.map_or(0, |(h_start, _)| h_start + offset),
+            container_port: c_start + offset,
             protocol,
         })
         .collect())
@@ -437,7 +437,7 @@ mod tests {
             ),
             (
                 "8000:80-81",
-                "host range 8000 has 1 ports but container range 80-81 has 2",
+                "host range 8000 has 1 port but container range 80-81 has 2",
             ),
         ];
         for (spec, want) in table {
@@ -447,8 +447,9 @@ mod tests {
                 err.contains(&format!("{spec:?}")),
                 "spec {spec:?}: {err:?} does not name it"
             );
+            let advice = err.rsplit_once("; ").expect("an error says what to do").1;
             assert!(
-                err.contains("-p "),
+                advice.contains("-p "),
                 "spec {spec:?}: {err:?} shows no example"
             );
             assert!(!err.ends_with('.'), "{err:?}");

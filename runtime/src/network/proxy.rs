@@ -109,9 +109,13 @@ pub enum ProxyError {
     },
     /// The namespace file cannot be opened.
     #[error(
-        "publishing ports: cannot open the container's network namespace {}: {source}; the \
-         container must be running (/proc/PID/ns/net exists only while PID does)",
-        path.display()
+        "publishing ports: cannot open the container's network namespace {}: {source}; {}",
+        path.display(),
+        if source.kind() == io::ErrorKind::NotFound {
+            "the container must be running (/proc/PID/ns/net exists only while PID does)"
+        } else {
+            "berth needs root (CAP_SYS_PTRACE) to open another process's namespace"
+        }
     )]
     OpenNetns {
         /// The namespace file.

@@ -30,6 +30,18 @@ pub fn write_atomic(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<(
     result
 }
 
+/// Writes `bytes` to `target` atomically but without fsync: readers and a killed process never
+/// see half a file, but a power loss may lose the write. For files berth rebuilds or can do
+/// without (a container's per-start files, its run state).
+pub fn write_atomic_unsynced(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(tmp_dir, "write");
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, target));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Renames `from` to `to` and fsyncs `to`'s directory so the rename survives a crash.
 pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;

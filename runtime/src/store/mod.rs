@@ -179,6 +179,12 @@ impl Store {
             .ctx(|| format!("writing {}", path.display()))
     }
 
+    /// Writes a file of the store atomically, without waiting for the disk (see
+    /// [`atomic::write_atomic_unsynced`]).
+    pub fn write_file_unsynced(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        atomic::write_atomic_unsynced(&self.tmp_dir(), path, bytes).ctx(|| format!("writing {}", path.display()))
+    }
+
     /// A new unique path under `tmp/`.
     pub fn temp_path(&self, hint: &str) -> PathBuf {
         atomic::temp_path(&self.tmp_dir(), hint)

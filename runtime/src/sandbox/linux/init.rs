@@ -249,7 +249,20 @@ pub(crate) fn drop_privileges(spec: &WorkloadSpec, who: &user::ResolvedUser) -> 
     Ok(())
 }
 
+/// Gives the workload default signal handling: berth's runtime ignores SIGPIPE, and the
+/// monitor blocks the signals it forwards (a blocked mask survives spawn and exec).
+pub(crate) fn reset_signals() {
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: restoring the default disposition installs no handler.
+            let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+        }
+    }
+    let _ = signal::sigprocmask(signal::SigmaskHow::SIG_SETMASK, Some(&signal::SigSet::empty()), None);
+}
+
 pub(crate) fn exec(program: &Path, args: &[String], env: &[String]) -> Result<std::convert::Infallible, StartError> {
+    reset_signals();
     let c = |s: &str| CString::new(s).map_err(|_| fail(125, format!("{s:?} contains a NUL byte")));
     let prog = c(&program.display().to_string())?;
     let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
@@ -278,6 +291,7 @@ extern "C" fn forward(sig: nix::libc::c_int) {
 /// the workload's status.
 fn reap_as_init(child: Pid) -> ! {
     CHILD.store(child.as_raw(), Ordering::Relaxed);
+    let _ = signal::sigprocmask(signal::SigmaskHow::SIG_SETMASK, Some(&signal::SigSet::empty()), None);
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
         // SAFETY: the handler only calls kill.
         let _ = unsafe { signal::signal(sig, SigHandler::Handler(forward)) };

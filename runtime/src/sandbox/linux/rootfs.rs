@@ -82,25 +82,35 @@ fn none() -> Option<&'static str> {
 
 /// Opens (creating) `path` inside `root` as a folder (or, with `file`, an empty file) and
 /// returns a `/proc/self/fd/N` path naming exactly it, plus the handle keeping it open.
-fn target(root: &Dir, path: &str, file: bool) -> Result<(PathBuf, std::fs::File), RootfsError> {
+/// A symlink anywhere in `path` cannot lead outside `root`.
+fn target(root: &Dir, path: &str, file: bool) -> Result<(PathBuf, std::os::fd::OwnedFd), RootfsError> {
+    use rustix::fs::{Mode, OFlags};
     let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
     let what = || format!("preparing mount target {path}");
-    let handle: std::fs::File = if file {
-        if let Some(parent) = Path::new(rel).parent().filter(|p| !p.as_os_str().is_empty()) {
-            root.create_dir_all(parent).map_err(|e| err(what(), e))?;
-        }
-        let mut oo = cap_std::fs::OpenOptions::new();
-        oo.read(true).write(true).create(true);
-        match root.open_with(rel, &oo) {
-            Ok(f) => f.into_std(),
-            // A read-only or special file already there: open it for reading only.
-            Err(_) => root.open(rel).map_err(|e| err(what(), e))?.into_std(),
-        }
-    } else {
+    if !file {
+        let rel = if rel.is_empty() { "." } else { rel };
         root.create_dir_all(rel).map_err(|e| err(what(), e))?;
-        root.open_dir(rel).map_err(|e| err(what(), e))?.into_std_file()
+        let handle: std::os::fd::OwnedFd = root.open_dir(rel).map_err(|e| err(what(), e))?.into_std_file().into();
+        return Ok((PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())), handle));
+    }
+    // The parent through cap-std; the file itself O_PATH, so write-only and special files
+    // (/proc/sysrq-trigger, devices) can be mount targets too.
+    let p = Path::new(rel);
+    let name = p.file_name().ok_or_else(|| err(what(), "not a file path"))?;
+    let parent = match p.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => {
+            root.create_dir_all(parent).map_err(|e| err(what(), e))?;
+            root.open_dir(parent).map_err(|e| err(what(), e))?
+        }
+        None => root.try_clone().map_err(|e| err(what(), e))?,
     };
+    if parent.symlink_metadata(name).is_err() {
+        let mut oo = cap_std::fs::OpenOptions::new();
+        oo.write(true).create(true);
+        parent.open_with(name, &oo).map_err(|e| err(what(), e))?;
+    }
+    let handle = rustix::fs::openat(&parent, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| err(what(), e))?;
     Ok((PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())), handle))
 }
 
