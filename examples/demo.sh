@@ -20,7 +20,8 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 # A minimal root filesystem: busybox and its applets.
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/rootfs/tmp"
 cp /bin/busybox "$work/rootfs/bin/"
-for a in sh ls cat echo httpd; do ln -s busybox "$work/rootfs/bin/$a"; done
+for a in sh ls cat echo httpd hostname ps sleep wget; do ln -s busybox "$work/rootfs/bin/$a"; done
+mkdir -p "$work/rootfs/var/www" && echo 'hello from a berth container' > "$work/rootfs/var/www/index.html"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
 tar -C "$work/rootfs" -czf "$work/rootfs.tar.gz" .
 
@@ -44,5 +45,18 @@ step berth rmi localhost:5000/busybox:1 busybox:demo
 berth rmi localhost:5000/busybox:1 busybox:demo
 step berth load -i busybox.tar
 berth load -i "$work/busybox.tar"
+step berth run --rm busybox:demo sh -c 'echo "hello from $(hostname), I am PID $$"; ps'
+berth run --rm busybox:demo sh -c 'echo "hello from $(hostname), I am PID $$"; ps'
+step berth run -d --name demo-web -p 18088:80 busybox:demo httpd -f -p 80 -h /var/www
+berth rm -f demo-web >/dev/null 2>&1 || true
+berth run -d --name demo-web -p 18088:80 busybox:demo httpd -f -p 80 -h /var/www
+step berth ps
+berth ps
+step "wget -qO- http://127.0.0.1:18088/   (from the host, through the published port)"
+for _ in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:18088/ 2>/dev/null && break || sleep 0.2; done || busybox wget -qO- http://127.0.0.1:18088/
+step berth exec demo-web ls /var/www
+berth exec demo-web ls /var/www
+step berth rm -f demo-web
+berth rm -f demo-web
 step berth info
 berth info

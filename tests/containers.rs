@@ -22,15 +22,28 @@ fn inspect(b: &Berth, name: &str) -> serde_json::Value {
 #[test]
 fn output_and_exit_codes() {
     let b = setup();
-    assert_eq!(b.ok(&["run", "--rm", "busybox", "echo", "hello", "world"]), "hello world\n");
-    let out = b.output(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "busybox", "echo", "hello", "world"]),
+        "hello world\n"
+    );
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "the workload's exit code");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
 
     let (code, err) = b.fail(&["run", "--rm", "busybox", "nosuchcommand"]);
     assert_eq!(code, 127, "{err}");
-    assert!(err.contains("\"nosuchcommand\": executable file not found in $PATH"), "{err}");
+    assert!(
+        err.contains("\"nosuchcommand\": executable file not found in $PATH"),
+        "{err}"
+    );
     let (code, err) = b.fail(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(code, 126, "{err}");
     assert!(err.contains("permission denied"), "{err}");
@@ -41,24 +54,47 @@ fn output_and_exit_codes() {
     assert_eq!(code, 125);
     assert!(err.contains("--bogus-flag"), "{err}");
     // An image with neither Cmd nor Entrypoint needs a command.
-    b.ok(&["import", b.path("busybox-rootfs").to_str().unwrap(), "nocmd"]);
+    b.ok(&[
+        "import",
+        b.path("busybox-rootfs").to_str().unwrap(),
+        "nocmd",
+    ]);
     let (code, err) = b.fail(&["run", "--rm", "nocmd"]);
     assert_eq!(code, 125);
     assert!(err.contains("no command specified"), "{err}");
-    assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm removed every container, started or not");
+    assert_eq!(
+        b.ok(&["ps", "-aq"]),
+        "",
+        "--rm removed every container, started or not"
+    );
 }
 
 #[test]
 fn pid_one_hostname_and_no_host_processes() {
     let b = setup();
-    let out = b.ok(&["run", "--rm", "--hostname", "box", "busybox", "sh", "-c", "echo $$; hostname; ls /proc | grep -c '^[0-9]'"]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$; hostname; ls /proc | grep -c '^[0-9]'",
+    ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1", "the workload is PID 1");
     assert_eq!(lines[1], "box");
     let procs: usize = lines[2].parse().unwrap();
-    assert!(procs <= 3, "only the container's processes are visible, saw {procs}");
+    assert!(
+        procs <= 3,
+        "only the container's processes are visible, saw {procs}"
+    );
     // The default hostname is the short id.
-    let id = b.ok(&["run", "-d", "busybox", "sleep", "30"]).trim().to_string();
+    let id = b
+        .ok(&["run", "-d", "busybox", "sleep", "30"])
+        .trim()
+        .to_string();
     assert_eq!(b.ok(&["exec", &id, "hostname"]).trim(), &id[..12]);
     b.ok(&["rm", "-f", &id]);
 }
@@ -67,18 +103,47 @@ fn pid_one_hostname_and_no_host_processes() {
 fn env_and_workdir_from_image_and_flags() {
     let b = setup();
     let rootfs = b.path("busybox-rootfs");
-    b.ok(&["import", "-c", "ENV A=image B=image", "-c", "WORKDIR /srv", "-c", "CMD [\"sh\", \"-c\", \"echo $A $B $(pwd)\"]", rootfs.to_str().unwrap(), "envimg"]);
+    b.ok(&[
+        "import",
+        "-c",
+        "ENV A=image B=image",
+        "-c",
+        "WORKDIR /srv",
+        "-c",
+        "CMD [\"sh\", \"-c\", \"echo $A $B $(pwd)\"]",
+        rootfs.to_str().unwrap(),
+        "envimg",
+    ]);
     assert_eq!(b.ok(&["run", "--rm", "envimg"]), "image image /srv\n");
     let env_file = b.path("env.list");
     std::fs::write(&env_file, "# comment\nB=fromfile\n").unwrap();
-    let out = b.ok(&["run", "--rm", "-e", "A=flag", "--env-file", env_file.to_str().unwrap(), "-w", "/tmp", "envimg"]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=flag",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/tmp",
+        "envimg",
+    ]);
     assert_eq!(out, "flag fromfile /tmp\n");
     // A missing working directory is created, as Docker does.
-    assert_eq!(b.ok(&["run", "--rm", "-w", "/new/dir", "busybox", "pwd"]), "/new/dir\n");
+    assert_eq!(
+        b.ok(&["run", "--rm", "-w", "/new/dir", "busybox", "pwd"]),
+        "/new/dir\n"
+    );
     // --entrypoint replaces the image's command too.
-    assert_eq!(b.ok(&["run", "--rm", "--entrypoint", "echo", "envimg"]), "\n");
+    assert_eq!(
+        b.ok(&["run", "--rm", "--entrypoint", "echo", "envimg"]),
+        "\n"
+    );
     let env = b.ok(&["run", "--rm", "busybox", "env"]);
-    assert!(env.contains("PATH=/usr/local/sbin:") && env.contains("HOME=/root"), "{env}");
+    assert!(
+        env.contains("PATH=/usr/local/sbin:") && env.contains("HOME=/root"),
+        "{env}"
+    );
 }
 
 #[test]
@@ -88,59 +153,189 @@ fn bind_mounts_and_named_volumes() {
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("f"), "from host\n").unwrap();
     let spec_ro = format!("{}:/h:ro", host.display());
-    let out = b.output(&["run", "--rm", "-v", &spec_ro, "busybox", "sh", "-c", "cat /h/f; echo x > /h/new"]);
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "-v",
+        &spec_ro,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /h/f; echo x > /h/new",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from host\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
     assert!(!host.join("new").exists(), ":ro refused the write");
     let spec_rw = format!("{}:/h", host.display());
-    b.ok(&["run", "--rm", "-v", &spec_rw, "busybox", "sh", "-c", "echo written > /h/new"]);
-    assert_eq!(std::fs::read_to_string(host.join("new")).unwrap(), "written\n");
+    b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &spec_rw,
+        "busybox",
+        "sh",
+        "-c",
+        "echo written > /h/new",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("new")).unwrap(),
+        "written\n"
+    );
 
     // A named volume starts with the image's content and outlives its container.
-    b.ok(&["run", "--name", "writer", "-v", "data:/etc", "busybox", "sh", "-c", "ls /etc/passwd && echo kept > /etc/note"]);
+    b.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "data:/etc",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /etc/passwd && echo kept > /etc/note",
+    ]);
     b.ok(&["rm", "writer"]);
-    assert_eq!(b.ok(&["run", "--rm", "-v", "data:/data:ro", "busybox", "cat", "/data/note"]), "kept\n");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data:ro",
+            "busybox",
+            "cat",
+            "/data/note"
+        ]),
+        "kept\n"
+    );
     assert!(b.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
-    let (code, err) = b.fail(&["run", "--rm", "-v", "data:/data:ro", "busybox", "sh", "-c", "echo x > /data/x"]);
+    let (code, err) = b.fail(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/x",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("Read-only"), "{err}");
     // --mount and anonymous volumes; rm -v removes the anonymous one.
-    let id = b.ok(&["create", "--mount", "type=volume,target=/anon", "busybox", "true"]).trim().to_string();
+    let id = b
+        .ok(&[
+            "create",
+            "--mount",
+            "type=volume,target=/anon",
+            "busybox",
+            "true",
+        ])
+        .trim()
+        .to_string();
     assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 2);
     b.ok(&["rm", "-v", &id]);
     assert_eq!(b.ok(&["volume", "ls", "-q"]).trim(), "data");
-    let (_, err) = b.fail(&["run", "--rm", "--mount", "type=bind,source=/nonexistent,target=/x", "busybox", "true"]);
-    assert!(err.contains("/nonexistent") && err.contains("does not exist"), "{err}");
+    let (_, err) = b.fail(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/nonexistent,target=/x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        err.contains("/nonexistent") && err.contains("does not exist"),
+        "{err}"
+    );
     b.ok(&["volume", "rm", "data"]);
 }
 
 #[test]
 fn containers_cannot_write_the_image_or_the_host() {
     let b = setup();
-    let snapshots = || sh(&format!("cd {} && find . -printf '%p %s %m\\n' | sort | sha256sum", b.root().join("snapshots").display()));
+    let snapshots = || {
+        sh(&format!(
+            "cd {} && find . -printf '%p %s %m\\n' | sort | sha256sum",
+            b.root().join("snapshots").display()
+        ))
+    };
     let before = snapshots();
-    b.ok(&["run", "--rm", "busybox", "sh", "-c", "rm /bin/cat; echo changed > /etc/passwd; mkdir /newdir"]);
+    b.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /bin/cat; echo changed > /etc/passwd; mkdir /newdir",
+    ]);
     assert_eq!(snapshots(), before, "the layer snapshots are untouched");
-    assert_eq!(b.ok(&["run", "--rm", "busybox", "sh", "-c", "ls /bin/cat; head -1 /etc/passwd; ls -d /newdir 2>&1 || true"]).lines().take(2).collect::<Vec<_>>(), ["/bin/cat", "root:x:0:0:root:/root:/bin/sh"]);
-    let out = b.output(&["run", "--rm", "busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname; touch /sys/x; mount -t tmpfs t /mnt"]);
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /bin/cat; head -1 /etc/passwd; ls -d /newdir 2>&1 || true"
+        ])
+        .lines()
+        .take(2)
+        .collect::<Vec<_>>(),
+        ["/bin/cat", "root:x:0:0:root:/root:/bin/sh"]
+    );
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/domainname; touch /sys/x; mount -t tmpfs t /mnt",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("Read-only file system").count(), 2, "{err}");
     // Masked paths, where this kernel has them, read empty.
     let masked = b.ok(&["run", "--rm", "busybox", "sh", "-c", "for p in /proc/kcore /proc/keys /proc/timer_list; do [ -e $p ] && wc -c < $p; done; ls /sys/firmware 2>/dev/null | wc -l"]);
-    assert!(masked.lines().all(|l| l.trim() == "0"), "masked paths read empty: {masked}");
-    assert!(err.contains("mount") && err.contains("ermission denied") || err.contains("not permitted"), "{err}");
+    assert!(
+        masked.lines().all(|l| l.trim() == "0"),
+        "masked paths read empty: {masked}"
+    );
+    assert!(
+        err.contains("mount") && err.contains("ermission denied") || err.contains("not permitted"),
+        "{err}"
+    );
     // The rootfs itself can be read-only.
     let (_, err) = b.fail(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert!(err.contains("Read-only file system"), "{err}");
     // A device node made inside cannot reach a host disk (devices cgroup).
-    let out = b.output(&["run", "--rm", "busybox", "sh", "-c", "mknod /tmp/disk b 8 0 && head -c 1 /tmp/disk"]);
-    assert!(!out.status.success(), "reading a block device made in the container must fail");
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "mknod /tmp/disk b 8 0 && head -c 1 /tmp/disk",
+    ]);
+    assert!(
+        !out.status.success(),
+        "reading a block device made in the container must fail"
+    );
 }
 
 #[test]
 fn memory_and_pids_limits() {
     let b = setup();
-    let out = b.output(&["run", "--name", "hog", "-m", "32m", "busybox", "/bin/busybox", "tail", "-c", "300000000", "/dev/zero"]);
+    let out = b.output(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "busybox",
+        "/bin/busybox",
+        "tail",
+        "-c",
+        "300000000",
+        "/dev/zero",
+    ]);
     assert_eq!(out.status.code(), Some(137), "a memory hog ends with 137");
     let i = inspect(&b, "hog");
     assert_eq!(i["State"]["OOMKilled"], true);
@@ -148,9 +343,21 @@ fn memory_and_pids_limits() {
     assert_eq!(i["HostConfig"]["Memory"], 32 << 20);
     b.ok(&["rm", "hog"]);
 
-    let out = b.output(&["run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c", "for i in $(seq 1 40); do sleep 5 & done; echo spawned"]);
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "10",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 1 40); do sleep 5 & done; echo spawned",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("can't fork") || err.contains("Resource temporarily unavailable"), "a fork bomb is stopped: {err}");
+    assert!(
+        err.contains("can't fork") || err.contains("Resource temporarily unavailable"),
+        "a fork bomb is stopped: {err}"
+    );
 }
 
 #[test]
@@ -159,7 +366,12 @@ fn capabilities_are_really_dropped() {
     let bnd = |args: &[&str]| -> u64 {
         let mut a = vec!["run", "--rm"];
         a.extend_from_slice(args);
-        a.extend_from_slice(&["busybox", "sh", "-c", "grep CapBnd /proc/self/status | cut -f2"]);
+        a.extend_from_slice(&[
+            "busybox",
+            "sh",
+            "-c",
+            "grep CapBnd /proc/self/status | cut -f2",
+        ]);
         u64::from_str_radix(b.ok(&a).trim(), 16).unwrap()
     };
     assert_eq!(bnd(&[]), 0xa80425fb, "Docker's default set");
@@ -167,12 +379,41 @@ fn capabilities_are_really_dropped() {
     const NET_ADMIN: u64 = 1 << 12;
     assert_eq!(bnd(&["--cap-drop", "CHOWN"]) & CHOWN, 0);
     assert_ne!(bnd(&["--cap-add", "NET_ADMIN"]) & NET_ADMIN, 0);
-    let (_, err) = b.fail(&["run", "--rm", "--cap-drop", "chown", "busybox", "chown", "1", "/tmp"]);
+    let (_, err) = b.fail(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "chown",
+        "busybox",
+        "chown",
+        "1",
+        "/tmp",
+    ]);
     assert!(err.contains("Operation not permitted"), "{err}");
     b.ok(&["run", "--rm", "busybox", "chown", "1", "/tmp"]);
-    let status = b.ok(&["run", "--rm", "busybox", "grep", "-E", "NoNewPrivs|^Seccomp:", "/proc/self/status"]);
-    assert!(status.contains("NoNewPrivs:\t1") && status.contains("Seccomp:\t2"), "{status}");
-    let unconfined = b.ok(&["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "grep", "^Seccomp:", "/proc/self/status"]);
+    let status = b.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "-E",
+        "NoNewPrivs|^Seccomp:",
+        "/proc/self/status",
+    ]);
+    assert!(
+        status.contains("NoNewPrivs:\t1") && status.contains("Seccomp:\t2"),
+        "{status}"
+    );
+    let unconfined = b.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "grep",
+        "^Seccomp:",
+        "/proc/self/status",
+    ]);
     assert!(unconfined.contains("Seccomp:\t0"), "{unconfined}");
     let (_, err) = b.fail(&["run", "--rm", "--cap-add", "NOPE", "busybox", "true"]);
     assert!(err.contains("NOPE"), "{err}");
@@ -186,27 +427,48 @@ fn detached_logs_stop_restart_rm() {
     let ps = b.ok(&["ps"]);
     assert!(ps.contains("ticker") && ps.contains("Up "), "{ps}");
     assert_eq!(b.ok(&["ps", "-q"]).trim(), &id[..12]);
-    assert_eq!(b.ok(&["ps", "-q", "--filter", "name=tick"]).trim(), &id[..12]);
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "name=tick"]).trim(),
+        &id[..12]
+    );
 
     // logs -f follows until the container stops.
-    let mut follow = b.cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut follow = b
+        .cmd(&["logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     b.ok(&["stop", "ticker"]);
     let mut followed = String::new();
-    follow.stdout.take().unwrap().read_to_string(&mut followed).unwrap();
+    follow
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut followed)
+        .unwrap();
     assert!(follow.wait().unwrap().success());
-    assert!(followed.starts_with("tick 0\n") && followed.ends_with("bye\n"), "{followed}");
+    assert!(
+        followed.starts_with("tick 0\n") && followed.ends_with("bye\n"),
+        "{followed}"
+    );
     let i = inspect(&b, "ticker");
     assert_eq!(i["State"]["Status"], "exited");
     assert_eq!(i["State"]["ExitCode"], 0, "the trap handled SIGTERM");
     assert_eq!(b.ok(&["logs", "--tail", "1", "ticker"]), "bye\n");
-    assert!(b.ok(&["logs", "-t", "--tail", "1", "ticker"]).contains("Z bye"));
+    assert!(
+        b.ok(&["logs", "-t", "--tail", "1", "ticker"])
+            .contains("Z bye")
+    );
     assert_eq!(b.ok(&["wait", "ticker"]).trim(), "0");
 
     // restart starts it again; a PID 1 that ignores SIGTERM is killed after the timeout.
     b.ok(&["restart", "ticker"]);
     assert_eq!(inspect(&b, "ticker")["State"]["Running"], true);
-    let stubborn = b.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    let stubborn = b
+        .ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
     b.ok(&["stop", "-t", "1", &stubborn]);
     assert_eq!(inspect(&b, &stubborn)["State"]["ExitCode"], 137);
 
@@ -222,7 +484,10 @@ fn detached_logs_stop_restart_rm() {
 #[test]
 fn names_are_unique_and_ids_match_by_prefix() {
     let b = setup();
-    let id = b.ok(&["create", "--name", "one", "busybox", "true"]).trim().to_string();
+    let id = b
+        .ok(&["create", "--name", "one", "busybox", "true"])
+        .trim()
+        .to_string();
     let (code, err) = b.fail(&["create", "--name", "one", "busybox", "true"]);
     assert_eq!(code, 125);
     assert!(err.contains("already in use"), "{err}");
@@ -236,9 +501,26 @@ fn names_are_unique_and_ids_match_by_prefix() {
 #[test]
 fn exec_joins_a_running_container() {
     let b = setup();
-    b.ok(&["run", "-d", "--name", "box", "-e", "X=1", "busybox", "sleep", "1000"]);
-    assert_eq!(b.ok(&["exec", "box", "sh", "-c", "echo $X $$"]).split_whitespace().next(), Some("1"));
-    let out = b.output(&["exec", "-e", "Y=2", "-w", "/tmp", "box", "sh", "-c", "echo $Y $(pwd); exit 4"]);
+    b.ok(&[
+        "run", "-d", "--name", "box", "-e", "X=1", "busybox", "sleep", "1000",
+    ]);
+    assert_eq!(
+        b.ok(&["exec", "box", "sh", "-c", "echo $X $$"])
+            .split_whitespace()
+            .next(),
+        Some("1")
+    );
+    let out = b.output(&[
+        "exec",
+        "-e",
+        "Y=2",
+        "-w",
+        "/tmp",
+        "box",
+        "sh",
+        "-c",
+        "echo $Y $(pwd); exit 4",
+    ]);
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 /tmp\n");
     let (code, _) = b.fail(&["exec", "box", "nosuch"]);
@@ -248,7 +530,14 @@ fn exec_joins_a_running_container() {
     assert!(ps.contains("sleep 1000") && ps.lines().count() <= 4, "{ps}");
     // -it gets a real terminal (through `script`, which gives berth one).
     let out = Command::new("script")
-        .args(["-qec", &format!("{} exec -it box sh -c 'tty; exit 7'", env!("CARGO_BIN_EXE_berth")), "/dev/null"])
+        .args([
+            "-qec",
+            &format!(
+                "{} exec -it box sh -c 'tty; exit 7'",
+                env!("CARGO_BIN_EXE_berth")
+            ),
+            "/dev/null",
+        ])
         .env("BERTH_ROOT", b.root())
         .stdin(Stdio::null())
         .output()
@@ -256,7 +545,10 @@ fn exec_joins_a_running_container() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "exec -it has a tty: {text}");
     assert_eq!(out.status.code(), Some(7), "{text}");
-    b.ok(&["top", "box"]).contains("sleep 1000").then_some(()).expect("top lists the workload");
+    b.ok(&["top", "box"])
+        .contains("sleep 1000")
+        .then_some(())
+        .expect("top lists the workload");
     b.ok(&["rm", "-f", "box"]);
     let (code, err) = b.fail(&["exec", "box", "true"]);
     assert_eq!(code, 1);
@@ -266,32 +558,62 @@ fn exec_joins_a_running_container() {
 #[test]
 fn interactive_stdin_and_tty() {
     let b = setup();
-    let mut child = b.cmd(&["run", "--rm", "-i", "busybox", "sh", "-c", "read line; echo got $line"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = b
+        .cmd(&[
+            "run",
+            "--rm",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
     let out = Command::new("script")
-        .args(["-qec", &format!("{} run --rm -it busybox sh -c 'tty; exit 3'", env!("CARGO_BIN_EXE_berth")), "/dev/null"])
+        .args([
+            "-qec",
+            &format!(
+                "{} run --rm -it busybox sh -c 'tty; exit 3'",
+                env!("CARGO_BIN_EXE_berth")
+            ),
+            "/dev/null",
+        ])
         .env("BERTH_ROOT", b.root())
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     // The pty is bound at /dev/console, as runc's consoles are.
-    assert!(text.contains("/dev/console") || text.contains("/dev/pts/"), "run -t gives the container a pty: {text}");
+    assert!(
+        text.contains("/dev/console") || text.contains("/dev/pts/"),
+        "run -t gives the container a pty: {text}"
+    );
     assert_eq!(out.status.code(), Some(3), "{text}");
 }
 
 #[test]
 fn signals_reach_the_workload_and_init_reaps() {
     let b = setup();
-    let child = b
-        .cmd(&["run", "--rm", "busybox", "sh", "-c", "trap 'echo got INT; exit 5' INT; echo ready; while true; do sleep 0.1; done"])
+    let mut child = b
+        .cmd(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got INT; exit 5' INT; echo ready; while true; do sleep 0.1; done",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut out = child.stdout.unwrap();
+    let mut out = child.stdout.take().unwrap();
     let mut buf = [0u8; 6];
     out.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ready\n");
@@ -299,8 +621,12 @@ fn signals_reach_the_workload_and_init_reaps() {
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "got INT\n");
-    let status = nix::sys::wait::waitpid(pid, None).unwrap();
-    assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pid, 5), "Ctrl-C reached the workload and its exit code came back");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "Ctrl-C reached the workload and its exit code came back"
+    );
 
     // --init: PID 1 is berth's init and the workload is its child; orphans are reaped.
     let out = b.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$; (sleep 0.2 &) ; sleep 0.5; cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o stat | grep -c Z || true"]);
@@ -313,12 +639,22 @@ fn signals_reach_the_workload_and_init_reaps() {
 #[test]
 fn a_killed_monitor_is_noticed() {
     let b = setup();
-    let id = b.ok(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    let id = b
+        .ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
     let monitor = inspect(&b, &id);
     let pid = monitor["State"]["Pid"].as_i64().unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
     let monitor_pid = state["state"]["monitor_pid"].as_i64().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     // The container dies with its monitor, and shows as exited, never as a ghost.
     for _ in 0..100 {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -326,10 +662,80 @@ fn a_killed_monitor_is_noticed() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/status")).exists() || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap().contains("zombie"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/status")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap()
+                .contains("zombie")
+    );
     let i = inspect(&b, &id);
     assert_eq!(i["State"]["Status"], "exited");
     assert_eq!(i["State"]["ExitCode"], 137);
     assert_eq!(b.ok(&["ps", "-q"]), "");
     b.ok(&["rm", &id]);
+}
+
+#[test]
+fn published_ports_serve_the_host() {
+    let b = setup();
+    // A free port: bind to 0, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("127.0.0.1:{port}:80");
+    b.ok(&[
+        "run", "-d", "--name", "web", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h",
+        "/var/www",
+    ]);
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    let get = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let mut body = None;
+    for _ in 0..50 {
+        body = get().filter(|b| b.contains("200 OK"));
+        if body.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = body.expect("httpd answers through the published port");
+    assert!(body.ends_with("hello from berth\n"), "{body}");
+
+    // The port is taken now: a second container asking for it fails clearly and does not run.
+    let (code, err) = b.fail(&[
+        "run", "--rm", "-p", &spec, "busybox", "httpd", "-f", "-p", "80",
+    ]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("already in use") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    // -P publishes the image's exposed ports on random host ports.
+    b.ok(&[
+        "import",
+        "-c",
+        "EXPOSE 80",
+        "-c",
+        "CMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/var/www\"]",
+        b.path("busybox-rootfs").to_str().unwrap(),
+        "webimg",
+    ]);
+    b.ok(&["run", "-d", "--name", "web2", "-P", "webimg"]);
+    let ports = inspect(&b, "web2")["NetworkSettings"]["Ports"].clone();
+    assert!(ports[0].as_str().unwrap().ends_with("->80/tcp"), "{ports}");
+    b.ok(&["rm", "-f", "web", "web2"]);
+    // Once removed, the port is free again.
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the proxy released the port");
+    let (_, err) = b.fail(&["run", "--rm", "-p", "notaport", "busybox", "true"]);
+    assert!(err.contains("notaport"), "{err}");
 }

@@ -20,7 +20,9 @@ pub struct ImageRef {
 
 /// A string that is not a valid image reference; the message says why and shows the form.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid reference {input:?}: {reason} (expected NAME[:TAG][@DIGEST], e.g. busybox:latest)")]
+#[error(
+    "invalid reference {input:?}: {reason} (expected NAME[:TAG][@DIGEST], e.g. busybox:latest)"
+)]
 pub struct InvalidReference {
     input: String,
     reason: String,
@@ -60,10 +62,14 @@ fn valid_domain(d: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (d, None),
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     let host_ok = !host.is_empty()
         && host.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     port_ok && host_ok
 }
@@ -73,7 +79,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn valid_digest(d: &str) -> Result<(), &'static str> {
@@ -117,18 +124,27 @@ impl ImageRef {
         if let Some(t) = tag
             && !valid_tag(t)
         {
-            return Err(err("a tag is up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"));
+            return Err(err(
+                "a tag is up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+            ));
         }
         // The first component is a registry when it looks like a host, as Docker decides.
         let (domain, path) = match name.split_once('/') {
             Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 (first, path.to_string())
             }
             _ => (DOCKER_HUB, name.to_string()),
         };
-        let domain = if domain == "index.docker.io" { DOCKER_HUB } else { domain };
+        let domain = if domain == "index.docker.io" {
+            DOCKER_HUB
+        } else {
+            domain
+        };
         if !valid_domain(domain) {
             return Err(err("the registry host is not valid"));
         }
@@ -136,9 +152,15 @@ impl ImageRef {
             return Err(err("repository name must be lowercase"));
         }
         if path.is_empty() || !path.split('/').all(valid_component) {
-            return Err(err("a repository name is lowercase letters and digits, in components separated by '/', joined by '.', '_', '__' or '-'"));
+            return Err(err(
+                "a repository name is lowercase letters and digits, in components separated by '/', joined by '.', '_', '__' or '-'",
+            ));
         }
-        let path = if domain == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
+        let path = if domain == DOCKER_HUB && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
         if domain.len() + 1 + path.len() > MAX_NAME {
             return Err(err("the name is longer than 255 characters"));
         }
@@ -293,17 +315,32 @@ mod tests {
         assert!(ImageRef::parse("a//b").is_err());
         assert!(ImageRef::parse("-a").is_err());
         assert!(ImageRef::parse("a:-tag").is_err());
-        assert!(ImageRef::parse("a:tÄg").is_err(), "tags are ASCII, as Go's \\w");
+        assert!(
+            ImageRef::parse("a:tÄg").is_err(),
+            "tags are ASCII, as Go's \\w"
+        );
         assert!(ImageRef::parse(&"a".repeat(300)).is_err());
     }
 
     #[test]
     fn accepts_docker_forms() {
-        for ok in ["a__b", "a-----b", "a.b_c", "my.registry:5000/x/y:1.0-rc_1", "Registry.Example.com/app", "localhost/x", "x:_tag", "127.0.0.1:5000/app"] {
+        for ok in [
+            "a__b",
+            "a-----b",
+            "a.b_c",
+            "my.registry:5000/x/y:1.0-rc_1",
+            "Registry.Example.com/app",
+            "localhost/x",
+            "x:_tag",
+            "127.0.0.1:5000/app",
+        ] {
             assert!(ImageRef::parse(ok).is_ok(), "{ok}");
         }
         let r = ImageRef::parse("localhost:5000/app:1@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").unwrap();
-        assert_eq!((r.registry(), r.repository(), r.tag()), ("localhost:5000", "app", Some("1")));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("localhost:5000", "app", Some("1"))
+        );
         assert!(r.digest().is_some());
     }
 }

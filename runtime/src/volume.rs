@@ -51,8 +51,13 @@ impl Store {
 
     /// Creates a volume if it does not exist; returns it.
     pub fn create_volume(&self, name: &str, anonymous: bool) -> Result<Volume, VolumeError> {
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !valid {
             return Err(VolumeError::BadName(name.to_string()));
         }
@@ -68,7 +73,10 @@ impl Store {
             created: Utc::now(),
             anonymous,
         };
-        self.write_file(&dir.join("volume.json"), &serde_json::to_vec(&v).expect("serializes"))?;
+        self.write_file(
+            &dir.join("volume.json"),
+            &serde_json::to_vec(&v).expect("serializes"),
+        )?;
         Ok(v)
     }
 
@@ -102,7 +110,12 @@ impl Store {
         self.containers()
             .unwrap_or_default()
             .into_iter()
-            .filter(|c| c.spec.mounts.iter().any(|m| m.volume.as_deref() == Some(name)))
+            .filter(|c| {
+                c.spec
+                    .mounts
+                    .iter()
+                    .any(|m| m.volume.as_deref() == Some(name))
+            })
             .map(|c| c.short_id().to_string())
             .collect()
     }

@@ -135,7 +135,8 @@ impl WorkloadSpec {
 
     /// Sets an environment variable, replacing an earlier value.
     pub fn set_env(&mut self, key: &str, value: &str) {
-        self.env.retain(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) != key);
+        self.env
+            .retain(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) != key);
         self.env.push(format!("{key}={value}"));
     }
 }

@@ -134,7 +134,12 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::copy(busybox, dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "ps", "env", "pwd", "touch", "rm", "mkdir", "httpd", "wget", "hostname", "grep", "head", "wc", "kill", "top", "tail", "chown", "seq", "tr", "dd", "mount", "tty", "cut", "ln", "sed", "nc", "stat", "umount", "mknod", "stty"] {
+    for applet in [
+        "sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "ps", "env", "pwd", "touch",
+        "rm", "mkdir", "httpd", "wget", "hostname", "grep", "head", "wc", "kill", "top", "tail",
+        "chown", "seq", "tr", "dd", "mount", "tty", "cut", "ln", "sed", "nc", "stat", "umount",
+        "mknod", "stty",
+    ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
     std::fs::write(

@@ -121,7 +121,10 @@ pub struct ContainerFlags {
 /// Parses Docker's memory sizes: a number with an optional b, k, m or g suffix (binary units).
 pub fn parse_memory(s: &str) -> Result<u64> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| c.is_ascii_alphabetic())).unwrap_or(&t);
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| c.is_ascii_alphabetic()))
+        .unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
@@ -129,7 +132,11 @@ pub fn parse_memory(s: &str) -> Result<u64> {
         Some('b') => (&t[..t.len() - 1], 1),
         _ => (t, 1),
     };
-    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}: expected a number with an optional unit b, k, m or g (e.g. 512m)"))?;
+    let n: f64 = num.parse().with_context(|| {
+        format!(
+            "invalid size {s:?}: expected a number with an optional unit b, k, m or g (e.g. 512m)"
+        )
+    })?;
     let bytes = (n * mult as f64) as u64;
     if bytes < 6 << 20 {
         bail!("minimum memory limit allowed is 6MB (got {s})");
@@ -138,7 +145,8 @@ pub fn parse_memory(s: &str) -> Result<u64> {
 }
 
 fn read_env_file(path: &PathBuf) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading --env-file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --env-file {}", path.display()))?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -183,14 +191,22 @@ impl ContainerFlags {
         for opt in &self.security_opt {
             match opt.as_str() {
                 "seccomp=unconfined" | "seccomp:unconfined" => security.seccomp = false,
-                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => security.no_new_privs = true,
-                "no-new-privileges=false" | "no-new-privileges:false" => security.no_new_privs = false,
+                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                    security.no_new_privs = true
+                }
+                "no-new-privileges=false" | "no-new-privileges:false" => {
+                    security.no_new_privs = false
+                }
                 "apparmor=unconfined" | "label=disable" => {}
-                other => bail!("unsupported --security-opt {other:?}: berth knows seccomp=unconfined and no-new-privileges[=false]"),
+                other => bail!(
+                    "unsupported --security-opt {other:?}: berth knows seccomp=unconfined and no-new-privileges[=false]"
+                ),
             }
         }
         if let Some(u) = &self.userns {
-            bail!("--userns={u} is not supported yet: berth runs containers in the host's user namespace (root inside is root outside, with Docker's capability set)");
+            bail!(
+                "--userns={u} is not supported yet: berth runs containers in the host's user namespace (root inside is root outside, with Docker's capability set)"
+            );
         }
         let mut labels = BTreeMap::new();
         for l in &self.label {

@@ -11,7 +11,9 @@ use crate::app::GlobalOptions;
 /// Arguments of `berth create`.
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
-#[command(after_help = "Examples:\n  berth create --name web -p 8000:80 busybox httpd -f -p 80\n  berth start web")]
+#[command(
+    after_help = "Examples:\n  berth create --name web -p 8000:80 busybox httpd -f -p 80\n  berth start web"
+)]
 pub struct CreateArgs {
     /// The container's settings
     #[command(flatten)]

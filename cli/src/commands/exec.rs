@@ -16,7 +16,9 @@ use crate::app::GlobalOptions;
 
 /// Arguments of `berth exec`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth exec web ls /var/www\n  berth exec -it web sh\n  berth exec -e DEBUG=1 -w /tmp -u nobody web env")]
+#[command(
+    after_help = "Examples:\n  berth exec web ls /var/www\n  berth exec -it web sh\n  berth exec -e DEBUG=1 -w /tmp -u nobody web env"
+)]
 pub struct ExecArgs {
     /// Run in the background
     #[arg(short, long)]
@@ -61,7 +63,10 @@ fn container_pty(pid: i32) -> Result<(File, File)> {
     // SAFETY: TIOCGPTN writes the pty number; TIOCSPTLCK with 0 unlocks the slave.
     unsafe {
         if nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCGPTN, &mut n) != 0 {
-            bail!("allocating a terminal in the container: {}", std::io::Error::last_os_error());
+            bail!(
+                "allocating a terminal in the container: {}",
+                std::io::Error::last_os_error()
+            );
         }
         let unlock: nix::libc::c_int = 0;
         nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSPTLCK, &unlock);
@@ -83,7 +88,11 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     let store = super::open_store(g)?;
     let c = store.find_container(&a.container)?;
     let Some(pid) = c.state.pid.filter(|_| c.state.status == Status::Running) else {
-        bail!("container {} is not running: start it first (`berth start {}`)", c.name, c.name);
+        bail!(
+            "container {} is not running: start it first (`berth start {}`)",
+            c.name,
+            c.name
+        );
     };
     let mut spec = c.spec.clone();
     spec.args = a.command.clone();
@@ -121,10 +130,14 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     cmd.arg("__exec").arg(&path).env_clear();
     let mut relay = None;
     if a.detach {
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
     } else if a.tty {
         let (master, slave) = container_pty(pid)?;
-        cmd.stdin(slave.try_clone()?).stdout(slave.try_clone()?).stderr(slave);
+        cmd.stdin(slave.try_clone()?)
+            .stdout(slave.try_clone()?)
+            .stderr(slave);
         relay = Some(master);
     } else if !a.interactive {
         cmd.stdin(Stdio::null());
@@ -161,6 +174,8 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     drop(raw);
     let _ = std::fs::remove_file(&path);
     use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -54,7 +54,7 @@ pub fn run(g: &GlobalOptions, a: InfoArgs) -> Result<ExitCode> {
             println!(
                 "Backends:        {}",
                 if backends.is_empty() {
-                    "none (this build cannot run containers yet)".to_string()
+                    "none on this host (native needs Linux namespaces and root)".to_string()
                 } else {
                     backends.join(", ")
                 }

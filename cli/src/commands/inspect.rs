@@ -56,10 +56,16 @@ pub fn image_json(image: &Image) -> Result<Value> {
 }
 
 /// The JSON Docker users know from `docker container inspect`.
-pub fn container_json(store: &berth_runtime::Store, c: &berth_runtime::container::Container) -> Value {
+pub fn container_json(
+    store: &berth_runtime::Store,
+    c: &berth_runtime::container::Container,
+) -> Value {
     use berth_runtime::container::Status;
     let st = &c.state;
-    let fmt_time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    let fmt_time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+    };
     json!({
         "Id": c.id,
         "Name": format!("/{}", c.name),

@@ -56,7 +56,11 @@ pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
     let m = match Monitor::start(&store, &a.id, Attach::Detached) {
         Ok(m) => m,
         Err(e) => {
-            println!("error {} {}", e.exit_code(), e.to_string().replace('\n', " "));
+            println!(
+                "error {} {}",
+                e.exit_code(),
+                e.to_string().replace('\n', " ")
+            );
             return Ok(ExitCode::from(1));
         }
     };

@@ -14,7 +14,9 @@ use crate::app::GlobalOptions;
 
 /// Arguments of `berth logs`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth logs web\n  berth logs -f --tail 10 web\n  berth logs -t --since 10m web")]
+#[command(
+    after_help = "Examples:\n  berth logs web\n  berth logs -f --tail 10 web\n  berth logs -t --since 10m web"
+)]
 pub struct LogsArgs {
     /// Follow the output until the container stops
     #[arg(short, long)]
@@ -59,7 +61,9 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
                 'h' => 3600.0,
                 'm' => 60.0,
                 's' => 1.0,
-                _ => bail!("invalid time {s:?}: use RFC 3339 (2024-01-02T15:04:05Z) or a duration such as 10m or 1h30m"),
+                _ => bail!(
+                    "invalid time {s:?}: use RFC 3339 (2024-01-02T15:04:05Z) or a duration such as 10m or 1h30m"
+                ),
             }
         };
         let n: f64 = num.parse().with_context(|| format!("invalid time {s:?}"))?;
@@ -76,9 +80,17 @@ fn print(records: &[Record], timestamps: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     for r in records {
-        let w: &mut dyn Write = if r.stream == "stderr" { &mut err } else { &mut out };
+        let w: &mut dyn Write = if r.stream == "stderr" {
+            &mut err
+        } else {
+            &mut out
+        };
         if timestamps {
-            write!(w, "{} ", r.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))?;
+            write!(
+                w,
+                "{} ",
+                r.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            )?;
         }
         w.write_all(r.log.as_bytes())?;
     }
@@ -92,7 +104,10 @@ pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
     let c = store.find_container(&a.container)?;
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
-        n => Some(n.parse().with_context(|| format!("invalid --tail {n:?}: a number or \"all\""))?),
+        n => Some(
+            n.parse()
+                .with_context(|| format!("invalid --tail {n:?}: a number or \"all\""))?,
+        ),
     };
     let opts = ReadOptions {
         tail,
@@ -104,7 +119,9 @@ pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
     print(&records, a.timestamps)?;
     if a.follow {
         loop {
-            let running = store.load_container(&c.id).is_ok_and(|c| c.state.status == Status::Running);
+            let running = store
+                .load_container(&c.id)
+                .is_ok_and(|c| c.state.status == Status::Running);
             let (more, next) = log::read_from(&path, offset).unwrap_or((Vec::new(), offset));
             offset = next;
             print(&more, a.timestamps)?;

@@ -12,7 +12,9 @@ use crate::output::{self, Format};
 
 /// Arguments of `berth ps`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth ps\n  berth ps -a\n  berth ps -q --filter status=exited\n  berth ps --format json")]
+#[command(
+    after_help = "Examples:\n  berth ps\n  berth ps -a\n  berth ps -q --filter status=exited\n  berth ps --format json"
+)]
 pub struct PsArgs {
     /// Show all containers (default: running ones)
     #[arg(short, long)]
@@ -58,7 +60,11 @@ fn matches(c: &Container, filters: &[(String, String)]) -> bool {
         "status" => c.state.status.to_string() == *v,
         "name" => c.name.contains(v.as_str()),
         "id" => c.id.starts_with(v.as_str()),
-        "ancestor" => c.image == *v || c.image_id.to_string() == *v || c.image_id.hex().starts_with(v.as_str()),
+        "ancestor" => {
+            c.image == *v
+                || c.image_id.to_string() == *v
+                || c.image_id.hex().starts_with(v.as_str())
+        }
         "label" => match v.split_once('=') {
             Some((k, val)) => c.labels.get(k).is_some_and(|x| x == val),
             None => c.labels.contains_key(v.as_str()),
@@ -75,14 +81,22 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
         let Some((k, v)) = f.split_once('=') else {
             bail!("bad filter {f:?}: expected KEY=VALUE, e.g. status=exited");
         };
-        if !matches!(k, "status" | "name" | "id" | "ancestor" | "label" | "exited") {
-            bail!("unsupported filter {k:?}: berth ps filters on status, name, id, ancestor, label and exited");
+        if !matches!(
+            k,
+            "status" | "name" | "id" | "ancestor" | "label" | "exited"
+        ) {
+            bail!(
+                "unsupported filter {k:?}: berth ps filters on status, name, id, ancestor, label and exited"
+            );
         }
         filters.push((k.to_string(), v.to_string()));
     }
     let store = super::open_store(g)?;
     let mut all = store.containers()?;
-    let show_all = a.all || a.latest || a.last.is_some() || filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let show_all = a.all
+        || a.latest
+        || a.last.is_some()
+        || filters.iter().any(|(k, _)| k == "status" || k == "exited");
     if a.latest {
         all.truncate(1);
     }
@@ -105,16 +119,29 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
         .map(|c| {
             let cmd = c.spec.args.join(" ");
             Row {
-                id: if a.no_trunc { c.id.clone() } else { c.short_id().to_string() },
+                id: if a.no_trunc {
+                    c.id.clone()
+                } else {
+                    c.short_id().to_string()
+                },
                 image: c.image.clone(),
-                command: if a.no_trunc { format!("\"{cmd}\"") } else { format!("\"{}\"", output::truncate(&cmd, 20)) },
+                command: if a.no_trunc {
+                    format!("\"{cmd}\"")
+                } else {
+                    format!("\"{}\"", output::truncate(&cmd, 20))
+                },
                 created_at: c.created.to_rfc3339(),
                 running_for: output::ago(Some(c.created)),
                 status: c.status_text(output::ago),
                 state: c.state.status.to_string(),
                 ports: c.ports.join(", "),
                 names: c.name.clone(),
-                labels: c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                labels: c
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             }
         })
         .collect();
@@ -126,8 +153,12 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
         }
         Format::Table => output::print_table(
             "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES",
-            rows.iter()
-                .map(|r| format!("{}\t{}\t{}\t{}\t{}\t{}\t{}", r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names)),
+            rows.iter().map(|r| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names
+                )
+            }),
         )?,
     }
     Ok(ExitCode::SUCCESS)

@@ -15,7 +15,9 @@ use crate::app::GlobalOptions;
 /// Arguments of `berth run`.
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
-#[command(after_help = "Examples:\n  berth run --rm busybox echo hello\n  berth run -d -p 8000:80 --name web busybox httpd -f -p 80 -h /var/www\n  berth run -it --rm busybox sh\n  berth run --rm -e NAME=world -v \"$PWD\":/data:ro busybox sh -c 'echo hello $NAME; ls /data'")]
+#[command(
+    after_help = "Examples:\n  berth run --rm busybox echo hello\n  berth run -d -p 8000:80 --name web busybox httpd -f -p 80 -h /var/www\n  berth run -it --rm busybox sh\n  berth run --rm -e NAME=world -v \"$PWD\":/data:ro busybox sh -c 'echo hello $NAME; ls /data'"
+)]
 pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short, long)]
@@ -46,7 +48,10 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 eprintln!("berth: {e:#}");
-                Ok(ExitCode::from(e.downcast_ref::<MonitorError>().map_or(125, |m| m.exit_code()) as u8))
+                Ok(ExitCode::from(
+                    e.downcast_ref::<MonitorError>()
+                        .map_or(125, |m| m.exit_code()) as u8,
+                ))
             }
         };
     }
@@ -59,11 +64,15 @@ pub fn create(store: &Store, f: &ContainerFlags) -> Result<berth_runtime::contai
     if let Some(r) = &f.runtime
         && r != "native"
     {
-        anyhow::bail!("unsupported --runtime {r:?}: this build of berth runs native containers only");
+        anyhow::bail!(
+            "unsupported --runtime {r:?}: this build of berth runs native containers only"
+        );
     }
     match f.pull.as_str() {
         "missing" | "never" => {}
-        "always" => anyhow::bail!("--pull always needs a registry, which this build of berth does not speak yet; use --pull missing"),
+        "always" => anyhow::bail!(
+            "--pull always needs a registry, which this build of berth does not speak yet; use --pull missing"
+        ),
         other => anyhow::bail!("invalid --pull {other:?}: use missing, never or always"),
     }
     let image = store.find_image(&f.image)?;

@@ -29,7 +29,8 @@ pub struct StartArgs {
 /// Starts a container under a detached monitor process and waits until its workload runs
 /// (or failed to start).
 pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
-    let log = std::fs::File::create(store.container_dir(id).join("monitor.log")).context("creating the monitor's log")?;
+    let log = std::fs::File::create(store.container_dir(id).join("monitor.log"))
+        .context("creating the monitor's log")?;
     let mut child = Command::new("/proc/self/exe")
         .arg("--root")
         .arg(store.root())
@@ -44,7 +45,9 @@ pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
         .context("starting the container's monitor")?;
     let out = child.stdout.take().expect("piped");
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).context("reading from the container's monitor")?;
+    BufReader::new(out)
+        .read_line(&mut line)
+        .context("reading from the container's monitor")?;
     let line = line.trim_end();
     if line == "ok" {
         return Ok(());
@@ -80,12 +83,15 @@ pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
     }
     let mut failed = false;
     for name in &a.containers {
-        let r = store.find_container(name).map_err(anyhow::Error::from).and_then(|c| {
-            if c.state.status == berth_runtime::container::Status::Running {
-                return Ok(());
-            }
-            spawn_monitor(g, &store, &c.id)
-        });
+        let r = store
+            .find_container(name)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                if c.state.status == berth_runtime::container::Status::Running {
+                    return Ok(());
+                }
+                spawn_monitor(g, &store, &c.id)
+            });
         match r {
             Ok(()) => println!("{name}"),
             Err(e) => {
@@ -94,5 +100,9 @@ pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

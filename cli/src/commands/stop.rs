@@ -61,11 +61,22 @@ pub struct WaitArgs {
 }
 
 /// Runs `f` on each named container, reporting failures as Docker does (exit 1 if any).
-fn each(g: &GlobalOptions, names: &[String], mut f: impl FnMut(&berth_runtime::Store, &berth_runtime::container::Container) -> Result<Option<String>>) -> Result<ExitCode> {
+fn each(
+    g: &GlobalOptions,
+    names: &[String],
+    mut f: impl FnMut(
+        &berth_runtime::Store,
+        &berth_runtime::container::Container,
+    ) -> Result<Option<String>>,
+) -> Result<ExitCode> {
     let store = super::open_store(g)?;
     let mut failed = false;
     for name in names {
-        match store.find_container(name).map_err(anyhow::Error::from).and_then(|c| f(&store, &c)) {
+        match store
+            .find_container(name)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| f(&store, &c))
+        {
             Ok(Some(out)) => println!("{out}"),
             Ok(None) => println!("{name}"),
             Err(e) => {
@@ -74,7 +85,11 @@ fn each(g: &GlobalOptions, names: &[String], mut f: impl FnMut(&berth_runtime::S
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Stops containers.
@@ -85,7 +100,11 @@ pub fn stop(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
             lifecycle::parse_signal(s)?;
             c.stop_signal = s.clone();
         }
-        lifecycle::stop(store, &c, Duration::from_secs(a.time.unwrap_or(c.stop_timeout)))?;
+        lifecycle::stop(
+            store,
+            &c,
+            Duration::from_secs(a.time.unwrap_or(c.stop_timeout)),
+        )?;
         Ok(None)
     })
 }
@@ -102,7 +121,11 @@ pub fn kill(g: &GlobalOptions, a: KillArgs) -> Result<ExitCode> {
 /// Stops then starts containers.
 pub fn restart(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
     each(g, &a.containers, |store, c| {
-        lifecycle::stop(store, c, Duration::from_secs(a.time.unwrap_or(c.stop_timeout)))?;
+        lifecycle::stop(
+            store,
+            c,
+            Duration::from_secs(a.time.unwrap_or(c.stop_timeout)),
+        )?;
         store.update_container(&c.id, |c| c.state.restart_count += 1)?;
         super::start::spawn_monitor(g, store, &c.id)?;
         Ok(None)
@@ -121,7 +144,11 @@ pub fn rm(g: &GlobalOptions, a: RmArgs) -> Result<ExitCode> {
 pub fn wait(g: &GlobalOptions, a: WaitArgs) -> Result<ExitCode> {
     each(g, &a.containers, |store, c| {
         lifecycle::wait_stopped(store, &c.id, None);
-        let code = store.load_container(&c.id).ok().and_then(|c| c.state.exit_code).unwrap_or(c.state.exit_code.unwrap_or(0));
+        let code = store
+            .load_container(&c.id)
+            .ok()
+            .and_then(|c| c.state.exit_code)
+            .unwrap_or(c.state.exit_code.unwrap_or(0));
         Ok(Some(code.to_string()))
     })
 }

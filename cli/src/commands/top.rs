@@ -34,15 +34,33 @@ pub fn run(g: &GlobalOptions, a: TopArgs) -> Result<ExitCode> {
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid"))?;
     let mut rows = Vec::new();
     for e in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if std::fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() != Some(&ns) {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{p}/ns/pid"))
+            .ok()
+            .as_ref()
+            != Some(&ns)
+        {
             continue;
         }
         let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
         let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_default();
-        rows.push((p, format!("{}\t{p}\t{}\t{cmd}", field(&status, "Uid:"), field(&status, "PPid:"))));
+        rows.push((
+            p,
+            format!(
+                "{}\t{p}\t{}\t{cmd}",
+                field(&status, "Uid:"),
+                field(&status, "PPid:")
+            ),
+        ));
     }
     rows.sort();
     crate::output::print_table("UID\tPID\tPPID\tCMD", rows.into_iter().map(|(_, r)| r))?;

@@ -11,7 +11,9 @@ use crate::output::{self, Format};
 
 /// Arguments of `berth volume`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  berth volume create data\n  berth volume ls\n  berth volume rm data\n  berth volume prune")]
+#[command(
+    after_help = "Examples:\n  berth volume create data\n  berth volume ls\n  berth volume rm data\n  berth volume prune"
+)]
 pub struct VolumeArgs {
     /// The volume command.
     #[command(subcommand)]
@@ -77,10 +79,15 @@ pub fn run(g: &GlobalOptions, a: VolumeArgs) -> Result<ExitCode> {
                 vols.iter().for_each(|v| println!("{}", v.name));
             } else if format == Format::Json {
                 for v in &vols {
-                    output::json_line(&json!({"Driver": "local", "Name": v.name, "Mountpoint": v.mountpoint}))?;
+                    output::json_line(
+                        &json!({"Driver": "local", "Name": v.name, "Mountpoint": v.mountpoint}),
+                    )?;
                 }
             } else {
-                output::print_table("DRIVER\tVOLUME NAME", vols.iter().map(|v| format!("local\t{}", v.name)))?;
+                output::print_table(
+                    "DRIVER\tVOLUME NAME",
+                    vols.iter().map(|v| format!("local\t{}", v.name)),
+                )?;
             }
         }
         VolumeCommand::Rm { force, names } => {

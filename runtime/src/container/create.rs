@@ -98,17 +98,27 @@ fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
         [dst] => (None, *dst, ""),
         [src, dst] => (Some(*src), *dst, ""),
         [src, dst, opts] => (Some(*src), *dst, *opts),
-        _ => return Err(invalid(format!("invalid -v {spec:?}: expected HOST_PATH:CONTAINER_PATH[:ro], NAME:CONTAINER_PATH[:ro] or CONTAINER_PATH"))),
+        _ => {
+            return Err(invalid(format!(
+                "invalid -v {spec:?}: expected HOST_PATH:CONTAINER_PATH[:ro], NAME:CONTAINER_PATH[:ro] or CONTAINER_PATH"
+            )));
+        }
     };
     if !dst.starts_with('/') {
-        return Err(invalid(format!("invalid -v {spec:?}: the container path {dst:?} must be absolute")));
+        return Err(invalid(format!(
+            "invalid -v {spec:?}: the container path {dst:?} must be absolute"
+        )));
     }
     let mut read_only = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" | "readonly" => read_only = true,
             "rw" | "z" | "Z" | "rprivate" | "private" | "nocopy" => {}
-            other => return Err(invalid(format!("invalid -v {spec:?}: unknown option {other:?} (use ro or rw)"))),
+            other => {
+                return Err(invalid(format!(
+                    "invalid -v {spec:?}: unknown option {other:?} (use ro or rw)"
+                )));
+            }
         }
     }
     match src {
@@ -116,7 +126,9 @@ fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
             let path = std::path::absolute(s).map_err(|e| invalid(format!("-v {spec:?}: {e}")))?;
             // Docker creates a missing host folder for -v.
             if !path.exists() {
-                std::fs::create_dir_all(&path).map_err(|e| invalid(format!("-v {spec:?}: creating {}: {e}", path.display())))?;
+                std::fs::create_dir_all(&path).map_err(|e| {
+                    invalid(format!("-v {spec:?}: creating {}: {e}", path.display()))
+                })?;
             }
             Ok(MountSpec {
                 kind: MountKind::Bind,
@@ -132,7 +144,13 @@ fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
     }
 }
 
-fn volume_mount(store: &Store, name: &str, dst: &str, read_only: bool, anonymous: bool) -> Result<MountSpec, CreateError> {
+fn volume_mount(
+    store: &Store,
+    name: &str,
+    dst: &str,
+    read_only: bool,
+    anonymous: bool,
+) -> Result<MountSpec, CreateError> {
     let v = store.create_volume(name, anonymous)?;
     Ok(MountSpec {
         kind: MountKind::Volume,
@@ -156,20 +174,33 @@ fn parse_mount(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
             "target" | "destination" | "dst" => target = Some(v.to_string()),
             "readonly" | "ro" => read_only = v != "false" && v != "0",
             "bind-propagation" | "volume-nocopy" | "consistency" | "tmpfs-size" | "tmpfs-mode" => {}
-            other => return Err(invalid(format!("invalid --mount {spec:?}: unknown field {other:?}"))),
+            other => {
+                return Err(invalid(format!(
+                    "invalid --mount {spec:?}: unknown field {other:?}"
+                )));
+            }
         }
     }
-    let target = target.ok_or_else(|| invalid(format!("invalid --mount {spec:?}: target= is required")))?;
+    let target =
+        target.ok_or_else(|| invalid(format!("invalid --mount {spec:?}: target= is required")))?;
     if !target.starts_with('/') {
-        return Err(invalid(format!("invalid --mount {spec:?}: target {target:?} must be absolute")));
+        return Err(invalid(format!(
+            "invalid --mount {spec:?}: target {target:?} must be absolute"
+        )));
     }
     match kind {
         "bind" => {
-            let src = source.ok_or_else(|| invalid(format!("invalid --mount {spec:?}: a bind mount needs source=")))?;
+            let src = source.ok_or_else(|| {
+                invalid(format!(
+                    "invalid --mount {spec:?}: a bind mount needs source="
+                ))
+            })?;
             let path = PathBuf::from(&src);
             // Unlike -v, --mount does not create the host path, as Docker's.
             if !path.exists() {
-                return Err(invalid(format!("invalid --mount {spec:?}: bind source path does not exist: {src}")));
+                return Err(invalid(format!(
+                    "invalid --mount {spec:?}: bind source path does not exist: {src}"
+                )));
             }
             Ok(MountSpec {
                 kind: MountKind::Bind,
@@ -192,12 +223,19 @@ fn parse_mount(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
             volume: None,
             populate: false,
         }),
-        other => Err(invalid(format!("invalid --mount {spec:?}: type {other:?} is not bind, volume or tmpfs"))),
+        other => Err(invalid(format!(
+            "invalid --mount {spec:?}: type {other:?} is not bind, volume or tmpfs"
+        ))),
     }
 }
 
 /// Makes and records a container of `image` (named `image_name` by the user).
-pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &CreateOptions) -> Result<Container, CreateError> {
+pub fn create_container(
+    store: &Store,
+    image: &Image,
+    image_name: &str,
+    opts: &CreateOptions,
+) -> Result<Container, CreateError> {
     let rc = image.config.config.clone().unwrap_or_default();
     let entrypoint: Vec<String> = match &opts.entrypoint {
         Some(e) if e.is_empty() => Vec::new(),
@@ -214,13 +252,20 @@ pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &C
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
-        return Err(invalid(format!("no command specified: image {image_name} has no Cmd or Entrypoint; give a command after the image name")));
+        return Err(invalid(format!(
+            "no command specified: image {image_name} has no Cmd or Entrypoint; give a command after the image name"
+        )));
     }
 
     let mut spec = WorkloadSpec {
         args,
         env: rc.env.clone().unwrap_or_default(),
-        cwd: opts.workdir.clone().or(rc.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+        cwd: opts
+            .workdir
+            .clone()
+            .or(rc.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
         user: opts.user.clone().or(rc.user.clone()).unwrap_or_default(),
         hostname: String::new(),
         mounts: Vec::new(),
@@ -234,12 +279,19 @@ pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &C
         extra_hosts: opts.extra_hosts.clone(),
     };
     if !spec.cwd.starts_with('/') {
-        return Err(invalid(format!("the working directory {:?} must be an absolute path", spec.cwd)));
+        return Err(invalid(format!(
+            "the working directory {:?} must be an absolute path",
+            spec.cwd
+        )));
     }
     for kv in &opts.env {
         match kv.split_once('=') {
             Some((k, v)) => spec.set_env(k, v),
-            None => return Err(invalid(format!("invalid environment entry {kv:?}: expected KEY=VALUE"))),
+            None => {
+                return Err(invalid(format!(
+                    "invalid environment entry {kv:?}: expected KEY=VALUE"
+                )));
+            }
         }
     }
     for v in &opts.volumes {
@@ -262,7 +314,8 @@ pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &C
     // The image's VOLUMEs get anonymous volumes unless something is mounted there.
     for path in rc.volumes.clone().unwrap_or_default().into_keys() {
         if !spec.mounts.iter().any(|m| m.destination == path) {
-            spec.mounts.push(volume_mount(store, &new_id(), &path, false, true)?);
+            spec.mounts
+                .push(volume_mount(store, &new_id(), &path, false, true)?);
         }
     }
 
@@ -275,7 +328,12 @@ pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &C
         crate::network::ports::parse_publish(p).map_err(|e| invalid(e.to_string()))?;
     }
     if opts.publish_all && opts.network != NetworkMode::Host {
-        let exposed: Vec<String> = rc.exposed_ports.clone().unwrap_or_default().into_keys().collect();
+        let exposed: Vec<String> = rc
+            .exposed_ports
+            .clone()
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
         for m in crate::network::ports::publish_all(&exposed).map_err(|e| invalid(e.to_string()))? {
             publish.push(format!("{}/{}", m.container_port, m.protocol.as_str()));
         }
@@ -285,7 +343,10 @@ pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &C
         store.ensure_snapshot(&layer)?;
     }
     let id = new_id();
-    spec.hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    spec.hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
     let mut labels = rc.labels.clone().unwrap_or_default();
     labels.extend(opts.labels.clone());
     let c = Container {
@@ -295,13 +356,24 @@ pub fn create_container(store: &Store, image: &Image, image_name: &str, opts: &C
         image_id: image.id.clone(),
         layers: image.config.rootfs.diff_ids.clone(),
         created: Utc::now(),
-        backend: if opts.backend.is_empty() { "native".into() } else { opts.backend.clone() },
+        backend: if opts.backend.is_empty() {
+            "native".into()
+        } else {
+            opts.backend.clone()
+        },
         spec,
         publish,
         ports: Vec::new(),
         auto_remove: opts.auto_remove,
-        stop_signal: opts.stop_signal.clone().or(rc.stop_signal.clone()).unwrap_or_else(|| "SIGTERM".into()),
-        stop_timeout: opts.stop_timeout.or(rc.stop_timeout.map(|t| t.max(0) as u64)).unwrap_or(10),
+        stop_signal: opts
+            .stop_signal
+            .clone()
+            .or(rc.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into()),
+        stop_timeout: opts
+            .stop_timeout
+            .or(rc.stop_timeout.map(|t| t.max(0) as u64))
+            .unwrap_or(10),
         labels,
         state: RunState::default(),
     };

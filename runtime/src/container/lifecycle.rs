@@ -12,19 +12,30 @@ use crate::store::Store;
 
 /// Parses a signal as Docker accepts it: `SIGTERM`, `TERM`, `term` or `15`.
 pub fn parse_signal(s: &str) -> Result<Signal, MonitorError> {
-    let bad = || MonitorError::State(format!("invalid signal {s:?}: give a name such as SIGTERM or KILL, or a number"));
+    let bad = || {
+        MonitorError::State(format!(
+            "invalid signal {s:?}: give a name such as SIGTERM or KILL, or a number"
+        ))
+    };
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n).map_err(|_| bad());
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     name.parse::<Signal>().map_err(|_| bad())
 }
 
 /// Sends `signal` to a running container's first process.
 pub fn kill(c: &Container, signal: Signal) -> Result<(), MonitorError> {
     let Some(pid) = c.state.pid.filter(|_| c.state.status == Status::Running) else {
-        return Err(MonitorError::State(format!("container {} is not running", c.name)));
+        return Err(MonitorError::State(format!(
+            "container {} is not running",
+            c.name
+        )));
     };
     nix::sys::signal::kill(Pid::from_raw(pid), signal)
         .map_err(|e| MonitorError::State(format!("signalling container {}: {e}", c.name)))
@@ -63,12 +74,20 @@ pub fn stop(store: &Store, c: &Container, timeout: Duration) -> Result<(), Monit
     if wait_stopped(store, &c.id, Some(Duration::from_secs(10))) {
         Ok(())
     } else {
-        Err(MonitorError::State(format!("container {} did not stop after SIGKILL", c.name)))
+        Err(MonitorError::State(format!(
+            "container {} did not stop after SIGKILL",
+            c.name
+        )))
     }
 }
 
 /// Removes a container; a running one only with `force` (it is killed first).
-pub fn remove(store: &Store, c: &Container, force: bool, volumes: bool) -> Result<(), MonitorError> {
+pub fn remove(
+    store: &Store,
+    c: &Container,
+    force: bool,
+    volumes: bool,
+) -> Result<(), MonitorError> {
     if c.state.status == Status::Running {
         if !force {
             return Err(MonitorError::State(format!(

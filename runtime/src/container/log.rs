@@ -88,29 +88,14 @@ pub struct ReadOptions {
 
 /// Reads the records at `path` that match `opts`, and the offset where reading stopped.
 pub fn read(path: &Path, opts: &ReadOptions) -> io::Result<(Vec<Record>, u64)> {
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let (mut records, offset) = match read_from(path, 0) {
+        Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
-    let mut records = Vec::new();
-    let mut reader = BufReader::new(file);
-    let mut offset = 0u64;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        offset += n as u64;
-        if let Ok(r) = serde_json::from_str::<Record>(&line)
-            && opts.since.is_none_or(|s| r.time >= s)
-            && opts.until.is_none_or(|u| r.time < u)
-        {
-            records.push(r);
-        }
-    }
+    records.retain(|r| {
+        opts.since.is_none_or(|s| r.time >= s) && opts.until.is_none_or(|u| r.time < u)
+    });
     if let Some(n) = opts.tail {
         let skip = records.len().saturating_sub(n);
         records.drain(..skip);
@@ -118,7 +103,8 @@ pub fn read(path: &Path, opts: &ReadOptions) -> io::Result<(Vec<Record>, u64)> {
     Ok((records, offset))
 }
 
-/// Reads complete records appended after `offset`; returns them and the new offset.
+/// Reads complete records appended after `offset`; returns them and the new offset. A line
+/// still being written is left for the next read.
 pub fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<Record>, u64)> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
@@ -155,9 +141,26 @@ mod tests {
         out.write(b"lo\nworld").unwrap();
         out.flush().unwrap();
         let (r, _) = read(&p, &ReadOptions::default()).unwrap();
-        let texts: Vec<(&str, &str)> = r.iter().map(|r| (r.stream.as_str(), r.log.as_str())).collect();
-        assert_eq!(texts, [("stderr", "oops\n"), ("stdout", "hello\n"), ("stdout", "world")]);
-        let (r, _) = read(&p, &ReadOptions { tail: Some(1), ..Default::default() }).unwrap();
+        let texts: Vec<(&str, &str)> = r
+            .iter()
+            .map(|r| (r.stream.as_str(), r.log.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("stderr", "oops\n"),
+                ("stdout", "hello\n"),
+                ("stdout", "world")
+            ]
+        );
+        let (r, _) = read(
+            &p,
+            &ReadOptions {
+                tail: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(r.len(), 1);
     }
 }

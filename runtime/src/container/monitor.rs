@@ -6,8 +6,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
@@ -15,9 +15,9 @@ use chrono::Utc;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::log::LogWriter;
-use super::tty::{RawMode, terminal_size};
 use super::state::{Container, Status, process_start_time};
 use super::store::ContainerError;
+use super::tty::{RawMode, terminal_size};
 use crate::network::ports::{self, PortMapping};
 use crate::network::proxy::Proxy;
 use crate::sandbox::linux::cgroups::{self, Cgroup};
@@ -94,7 +94,10 @@ impl Monitor {
     pub fn start(store: &Store, id: &str, attach: Attach) -> Result<Monitor, MonitorError> {
         let c = store.load_container(id)?;
         if c.state.status == Status::Running {
-            return Err(MonitorError::State(format!("container {} is already running", c.name)));
+            return Err(MonitorError::State(format!(
+                "container {} is already running",
+                c.name
+            )));
         }
         if attach == Attach::Foreground {
             // Blocked here, before any thread exists, so only the forwarding thread takes them;
@@ -123,10 +126,17 @@ impl Monitor {
             cgroup: cgroup.is_some(),
         };
         let config_path = dir.join("init.json");
-        store.write_file_unsynced(&config_path, &serde_json::to_vec(&config).expect("serializes"))?;
+        store.write_file_unsynced(
+            &config_path,
+            &serde_json::to_vec(&config).expect("serializes"),
+        )?;
 
         let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
-        nix::fcntl::fcntl(&status_read, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(start_err)?;
+        nix::fcntl::fcntl(
+            &status_read,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(start_err)?;
 
         let log_path = dir.join("log.json");
         let mut cmd = Command::new("/proc/self/exe");
@@ -142,7 +152,11 @@ impl Monitor {
         if c.spec.tty {
             let size = terminal_size();
             let pty = nix::pty::openpty(size.as_ref(), None).map_err(start_err)?;
-            nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(start_err)?;
+            nix::fcntl::fcntl(
+                &pty.master,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(start_err)?;
             let slave = File::from(pty.slave);
             cmd.stdin(slave.try_clone().map_err(start_err)?)
                 .stdout(slave.try_clone().map_err(start_err)?)
@@ -153,9 +167,15 @@ impl Monitor {
             }
         } else {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            cmd.stdin(if c.spec.stdin { Stdio::piped() } else { Stdio::null() });
+            cmd.stdin(if c.spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
         }
-        let mut child = cmd.spawn().map_err(|e| start_err(format!("starting the container's init: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
         drop(status_write);
         // The pty slave copies went to the child; ours are closed with `cmd`.
         drop(cmd);
@@ -186,7 +206,12 @@ impl Monitor {
         let foreground = attach == Attach::Foreground;
         if let Some(master) = tty_master {
             let reader = File::from(master.try_clone().map_err(start_err)?);
-            io.push(copy_output(reader, &log_path, "stdout", foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>))?);
+            io.push(copy_output(
+                reader,
+                &log_path,
+                "stdout",
+                foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
+            )?);
             let writer = File::from(master);
             if foreground && c.spec.stdin {
                 let resize = writer.try_clone().map_err(start_err)?;
@@ -201,8 +226,18 @@ impl Monitor {
         } else {
             let out = child.stdout.take().expect("piped");
             let err = child.stderr.take().expect("piped");
-            io.push(copy_output(out, &log_path, "stdout", foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>))?);
-            io.push(copy_output(err, &log_path, "stderr", foreground.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>))?);
+            io.push(copy_output(
+                out,
+                &log_path,
+                "stdout",
+                foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
+            )?);
+            io.push(copy_output(
+                err,
+                &log_path,
+                "stderr",
+                foreground.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>),
+            )?);
             if let Some(stdin) = child.stdin.take() {
                 if foreground {
                     std::thread::spawn(move || copy_stdin(stdin));
@@ -228,7 +263,8 @@ impl Monitor {
                     proxy = Some(p);
                 }
                 Err(e) => {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = child.wait();
                     if let Some(cg) = &cgroup {
                         let _ = cg.remove();
@@ -371,7 +407,11 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
     if lowerdirs.is_empty() {
         lowerdirs.push(mk("empty")?);
     }
-    let hostname = if c.spec.hostname.is_empty() { c.short_id().to_string() } else { c.spec.hostname.clone() };
+    let hostname = if c.spec.hostname.is_empty() {
+        c.short_id().to_string()
+    } else {
+        c.spec.hostname.clone()
+    };
     let hostname_file = dir.join("hostname");
     store.write_file_unsynced(&hostname_file, format!("{hostname}\n").as_bytes())?;
     let mut hosts = format!(
@@ -413,7 +453,9 @@ fn resolv_conf(network: NetworkMode) -> String {
     host.lines()
         .filter(|l| {
             let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver") && w.next().is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
+            !(w.next() == Some("nameserver")
+                && w.next()
+                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
         })
         .map(|l| format!("{l}\n"))
         .collect()
@@ -467,7 +509,15 @@ pub fn copy_stdin(mut to: impl Write) {
 
 pub fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
         set.add(s);
     }
     set
@@ -489,4 +539,3 @@ pub fn forward_signals(pid: i32, pty: Option<File>) {
         }
     });
 }
-

@@ -128,7 +128,11 @@ impl Container {
             }
             Status::Restarting => "Restarting".into(),
             Status::Removing => "Removing".into(),
-            Status::Exited => format!("Exited ({}) {}", self.state.exit_code.unwrap_or(0), ago(self.state.finished_at)),
+            Status::Exited => format!(
+                "Exited ({}) {}",
+                self.state.exit_code.unwrap_or(0),
+                ago(self.state.finished_at)
+            ),
         }
     }
 }
@@ -143,7 +147,9 @@ pub fn new_id() -> String {
 /// A new random name in Docker's style (`adjective_noun`).
 pub fn new_name() -> String {
     let mut g = names::Generator::default();
-    g.next().unwrap_or_else(|| "berth-container".into()).replace('-', "_")
+    g.next()
+        .unwrap_or_else(|| "berth-container".into())
+        .replace('-', "_")
 }
 
 /// Whether a process with `pid` runs and started at `start` (when known).

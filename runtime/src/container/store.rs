@@ -17,7 +17,9 @@ pub enum ContainerError {
     #[error("container id prefix {0:?} matches several containers; give more characters")]
     Ambiguous(String),
     /// The name is taken.
-    #[error("the container name {name:?} is already in use by container {id}: remove that container (`berth rm {name}`) or choose another name")]
+    #[error(
+        "the container name {name:?} is already in use by container {id}: remove that container (`berth rm {name}`) or choose another name"
+    )]
     NameInUse {
         /// The name.
         name: String,
@@ -28,7 +30,9 @@ pub enum ContainerError {
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     BadName(String),
     /// Its state file is unreadable.
-    #[error("container {id} has a corrupt state file: {reason} (remove it with `berth rm -f {id}`)")]
+    #[error(
+        "container {id} has a corrupt state file: {reason} (remove it with `berth rm -f {id}`)"
+    )]
     Corrupt {
         /// The id.
         id: String,
@@ -62,9 +66,11 @@ impl Store {
         if !valid_name(&c.name) {
             return Err(ContainerError::BadName(c.name.clone()));
         }
-        fs::create_dir_all(self.containers_dir()).ctx(|| "creating the containers folder".into())?;
+        fs::create_dir_all(self.containers_dir())
+            .ctx(|| "creating the containers folder".into())?;
         let lock_path = self.root().join("locks/names.lock");
-        let _names = lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
+        let _names =
+            lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
         if let Some(other) = self.containers()?.into_iter().find(|o| o.name == c.name) {
             return Err(ContainerError::NameInUse {
                 name: c.name.clone(),
@@ -96,18 +102,25 @@ impl Store {
                 cause: e,
             }),
         })?;
-        let mut c: Container = serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
-            id: id.to_string(),
-            reason: e.to_string(),
-        })?;
+        let mut c: Container =
+            serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
+                id: id.to_string(),
+                reason: e.to_string(),
+            })?;
         if matches!(c.state.status, Status::Running | Status::Restarting)
-            && !c.state.monitor_pid.is_some_and(|p| process_alive(p, c.state.monitor_start))
+            && !c
+                .state
+                .monitor_pid
+                .is_some_and(|p| process_alive(p, c.state.monitor_start))
         {
             // The monitor was killed: its container died with it (it runs with a parent-death
             // signal), so record it as killed.
             self.update_container(&c.id, |c| {
                 if matches!(c.state.status, Status::Running | Status::Restarting)
-                    && !c.state.monitor_pid.is_some_and(|p| process_alive(p, c.state.monitor_start))
+                    && !c
+                        .state
+                        .monitor_pid
+                        .is_some_and(|p| process_alive(p, c.state.monitor_start))
                 {
                     c.state.status = Status::Exited;
                     c.state.exit_code = Some(137);
@@ -131,7 +144,11 @@ impl Store {
     }
 
     /// Changes a container's state under its lock and returns the new state.
-    pub fn update_container(&self, id: &str, f: impl FnOnce(&mut Container)) -> Result<Container, ContainerError> {
+    pub fn update_container(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Container),
+    ) -> Result<Container, ContainerError> {
         let lock_path = self.container_dir(id).join("lock");
         let _g = lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
         let mut c = self.read_state(id)?;
@@ -165,10 +182,16 @@ impl Store {
     /// Finds a container by name, full id or unique id prefix.
     pub fn find_container(&self, input: &str) -> Result<Container, ContainerError> {
         let all = self.containers()?;
-        if let Some(c) = all.iter().find(|c| c.id == input || c.name == input || c.name == input.trim_start_matches('/')) {
+        if let Some(c) = all
+            .iter()
+            .find(|c| c.id == input || c.name == input || c.name == input.trim_start_matches('/'))
+        {
             return Ok(c.clone());
         }
-        let hits: Vec<&Container> = all.iter().filter(|c| !input.is_empty() && c.id.starts_with(input)).collect();
+        let hits: Vec<&Container> = all
+            .iter()
+            .filter(|c| !input.is_empty() && c.id.starts_with(input))
+            .collect();
         match hits.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(ContainerError::NotFound(input.to_string())),

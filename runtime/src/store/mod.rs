@@ -182,7 +182,8 @@ impl Store {
     /// Writes a file of the store atomically, without waiting for the disk (see
     /// [`atomic::write_atomic_unsynced`]).
     pub fn write_file_unsynced(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        atomic::write_atomic_unsynced(&self.tmp_dir(), path, bytes).ctx(|| format!("writing {}", path.display()))
+        atomic::write_atomic_unsynced(&self.tmp_dir(), path, bytes)
+            .ctx(|| format!("writing {}", path.display()))
     }
 
     /// A new unique path under `tmp/`.

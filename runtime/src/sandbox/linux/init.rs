@@ -65,13 +65,20 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
     // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
     let mut status = unsafe { File::from_raw_fd(status_fd) };
     // If the monitor dies, so does the container (PID 1 has the same link to us).
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || nix::unistd::getppid().as_raw() != monitor {
-        report_and_exit(&mut status, fail(125, "the monitor ended before the container started"));
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
+        || nix::unistd::getppid().as_raw() != monitor
+    {
+        report_and_exit(
+            &mut status,
+            fail(125, "the monitor ended before the container started"),
+        );
     }
     let cfg: InitConfig = match std::fs::read(config)
         .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| fail(125, format!("parsing {}: {e}", config.display()))))
-    {
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
+        }) {
         Ok(c) => c,
         Err(e) => report_and_exit(&mut status, e),
     };
@@ -81,7 +88,10 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
     // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
     // fork is a complete copy and may run any code.
     match unsafe { nix::unistd::fork() } {
-        Err(e) => report_and_exit(&mut status, fail(125, format!("forking the container's first process: {e}"))),
+        Err(e) => report_and_exit(
+            &mut status,
+            fail(125, format!("forking the container's first process: {e}")),
+        ),
         Ok(ForkResult::Child) => {
             let e = match container_main(&cfg, &status) {
                 Ok(never) => match never {},
@@ -106,9 +116,13 @@ fn report_and_exit(status: &mut File, e: StartError) -> ! {
 fn enter(cfg: &InitConfig) -> Result<(), StartError> {
     if cfg.cgroup {
         let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
-        cg.add_process(std::process::id() as i32).map_err(|e| fail(125, e))?;
+        cg.add_process(std::process::id() as i32)
+            .map_err(|e| fail(125, e))?;
     }
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID;
     if cfg.spec.network != NetworkMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -144,36 +158,34 @@ fn container_main(cfg: &InitConfig, status: &File) -> Result<std::convert::Infal
         crate::network::loopback::bring_up_loopback().map_err(|e| fail(125, e))?;
     }
     if !spec.hostname.is_empty() {
-        nix::unistd::sethostname(&spec.hostname).map_err(|e| fail(125, format!("setting the hostname: {e}")))?;
+        nix::unistd::sethostname(&spec.hostname)
+            .map_err(|e| fail(125, format!("setting the hostname: {e}")))?;
     }
 
     let who = user::resolve(&spec.user, Path::new("/")).map_err(|e| fail(125, e))?;
-    let mut env = spec.env.clone();
-    let has = |env: &[String], k: &str| env.iter().any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k);
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOSTNAME") && !spec.hostname.is_empty() {
-        env.push(format!("HOSTNAME={}", spec.hostname));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", who.home));
-    }
-    if spec.tty && !has(&env, "TERM") {
-        env.push("TERM=xterm".into());
-    }
-    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    let env = workload_env(spec, &who);
+    let cwd = if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    };
     // Docker creates a missing working directory.
     if std::fs::metadata(cwd).is_err() {
-        std::fs::create_dir_all(cwd).map_err(|e| fail(125, format!("creating the working directory {cwd}: {e}")))?;
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| fail(125, format!("creating the working directory {cwd}: {e}")))?;
     }
-    nix::unistd::chdir(cwd).map_err(|e| fail(125, format!("entering the working directory {cwd}: {e}")))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| fail(125, format!("entering the working directory {cwd}: {e}")))?;
 
     let program = resolve_program(&spec.args, &env)?;
     drop_privileges(spec, &who)?;
 
     // The status pipe must close when the workload starts.
-    nix::fcntl::fcntl(status, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).map_err(|e| fail(125, e))?;
+    nix::fcntl::fcntl(
+        status,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| fail(125, e))?;
     if spec.init {
         // SAFETY: still single-threaded (a forked copy of `__init`).
         match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
@@ -189,18 +201,45 @@ fn container_main(cfg: &InitConfig, status: &File) -> Result<std::convert::Infal
     exec(&program, &spec.args, &env)
 }
 
+/// The workload's environment: the spec's, plus what Docker adds when the image did not set
+/// it (PATH, HOSTNAME, HOME from passwd, TERM with a tty).
+pub(crate) fn workload_env(spec: &WorkloadSpec, who: &user::ResolvedUser) -> Vec<String> {
+    let mut env = spec.env.clone();
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k)
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") && !spec.hostname.is_empty() {
+        env.push(format!("HOSTNAME={}", spec.hostname));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", who.home));
+    }
+    if spec.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
 /// Finds the program as execve would be asked for it, or fails with Docker's message and code.
 pub(crate) fn resolve_program(args: &[String], env: &[String]) -> Result<PathBuf, StartError> {
     let Some(name) = args.first() else {
-        return Err(fail(125, "no command specified: the image has no Cmd or Entrypoint; give a command after the image name"));
+        return Err(fail(
+            125,
+            "no command specified: the image has no Cmd or Entrypoint; give a command after the image name",
+        ));
     };
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file())
-    };
+    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
     if name.contains('/') {
         let p = PathBuf::from(name);
         if !p.exists() {
-            return Err(fail(127, format!("exec: \"{name}\": stat {name}: no such file or directory")));
+            return Err(fail(
+                127,
+                format!("exec: \"{name}\": stat {name}: no such file or directory"),
+            ));
         }
         return Ok(p);
     }
@@ -215,14 +254,21 @@ pub(crate) fn resolve_program(args: &[String], env: &[String]) -> Result<PathBuf
             return Ok(candidate);
         }
     }
-    Err(fail(127, format!("exec: \"{name}\": executable file not found in $PATH")))
+    Err(fail(
+        127,
+        format!("exec: \"{name}\": executable file not found in $PATH"),
+    ))
 }
 
 /// Capabilities, groups, ids, no_new_privs and seccomp, in the order that keeps each step
 /// possible: the filter is built while root and installed last.
-pub(crate) fn drop_privileges(spec: &WorkloadSpec, who: &user::ResolvedUser) -> Result<(), StartError> {
+pub(crate) fn drop_privileges(
+    spec: &WorkloadSpec,
+    who: &user::ResolvedUser,
+) -> Result<(), StartError> {
     let sec = &spec.security;
-    let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged).map_err(|e| fail(125, e))?;
+    let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged)
+        .map_err(|e| fail(125, e))?;
     let filter = if sec.seccomp && !sec.privileged {
         Some(seccomp::default_profile(&caps).map_err(|e| fail(125, e))?)
     } else {
@@ -230,15 +276,21 @@ pub(crate) fn drop_privileges(spec: &WorkloadSpec, who: &user::ResolvedUser) -> 
     };
     // Without no_new_privs the filter needs CAP_SYS_ADMIN to install, so it goes in while
     // we are still root; the profile allows the setuid, capset and prctl calls after it.
-    let early = !(sec.no_new_privs && !sec.privileged);
+    let early = !sec.no_new_privs || sec.privileged;
     if early && let Some(f) = &filter {
         seccomp::install(f).map_err(|e| fail(125, e))?;
     }
     capabilities::prepare_uid_change().map_err(|e| fail(125, e))?;
-    let groups: Vec<nix::unistd::Gid> = who.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    let groups: Vec<nix::unistd::Gid> = who
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).map_err(|e| fail(125, format!("setting groups: {e}")))?;
-    nix::unistd::setgid(nix::unistd::Gid::from_raw(who.gid)).map_err(|e| fail(125, format!("setting gid {}: {e}", who.gid)))?;
-    nix::unistd::setuid(nix::unistd::Uid::from_raw(who.uid)).map_err(|e| fail(125, format!("setting uid {}: {e}", who.uid)))?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(who.gid))
+        .map_err(|e| fail(125, format!("setting gid {}: {e}", who.gid)))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(who.uid))
+        .map_err(|e| fail(125, format!("setting uid {}: {e}", who.uid)))?;
     capabilities::apply(&caps, who.uid == 0).map_err(|e| fail(125, e))?;
     if sec.no_new_privs && !sec.privileged {
         seccomp::set_no_new_privs().map_err(|e| fail(125, e))?;
@@ -258,10 +310,18 @@ pub(crate) fn reset_signals() {
             let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
         }
     }
-    let _ = signal::sigprocmask(signal::SigmaskHow::SIG_SETMASK, Some(&signal::SigSet::empty()), None);
+    let _ = signal::sigprocmask(
+        signal::SigmaskHow::SIG_SETMASK,
+        Some(&signal::SigSet::empty()),
+        None,
+    );
 }
 
-pub(crate) fn exec(program: &Path, args: &[String], env: &[String]) -> Result<std::convert::Infallible, StartError> {
+pub(crate) fn exec(
+    program: &Path,
+    args: &[String],
+    env: &[String],
+) -> Result<std::convert::Infallible, StartError> {
     reset_signals();
     let c = |s: &str| CString::new(s).map_err(|_| fail(125, format!("{s:?} contains a NUL byte")));
     let prog = c(&program.display().to_string())?;
@@ -271,7 +331,10 @@ pub(crate) fn exec(program: &Path, args: &[String], env: &[String]) -> Result<st
     let name = &args[0];
     Err(match e {
         nix::Error::EACCES => fail(126, format!("exec: \"{name}\": permission denied")),
-        nix::Error::ENOENT => fail(127, format!("exec: \"{name}\": no such file or directory (or its interpreter is missing)")),
+        nix::Error::ENOENT => fail(
+            127,
+            format!("exec: \"{name}\": no such file or directory (or its interpreter is missing)"),
+        ),
         nix::Error::ENOEXEC => fail(126, format!("exec: \"{name}\": exec format error")),
         other => fail(126, format!("exec: \"{name}\": {other}")),
     })
@@ -291,15 +354,29 @@ extern "C" fn forward(sig: nix::libc::c_int) {
 /// the workload's status.
 fn reap_as_init(child: Pid) -> ! {
     CHILD.store(child.as_raw(), Ordering::Relaxed);
-    let _ = signal::sigprocmask(signal::SigmaskHow::SIG_SETMASK, Some(&signal::SigSet::empty()), None);
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+    let _ = signal::sigprocmask(
+        signal::SigmaskHow::SIG_SETMASK,
+        Some(&signal::SigSet::empty()),
+        None,
+    );
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
         // SAFETY: the handler only calls kill.
         let _ = unsafe { signal::signal(sig, SigHandler::Handler(forward)) };
     }
     loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => std::process::exit(128 + sig as i32),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                std::process::exit(128 + sig as i32)
+            }
             Err(nix::Error::ECHILD) => std::process::exit(0),
             _ => continue,
         }

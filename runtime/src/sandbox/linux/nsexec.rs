@@ -12,7 +12,9 @@ use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
-use super::init::{DEFAULT_PATH, StartError, drop_privileges, exec, resolve_program, wait_exit_code};
+use super::init::{
+    StartError, drop_privileges, exec, resolve_program, wait_exit_code, workload_env,
+};
 use super::{cgroups, user};
 use crate::workload::{NetworkMode, WorkloadSpec};
 
@@ -50,12 +52,19 @@ fn fail(code: i32, m: impl std::fmt::Display) -> StartError {
 fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     let cfg: ExecConfig = std::fs::read(config)
         .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| fail(125, format!("parsing {}: {e}", config.display()))))?;
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
+        })?;
     if cfg.cgroup {
         let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
-        cg.add_process(std::process::id() as i32).map_err(|e| fail(125, e))?;
+        cg.add_process(std::process::id() as i32)
+            .map_err(|e| fail(125, e))?;
     }
-    let mut namespaces = vec![("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)];
+    let mut namespaces = vec![
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+    ];
     if cfg.spec.network != NetworkMode::Host {
         namespaces.push(("net", CloneFlags::CLONE_NEWNET));
     }
@@ -67,11 +76,17 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         .map(|(name, flag)| {
             File::open(format!("/proc/{}/ns/{name}", cfg.pid))
                 .map(|f| (f, *flag))
-                .map_err(|e| fail(125, format!("the container is not running ({name} namespace: {e})")))
+                .map_err(|e| {
+                    fail(
+                        125,
+                        format!("the container is not running ({name} namespace: {e})"),
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (f, flag) in &files {
-        nix::sched::setns(f, *flag).map_err(|e| fail(125, format!("joining the container's namespaces: {e}")))?;
+        nix::sched::setns(f, *flag)
+            .map_err(|e| fail(125, format!("joining the container's namespaces: {e}")))?;
     }
     drop(files);
     // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
@@ -86,19 +101,10 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
     }
     let who = user::resolve(&spec.user, Path::new("/")).map_err(|e| fail(126, e))?;
-    let mut env = spec.env.clone();
-    let has = |env: &[String], k: &str| env.iter().any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k);
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", who.home));
-    }
-    if spec.tty && !has(&env, "TERM") {
-        env.push("TERM=xterm".into());
-    }
+    let env = workload_env(spec, &who);
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-    nix::unistd::chdir(cwd).map_err(|e| fail(126, format!("entering the working directory {cwd}: {e}")))?;
+    nix::unistd::chdir(cwd)
+        .map_err(|e| fail(126, format!("entering the working directory {cwd}: {e}")))?;
     let program = resolve_program(&spec.args, &env)?;
     drop_privileges(spec, &who)?;
     exec(&program, &spec.args, &env)

@@ -33,7 +33,13 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// Paths Docker makes read-only.
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Device nodes a container gets, bound from the host's.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -83,20 +89,33 @@ fn none() -> Option<&'static str> {
 /// Opens (creating) `path` inside `root` as a folder (or, with `file`, an empty file) and
 /// returns a `/proc/self/fd/N` path naming exactly it, plus the handle keeping it open.
 /// A symlink anywhere in `path` cannot lead outside `root`.
-fn target(root: &Dir, path: &str, file: bool) -> Result<(PathBuf, std::os::fd::OwnedFd), RootfsError> {
+fn target(
+    root: &Dir,
+    path: &str,
+    file: bool,
+) -> Result<(PathBuf, std::os::fd::OwnedFd), RootfsError> {
     use rustix::fs::{Mode, OFlags};
     let rel = path.trim_start_matches('/');
     let what = || format!("preparing mount target {path}");
     if !file {
         let rel = if rel.is_empty() { "." } else { rel };
         root.create_dir_all(rel).map_err(|e| err(what(), e))?;
-        let handle: std::os::fd::OwnedFd = root.open_dir(rel).map_err(|e| err(what(), e))?.into_std_file().into();
-        return Ok((PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())), handle));
+        let handle: std::os::fd::OwnedFd = root
+            .open_dir(rel)
+            .map_err(|e| err(what(), e))?
+            .into_std_file()
+            .into();
+        return Ok((
+            PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())),
+            handle,
+        ));
     }
     // The parent through cap-std; the file itself O_PATH, so write-only and special files
     // (/proc/sysrq-trigger, devices) can be mount targets too.
     let p = Path::new(rel);
-    let name = p.file_name().ok_or_else(|| err(what(), "not a file path"))?;
+    let name = p
+        .file_name()
+        .ok_or_else(|| err(what(), "not a file path"))?;
     let parent = match p.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(parent) => {
             root.create_dir_all(parent).map_err(|e| err(what(), e))?;
@@ -109,16 +128,31 @@ fn target(root: &Dir, path: &str, file: bool) -> Result<(PathBuf, std::os::fd::O
         oo.write(true).create(true);
         parent.open_with(name, &oo).map_err(|e| err(what(), e))?;
     }
-    let handle = rustix::fs::openat(&parent, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| err(what(), e))?;
-    Ok((PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())), handle))
+    let handle = rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(what(), e))?;
+    Ok((
+        PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())),
+        handle,
+    ))
 }
 
 /// Builds the rootfs at `plan.merged` and pivots into it. Runs in the container's first
 /// process, inside its new mount (and pid) namespace.
 pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
     // Nothing we mount may propagate back to the host.
-    mount(none(), "/", none(), MsFlags::MS_REC | MsFlags::MS_PRIVATE, none()).map_err(|e| err("making / private", e))?;
+    mount(
+        none(),
+        "/",
+        none(),
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        none(),
+    )
+    .map_err(|e| err("making / private", e))?;
 
     let lower = plan
         .lowerdirs
@@ -131,44 +165,108 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         plan.upperdir.display(),
         plan.workdir.display()
     );
-    mount(Some("overlay"), &plan.merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| err(format!("mounting the overlay rootfs at {}", plan.merged.display()), e))?;
-    let root = Dir::open_ambient_dir(&plan.merged, ambient_authority()).map_err(|e| err("opening the rootfs", e))?;
+    mount(
+        Some("overlay"),
+        &plan.merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        err(
+            format!("mounting the overlay rootfs at {}", plan.merged.display()),
+            e,
+        )
+    })?;
+    let root = Dir::open_ambient_dir(&plan.merged, ambient_authority())
+        .map_err(|e| err("opening the rootfs", e))?;
 
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let (p, _h) = target(&root, "/proc", false)?;
-    mount(Some("proc"), &p, Some("proc"), nosuid_nodev_noexec, none()).map_err(|e| err("mounting /proc", e))?;
+    mount(Some("proc"), &p, Some("proc"), nosuid_nodev_noexec, none())
+        .map_err(|e| err("mounting /proc", e))?;
 
     let (p, _h) = target(&root, "/dev", false)?;
-    mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))
-        .map_err(|e| err("mounting /dev", e))?;
+    mount(
+        Some("tmpfs"),
+        &p,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| err("mounting /dev", e))?;
     let dev = root.open_dir("dev").map_err(|e| err("opening /dev", e))?;
     for name in DEVICES {
         let (p, _h) = target(&root, &format!("/dev/{name}"), true)?;
-        mount(Some(Path::new("/dev").join(name).as_path()), &p, none(), MsFlags::MS_BIND, none())
-            .map_err(|e| err(format!("binding /dev/{name}"), e))?;
+        mount(
+            Some(Path::new("/dev").join(name).as_path()),
+            &p,
+            none(),
+            MsFlags::MS_BIND,
+            none(),
+        )
+        .map_err(|e| err(format!("binding /dev/{name}"), e))?;
     }
-    for (link, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")] {
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
         let _ = dev.symlink_contents(to, link);
     }
     let (p, _h) = target(&root, "/dev/pts", false)?;
-    mount(Some("devpts"), &p, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620,gid=5"))
-        .or_else(|_| mount(Some("devpts"), &p, Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620")))
-        .map_err(|e| err("mounting /dev/pts", e))?;
+    mount(
+        Some("devpts"),
+        &p,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .or_else(|_| {
+        mount(
+            Some("devpts"),
+            &p,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
+    })
+    .map_err(|e| err("mounting /dev/pts", e))?;
     let (p, _h) = target(&root, "/dev/shm", false)?;
-    mount(Some("shm"), &p, Some("tmpfs"), nosuid_nodev_noexec, Some("mode=1777,size=65536k")).map_err(|e| err("mounting /dev/shm", e))?;
+    mount(
+        Some("shm"),
+        &p,
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| err("mounting /dev/shm", e))?;
     let (p, _h) = target(&root, "/dev/mqueue", false)?;
-    let _ = mount(Some("mqueue"), &p, Some("mqueue"), nosuid_nodev_noexec, none());
+    let _ = mount(
+        Some("mqueue"),
+        &p,
+        Some("mqueue"),
+        nosuid_nodev_noexec,
+        none(),
+    );
     // The console: with a tty, stdin is the pty slave.
     if nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
         && let Ok(tty) = nix::unistd::ttyname(std::io::stdin())
     {
         let (p, _h) = target(&root, "/dev/console", true)?;
-        mount(Some(tty.as_path()), &p, none(), MsFlags::MS_BIND, none()).map_err(|e| err("binding /dev/console", e))?;
+        mount(Some(tty.as_path()), &p, none(), MsFlags::MS_BIND, none())
+            .map_err(|e| err("binding /dev/console", e))?;
     }
 
     let (p, _h) = target(&root, "/sys", false)?;
-    let sys_flags = if plan.privileged { nosuid_nodev_noexec } else { nosuid_nodev_noexec | MsFlags::MS_RDONLY };
+    let sys_flags = if plan.privileged {
+        nosuid_nodev_noexec
+    } else {
+        nosuid_nodev_noexec | MsFlags::MS_RDONLY
+    };
     // sysfs can only be mounted in a network namespace of our own; else bind the host's.
     let sysfs = if plan.own_netns {
         mount(Some("sysfs"), &p, Some("sysfs"), sys_flags, none())
@@ -176,9 +274,22 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         Err(nix::Error::EPERM)
     };
     if sysfs.is_err() {
-        mount(Some("/sys"), &p, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none()).map_err(|e| err("binding /sys", e))?;
+        mount(
+            Some("/sys"),
+            &p,
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none(),
+        )
+        .map_err(|e| err("binding /sys", e))?;
         if !plan.privileged {
-            let _ = mount(none(), &p, none(), MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC, none());
+            let _ = mount(
+                none(),
+                &p,
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                none(),
+            );
         }
     }
 
@@ -187,7 +298,8 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
     }
     for (source, dest) in &plan.etc_files {
         let (p, _h) = target(&root, dest, true)?;
-        mount(Some(source.as_path()), &p, none(), MsFlags::MS_BIND, none()).map_err(|e| err(format!("binding {dest}"), e))?;
+        mount(Some(source.as_path()), &p, none(), MsFlags::MS_BIND, none())
+            .map_err(|e| err(format!("binding {dest}"), e))?;
     }
 
     if !plan.privileged {
@@ -199,27 +311,56 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
             let is_file = root.metadata(rel).is_ok_and(|m| m.is_file());
             if root.exists(rel)
                 && let Ok((p, _h)) = target(&root, path, is_file)
-                && mount(Some(p.as_path()), &p, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none()).is_ok()
+                && mount(
+                    Some(p.as_path()),
+                    &p,
+                    none(),
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none(),
+                )
+                .is_ok()
             {
-                remount_read_only(&root, path, is_file, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+                remount_read_only(
+                    &root,
+                    path,
+                    is_file,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                )?;
             }
         }
     }
 
     pivot(&plan.merged)?;
     if plan.read_only {
-        mount(none(), "/", none(), MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none())
-            .map_err(|e| err("making the rootfs read-only", e))?;
+        mount(
+            none(),
+            "/",
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            none(),
+        )
+        .map_err(|e| err("making the rootfs read-only", e))?;
     }
     Ok(())
 }
 
 /// Makes the bind mount at `path` read-only. The path is opened again: the handle used to
 /// mount names the folder underneath, and a remount must name the mount itself.
-fn remount_read_only(root: &Dir, path: &str, is_file: bool, extra: MsFlags) -> Result<(), RootfsError> {
+fn remount_read_only(
+    root: &Dir,
+    path: &str,
+    is_file: bool,
+    extra: MsFlags,
+) -> Result<(), RootfsError> {
     let (p, _h) = target(root, path, is_file)?;
-    mount(none(), &p, none(), MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | extra, none())
-        .map_err(|e| err(format!("making {path} read-only"), e))
+    mount(
+        none(),
+        &p,
+        none(),
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | extra,
+        none(),
+    )
+    .map_err(|e| err(format!("making {path} read-only"), e))
 }
 
 /// Hides a path: /dev/null over a file, an empty read-only tmpfs over a folder.
@@ -237,25 +378,53 @@ fn mask(root: &Dir, path: &str) {
 
 fn mount_one(root: &Dir, m: &MountSpec) -> Result<(), RootfsError> {
     if !m.destination.starts_with('/') {
-        return Err(err(format!("mount {}", m.destination), "the container path must be absolute"));
+        return Err(err(
+            format!("mount {}", m.destination),
+            "the container path must be absolute",
+        ));
     }
     match m.kind {
         MountKind::Tmpfs => {
             let (p, _h) = target(root, &m.destination, false)?;
-            let flags = if m.read_only { MsFlags::MS_RDONLY } else { MsFlags::empty() } | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-            mount(Some("tmpfs"), &p, Some("tmpfs"), flags, Some("mode=1777")).map_err(|e| err(format!("mounting tmpfs at {}", m.destination), e))?;
+            let flags = if m.read_only {
+                MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            } | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV;
+            mount(Some("tmpfs"), &p, Some("tmpfs"), flags, Some("mode=1777"))
+                .map_err(|e| err(format!("mounting tmpfs at {}", m.destination), e))?;
         }
         MountKind::Bind | MountKind::Volume => {
             if m.populate {
-                populate_volume(root, &m.destination, &m.source)
-                    .map_err(|e| err(format!("filling volume {} from the image's {}", m.volume.as_deref().unwrap_or(""), m.destination), e))?;
+                populate_volume(root, &m.destination, &m.source).map_err(|e| {
+                    err(
+                        format!(
+                            "filling volume {} from the image's {}",
+                            m.volume.as_deref().unwrap_or(""),
+                            m.destination
+                        ),
+                        e,
+                    )
+                })?;
             }
             let is_file = std::fs::metadata(&m.source)
                 .map_err(|e| err(format!("mount source {}", m.source.display()), e))?
                 .is_file();
             let (p, _h) = target(root, &m.destination, is_file)?;
-            mount(Some(m.source.as_path()), &p, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())
-                .map_err(|e| err(format!("binding {} to {}", m.source.display(), m.destination), e))?;
+            mount(
+                Some(m.source.as_path()),
+                &p,
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none(),
+            )
+            .map_err(|e| {
+                err(
+                    format!("binding {} to {}", m.source.display(), m.destination),
+                    e,
+                )
+            })?;
             if m.read_only {
                 remount_read_only(root, &m.destination, is_file, MsFlags::empty())?;
             }
@@ -297,7 +466,10 @@ fn copy_dir(src: &Dir, dst: &Dir) -> std::io::Result<()> {
         let ft = e.file_type()?;
         if ft.is_dir() {
             dst.create_dir(&name)?;
-            copy_dir(&src.open_dir_nofollow(&name)?, &dst.open_dir_nofollow(&name)?)?;
+            copy_dir(
+                &src.open_dir_nofollow(&name)?,
+                &dst.open_dir_nofollow(&name)?,
+            )?;
         } else if ft.is_symlink() {
             dst.symlink_contents(src.read_link_contents(&name)?, &name)?;
         } else if ft.is_file() {
@@ -312,12 +484,28 @@ fn copy_dir(src: &Dir, dst: &Dir) -> std::io::Result<()> {
     Ok(())
 }
 
-fn copy_metadata(src: &Dir, sname: impl AsRef<Path>, dst: &Dir, dname: impl AsRef<Path>) -> std::io::Result<()> {
+fn copy_metadata(
+    src: &Dir,
+    sname: impl AsRef<Path>,
+    dst: &Dir,
+    dname: impl AsRef<Path>,
+) -> std::io::Result<()> {
     use rustix::fs::{AtFlags, Gid, Mode, Uid};
     let st = rustix::fs::statat(src, sname.as_ref(), AtFlags::SYMLINK_NOFOLLOW)?;
-    rustix::fs::chownat(dst, dname.as_ref(), Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+    rustix::fs::chownat(
+        dst,
+        dname.as_ref(),
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Symlink {
-        rustix::fs::chmodat(dst, dname.as_ref(), Mode::from_raw_mode(st.st_mode & 0o7777), AtFlags::empty())?;
+        rustix::fs::chmodat(
+            dst,
+            dname.as_ref(),
+            Mode::from_raw_mode(st.st_mode & 0o7777),
+            AtFlags::empty(),
+        )?;
     }
     Ok(())
 }

@@ -18,7 +18,9 @@ pub struct ResolvedUser {
 
 /// A user or group that the container does not know.
 #[derive(Debug, thiserror::Error)]
-#[error("unable to find {what} {name:?} in the container's {file}: use a numeric id or add it to the image")]
+#[error(
+    "unable to find {what} {name:?} in the container's {file}: use a numeric id or add it to the image"
+)]
 pub struct UserError {
     what: &'static str,
     name: String,
@@ -42,9 +44,22 @@ pub fn resolve(spec: &str, root: &Path) -> Result<ResolvedUser, UserError> {
         .collect();
     let by_name = entries.iter().find(|f| f[0] == user);
     let (uid, mut gid, home, name) = match (by_name, user.parse::<u32>()) {
-        (Some(f), _) => (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0), f[5].to_string(), Some(f[0].to_string())),
-        (None, Ok(uid)) => match entries.iter().find(|f| f[2].parse::<u32>().ok() == Some(uid)) {
-            Some(f) => (uid, f[3].parse().unwrap_or(0), f[5].to_string(), Some(f[0].to_string())),
+        (Some(f), _) => (
+            f[2].parse().unwrap_or(0),
+            f[3].parse().unwrap_or(0),
+            f[5].to_string(),
+            Some(f[0].to_string()),
+        ),
+        (None, Ok(uid)) => match entries
+            .iter()
+            .find(|f| f[2].parse::<u32>().ok() == Some(uid))
+        {
+            Some(f) => (
+                uid,
+                f[3].parse().unwrap_or(0),
+                f[5].to_string(),
+                Some(f[0].to_string()),
+            ),
             None => (uid, 0, "/".to_string(), None),
         },
         (None, Err(_)) => {
@@ -98,8 +113,16 @@ mod tests {
     fn resolves_as_docker() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nweb:x:33:33:www:/var/www:/bin/false\n").unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nwww:x:33:\nstaff:x:50:web,other\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nweb:x:33:33:www:/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nwww:x:33:\nstaff:x:50:web,other\n",
+        )
+        .unwrap();
         let r = resolve("", dir.path()).unwrap();
         assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 0, "/root"));
         let r = resolve("web", dir.path()).unwrap();
@@ -108,7 +131,12 @@ mod tests {
         assert_eq!((r.uid, r.gid, r.home.as_str()), (1000, 50, "/"));
         let r = resolve("33", dir.path()).unwrap();
         assert_eq!(r.home, "/var/www");
-        assert!(resolve("nobody", dir.path()).unwrap_err().to_string().contains("nobody"));
+        assert!(
+            resolve("nobody", dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("nobody")
+        );
         assert!(resolve("web:nogroup", dir.path()).is_err());
     }
 }
