@@ -739,3 +739,59 @@ fn published_ports_serve_the_host() {
     let (_, err) = b.fail(&["run", "--rm", "-p", "notaport", "busybox", "true"]);
     assert!(err.contains("notaport"), "{err}");
 }
+
+#[test]
+fn user_namespace_maps_root_to_unprivileged_ids() {
+    let b = setup();
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--userns",
+            "private",
+            "busybox",
+            "sh",
+            "-c",
+            "echo data > /root/made-inside; sleep 1000",
+        ])
+        .trim()
+        .to_string();
+    let map = b.ok(&["exec", &id, "cat", "/proc/self/uid_map"]);
+    let fields: Vec<u64> = map.split_whitespace().map(|f| f.parse().unwrap()).collect();
+    assert_eq!(fields[0], 0, "container root…");
+    assert_ne!(fields[1], 0, "…is not host root: {map}");
+    assert_eq!(b.ok(&["exec", &id, "id", "-u"]).trim(), "0");
+    // The image's files still belong to the container's root (idmapped layers).
+    assert_eq!(
+        b.ok(&["exec", &id, "stat", "-c", "%u", "/bin/busybox"])
+            .trim(),
+        "0"
+    );
+    // What the container writes belongs to the mapped ids on the host.
+    let mut host_owner = None;
+    for _ in 0..50 {
+        if let Ok(m) = std::fs::metadata(
+            b.root()
+                .join("containers")
+                .join(&id)
+                .join("upper/root/made-inside"),
+        ) {
+            use std::os::unix::fs::MetadataExt;
+            host_owner = Some(m.uid() as u64);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        host_owner,
+        Some(fields[1]),
+        "files made inside are owned by the mapped host uid"
+    );
+    // Root inside cannot use host devices.
+    let out = b.output(&["exec", &id, "sh", "-c", "mknod /tmp/disk b 8 0"]);
+    assert!(!out.status.success());
+    b.ok(&["rm", "-f", &id]);
+    let (code, err) = b.fail(&["run", "--rm", "--userns", "keep-id", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--userns"), "{err}");
+}

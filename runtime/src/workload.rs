@@ -88,7 +88,7 @@ pub enum NetworkMode {
     /// A network namespace of its own with loopback up (the default).
     #[default]
     Private,
-    /// A network namespace of its own with loopback down, as Docker's `none` has no route out.
+    /// A network namespace of its own with loopback only and no route out, as Docker's `none`.
     None,
     /// The host's network.
     Host,

@@ -81,7 +81,7 @@ pub struct ContainerFlags {
     /// Security options (seccomp=unconfined, no-new-privileges[=false])
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// Use a user namespace (not supported yet)
+    /// User namespace: private (container root maps to unprivileged host ids) or host
     #[arg(long)]
     pub userns: Option<String>,
     /// Memory limit (e.g. 512m, 1g)
@@ -203,10 +203,12 @@ impl ContainerFlags {
                 ),
             }
         }
-        if let Some(u) = &self.userns {
-            bail!(
-                "--userns={u} is not supported yet: berth runs containers in the host's user namespace (root inside is root outside, with Docker's capability set)"
-            );
+        match self.userns.as_deref() {
+            None | Some("host") => {}
+            Some("private" | "auto" | "remap") => security.userns = true,
+            Some(other) => bail!(
+                "unsupported --userns {other:?}: use private (container root is an unprivileged range of host ids from /etc/subuid) or host"
+            ),
         }
         let mut labels = BTreeMap::new();
         for l in &self.label {

@@ -440,6 +440,7 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
         read_only: c.spec.read_only,
         privileged: c.spec.security.privileged,
         own_netns: c.spec.network != NetworkMode::Host,
+        userxattr: false,
     })
 }
 

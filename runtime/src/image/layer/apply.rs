@@ -370,6 +370,14 @@ impl Applier<'_> {
                     let fd = open_dir_fd(&parent, OsStr::new(".")).map_err(io_err)?;
                     rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
                         .map_err(|e| io_err(e.into()))?;
+                    // The same marker where overlay mounted with `userxattr` (in a user
+                    // namespace) looks for it.
+                    let _ = rustix::fs::fsetxattr(
+                        &fd,
+                        "user.overlay.opaque",
+                        b"y",
+                        XattrFlags::empty(),
+                    );
                 }
                 WhiteoutMode::Remove => {
                     for child in parent.entries().map_err(io_err)? {
@@ -473,7 +481,7 @@ impl Applier<'_> {
             }
             // overlayfs' own attributes are berth's to set; one from an image could forge an
             // opaque folder or a redirect.
-            if key.starts_with(b"trusted.overlay.") {
+            if key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.") {
                 continue;
             }
             if let Err(e) = rustix::fs::fsetxattr(

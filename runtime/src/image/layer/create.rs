@@ -168,8 +168,8 @@ impl<W: Write> Walker<'_, W> {
             let mut value = vec![0u8; len];
             let len = rustix::fs::fgetxattr(&fd, key_os, &mut value[..])?;
             value.truncate(len);
-            if key.starts_with(b"trusted.overlay.") {
-                if self.opts.overlay_whiteouts && key == b"trusted.overlay.opaque" && value == b"y"
+            if key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.") {
+                if self.opts.overlay_whiteouts && key.ends_with(b".overlay.opaque") && value == b"y"
                 {
                     opaque = true;
                 }

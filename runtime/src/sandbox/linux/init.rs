@@ -25,7 +25,7 @@ use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::rootfs::{self, RootfsPlan};
-use super::{capabilities, cgroups, seccomp, user};
+use super::{capabilities, cgroups, seccomp, user, userns};
 use crate::workload::{NetworkMode, WorkloadSpec};
 
 /// Docker's PATH for images that set none.
@@ -73,7 +73,7 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
             fail(125, "the monitor ended before the container started"),
         );
     }
-    let cfg: InitConfig = match std::fs::read(config)
+    let mut cfg: InitConfig = match std::fs::read(config)
         .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
         .and_then(|b| {
             serde_json::from_slice(&b)
@@ -82,7 +82,7 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
         Ok(c) => c,
         Err(e) => report_and_exit(&mut status, e),
     };
-    if let Err(e) = enter(&cfg) {
+    if let Err(e) = enter(&mut cfg) {
         report_and_exit(&mut status, e);
     }
     // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
@@ -112,12 +112,54 @@ fn report_and_exit(status: &mut File, e: StartError) -> ! {
     std::process::exit(e.code)
 }
 
+/// `--userns`: while still host root, mounts the layer snapshots idmapped into a new user
+/// namespace and hands the writable layer to its root, then becomes that root. The namespaces
+/// unshared after this (a new mount namespace among them) belong to the user namespace, so
+/// its root may mount the overlay, /proc and sysfs there.
+fn enter_userns(cfg: &mut InitConfig) -> Result<(), StartError> {
+    use nix::mount::{MsFlags, mount};
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: std::io::Error| fail(125, format!("--userns: {what}: {err}"))
+    };
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|err| e("a mount namespace")(err.into()))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|err| e("making / private")(err.into()))?;
+    let map = userns::default_map();
+    let ns = userns::create(&map).map_err(e("creating the user namespace"))?;
+    let staging = cfg.rootfs.upperdir.with_file_name("lower");
+    for (i, lower) in cfg.rootfs.lowerdirs.iter_mut().enumerate() {
+        let dir = staging.join(i.to_string());
+        std::fs::create_dir_all(&dir).map_err(e("creating a layer mount point"))?;
+        userns::idmapped_mount(lower, &dir, std::os::fd::AsFd::as_fd(&ns))
+            .map_err(e("mounting a layer idmapped (needs Linux 5.12 or later)"))?;
+        *lower = dir;
+    }
+    for dir in [&cfg.rootfs.upperdir, &cfg.rootfs.workdir] {
+        std::os::unix::fs::lchown(dir, Some(map.uid), Some(map.gid))
+            .map_err(e("handing the writable layer to the container's root"))?;
+    }
+    cfg.rootfs.userxattr = true;
+    userns::enter(&ns).map_err(|err| e("entering the user namespace")(err.into()))?;
+    Ok(())
+}
+
 /// Joins the cgroup and unshares the namespaces (the pid namespace applies to children).
-fn enter(cfg: &InitConfig) -> Result<(), StartError> {
+fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
     if cfg.cgroup {
         let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
         cg.add_process(std::process::id() as i32)
             .map_err(|e| fail(125, e))?;
+    }
+    if cfg.spec.security.userns {
+        enter_userns(cfg)?;
     }
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -154,7 +196,8 @@ fn container_main(cfg: &InitConfig, status: &File) -> Result<std::convert::Infal
     }
     let spec = &cfg.spec;
     rootfs::build(&cfg.rootfs).map_err(|e| fail(125, e))?;
-    if spec.network == NetworkMode::Private {
+    // Docker's `none` keeps loopback too: it has no route out, not no network at all.
+    if spec.network != NetworkMode::Host {
         crate::network::loopback::bring_up_loopback().map_err(|e| fail(125, e))?;
     }
     if !spec.hostname.is_empty() {

@@ -8,3 +8,4 @@ pub mod nsexec;
 pub mod rootfs;
 pub mod seccomp;
 pub mod user;
+pub mod userns;

@@ -61,10 +61,15 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         cg.add_process(std::process::id() as i32)
             .map_err(|e| fail(125, e))?;
     }
-    let mut namespaces = vec![
+    let mut namespaces = Vec::new();
+    // The user namespace first: the others belong to it.
+    if cfg.spec.security.userns {
+        namespaces.push(("user", CloneFlags::CLONE_NEWUSER));
+    }
+    namespaces.extend([
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
-    ];
+    ]);
     if cfg.spec.network != NetworkMode::Host {
         namespaces.push(("net", CloneFlags::CLONE_NEWNET));
     }
@@ -89,6 +94,11 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
             .map_err(|e| fail(125, format!("joining the container's namespaces: {e}")))?;
     }
     drop(files);
+    if cfg.spec.security.userns {
+        let (g, u) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(g, g, g).map_err(|e| fail(125, e))?;
+        nix::unistd::setresuid(u, u, u).map_err(|e| fail(125, e))?;
+    }
     // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
     match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
         ForkResult::Parent { child } => std::process::exit(wait_exit_code(child)),

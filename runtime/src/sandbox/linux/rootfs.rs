@@ -65,6 +65,10 @@ pub struct RootfsPlan {
     pub privileged: bool,
     /// Whether the container has a network namespace of its own (sysfs can then be mounted).
     pub own_netns: bool,
+    /// Mount the overlay with `userxattr` (inside a user namespace, where trusted.* xattrs
+    /// are out of reach).
+    #[serde(default)]
+    pub userxattr: bool,
 }
 
 /// A mount step that failed.
@@ -160,11 +164,14 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={lower},upperdir={},workdir={}",
         plan.upperdir.display(),
         plan.workdir.display()
     );
+    if plan.userxattr {
+        opts.push_str(",userxattr");
+    }
     mount(
         Some("overlay"),
         &plan.merged,
