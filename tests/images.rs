@@ -384,6 +384,13 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     let (_, err) = b2.fail(&["load", "-i", bad.to_str().unwrap()]);
     assert!(err.contains("digest mismatch"), "{err}");
     assert_eq!(b2.ok(&["images", "-q"]), "", "nothing half-loaded is named");
+    assert_eq!(
+        std::fs::read_dir(b2.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0,
+        "and no blob is left behind"
+    );
 
     // Writing an archive to a path that cannot be written leaves nothing behind.
     let (_, err) = b.fail(&["save", "-o", "/nonexistent/dir/out.tar", "busybox"]);

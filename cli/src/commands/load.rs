@@ -36,7 +36,14 @@ pub fn run(g: &GlobalOptions, a: LoadArgs) -> Result<ExitCode> {
         }
     };
     let store = super::open_store(g)?;
-    let loaded = store.load(reader)?;
+    let loaded = match store.load(reader) {
+        Ok(l) => l,
+        Err(e) => {
+            // Blobs stored before the archive was refused are named by no image.
+            let _ = store.collect_garbage();
+            return Err(e.into());
+        }
+    };
     if !a.quiet {
         for l in loaded {
             if l.image.names.is_empty() {
