@@ -138,7 +138,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
         "sh", "ls", "cat", "echo", "true", "false", "sleep", "id", "ps", "env", "pwd", "touch",
         "rm", "mkdir", "httpd", "wget", "hostname", "grep", "head", "wc", "kill", "top", "tail",
         "chown", "seq", "tr", "dd", "mount", "tty", "cut", "ln", "sed", "nc", "stat", "umount",
-        "mknod", "stty",
+        "mknod", "stty", "chroot", "readlink", "od",
     ] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }

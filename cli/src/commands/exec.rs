@@ -1,8 +1,6 @@
 //! `berth exec`: run a command in a running container, by joining its namespaces.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -46,41 +44,6 @@ pub struct ExecArgs {
     /// The command and its arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
-}
-
-/// A pty from the container's own devpts (through its root as this host sees it), so the
-/// command's `tty` names a /dev/pts entry that exists inside the container.
-fn container_pty(pid: i32) -> Result<(File, File)> {
-    use nix::fcntl::OFlag;
-    let root = format!("/proc/{pid}/root");
-    let master = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags((OFlag::O_NOCTTY | OFlag::O_CLOEXEC).bits())
-        .open(format!("{root}/dev/pts/ptmx"))
-        .context("allocating a terminal in the container")?;
-    let mut n: nix::libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes the pty number; TIOCSPTLCK with 0 unlocks the slave.
-    unsafe {
-        if nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCGPTN, &mut n) != 0 {
-            bail!(
-                "allocating a terminal in the container: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        let unlock: nix::libc::c_int = 0;
-        nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSPTLCK, &unlock);
-    }
-    if let Some(size) = terminal_size() {
-        berth_runtime::container::tty::set_size(&master, &size);
-    }
-    let slave = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(OFlag::O_NOCTTY.bits())
-        .open(format!("{root}/dev/pts/{n}"))
-        .context("opening the container's terminal")?;
-    Ok((master, slave))
 }
 
 /// Runs the command; the exit code is the command's (126/127 if it cannot run).
@@ -134,13 +97,21 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
     } else if a.tty {
-        let (master, slave) = container_pty(pid)?;
+        // A pty of our own, never one opened through the container's root: paths under
+        // /proc/PID/root are the container's to redirect.
+        let pty =
+            nix::pty::openpty(terminal_size().as_ref(), None).context("allocating a terminal")?;
+        let slave = File::from(pty.slave);
         cmd.stdin(slave.try_clone()?)
             .stdout(slave.try_clone()?)
             .stderr(slave);
-        relay = Some(master);
+        relay = Some(File::from(pty.master));
     } else if !a.interactive {
         cmd.stdin(Stdio::null());
+    }
+    if !a.detach {
+        // Blocked before any thread exists, so the forwarding thread receives them.
+        berth_runtime::container::monitor::forwarded_signals().thread_block()?;
     }
     let mut child = cmd.spawn().context("starting the exec process")?;
     drop(cmd);
@@ -166,6 +137,9 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
             let mut out = std::io::stdout();
             let _ = std::io::copy(&mut reader, &mut out);
         }));
+    }
+    if output.is_none() {
+        forward_signals(child.id() as i32, None);
     }
     let status = child.wait()?;
     if let Some(t) = output {

@@ -61,6 +61,13 @@ pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
                 e.exit_code(),
                 e.to_string().replace('\n', " ")
             );
+            // `run -d --rm` of a container that never started leaves nothing, as Docker's.
+            if let Ok(c) = store.load_container(&a.id)
+                && c.auto_remove
+                && c.state.status != berth_runtime::container::Status::Running
+            {
+                let _ = berth_runtime::container::monitor::remove_container(&store, &c, true);
+            }
             return Ok(ExitCode::from(1));
         }
     };

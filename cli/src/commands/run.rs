@@ -32,7 +32,13 @@ pub const EXIT_BERTH: u8 = 125;
 
 /// Creates and starts the container; the exit code is the workload's (or 125/126/127).
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
-    let store = super::open_store(g)?;
+    let store = match super::open_store(g) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(ExitCode::from(EXIT_BERTH));
+        }
+    };
     let c = match create(&store, &a.flags) {
         Ok(c) => c,
         Err(e) => {
@@ -75,6 +81,9 @@ pub fn create(store: &Store, f: &ContainerFlags) -> Result<berth_runtime::contai
         ),
         other => anyhow::bail!("invalid --pull {other:?}: use missing, never or always"),
     }
+    // Held until the container records the image it uses, so no rmi collects its layers
+    // in between.
+    let _content = store.lock_content()?;
     let image = store.find_image(&f.image)?;
     Ok(create_container(store, &image, &f.image, &opts)?)
 }

@@ -110,10 +110,12 @@ fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
         )));
     }
     let mut read_only = false;
+    let mut nocopy = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" | "readonly" => read_only = true,
-            "rw" | "z" | "Z" | "rprivate" | "private" | "nocopy" => {}
+            "nocopy" => nocopy = true,
+            "rw" | "z" | "Z" | "rprivate" | "private" => {}
             other => {
                 return Err(invalid(format!(
                     "invalid -v {spec:?}: unknown option {other:?} (use ro or rw)"
@@ -142,6 +144,10 @@ fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
         Some(name) => volume_mount(store, name, dst, read_only, false),
         None => volume_mount(store, &new_id(), dst, read_only, true),
     }
+    .map(|mut m| {
+        m.populate &= !nocopy;
+        m
+    })
 }
 
 fn volume_mount(
@@ -294,6 +300,23 @@ pub fn create_container(
             }
         }
     }
+    // Everything that can be refused is checked before volumes are made.
+    if let Some(name) = &opts.name
+        && !(name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(invalid(format!(
+            "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    for p in &opts.publish {
+        crate::network::ports::parse_publish(p).map_err(|e| invalid(e.to_string()))?;
+    }
     for v in &opts.volumes {
         spec.mounts.push(parse_volume(store, v)?);
     }
@@ -319,6 +342,9 @@ pub fn create_container(
         }
     }
 
+    // Shallow mounts first, so `-v a:/x/y -v b:/x` does not hide /x/y, as Docker sorts them.
+    spec.mounts
+        .sort_by_key(|m| m.destination.trim_end_matches('/').matches('/').count());
     let mut publish = opts.publish.clone();
     if opts.network == NetworkMode::Host && !publish.is_empty() {
         tracing::warn!("published ports are discarded when using host network mode");

@@ -87,11 +87,19 @@ pub struct Monitor {
     raw_mode: Option<RawMode>,
     /// Kept open so a detached `-i` container's stdin does not see end-of-file.
     _stdin_hold: Option<Box<dyn Send>>,
+    /// This process is the container's monitor while it holds this.
+    _start_lock: crate::store::LockGuard,
 }
 
 impl Monitor {
     /// Starts the container `id` and returns once its workload runs (or failed to start).
     pub fn start(store: &Store, id: &str, attach: Attach) -> Result<Monitor, MonitorError> {
+        // One monitor per container: held for the monitor's life, so a second `start` finds
+        // it running instead of racing for the same rootfs.
+        let lock_path = store.container_dir(id).join("monitor.lock");
+        let start_lock = crate::store::lock::try_exclusive(&lock_path)
+            .ctx(|| format!("locking {}", lock_path.display()))?
+            .ok_or_else(|| MonitorError::State(format!("container {id} is already running")))?;
         let c = store.load_container(id)?;
         if c.state.status == Status::Running {
             return Err(MonitorError::State(format!(
@@ -303,6 +311,7 @@ impl Monitor {
             cgroup,
             raw_mode,
             _stdin_hold: stdin_hold,
+            _start_lock: start_lock,
         })
     }
 
@@ -402,7 +411,12 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
                 c.image
             )));
         }
-        lowerdirs.push(p);
+        // overlayfs refuses a lowerdir given twice (ELOOP), and two steps can make the same
+        // layer (two RUNs that change nothing). The topmost copy alone gives the same merged
+        // view: everything the lower copy provides or removes, the upper one does again.
+        if !lowerdirs.contains(&p) {
+            lowerdirs.push(p);
+        }
     }
     if lowerdirs.is_empty() {
         lowerdirs.push(mk("empty")?);

@@ -79,6 +79,13 @@ impl Store {
         }
         let dir = self.container_dir(&c.id);
         fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        // Its writable layer may hold setuid files: no other host user may reach it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .ctx(|| format!("securing {}", dir.display()))?;
+        }
         let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
         self.write_file(&dir.join("state.json"), &bytes)?;
         Ok(())

@@ -149,6 +149,13 @@ impl Store {
         let mut files: HashMap<PathBuf, Digest> = HashMap::new();
         let mut links: HashMap<PathBuf, PathBuf> = HashMap::new();
         let bad = |e: io::Error| {
+            // The tar crate quotes the bytes it could not parse; they mean nothing to a user.
+            let e = e.to_string();
+            let e = if e.contains('\n') || e.len() > 200 {
+                "it is not a tar archive".to_string()
+            } else {
+                e
+            };
             ImageError::Invalid(format!(
                 "reading the archive: {e} (is it a `berth save` or `docker save` tarball?)"
             ))

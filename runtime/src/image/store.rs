@@ -267,7 +267,8 @@ impl Store {
             .filter(|r| r.digest().is_none() && image.names.contains(r));
         let users = self.containers_using(&image.id);
         let mut out = Vec::new();
-        if !users.is_empty() && !force {
+        let last_name = by_name.is_none() || image.names.len() <= 1;
+        if !users.is_empty() && !force && last_name {
             return Err(ImageError::Conflict(format!(
                 "unable to remove image {} ({}): container {} is using it; remove the container first (`berth rm`) or force with -f",
                 input,

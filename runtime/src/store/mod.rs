@@ -112,6 +112,7 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
         }
+        store.secure_permissions()?;
         let layout = store.root.join("oci-layout");
         if !layout.exists() {
             store.write_file(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -124,6 +125,32 @@ impl Store {
         }
         store.clean_leftovers()?;
         Ok(store)
+    }
+
+    /// Keeps other host users out: layers and containers' writable layers hold setuid files
+    /// and device nodes that must not work for them (Docker's CVE-2021-41091). The root can be
+    /// traversed (a `--userns` container's root must reach its own folder) but not listed.
+    fn secure_permissions(&self) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let me = rustix::process::geteuid().as_raw();
+            for (dir, mode) in [
+                (self.root.clone(), 0o711),
+                (self.snapshots_dir(), 0o700),
+                (self.tmp_dir(), 0o700),
+                (self.root.join("containers"), 0o711),
+                (self.root.join("volumes"), 0o711),
+            ] {
+                fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+                let meta = fs::metadata(&dir).ctx(|| format!("reading {}", dir.display()))?;
+                if meta.uid() == me && meta.mode() & 0o7777 != mode {
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                        .ctx(|| format!("securing {}", dir.display()))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The root folder.
@@ -303,6 +330,13 @@ impl Store {
         let entries = fs::read_dir(&tmp).ctx(|| format!("reading {}", tmp.display()))?;
         for entry in entries.flatten() {
             let path = entry.path();
+            // Names are HINT-PID-RANDOM: a live process' file (a running container's exec
+            // config, a state file being renamed) is not a leftover.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+            if owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+                continue;
+            }
             let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 remove_tree(&path)
             } else {

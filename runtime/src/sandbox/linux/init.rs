@@ -142,7 +142,15 @@ fn enter_userns(cfg: &mut InitConfig) -> Result<(), StartError> {
             .map_err(e("mounting a layer idmapped (needs Linux 5.12 or later)"))?;
         *lower = dir;
     }
-    for dir in [&cfg.rootfs.upperdir, &cfg.rootfs.workdir] {
+    // The container's folder (0700) and writable layer belong to its root, which must reach
+    // them from inside the user namespace.
+    let container_dir = cfg
+        .rootfs
+        .upperdir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for dir in [&container_dir, &cfg.rootfs.upperdir, &cfg.rootfs.workdir] {
         std::os::unix::fs::lchown(dir, Some(map.uid), Some(map.gid))
             .map_err(e("handing the writable layer to the container's root"))?;
     }
@@ -366,6 +374,27 @@ pub(crate) fn exec(
     env: &[String],
 ) -> Result<std::convert::Infallible, StartError> {
     reset_signals();
+    // Nothing berth's callers left open may reach the workload: an fd to a host folder is a
+    // way out of the rootfs. Everything from 3 up closes at exec (the status pipe included,
+    // which is how the monitor learns the exec happened).
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own fds.
+    if unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        )
+    } != 0
+    {
+        return Err(fail(
+            125,
+            format!(
+                "closing inherited files: {}",
+                std::io::Error::last_os_error()
+            ),
+        ));
+    }
     let c = |s: &str| CString::new(s).map_err(|_| fail(125, format!("{s:?} contains a NUL byte")));
     let prog = c(&program.display().to_string())?;
     let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;

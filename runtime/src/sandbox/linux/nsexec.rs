@@ -105,8 +105,10 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         ForkResult::Child => {}
     }
     let spec = &cfg.spec;
+    // A session of its own always: the caller's terminal must not be the command's controlling
+    // terminal (TIOCSTI could type into the user's shell).
+    let _ = nix::unistd::setsid();
     if spec.tty {
-        let _ = nix::unistd::setsid();
         // SAFETY: TIOCSCTTY on our stdin, the pty slave berth exec gave us.
         unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
     }

@@ -99,50 +99,81 @@ fn target(
     file: bool,
 ) -> Result<(PathBuf, std::os::fd::OwnedFd), RootfsError> {
     use rustix::fs::{Mode, OFlags};
-    let rel = path.trim_start_matches('/');
     let what = || format!("preparing mount target {path}");
-    if !file {
-        let rel = if rel.is_empty() { "." } else { rel };
-        root.create_dir_all(rel).map_err(|e| err(what(), e))?;
-        let handle: std::os::fd::OwnedFd = root
-            .open_dir(rel)
-            .map_err(|e| err(what(), e))?
-            .into_std_file()
-            .into();
-        return Ok((
-            PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())),
-            handle,
-        ));
-    }
-    // The parent through cap-std; the file itself O_PATH, so write-only and special files
-    // (/proc/sysrq-trigger, devices) can be mount targets too.
-    let p = Path::new(rel);
-    let name = p
-        .file_name()
-        .ok_or_else(|| err(what(), "not a file path"))?;
-    let parent = match p.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => {
-            root.create_dir_all(parent).map_err(|e| err(what(), e))?;
-            root.open_dir(parent).map_err(|e| err(what(), e))?
+    let rel = path.trim_start_matches('/');
+    let p = Path::new(if rel.is_empty() { "." } else { rel });
+    let handle = if file {
+        match in_root(root, p, OFlags::PATH) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let name = p
+                    .file_name()
+                    .ok_or_else(|| err(what(), "not a file path"))?;
+                let parent = mkdir_all_in_root(root, p.parent().unwrap_or(Path::new("")))
+                    .map_err(|e| err(what(), e))?;
+                match rustix::fs::openat(
+                    &parent,
+                    name,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                ) {
+                    Ok(_) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(err(what(), e)),
+                }
+                in_root(root, p, OFlags::PATH).map_err(|e| err(what(), e))?
+            }
+            Err(e) => return Err(err(what(), e)),
         }
-        None => root.try_clone().map_err(|e| err(what(), e))?,
+    } else {
+        mkdir_all_in_root(root, p).map_err(|e| err(what(), e))?
     };
-    if parent.symlink_metadata(name).is_err() {
-        let mut oo = cap_std::fs::OpenOptions::new();
-        oo.write(true).create(true);
-        parent.open_with(name, &oo).map_err(|e| err(what(), e))?;
-    }
-    let handle = rustix::fs::openat(
-        &parent,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(what(), e))?;
     Ok((
         PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd())),
         handle,
     ))
+}
+
+/// Opens `rel` with symlinks resolved as if `root` were `/` (absolute links included), never
+/// above it: Docker's semantics for mount destinations, without its races.
+fn in_root(
+    root: &Dir,
+    rel: &Path,
+    flags: rustix::fs::OFlags,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    Ok(rustix::fs::openat2(
+        root,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// [`in_root`] for a folder, creating the missing ones (0755) on the way.
+fn mkdir_all_in_root(root: &Dir, rel: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    match in_root(root, rel, OFlags::PATH | OFlags::DIRECTORY) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = rel.file_name().ok_or(e)?;
+            let parent = mkdir_all_in_root(root, rel.parent().unwrap_or(Path::new("")))?;
+            match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            in_root(root, rel, OFlags::PATH | OFlags::DIRECTORY)
+        }
+        other => other,
+    }
 }
 
 /// Builds the rootfs at `plan.merged` and pivots into it. Runs in the container's first
@@ -290,13 +321,8 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         )
         .map_err(|e| err("binding /sys", e))?;
         if !plan.privileged {
-            let _ = mount(
-                none(),
-                &p,
-                none(),
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-                none(),
-            );
+            // Recursively: the host's cgroup mounts under /sys/fs/cgroup must not be writable.
+            remount_read_only(&root, "/sys", false, true)?;
         }
     }
 
@@ -327,12 +353,7 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
                 )
                 .is_ok()
             {
-                remount_read_only(
-                    &root,
-                    path,
-                    is_file,
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                )?;
+                remount_read_only(&root, path, is_file, true)?;
             }
         }
     }
@@ -351,23 +372,75 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// Makes the bind mount at `path` read-only. The path is opened again: the handle used to
-/// mount names the folder underneath, and a remount must name the mount itself.
+/// Mount attribute bits for [`set_mount_attr`].
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// Shift ids through a user namespace.
+pub(crate) const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount (and, with `recursive`, every mount below it) at `fd`.
+pub(crate) fn set_mount_attr(
+    fd: std::os::fd::BorrowedFd<'_>,
+    attr_set: u64,
+    recursive: bool,
+    userns_fd: Option<i32>,
+) -> std::io::Result<()> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns_fd.map_or(0, |f| f as u64),
+    };
+    let flags = nix::libc::AT_EMPTY_PATH
+        | if recursive {
+            nix::libc::AT_RECURSIVE
+        } else {
+            0
+        };
+    // SAFETY: mount_setattr on a valid fd with a valid, sized attr struct.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the mount at `path` and every mount below it read-only (`nosuid,nodev,noexec` too
+/// with `locked_down`). The path is opened again: the handle used to mount names the folder
+/// underneath, and the attributes must go on the mount itself.
 fn remount_read_only(
     root: &Dir,
     path: &str,
     is_file: bool,
-    extra: MsFlags,
+    locked_down: bool,
 ) -> Result<(), RootfsError> {
-    let (p, _h) = target(root, path, is_file)?;
-    mount(
-        none(),
-        &p,
-        none(),
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | extra,
-        none(),
-    )
-    .map_err(|e| err(format!("making {path} read-only"), e))
+    use std::os::fd::AsFd;
+    let (_p, h) = target(root, path, is_file)?;
+    let mut attrs = MOUNT_ATTR_RDONLY;
+    if locked_down {
+        attrs |= MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    }
+    set_mount_attr(h.as_fd(), attrs, true, None)
+        .map_err(|e| err(format!("making {path} read-only"), e))
 }
 
 /// Hides a path: /dev/null over a file, an empty read-only tmpfs over a folder.
@@ -433,7 +506,7 @@ fn mount_one(root: &Dir, m: &MountSpec) -> Result<(), RootfsError> {
                 )
             })?;
             if m.read_only {
-                remount_read_only(root, &m.destination, is_file, MsFlags::empty())?;
+                remount_read_only(root, &m.destination, is_file, false)?;
             }
         }
     }
@@ -497,22 +570,25 @@ fn copy_metadata(
     dst: &Dir,
     dname: impl AsRef<Path>,
 ) -> std::io::Result<()> {
-    use rustix::fs::{AtFlags, Gid, Mode, Uid};
+    use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
     let st = rustix::fs::statat(src, sname.as_ref(), AtFlags::SYMLINK_NOFOLLOW)?;
-    rustix::fs::chownat(
-        dst,
-        dname.as_ref(),
+    let (uid, gid) = (
         Some(Uid::from_raw(st.st_uid)),
         Some(Gid::from_raw(st.st_gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Symlink {
-        rustix::fs::chmodat(
-            dst,
-            dname.as_ref(),
-            Mode::from_raw_mode(st.st_mode & 0o7777),
-            AtFlags::empty(),
-        )?;
+    );
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        rustix::fs::chownat(dst, dname.as_ref(), uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        return Ok(());
     }
+    // Through a descriptor opened without following links: another container sharing the
+    // volume could swap the entry for a symlink to a host file in the meantime.
+    let fd = rustix::fs::openat(
+        dst,
+        dname.as_ref(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fchown(&fd, uid, gid)?;
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7777))?;
     Ok(())
 }

@@ -87,16 +87,6 @@ pub fn create(map: &IdMap) -> io::Result<OwnedFd> {
     }
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
 /// Mounts `source` at `target` shifted through `userns`: files owned by host uid 0 appear as
 /// the namespace's uid 0.
 pub fn idmapped_mount(source: &Path, target: &Path, userns: BorrowedFd<'_>) -> io::Result<()> {
@@ -106,26 +96,12 @@ pub fn idmapped_mount(source: &Path, target: &Path, userns: BorrowedFd<'_>) -> i
         source,
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: mount_setattr on our own detached tree with a valid, sized attr struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    super::rootfs::set_mount_attr(
+        tree.as_fd(),
+        super::rootfs::MOUNT_ATTR_IDMAP,
+        false,
+        Some(userns.as_raw_fd()),
+    )?;
     rustix::mount::move_mount(
         tree.as_fd(),
         c"",
