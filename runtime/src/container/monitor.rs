@@ -133,6 +133,24 @@ impl Monitor {
             rootfs: plan,
             cgroup: cgroup.is_some(),
         };
+        // Published ports are bound before the container starts: a port in use fails the start
+        // before the workload runs.
+        let mut ports_bound = None;
+        if !c.publish.is_empty() && c.spec.network != NetworkMode::Host {
+            let mut mappings: Vec<PortMapping> = Vec::new();
+            for spec in &c.publish {
+                mappings.extend(ports::parse_publish(spec).map_err(start_err)?);
+            }
+            match Proxy::bind(&mappings) {
+                Ok(b) => ports_bound = Some(b),
+                Err(e) => {
+                    let _ = cgroup.as_ref().map(|cg| cg.remove());
+                    let message = e.to_string();
+                    store.update_container(id, |c| c.state.error = Some(message.clone()))?;
+                    return Err(start_err(message));
+                }
+            }
+        }
         let config_path = dir.join("init.json");
         store.write_file_unsynced(
             &config_path,
@@ -260,19 +278,14 @@ impl Monitor {
 
         let mut proxy = None;
         let mut bound = Vec::new();
-        if !c.publish.is_empty() && c.spec.network != NetworkMode::Host {
-            let mut mappings: Vec<PortMapping> = Vec::new();
-            for spec in &c.publish {
-                mappings.extend(ports::parse_publish(spec).map_err(start_err)?);
-            }
-            match Proxy::start(Path::new(&format!("/proc/{pid}/ns/net")), &mappings) {
+        if let Some(ports_bound) = ports_bound {
+            match ports_bound.serve(Path::new(&format!("/proc/{pid}/ns/net"))) {
                 Ok(p) => {
                     bound = p.bound().iter().map(ports::format_mapping).collect();
                     proxy = Some(p);
                 }
                 Err(e) => {
-                    let _ =
-                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = child.wait();
                     if let Some(cg) = &cgroup {
                         let _ = cg.remove();

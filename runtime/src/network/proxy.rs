@@ -256,6 +256,51 @@ impl Proxy {
     /// `netns` is the container's network namespace: `/proc/PID/ns/net` or a bind mount of
     /// it. On error nothing is left listening and no thread is left running.
     pub fn start(netns: &Path, mappings: &[PortMapping]) -> Result<Proxy, ProxyError> {
+        Proxy::bind(mappings)?.serve(netns)
+    }
+
+    /// Binds every host-side socket, without serving yet: a monitor does this before the
+    /// container starts, so a port in use stops it before its workload ever runs.
+    pub fn bind(mappings: &[PortMapping]) -> Result<BoundPorts, ProxyError> {
+        for (i, m) in mappings.iter().enumerate() {
+            let same = |o: &PortMapping| {
+                o.host_ip == m.host_ip && o.host_port == m.host_port && o.protocol == m.protocol
+            };
+            if m.host_port != 0 && mappings[..i].iter().any(same) {
+                return Err(ProxyError::Duplicate { mapping: *m });
+            }
+        }
+        // Bind everything before serving anything, so an error leaves nothing behind: the
+        // sockets close as `listeners` drops.
+        let mut bound = Vec::with_capacity(mappings.len());
+        let mut listeners = Vec::with_capacity(mappings.len());
+        for m in mappings {
+            let (listener, port) = bind(m)?;
+            bound.push(PortMapping {
+                host_port: port,
+                ..*m
+            });
+            listeners.push(listener);
+        }
+        Ok(BoundPorts { bound, listeners })
+    }
+}
+
+/// Host-side sockets bound for published ports and not yet served; dropping it closes them.
+pub struct BoundPorts {
+    bound: Vec<PortMapping>,
+    listeners: Vec<Listener>,
+}
+
+impl BoundPorts {
+    /// The mappings with their actual host ports.
+    pub fn bound(&self) -> &[PortMapping] {
+        &self.bound
+    }
+
+    /// Serves the bound sockets, connecting into the network namespace `netns`.
+    pub fn serve(self, netns: &Path) -> Result<Proxy, ProxyError> {
+        let BoundPorts { bound, listeners } = self;
         let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| ProxyError::Resources(e.into()))?;
         let shared = Arc::new(Shared {
@@ -265,38 +310,18 @@ impl Proxy {
             udp_flows: AtomicUsize::new(0),
         });
         let mut proxy = Proxy {
-            bound: Vec::with_capacity(mappings.len()),
+            servers: Vec::with_capacity(bound.len()),
+            bound,
             shared,
-            servers: Vec::with_capacity(mappings.len()),
         };
-        if mappings.is_empty() {
+        if proxy.bound.is_empty() {
             return Ok(proxy);
-        }
-        for (i, m) in mappings.iter().enumerate() {
-            let same = |o: &PortMapping| {
-                o.host_ip == m.host_ip && o.host_port == m.host_port && o.protocol == m.protocol
-            };
-            if m.host_port != 0 && mappings[..i].iter().any(same) {
-                return Err(ProxyError::Duplicate { mapping: *m });
-            }
         }
         let ns = File::open(netns).map_err(|source| ProxyError::OpenNetns {
             path: netns.to_owned(),
             source,
         })?;
         let ns = Arc::new(OwnedFd::from(ns));
-
-        // Bind everything before serving anything, so an error leaves nothing behind: the
-        // sockets close as `listeners` drops.
-        let mut listeners = Vec::with_capacity(mappings.len());
-        for m in mappings {
-            let (listener, port) = bind(m)?;
-            proxy.bound.push(PortMapping {
-                host_port: port,
-                ..*m
-            });
-            listeners.push(listener);
-        }
 
         // On any error below, dropping `proxy` stops and joins the threads already started.
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -312,7 +337,7 @@ impl Proxy {
                 drop(ns);
                 let ok = joined.is_ok();
                 let _ = ready.send(joined);
-                // start reads until every sender is gone.
+                // serve reads until every sender is gone.
                 drop(ready);
                 if ok {
                     match listener {
@@ -332,6 +357,9 @@ impl Proxy {
         }
         Ok(proxy)
     }
+}
+
+impl Proxy {
 
     /// The mappings being served, with the host ports actually bound.
     pub fn bound(&self) -> Vec<PortMapping> {
@@ -1130,14 +1158,20 @@ while True:
         let err = Proxy::start(Path::new("/proc/999999999/ns/net"), &m).unwrap_err();
         assert!(matches!(err, ProxyError::OpenNetns { .. }), "{err:?}");
         assert!(err.to_string().contains("must be running"), "{err}");
-        // A namespace file, but not a network one: setns refuses it.
-        let err = Proxy::start(Path::new("/proc/self/ns/uts"), &m).unwrap_err();
+        // A namespace file, but not a network one: setns refuses it. (Its own port: binding
+        // comes first now, and a child forked by a parallel test may briefly hold the last one.)
+        let m2 = [PortMapping {
+            host_port: free_port + 1,
+            ..tcp(ip.into(), 80)
+        }];
+        let err = Proxy::start(Path::new("/proc/self/ns/uts"), &m2).unwrap_err();
         assert!(matches!(err, ProxyError::JoinNetns { .. }), "{err:?}");
         assert!(
             err.to_string().contains("must be a network namespace"),
             "{err}"
         );
         assert_nothing_listens(ip, free_port);
+        assert_nothing_listens(ip, free_port + 1);
     }
 
     #[test]
