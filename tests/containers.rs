@@ -712,14 +712,26 @@ fn published_ports_serve_the_host() {
     assert!(body.ends_with("hello from berth\n"), "{body}");
 
     // The port is taken now: a second container asking for it fails clearly and does not run.
+    let marks = b.path("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let vol = format!("{}:/marks", marks.display());
     let (code, err) = b.fail(&[
-        "run", "--rm", "-p", &spec, "busybox", "httpd", "-f", "-p", "80",
+        "run",
+        "--rm",
+        "-p",
+        &spec,
+        "-v",
+        &vol,
+        "busybox",
+        "touch",
+        "/marks/ran",
     ]);
     assert_eq!(code, 125);
     assert!(
         err.contains("already in use") && err.contains(&port.to_string()),
         "{err}"
     );
+    assert!(!marks.join("ran").exists(), "the workload never ran");
     // -P publishes the image's exposed ports on random host ports.
     b.ok(&[
         "import",
