@@ -49,6 +49,10 @@ pub struct GlobalOptions {
 /// berth's commands, named and flagged as Docker's.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(commands::build::BuildArgs),
+    /// Manage the build cache (builder prune)
+    Builder(commands::builder::BuilderArgs),
     /// Create and run a container from an image
     Run(commands::run::RunArgs),
     /// Create a container without starting it

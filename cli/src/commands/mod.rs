@@ -1,5 +1,7 @@
 //! One module per command; each has its clap arguments and a `run`.
 
+pub mod build;
+pub mod builder;
 pub mod completion;
 pub mod container;
 pub mod container_flags;
@@ -36,6 +38,8 @@ use crate::app::{Cli, Command, GlobalOptions};
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
+        Command::Build(a) => build::run(g, a),
+        Command::Builder(a) => builder::run(g, a),
         Command::Image(a) => image::run(g, a),
         Command::Images(a) => images::run(g, a),
         Command::Tag(a) => tag::run(g, a),

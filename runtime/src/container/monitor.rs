@@ -285,7 +285,8 @@ impl Monitor {
                     proxy = Some(p);
                 }
                 Err(e) => {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = child.wait();
                     if let Some(cg) = &cgroup {
                         let _ = cg.remove();
@@ -346,6 +347,7 @@ impl Monitor {
                 Err(e) => return Err(start_err(format!("waiting for the container: {e}"))),
             }
         };
+        stop_forwarding(self.pid);
         for t in self.io.drain(..) {
             let _ = t.join();
         }
@@ -553,17 +555,45 @@ pub fn forwarded_signals() -> SigSet {
 
 /// Forwards the signals this process receives to the container (and window size changes to
 /// its pty).
+///
+/// One forwarding thread serves the whole process and targets the workloads running now: a
+/// build runs a container per RUN step (several at once when stages build in parallel), and
+/// a thread per container would leave finished ones taking signals meant for the running
+/// steps (and sending them to stale pids).
 pub fn forward_signals(pid: i32, pty: Option<File>) {
-    std::thread::spawn(move || {
-        let set = forwarded_signals();
-        while let Ok(sig) = set.wait() {
-            if sig == Signal::SIGWINCH {
-                if let (Some(pty), Some(size)) = (&pty, terminal_size()) {
-                    super::tty::set_size(pty, &size);
+    FORWARD_TARGETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((pid, pty));
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| {
+            let set = forwarded_signals();
+            while let Ok(sig) = set.wait() {
+                let targets = FORWARD_TARGETS.lock().unwrap_or_else(|e| e.into_inner());
+                for (pid, pty) in targets.iter() {
+                    if sig == Signal::SIGWINCH {
+                        if let (Some(pty), Some(size)) = (pty, terminal_size()) {
+                            super::tty::set_size(pty, &size);
+                        }
+                        continue;
+                    }
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
                 }
-                continue;
             }
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-        }
+        });
     });
+}
+
+/// The workloads [`forward_signals`] forwards to, and their ptys.
+static FORWARD_TARGETS: std::sync::Mutex<Vec<(i32, Option<File>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Stops forwarding to `pid` once it has exited, so a later signal is never sent to a pid the
+/// system may have reused.
+fn stop_forwarding(pid: i32) {
+    FORWARD_TARGETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(p, _)| *p != pid);
 }

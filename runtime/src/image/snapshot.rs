@@ -53,8 +53,9 @@ impl Store {
         result
     }
 
-    /// Moves a complete extraction in `tmp` into place as the snapshot of `diff_id`.
-    pub(crate) fn install_snapshot(
+    /// Moves a complete extraction in `tmp` into place as the snapshot of `diff_id` (public for
+    /// the builder, which moves a step's upper dir into place instead of re-extracting it).
+    pub fn install_snapshot(
         &self,
         tmp: &std::path::Path,
         diff_id: &Digest,

@@ -368,6 +368,27 @@ impl Store {
                 snapshots.extend(cfg.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
             }
         }
+        // The build cache (berth-builder's `build-cache/<key>.json`, each naming the layer a
+        // step made) keeps its layers too: removing an image must not cost the next build its
+        // cache. `berth builder prune` forgets the entries, and the next collection frees them.
+        if let Ok(entries) = std::fs::read_dir(self.root().join("build-cache")) {
+            for e in entries.flatten() {
+                let Ok(bytes) = std::fs::read(e.path()) else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    continue;
+                };
+                let hex = |field: &str| {
+                    v["layer"][field]
+                        .as_str()
+                        .and_then(|d| d.strip_prefix("sha256:"))
+                        .map(str::to_string)
+                };
+                blobs.extend(hex("blob"));
+                snapshots.extend(hex("diff_id"));
+            }
+        }
         let mut stats = GcStats::default();
         let blob_dir = self.root().join("blobs/sha256");
         for e in std::fs::read_dir(&blob_dir)

@@ -360,7 +360,6 @@ impl BoundPorts {
 }
 
 impl Proxy {
-
     /// The mappings being served, with the host ports actually bound.
     pub fn bound(&self) -> Vec<PortMapping> {
         self.bound.clone()

@@ -1,0 +1,402 @@
+//! The build context: a folder on the host, filtered by `.dockerignore` with Docker's pattern
+//! semantics (Go `filepath.Match` per path element, `**` for any number of elements, anchored
+//! at the context root, `!` exceptions, the last matching pattern wins).
+
+use std::path::{Component, Path, PathBuf};
+
+/// Why the context could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The context folder or the ignore file could not be read.
+    #[error("{context}: {cause}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        cause: std::io::Error,
+    },
+    /// A `.dockerignore` pattern is malformed.
+    #[error("{file}: invalid pattern {pattern:?}: {message}")]
+    Pattern {
+        /// The ignore file.
+        file: String,
+        /// The pattern as written.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// One `.dockerignore` line.
+#[derive(Debug, Clone)]
+struct Rule {
+    /// The cleaned pattern split on `/`.
+    elements: Vec<String>,
+    /// `!pattern`: re-includes what earlier patterns excluded.
+    exception: bool,
+}
+
+/// Compiled `.dockerignore` rules.
+#[derive(Debug, Clone, Default)]
+pub struct IgnoreRules {
+    rules: Vec<Rule>,
+}
+
+impl IgnoreRules {
+    /// Parses the text of a `.dockerignore` file (`file` names it in errors).
+    pub fn parse(text: &str, file: &str) -> Result<IgnoreRules, ContextError> {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            // As Docker's ignorefile reader: comments only at the start of a line.
+            if line.starts_with('#') {
+                continue;
+            }
+            let mut pattern = line.trim();
+            if pattern.is_empty() {
+                continue;
+            }
+            let exception = pattern.starts_with('!');
+            if exception {
+                pattern = pattern[1..].trim();
+                if pattern.is_empty() {
+                    return Err(ContextError::Pattern {
+                        file: file.into(),
+                        pattern: line.into(),
+                        message: "an exception needs a pattern after '!'".into(),
+                    });
+                }
+            }
+            let cleaned = clean_pattern(pattern);
+            if cleaned.is_empty() {
+                continue;
+            }
+            let elements: Vec<String> = cleaned.split('/').map(str::to_string).collect();
+            for e in &elements {
+                if e != "**" {
+                    match_element(e, "").map_err(|message| ContextError::Pattern {
+                        file: file.into(),
+                        pattern: line.into(),
+                        message,
+                    })?;
+                }
+            }
+            rules.push(Rule {
+                elements,
+                exception,
+            });
+        }
+        Ok(IgnoreRules { rules })
+    }
+
+    /// Whether any rule is an exception (then excluded folders must still be walked).
+    pub fn has_exceptions(&self) -> bool {
+        self.rules.iter().any(|r| r.exception)
+    }
+
+    /// Whether the context-relative path `rel` (`/`-separated) is excluded. As Docker's
+    /// pattern matcher, a pattern also matches everything under a folder it matches.
+    pub fn excluded(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+        let mut excluded = false;
+        for rule in &self.rules {
+            let hit = (1..=parts.len()).any(|n| match_path(&rule.elements, &parts[..n]));
+            if hit {
+                excluded = !rule.exception;
+            }
+        }
+        excluded
+    }
+}
+
+/// Lexically cleans a pattern as Go's `filepath.Clean`, without a leading `/`.
+fn clean_pattern(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.join("/")
+}
+
+/// Matches pattern elements against path elements; `**` takes any number of elements.
+fn match_path(pattern: &[String], path: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => path.is_empty(),
+        Some((first, rest)) if first == "**" => {
+            (0..=path.len()).any(|skip| match_path(rest, &path[skip..]))
+        }
+        Some((first, rest)) => match path.split_first() {
+            Some((p, path_rest)) => {
+                match_element(first, p).unwrap_or(false) && match_path(rest, path_rest)
+            }
+            None => false,
+        },
+    }
+}
+
+/// Go's `filepath.Match` for one path element: `*`, `?`, `[class]` (with `^`/`!` negation and
+/// ranges) and `\` escapes. An error means the pattern is malformed.
+pub fn match_element(pattern: &str, name: &str) -> Result<bool, String> {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Validate the whole pattern first, as Go reports ErrBadPattern even after a mismatch.
+    validate(&p)?;
+    Ok(match_from(&p, &n))
+}
+
+fn validate(p: &[char]) -> Result<(), String> {
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '\\' => {
+                if i + 1 >= p.len() {
+                    return Err("trailing backslash".into());
+                }
+                i += 2;
+            }
+            '[' => {
+                let (_, end) = parse_class(p, i).ok_or("unterminated character class")?;
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Parses `[...]` starting at `start`; returns (negated, ranges) via a closure-free form:
+/// the ranges and the index after `]`.
+#[allow(clippy::type_complexity)]
+fn parse_class(p: &[char], start: usize) -> Option<((bool, Vec<(char, char)>), usize)> {
+    let mut i = start + 1;
+    let negated = matches!(p.get(i), Some('^' | '!'));
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let mut first = true;
+    loop {
+        let c = *p.get(i)?;
+        if c == ']' && !first {
+            return Some(((negated, ranges), i + 1));
+        }
+        first = false;
+        let lo = if c == '\\' {
+            i += 1;
+            *p.get(i)?
+        } else {
+            c
+        };
+        i += 1;
+        let mut hi = lo;
+        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
+            i += 1;
+            hi = if p[i] == '\\' {
+                i += 1;
+                *p.get(i)?
+            } else {
+                p[i]
+            };
+            i += 1;
+        }
+        ranges.push((lo, hi));
+    }
+}
+
+fn match_from(p: &[char], n: &[char]) -> bool {
+    let Some(&c) = p.first() else {
+        return n.is_empty();
+    };
+    match c {
+        '*' => (0..=n.len()).any(|k| match_from(&p[1..], &n[k..])),
+        '?' => !n.is_empty() && match_from(&p[1..], &n[1..]),
+        '[' => {
+            let Some(((negated, ranges), end)) = parse_class(p, 0) else {
+                return false;
+            };
+            let Some(&ch) = n.first() else {
+                return false;
+            };
+            let inside = ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi);
+            inside != negated && match_from(&p[end..], &n[1..])
+        }
+        '\\' => p.len() > 1 && n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
+        _ => n.first() == Some(&c) && match_from(&p[1..], &n[1..]),
+    }
+}
+
+/// Whether a source word holds glob metacharacters.
+pub fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// A build context folder with its ignore rules.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The context folder.
+    pub root: PathBuf,
+    /// The `.dockerignore` rules.
+    pub ignore: IgnoreRules,
+}
+
+impl Context {
+    /// Opens the context at `root`, reading `ignore_file` if given (a `<Dockerfile>.dockerignore`)
+    /// else `root/.dockerignore` if present.
+    pub fn open(root: &Path, ignore_file: Option<&Path>) -> Result<Context, ContextError> {
+        let meta = std::fs::metadata(root).map_err(|cause| ContextError::Io {
+            context: format!("reading the build context {}", root.display()),
+            cause,
+        })?;
+        if !meta.is_dir() {
+            return Err(ContextError::Io {
+                context: format!("the build context {} is not a folder", root.display()),
+                cause: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            });
+        }
+        let default = root.join(".dockerignore");
+        let file = ignore_file.map(Path::to_path_buf).unwrap_or(default);
+        let ignore = match std::fs::read_to_string(&file) {
+            Ok(text) => IgnoreRules::parse(&text, &file.display().to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IgnoreRules::default(),
+            Err(cause) => {
+                return Err(ContextError::Io {
+                    context: format!("reading {}", file.display()),
+                    cause,
+                });
+            }
+        };
+        Ok(Context {
+            root: root.to_path_buf(),
+            ignore,
+        })
+    }
+
+    /// Whether the context-relative path is left out of the context.
+    pub fn excluded(&self, rel: &str) -> bool {
+        !rel.is_empty() && self.ignore.excluded(rel)
+    }
+
+    /// Every path of the context that is not ignored, relative, `/`-separated, sorted.
+    /// Excluded folders are still walked when exceptions could re-include something in them.
+    pub fn entries(&self) -> Result<Vec<String>, ContextError> {
+        let mut out = Vec::new();
+        self.walk("", &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    fn walk(&self, rel: &str, out: &mut Vec<String>) -> Result<(), ContextError> {
+        let dir = self.root.join(rel);
+        let read = std::fs::read_dir(&dir).map_err(|cause| ContextError::Io {
+            context: format!("reading {}", dir.display()),
+            cause,
+        })?;
+        for entry in read {
+            let entry = entry.map_err(|cause| ContextError::Io {
+                context: format!("reading {}", dir.display()),
+                cause,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let excluded = self.excluded(&child);
+            if !excluded {
+                out.push(child.clone());
+            }
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && (!excluded || self.ignore.has_exceptions()) {
+                self.walk(&child, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unpacks a context sent as a tar stream (plain, gzip or zstd; `berth build -`) into the
+/// empty folder `dir`, refusing entries that would land outside it.
+pub fn unpack_tar(reader: impl std::io::Read, dir: &Path) -> Result<(), ContextError> {
+    use berth_runtime::image::layer::{self, ApplyOptions, WhiteoutMode};
+    let io = |cause| ContextError::Io {
+        context: "reading the build context from stdin".into(),
+        cause,
+    };
+    let target =
+        cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).map_err(io)?;
+    let reader = layer::decompress(reader).map_err(io)?;
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Remove,
+        allow_devices: false,
+        ..ApplyOptions::default()
+    };
+    layer::apply(reader, &target, &opts).map_err(|e| ContextError::Io {
+        context: "unpacking the build context from stdin".into(),
+        cause: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(())
+}
+
+/// Cleans a context-relative source path: `..` cannot climb above the root.
+pub fn clean_relative(p: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> IgnoreRules {
+        IgnoreRules::parse(text, ".dockerignore").unwrap()
+    }
+
+    #[test]
+    fn go_filepath_match() {
+        assert!(match_element("*.txt", "a.txt").unwrap());
+        assert!(!match_element("*.txt", "a.txt.bak").unwrap());
+        assert!(match_element("a?c", "abc").unwrap());
+        assert!(match_element("[a-c]x", "bx").unwrap());
+        assert!(!match_element("[^a-c]x", "bx").unwrap());
+        assert!(match_element("\\*", "*").unwrap());
+        assert!(match_element("[", "x").is_err());
+    }
+
+    #[test]
+    fn anchored_at_the_root_not_like_gitignore() {
+        let r = rules("*.log\n");
+        assert!(r.excluded("a.log"));
+        // gitignore would exclude this one; Docker does not.
+        assert!(!r.excluded("sub/a.log"));
+        let r = rules("**/*.log\n");
+        assert!(r.excluded("sub/deep/a.log"));
+        assert!(r.excluded("a.log"));
+    }
+
+    #[test]
+    fn folders_exclude_their_contents_and_last_match_wins() {
+        let r = rules("# comment\nsecret\n*.md\n!README.md\n");
+        assert!(r.excluded("secret/key"));
+        assert!(r.excluded("notes.md"));
+        assert!(!r.excluded("README.md"));
+        let r = rules("!README.md\n*.md\n");
+        assert!(r.excluded("README.md"));
+        let r = rules("/./build/../dist\n");
+        assert!(r.excluded("dist/x"));
+    }
+}

@@ -1,0 +1,1089 @@
+//! Running a build: each needed stage from its base, instruction by instruction. Metadata
+//! instructions edit the config (through [`ConfigEditor`]); RUN runs a real container through
+//! the runtime and turns its upper dir into a layer; COPY/ADD and WORKDIR write a fresh folder
+//! that becomes a layer. Nothing is named until the whole build succeeded, so a failed build
+//! leaves no tag and no half image.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_runtime::Store;
+use berth_runtime::container::monitor::{Attach, Monitor, remove_container};
+use berth_runtime::container::state::{Container, RunState, new_id};
+use berth_runtime::digest::Digest;
+use berth_runtime::image::config::{History, ImageConfig, host_platform};
+use berth_runtime::image::layer::{Compression, CreateOptions};
+use berth_runtime::image::{Image, ImageError, LayerRef};
+use berth_runtime::reference::ImageRef;
+use berth_runtime::workload::{
+    MountKind as WorkloadMountKind, MountSpec, NetworkMode, WorkloadSpec,
+};
+use chrono::Utc;
+
+use crate::cache::{Cache, CachedLayer, Entry, Key, hash_tree};
+use crate::config_edit::{ConfigEditor, DEFAULT_SHELL};
+use crate::context::Context;
+use crate::copy::{CopyJob, Source, parse_chmod, resolve_owner};
+use crate::dockerfile::{self, Command, Instruction, InstructionKind};
+use crate::layered::LayeredFs;
+use crate::output::Progress;
+use crate::plan::{PREDEFINED_ARGS, Plan, stage_index};
+
+/// The label that marks a RUN step's container; `berth ps` hides such containers.
+pub const BUILD_LABEL: &str = "berth.build";
+
+/// What to build and how.
+#[derive(Debug)]
+pub struct BuildOptions {
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+    /// How errors name the Dockerfile (`Dockerfile`, `app/Dockerfile.dev`, `-`).
+    pub dockerfile_name: String,
+    /// The context.
+    pub context: Context,
+    /// `-t` names.
+    pub tags: Vec<ImageRef>,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--label` entries added to the final image.
+    pub labels: BTreeMap<String, String>,
+    /// `--network` for RUN.
+    pub network: NetworkMode,
+    /// `-q`.
+    pub quiet: bool,
+    /// `--secret id=ID,src=PATH`: files RUN `--mount=type=secret` can read.
+    pub secrets: BTreeMap<String, std::path::PathBuf>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse.
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        /// The Dockerfile's name.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A step failed.
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        /// The Dockerfile's name.
+        file: String,
+        /// The instruction's line.
+        line: usize,
+        /// The instruction, shortened.
+        instruction: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A RUN exited non-zero.
+    #[error(
+        "{file}:{line}: step {step} {instruction}: the command exited with code {code}; the build stopped here"
+    )]
+    RunFailed {
+        /// The Dockerfile's name.
+        file: String,
+        /// The instruction's line.
+        line: usize,
+        /// `N/TOTAL`.
+        step: String,
+        /// The instruction, shortened.
+        instruction: String,
+        /// The exit code.
+        code: i32,
+    },
+    /// The plan could not be made.
+    #[error("{file}: {source}")]
+    Plan {
+        /// The Dockerfile's name.
+        file: String,
+        /// Why.
+        source: crate::plan::PlanError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Another stage failed first; this one stopped.
+    #[error("stopped because another stage failed")]
+    Cancelled,
+}
+
+/// A stage being built.
+#[derive(Debug, Clone)]
+struct StageState {
+    config: ImageConfig,
+    layers: Vec<LayerRef>,
+    key: Key,
+    /// Build args in scope in this stage, with their values.
+    args: BTreeMap<String, String>,
+    /// Whether a CMD was set in this stage (ENTRYPOINT resets only an inherited CMD).
+    cmd_set: bool,
+}
+
+impl StageState {
+    fn fs(&self, store: &Store) -> LayeredFs {
+        LayeredFs::new(
+            self.layers
+                .iter()
+                .map(|l| store.snapshot_path(&l.diff_id))
+                .collect(),
+        )
+    }
+
+    fn env(&self) -> BTreeMap<String, String> {
+        let mut config = self.config.clone();
+        ConfigEditor::new(&mut config).env()
+    }
+
+    /// Variables for substitution: build args, then ENV (ENV wins over an ARG).
+    fn scope(&self) -> BTreeMap<String, String> {
+        let mut s = self.args.clone();
+        s.extend(self.env());
+        s
+    }
+}
+
+fn short(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
+    if first.chars().count() > 80 {
+        format!("{}...", first.chars().take(77).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A build in progress.
+struct Builder<'a> {
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    cache: Cache,
+    progress: Progress,
+    escape: char,
+    /// Set when a stage failed, so stages building beside it stop at their next step.
+    failed: std::sync::atomic::AtomicBool,
+}
+
+/// Builds the image and names it; returns the image.
+pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
+    let file = dockerfile::parse(&opts.dockerfile).map_err(|e| BuildError::Parse {
+        file: opts.dockerfile_name.clone(),
+        line: e.line,
+        column: e.column,
+        message: e.message.clone(),
+    })?;
+    let escape = file.directives.escape;
+    let plan =
+        Plan::new(&file, opts.target.as_deref(), &opts.build_args, escape).map_err(|source| {
+            BuildError::Plan {
+                file: opts.dockerfile_name.clone(),
+                source,
+            }
+        })?;
+    let total = plan
+        .needed
+        .iter()
+        .map(|&i| plan.stages[i].instructions.len() + 1)
+        .sum();
+    // Held until the image is committed, so garbage collection cannot take our new layers.
+    let _content = store.lock_content().map_err(ImageError::from)?;
+    remove_stale_step_containers(store);
+    // Blocked before any stage thread starts, so every thread inherits the mask and Ctrl-C
+    // goes to the runtime's forwarder (and on to the running step), never killing berth
+    // with a step's container left behind.
+    let _ = berth_runtime::container::monitor::forwarded_signals().thread_block();
+    let b = Builder {
+        store,
+        opts,
+        cache: Cache::new(store),
+        progress: Progress::new(total, opts.quiet),
+        escape,
+        failed: std::sync::atomic::AtomicBool::new(false),
+    };
+    let mut done: Vec<Option<StageState>> = vec![None; plan.stages.len()];
+    for wave in plan.waves() {
+        let results: Vec<(usize, Result<StageState, BuildError>)> = if wave.len() == 1 {
+            vec![(wave[0], b.stage(&plan, wave[0], &done))]
+        } else {
+            // Stages that do not read each other build at the same time.
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = wave
+                    .iter()
+                    .map(|&i| {
+                        let (b, plan, done) = (&b, &plan, &done);
+                        (i, scope.spawn(move || b.stage(plan, i, done)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(i, h)| (i, h.join().expect("a stage thread panicked")))
+                    .collect()
+            })
+        };
+        // The first failure in source order is the one reported; a stage stopped because
+        // another failed is not.
+        let mut first_err = None;
+        for (i, r) in results {
+            match r {
+                Ok(state) => done[i] = Some(state),
+                Err(BuildError::Cancelled) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+    }
+    let mut state = done[plan.target].take().expect("the target was built");
+    if !opts.labels.is_empty() {
+        let labels = state
+            .config
+            .run_config_mut()
+            .labels
+            .get_or_insert_with(BTreeMap::new);
+        labels.extend(opts.labels.clone());
+    }
+    let mut config = state.config;
+    // The time of the newest step: a fully cached rebuild reproduces the image id.
+    config.created = config
+        .history
+        .iter()
+        .filter_map(|h| h.created.clone())
+        .max()
+        .or_else(|| Some(now()));
+    config.rootfs.kind = "layers".into();
+    config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let image = store.commit_image(&config, &state.layers, &opts.tags)?;
+    Ok(image)
+}
+
+impl Builder<'_> {
+    fn step_err(&self, instr: &Instruction, message: impl std::fmt::Display) -> BuildError {
+        BuildError::Step {
+            file: self.opts.dockerfile_name.clone(),
+            line: instr.line,
+            instruction: short(&instr.original),
+            message: message.to_string(),
+        }
+    }
+
+    fn stage(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+    ) -> Result<StageState, BuildError> {
+        let result = self.stage_steps(plan, index, done);
+        if result.is_err() {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn stage_steps(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+    ) -> Result<StageState, BuildError> {
+        let stage = &plan.stages[index];
+        let from = stage.from;
+        self.progress.step(&from.original);
+        let base = dockerfile::expand_word(stage.image, &plan.global_args, self.escape)
+            .map_err(|e| self.step_err(from, e))?;
+        if let Some(p) = stage.platform {
+            let p = dockerfile::expand_word(p, &plan.global_args, self.escape)
+                .map_err(|e| self.step_err(from, e))?;
+            let (os, arch) = host_platform();
+            if p != format!("{os}/{arch}") && !p.is_empty() {
+                return Err(self.step_err(
+                    from,
+                    format!("--platform={p}: only the host platform {os}/{arch} can be built here"),
+                ));
+            }
+        }
+        let mut state = if base.eq_ignore_ascii_case("scratch") {
+            let (os, arch) = host_platform();
+            StageState {
+                config: ImageConfig {
+                    os: os.into(),
+                    architecture: arch.into(),
+                    ..ImageConfig::default()
+                },
+                layers: Vec::new(),
+                key: Key::base("scratch"),
+                args: BTreeMap::new(),
+                cmd_set: false,
+            }
+        } else if let Some(dep) = stage_index(&plan.stages, &base, index) {
+            let s = done[dep].clone().expect("stages are built in order");
+            StageState {
+                args: BTreeMap::new(),
+                cmd_set: false,
+                ..s
+            }
+        } else {
+            let image = self.store.find_image(&base).map_err(|e| {
+                self.step_err(
+                    from,
+                    format!("{e}; pull or build it first (this build does not pull)"),
+                )
+            })?;
+            let layers = image.layers()?;
+            for l in &layers {
+                self.store.ensure_snapshot(l)?;
+            }
+            StageState {
+                config: image.config.clone(),
+                layers,
+                key: Key::base(&image.id.to_string()),
+                args: BTreeMap::new(),
+                cmd_set: false,
+            }
+        };
+        // Triggers run first, as instructions of this stage; the result does not inherit them.
+        let triggers: Vec<String> = state
+            .config
+            .config
+            .as_mut()
+            .and_then(|c| c.on_build.take())
+            .unwrap_or_default();
+        let mut instructions: Vec<Instruction> = Vec::new();
+        for t in &triggers {
+            let parsed = dockerfile::parse(&format!("FROM scratch\n{t}")).map_err(|e| {
+                self.step_err(
+                    from,
+                    format!("ONBUILD trigger {t:?} of {base}: {}", e.message),
+                )
+            })?;
+            for mut i in parsed.instructions.into_iter().skip(1) {
+                i.line = from.line;
+                instructions.push(i);
+            }
+        }
+        instructions.extend(stage.instructions.iter().cloned());
+        for instr in &instructions {
+            self.instruction(plan, index, done, &mut state, instr)?;
+        }
+        Ok(state)
+    }
+
+    fn instruction(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+        state: &mut StageState,
+        instr: &Instruction,
+    ) -> Result<(), BuildError> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(BuildError::Cancelled);
+        }
+        let label = self.progress.step(&instr.with_heredocs());
+        let scope = state.scope();
+        let expanded = instr
+            .expand(&scope, self.escape)
+            .map_err(|e| self.step_err(instr, e))?;
+        match &expanded.kind {
+            InstructionKind::Arg(decls) => {
+                for d in decls {
+                    let value = if let Some(v) = self.opts.build_args.get(&d.name) {
+                        Some(v.clone())
+                    } else if let Some(def) = &d.default {
+                        Some(def.clone())
+                    } else {
+                        plan.global_args.get(&d.name).cloned()
+                    };
+                    if let Some(v) = value {
+                        state.args.insert(d.name.clone(), v);
+                    } else if plan.global_declared.contains(&d.name) {
+                        state.args.remove(&d.name);
+                    }
+                }
+                let args = format!("{:?}", state.args);
+                state.key = state.key.then(&["ARG", &args]);
+                Ok(())
+            }
+            InstructionKind::Run {
+                command,
+                heredocs,
+                network,
+                mounts,
+                ..
+            } => {
+                let mounts = self.mounts(plan, index, done, instr, mounts);
+                let result = match &mounts {
+                    Ok(m) => self.run(state, instr, &label, command, heredocs, *network, m),
+                    Err(_) => Ok(()),
+                };
+                // Copies made for bind mounts go, whatever happened.
+                let temps = match &mounts {
+                    Ok(m) => m.temps.clone(),
+                    Err(_) => Vec::new(),
+                };
+                for t in temps {
+                    let _ = berth_runtime::store::remove_tree(&t);
+                }
+                mounts?;
+                result
+            }
+            InstructionKind::Copy(spec) | InstructionKind::Add(spec) => {
+                let is_add = matches!(expanded.kind, InstructionKind::Add(_));
+                let stage_fs = state.fs(self.store);
+                let from_fs;
+                let (source, from_key) = match &spec.from {
+                    None => (Source::Context(&self.opts.context), String::from("context")),
+                    Some(f) => {
+                        let (fs, key) = self.source_fs(plan, index, done, instr, f)?;
+                        from_fs = fs;
+                        (Source::Stage(&from_fs), key)
+                    }
+                };
+                let tmp = self.store.temp_path("copy");
+                std::fs::create_dir(&tmp).map_err(|e| {
+                    self.step_err(instr, format!("creating {}: {e}", tmp.display()))
+                })?;
+                let result = (|| {
+                    let mut job = CopyJob::new(source, &stage_fs, &tmp);
+                    job.unpack = is_add && spec.unpack != Some(false);
+                    job.parents = spec.parents;
+                    if !spec.exclude.is_empty() {
+                        job.exclude = crate::context::IgnoreRules::parse(
+                            &spec.exclude.join("\n"),
+                            "--exclude",
+                        )
+                        .map_err(|e| self.step_err(instr, e))?;
+                    }
+                    if spec.checksum.is_some() || spec.keep_git_dir {
+                        return Err(self.step_err(
+                            instr,
+                            "--checksum and --keep-git-dir apply to remote sources, which are not supported yet",
+                        ));
+                    }
+                    if let Some(c) = &spec.chown {
+                        job.owner =
+                            Some(resolve_owner(c, &stage_fs).map_err(|e| self.step_err(instr, e))?);
+                    }
+                    if let Some(m) = &spec.chmod {
+                        job.chmod = Some(parse_chmod(m).map_err(|e| self.step_err(instr, e))?);
+                    }
+                    let workdir = workdir(&state.config);
+                    let dest = if spec.dest.starts_with('/') {
+                        spec.dest.clone()
+                    } else {
+                        let mut d = format!("{}/{}", workdir.trim_end_matches('/'), spec.dest);
+                        if spec.dest == "." || spec.dest == "./" {
+                            d.push('/');
+                        }
+                        d
+                    };
+                    job.run(&spec.sources, &dest)
+                        .map_err(|e| self.step_err(instr, e))?;
+                    let content = hash_tree(&tmp).map_err(|e| {
+                        self.step_err(instr, format!("reading the copied files: {e}"))
+                    })?;
+                    let text = format!("{:?}", expanded.kind);
+                    let key = state.key.then(&["COPY", &text, &from_key, &content]);
+                    self.layer_step(state, instr, key, &tmp)
+                })();
+                if tmp.exists() {
+                    let _ = berth_runtime::store::remove_tree(&tmp);
+                }
+                result
+            }
+            InstructionKind::Workdir(_) => {
+                self.edit(state, instr)?;
+                let dir = workdir(&state.config);
+                let rel = dir.trim_start_matches('/').to_string();
+                let stage_fs = state.fs(self.store);
+                if rel.is_empty() || stage_fs.metadata(&rel).is_some_and(|m| m.is_dir()) {
+                    return Ok(());
+                }
+                let tmp = self.store.temp_path("workdir");
+                let result = (|| {
+                    std::fs::create_dir(&tmp).map_err(|e| self.step_err(instr, e))?;
+                    CopyJob::new(Source::Stage(&stage_fs), &stage_fs, &tmp)
+                        .make_dir(&dir)
+                        .map_err(|e| self.step_err(instr, e))?;
+                    // The step makes a layer after all: its history entry says so.
+                    state.config.history.pop();
+                    let key = state.key.then(&["WORKDIR-LAYER", &dir]);
+                    self.layer_step(state, instr, key, &tmp)
+                })();
+                if tmp.exists() {
+                    let _ = berth_runtime::store::remove_tree(&tmp);
+                }
+                result
+            }
+            InstructionKind::From { .. } => unreachable!("FROM starts a stage"),
+            _ => self.edit(state, instr),
+        }
+    }
+
+    /// The filesystem `--from=NAME` names: an earlier stage (by name or index) or an image,
+    /// and a cache key part for it.
+    fn source_fs(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+        instr: &Instruction,
+        name: &str,
+    ) -> Result<(LayeredFs, String), BuildError> {
+        if let Some(dep) = stage_index(&plan.stages, name, index) {
+            let s = done[dep].as_ref().expect("dependencies are built first");
+            return Ok((s.fs(self.store), format!("stage {}", s.key.as_str())));
+        }
+        let image = self
+            .store
+            .find_image(name)
+            .map_err(|e| self.step_err(instr, format!("--from={name}: {e}")))?;
+        let layers = image.layers()?;
+        for l in &layers {
+            self.store.ensure_snapshot(l)?;
+        }
+        let fs = LayeredFs::new(
+            layers
+                .iter()
+                .map(|l| self.store.snapshot_path(&l.diff_id))
+                .collect(),
+        );
+        Ok((fs, format!("image {}", image.id)))
+    }
+
+    /// The mounts of a RUN: cache folders kept under the berth root, binds of a copy of a
+    /// context, stage or image path (so `.dockerignore` holds and writes are discarded), tmpfs,
+    /// and `--secret` files.
+    fn mounts(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+        instr: &Instruction,
+        mounts: &[dockerfile::Mount],
+    ) -> Result<RunMounts, BuildError> {
+        let mut out = RunMounts::default();
+        for m in mounts {
+            let target = m.target.clone().filter(|t| !t.is_empty());
+            let need_target = |kind: &str| {
+                target.clone().ok_or_else(|| {
+                    self.step_err(instr, format!("--mount=type={kind} needs target=PATH"))
+                })
+            };
+            let spec = match m.kind {
+                dockerfile::MountKind::Cache => {
+                    let target = need_target("cache")?;
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self
+                        .store
+                        .root()
+                        .join("build-cache-mounts")
+                        .join(crate::cache::Key::base(&id).as_str());
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        self.step_err(instr, format!("creating {}: {e}", dir.display()))
+                    })?;
+                    out.key.push_str(&format!("cache {id} {target}\n"));
+                    MountSpec {
+                        kind: WorkloadMountKind::Bind,
+                        source: dir,
+                        destination: target,
+                        read_only: false,
+                        volume: None,
+                        populate: false,
+                    }
+                }
+                dockerfile::MountKind::Bind => {
+                    let target = need_target("bind")?;
+                    let source = m.source.clone().unwrap_or_default();
+                    let rel = crate::context::clean_relative(&source);
+                    let from_fs;
+                    let (src, from_key) = match &m.from {
+                        None => (Source::Context(&self.opts.context), "context".to_string()),
+                        Some(f) => {
+                            let (fs, key) = self.source_fs(plan, index, done, instr, f)?;
+                            from_fs = fs;
+                            (Source::Stage(&from_fs), key)
+                        }
+                    };
+                    let is_dir = match src {
+                        Source::Context(c) => c.root.join(&rel).is_dir(),
+                        Source::Stage(fs) => fs.metadata(&rel).is_some_and(|m| m.is_dir()),
+                    };
+                    let tmp = self.store.temp_path("mount");
+                    std::fs::create_dir(&tmp).map_err(|e| {
+                        self.step_err(instr, format!("creating {}: {e}", tmp.display()))
+                    })?;
+                    out.temps.push(tmp.clone());
+                    let empty = LayeredFs::default();
+                    CopyJob::new(src, &empty, &tmp)
+                        .run(&[dockerfile::CopySource::Path(source.clone())], "/")
+                        .map_err(|e| self.step_err(instr, format!("--mount source: {e}")))?;
+                    let content = hash_tree(&tmp).map_err(|e| {
+                        self.step_err(instr, format!("reading the mount source: {e}"))
+                    })?;
+                    out.key.push_str(&format!(
+                        "bind {from_key} {rel} {target} {} {content}\n",
+                        m.readonly
+                    ));
+                    let host = if is_dir {
+                        tmp
+                    } else {
+                        tmp.join(rel.rsplit('/').next().unwrap_or(&rel))
+                    };
+                    MountSpec {
+                        kind: WorkloadMountKind::Bind,
+                        source: host,
+                        destination: target,
+                        read_only: m.readonly,
+                        volume: None,
+                        populate: false,
+                    }
+                }
+                dockerfile::MountKind::Tmpfs => {
+                    let target = need_target("tmpfs")?;
+                    out.key.push_str(&format!("tmpfs {target}\n"));
+                    MountSpec {
+                        kind: WorkloadMountKind::Tmpfs,
+                        source: std::path::PathBuf::new(),
+                        destination: target,
+                        read_only: false,
+                        volume: None,
+                        populate: false,
+                    }
+                }
+                dockerfile::MountKind::Secret => {
+                    let id = m
+                        .id
+                        .clone()
+                        .or_else(|| {
+                            target
+                                .as_deref()
+                                .and_then(|t| t.rsplit('/').next())
+                                .map(str::to_string)
+                        })
+                        .ok_or_else(|| self.step_err(instr, "--mount=type=secret needs id=ID"))?;
+                    let Some(src) = self.opts.secrets.get(&id) else {
+                        if m.required {
+                            return Err(self.step_err(
+                                instr,
+                                format!(
+                                    "secret {id:?} is required: pass it with --secret id={id},src=PATH"
+                                ),
+                            ));
+                        }
+                        continue;
+                    };
+                    // Secrets never enter the cache key: changing one does not re-run steps,
+                    // as BuildKit's.
+                    out.key.push_str(&format!("secret {id}\n"));
+                    if let Some(var) = &m.env {
+                        let value = std::fs::read_to_string(src).map_err(|e| {
+                            self.step_err(instr, format!("reading secret {id:?}: {e}"))
+                        })?;
+                        out.env
+                            .push(format!("{var}={}", value.trim_end_matches('\n')));
+                        if target.is_none() {
+                            continue;
+                        }
+                    }
+                    MountSpec {
+                        kind: WorkloadMountKind::Bind,
+                        source: src.clone(),
+                        destination: target.unwrap_or_else(|| format!("/run/secrets/{id}")),
+                        read_only: true,
+                        volume: None,
+                        populate: false,
+                    }
+                }
+                dockerfile::MountKind::Ssh => {
+                    return Err(self.step_err(instr, "--mount=type=ssh is not supported yet"));
+                }
+            };
+            out.specs.push(spec);
+        }
+        Ok(out)
+    }
+
+    /// A metadata instruction: the config changes, a history entry records it.
+    fn edit(&self, state: &mut StageState, instr: &Instruction) -> Result<(), BuildError> {
+        let saved_cmd = state.config.config.as_ref().and_then(|c| c.cmd.clone());
+        ConfigEditor::new(&mut state.config)
+            .apply(instr, self.escape, &state.args)
+            .map_err(|e| self.step_err(instr, e))?;
+        match instr.kind {
+            InstructionKind::Cmd(_) => state.cmd_set = true,
+            // The editor is fresh per instruction, so it takes any CMD as inherited; one set
+            // earlier in this stage survives ENTRYPOINT.
+            InstructionKind::Entrypoint(_) if state.cmd_set => {
+                state.config.run_config_mut().cmd = saved_cmd;
+            }
+            _ => {}
+        }
+        let text = format!(
+            "{:?}",
+            instr.expand(&state.scope(), self.escape).map(|i| i.kind)
+        );
+        state.key = state.key.then(&["EDIT", &text]);
+        // Metadata steps are cached (silently) only for their time, so a rebuild with nothing
+        // changed gives the very same config, hence the same image id.
+        let cached = (!self.opts.no_cache)
+            .then(|| self.cache.get(self.store, &state.key))
+            .flatten();
+        let created = match cached {
+            Some(e) => e.created,
+            None => {
+                let entry = Entry {
+                    layer: None,
+                    created: now(),
+                };
+                self.cache.put(self.store, &state.key, &entry);
+                entry.created
+            }
+        };
+        state.config.history.push(History {
+            created: Some(created),
+            created_by: Some(instr.original.clone()),
+            comment: Some("berth build".into()),
+            empty_layer: true,
+            ..History::default()
+        });
+        Ok(())
+    }
+
+    /// Makes the folder `tmp` the step's layer (or reuses the cached one for `key`).
+    fn layer_step(
+        &self,
+        state: &mut StageState,
+        instr: &Instruction,
+        key: Key,
+        tmp: &std::path::Path,
+    ) -> Result<(), BuildError> {
+        if let Some(entry) = self.cached(&key) {
+            self.apply_entry(state, instr, key, entry);
+            return Ok(());
+        }
+        let layer = self.commit_dir(tmp)?;
+        let entry = Entry {
+            layer: Some(CachedLayer::from(&layer)),
+            created: now(),
+        };
+        self.cache.put(self.store, &key, &entry);
+        self.apply_entry(state, instr, key, entry);
+        Ok(())
+    }
+
+    fn cached(&self, key: &Key) -> Option<Entry> {
+        if self.opts.no_cache {
+            return None;
+        }
+        let entry = self.cache.get(self.store, key)?;
+        self.progress.cached();
+        Some(entry)
+    }
+
+    fn apply_entry(&self, state: &mut StageState, instr: &Instruction, key: Key, entry: Entry) {
+        let empty = entry.layer.is_none();
+        if let Some(l) = entry.layer {
+            state.layers.push(l.to_layer());
+        }
+        state.config.history.push(History {
+            created: Some(entry.created),
+            created_by: Some(instr.with_heredocs()),
+            comment: Some("berth build".into()),
+            empty_layer: empty,
+            ..History::default()
+        });
+        state.key = key;
+    }
+
+    /// Writes `dir` as a layer and moves it into place as that layer's snapshot.
+    fn commit_dir(&self, dir: &std::path::Path) -> Result<LayerRef, BuildError> {
+        let clamp = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let opts = CreateOptions {
+            overlay_whiteouts: true,
+            clamp_mtime: clamp,
+        };
+        let layer = self.store.write_layer(dir, &opts, Compression::Gzip)?;
+        if self.store.snapshot_path(&layer.diff_id).is_dir() {
+            let _ = berth_runtime::store::remove_tree(dir);
+        } else {
+            self.store.install_snapshot(dir, &layer.diff_id)?;
+        }
+        Ok(layer)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        state: &mut StageState,
+        instr: &Instruction,
+        label: &str,
+        command: &Command,
+        heredocs: &[dockerfile::Heredoc],
+        network: Option<dockerfile::NetworkMode>,
+        mounts: &RunMounts,
+    ) -> Result<(), BuildError> {
+        let rc = state.config.config.clone().unwrap_or_default();
+        let shell = rc
+            .shell
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect());
+        let argv: Vec<String> = match command {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(text) => {
+                let mut script = text.clone();
+                if heredocs.len() == 1
+                    && text.trim().starts_with("<<")
+                    && !text.trim().contains(' ')
+                {
+                    // `RUN <<EOF` alone: the heredoc is the script.
+                    script = heredocs[0].content.clone();
+                } else {
+                    // Otherwise the shell reads the heredocs itself.
+                    for h in heredocs {
+                        script.push('\n');
+                        script.push_str(&h.content);
+                        script.push_str(&h.name);
+                    }
+                }
+                let mut v = shell;
+                v.push(script);
+                v
+            }
+        };
+        // Build args reach the command as environment variables; ENV wins.
+        let env_map = state.env();
+        let mut env: Vec<String> = rc.env.clone().unwrap_or_default();
+        for (k, v) in &state.args {
+            if !env_map.contains_key(k) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        }
+        let net = match network {
+            Some(dockerfile::NetworkMode::None) => NetworkMode::None,
+            Some(dockerfile::NetworkMode::Host) => NetworkMode::Host,
+            _ => self.opts.network,
+        };
+        let args_text = format!("{:?}", state.args);
+        let key = state.key.then(&[
+            "RUN",
+            &format!("{argv:?}"),
+            &format!("{env:?}"),
+            &args_text,
+            &format!("{net:?}"),
+            rc.user.as_deref().unwrap_or(""),
+            rc.working_dir.as_deref().unwrap_or(""),
+            &mounts.key,
+        ]);
+        if let Some(entry) = self.cached(&key) {
+            self.apply_entry(state, instr, key, entry);
+            return Ok(());
+        }
+        // The proxy args reach every RUN without an ARG, and (as Docker's) stay out of the
+        // cache key: a different proxy does not change what a step makes.
+        for k in PREDEFINED_ARGS {
+            if let Some(v) = self.opts.build_args.get(k)
+                && !state.args.contains_key(k)
+            {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        let id = new_id();
+        let c = Container {
+            id: id.clone(),
+            name: format!("berth-build-{}", &id[..12]),
+            image: "berth-build".into(),
+            image_id: Digest::of(&state.config.to_bytes()),
+            layers: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            created: Utc::now(),
+            backend: "native".into(),
+            spec: WorkloadSpec {
+                args: argv,
+                // Secrets given as variables: after the cache key was made, so never in it.
+                env: env.iter().chain(&mounts.env).cloned().collect(),
+                cwd: rc
+                    .working_dir
+                    .clone()
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| "/".into()),
+                user: rc.user.clone().unwrap_or_default(),
+                hostname: "buildkitsandbox".into(),
+                network: net,
+                mounts: mounts.specs.clone(),
+                // A small init as pid 1 passes Ctrl-C on to the command, which as pid 1 itself
+                // would ignore it: interrupting a build stops the step.
+                init: true,
+                ..WorkloadSpec::default()
+            },
+            publish: Vec::new(),
+            ports: Vec::new(),
+            auto_remove: false,
+            stop_signal: "SIGKILL".into(),
+            stop_timeout: 0,
+            labels: BTreeMap::from([(BUILD_LABEL.to_string(), "1".to_string())]),
+            state: RunState::default(),
+        };
+        self.store
+            .create_container(&c)
+            .map_err(|e| self.step_err(instr, e))?;
+        let result = self.run_container(state, instr, label, &c, key);
+        if let Ok(c) = self.store.load_container(&c.id) {
+            let _ = remove_container(self.store, &c, true);
+        }
+        result
+    }
+
+    fn run_container(
+        &self,
+        state: &mut StageState,
+        instr: &Instruction,
+        label: &str,
+        c: &Container,
+        key: Key,
+    ) -> Result<(), BuildError> {
+        let attach = if self.progress.quiet() {
+            Attach::Detached
+        } else {
+            Attach::Foreground
+        };
+        let code = Monitor::start(self.store, &c.id, attach)
+            .and_then(|m| {
+                if attach == Attach::Detached {
+                    // Quiet builds forward Ctrl-C too (Foreground does it itself).
+                    berth_runtime::container::monitor::forward_signals(m.pid(), None);
+                }
+                m.wait()
+            })
+            .map_err(|e| self.step_err(instr, e))?;
+        if code != 0 {
+            return Err(BuildError::RunFailed {
+                file: self.opts.dockerfile_name.clone(),
+                line: instr.line,
+                step: label.to_string(),
+                instruction: short(&instr.original),
+                code,
+            });
+        }
+        let upper = self.store.container_dir(&c.id).join("upper");
+        let targets: Vec<String> = c
+            .spec
+            .mounts
+            .iter()
+            .map(|m| m.destination.clone())
+            .collect();
+        remove_mount_stubs(&upper, &state.fs(self.store), &targets);
+        let layer = self.commit_dir(&upper)?;
+        let entry = Entry {
+            layer: Some(CachedLayer::from(&layer)),
+            created: now(),
+        };
+        self.cache.put(self.store, &key, &entry);
+        self.apply_entry(state, instr, key, entry);
+        Ok(())
+    }
+}
+
+/// A RUN's mounts, what its cache key says about them, and the copies to remove after it.
+#[derive(Debug, Default)]
+struct RunMounts {
+    specs: Vec<MountSpec>,
+    key: String,
+    env: Vec<String>,
+    temps: Vec<std::path::PathBuf>,
+}
+
+/// Removes RUN containers a killed build left behind (their monitor is gone): they are
+/// hidden from `berth ps`, so nobody else would.
+fn remove_stale_step_containers(store: &Store) {
+    use berth_runtime::container::state::process_alive;
+    let Ok(all) = store.containers() else {
+        return;
+    };
+    for c in all {
+        let monitor_alive = c
+            .state
+            .monitor_pid
+            .is_some_and(|pid| process_alive(pid, c.state.monitor_start));
+        // One never started is stale only once it is old: another build may be about to
+        // start it.
+        let old = Utc::now() - c.created > chrono::Duration::minutes(1);
+        let stale = !monitor_alive && (c.state.monitor_pid.is_some() || old);
+        if c.labels.contains_key(BUILD_LABEL) && stale {
+            let _ = remove_container(store, &c, true);
+        }
+    }
+}
+
+/// The config's working directory, `/` if unset.
+fn workdir(config: &ImageConfig) -> String {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c.working_dir.clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Removes from a RUN's upper dir the empty mount points the runtime created for /proc,
+/// /dev, /sys and the /etc files it binds, when the image did not have them: they are the
+/// sandbox's, not the step's.
+fn remove_mount_stubs(upper: &std::path::Path, below: &LayeredFs, targets: &[String]) {
+    let mut stubs: Vec<String> = [
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "proc",
+        "dev",
+        "sys",
+    ]
+    .map(String::from)
+    .to_vec();
+    // RUN --mount targets too: what was mounted there is not the step's either.
+    stubs.extend(
+        targets
+            .iter()
+            .map(|t| t.trim_start_matches('/').to_string()),
+    );
+    let mut parents = BTreeSet::new();
+    for rel in stubs.iter().map(String::as_str) {
+        if below.lookup(rel).is_some() {
+            continue;
+        }
+        let p = upper.join(rel);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let removed = if m.is_dir() {
+            std::fs::remove_dir(&p).is_ok()
+        } else {
+            m.len() == 0 && std::fs::remove_file(&p).is_ok()
+        };
+        if removed && let Some((parent, _)) = rel.rsplit_once('/') {
+            parents.insert(parent.to_string());
+        }
+    }
+    // An /etc made (or copied up) only to hold those files goes too; remove_dir keeps it
+    // if the step put anything else there.
+    for parent in parents {
+        let _ = std::fs::remove_dir(upper.join(parent));
+    }
+}

@@ -1,0 +1,252 @@
+//! `berth build`: a Dockerfile and a context folder into an image, with Docker's flags.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use berth_builder::context::Context;
+use berth_builder::executor::{BuildOptions, build};
+use berth_runtime::reference::ImageRef;
+use berth_runtime::workload::NetworkMode;
+use clap::Args;
+
+use crate::app::GlobalOptions;
+
+/// Arguments of `berth build`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  berth build -t app .\n  berth build -t app:dev -f docker/Dockerfile.dev --build-arg VERSION=2 .\n  berth build --target builder -t app-builder .\n  tar -c . | berth build -t app -\n  berth build -t app - < Dockerfile"
+)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (NAME[:TAG]); repeatable
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// A build-time variable, KEY=VALUE, or KEY to take it from the environment
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always pull the base image (needs a registry; refused for now)
+    #[arg(long)]
+    pub pull: bool,
+    /// The platform to build for (only the host's is supported)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The network for RUN: host (default) or none
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Metadata for the image, KEY=VALUE; repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress output: auto, plain or tty (all print plain step lines for now)
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// A secret for RUN --mount=type=secret: id=ID,src=PATH; repeatable
+    #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+    pub secrets: Vec<String>,
+    /// Write the image id to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// The build context: a folder, or `-` for a tar archive (or a lone Dockerfile) on stdin
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+}
+
+fn parse_build_args(list: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for a in list {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            // As Docker's: `--build-arg K` takes K from the environment, or is ignored.
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_labels(list: &[String]) -> Result<BTreeMap<String, String>> {
+    list.iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ if !l.is_empty() => Ok((l.clone(), String::new())),
+            _ => bail!("invalid --label {l:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// A folder removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = berth_runtime::store::remove_tree(&self.0);
+    }
+}
+
+/// Whether `bytes` hold a tar archive, maybe compressed.
+fn looks_like_tar(bytes: &[u8]) -> bool {
+    let Ok(mut reader) = berth_runtime::image::layer::decompress(bytes) else {
+        return false;
+    };
+    let mut head = [0u8; 512];
+    reader.read_exact(&mut head).is_ok() && &head[257..262] == b"ustar"
+}
+
+fn parse_secrets(list: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for spec in list {
+        let (mut id, mut src) = (None, None);
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("type", "file")) => {}
+                _ => bail!("invalid --secret {spec:?}: expected id=ID,src=PATH"),
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else {
+            bail!("invalid --secret {spec:?}: expected id=ID,src=PATH");
+        };
+        if !src.is_file() {
+            bail!("--secret {spec:?}: {} is not a file", src.display());
+        }
+        out.insert(id, std::fs::canonicalize(&src)?);
+    }
+    Ok(out)
+}
+
+/// Builds the image.
+pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
+    if a.pull {
+        bail!(
+            "--pull needs a registry, which this build of berth does not speak yet; drop --pull to use local images"
+        );
+    }
+    if let Some(p) = &a.platform {
+        let (os, arch) = berth_runtime::image::config::host_platform();
+        if p != &format!("{os}/{arch}") {
+            bail!("--platform {p}: only the host platform {os}/{arch} can be built here");
+        }
+    }
+    if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
+        bail!(
+            "invalid --progress {:?}: use auto, plain or tty",
+            a.progress
+        );
+    }
+    let network = match a.network.as_str() {
+        "host" | "default" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => bail!("invalid --network {other:?}: use host or none"),
+    };
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| ImageRef::parse(t).with_context(|| format!("invalid -t {t:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let store = super::open_store(g)?;
+    // `-`: a tar context on stdin (or a lone Dockerfile, with an empty context), unpacked
+    // into the store's tmp/ for the build and removed after it.
+    let stdin_context = if a.context == "-" {
+        if a.file.as_deref() == Some("-") {
+            bail!("-f - and a context on stdin (-) cannot both read stdin");
+        }
+        let dir = store.temp_path("context");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let guard = TempDir(dir.clone());
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the build context from stdin")?;
+        if looks_like_tar(&bytes) {
+            berth_builder::context::unpack_tar(&bytes[..], &dir)?;
+        } else {
+            std::fs::write(dir.join("Dockerfile"), &bytes)
+                .context("writing the Dockerfile from stdin")?;
+        }
+        Some(guard)
+    } else {
+        None
+    };
+    let context_dir = match &stdin_context {
+        Some(t) => t.0.clone(),
+        None => PathBuf::from(&a.context),
+    };
+    let (dockerfile, name, ignore_file) = match a.file.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            (text, "Dockerfile".to_string(), None)
+        }
+        other => {
+            let path = match other {
+                // With a context on stdin, -f names a file inside it.
+                Some(f) if stdin_context.is_some() => context_dir.join(f),
+                Some(f) => PathBuf::from(f),
+                None => context_dir.join("Dockerfile"),
+            };
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading the Dockerfile {}; give its path with -f",
+                    path.display()
+                )
+            })?;
+            let ignore = PathBuf::from(format!("{}.dockerignore", path.display()));
+            let name = path
+                .strip_prefix(&context_dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            (text, name, ignore.is_file().then_some(ignore))
+        }
+    };
+    let context = Context::open(&context_dir, ignore_file.as_deref().map(Path::new))?;
+    let opts = BuildOptions {
+        dockerfile,
+        dockerfile_name: name,
+        context,
+        tags,
+        build_args: parse_build_args(&a.build_args),
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        labels: parse_labels(&a.labels)?,
+        network,
+        quiet: a.quiet || a.progress == "quiet",
+        secrets: parse_secrets(&a.secrets)?,
+    };
+    let image = build(&store, &opts)?;
+    let id = image.id.to_string();
+    if let Some(path) = &a.iidfile {
+        std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if opts.quiet {
+        println!("{id}");
+    } else {
+        println!("Successfully built {}", image.id.short());
+        for t in &opts.tags {
+            println!("Successfully tagged {}", t.familiar());
+        }
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
