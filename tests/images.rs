@@ -431,3 +431,42 @@ fn import_zstd_and_plain_tarballs() {
         "the same files whatever the compression"
     );
 }
+
+#[test]
+fn system_prune_removes_what_nothing_uses() {
+    let b = Berth::new();
+    let id = b.import_busybox("busybox");
+    let rootfs = b.path("busybox-rootfs");
+    b.ok(&["import", rootfs.to_str().unwrap(), "app"]);
+    b.ok(&[
+        "import",
+        "-c",
+        "CMD [\"true\"]",
+        rootfs.to_str().unwrap(),
+        "app",
+    ]);
+    b.ok(&[
+        "create", "--name", "stopped", "-v", "/anon", "busybox", "true",
+    ]);
+    let out = b.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.contains("Deleted Containers:")
+            && out.contains("Deleted Volumes:")
+            && out.contains("Deleted Images:"),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space:"), "{out}");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    // Named images stay without -a; with -a every unused one goes.
+    assert_eq!(b.ok(&["images", "-q"]).lines().count(), 2);
+    assert!(b.ok(&["images", "-q"]).contains(&id[7..19]));
+    b.ok(&["system", "prune", "-a", "-f"]);
+    assert_eq!(b.ok(&["images", "-q"]), "");
+    assert_eq!(
+        std::fs::read_dir(b.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

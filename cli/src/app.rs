@@ -81,6 +81,8 @@ pub enum Command {
     Container(commands::container::ContainerArgs),
     /// Manage volumes
     Volume(commands::volume::VolumeArgs),
+    /// Manage berth itself (system prune, system info)
+    System(commands::system::SystemArgs),
     /// Manage images (image ls, rm, inspect, tag, history, import, save, load, prune)
     Image(commands::image::ImageArgs),
     /// List images

@@ -42,7 +42,10 @@ pub fn run(g: &GlobalOptions, a: BuilderArgs) -> Result<ExitCode> {
                 "Deleted {} cache entries and {} cache mounts; {} layers",
                 pruned.entries, pruned.mounts, gc.blobs
             );
-            println!("Total reclaimed space: {}B", gc.bytes);
+            println!(
+                "Total reclaimed space: {}",
+                crate::output::human_size(gc.bytes)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -76,13 +76,7 @@ pub fn run(g: &GlobalOptions, a: ContainerArgs) -> Result<ExitCode> {
         ContainerCommand::Inspect(a) => super::inspect::run(g, a),
         ContainerCommand::Prune { .. } => {
             let store = super::open_store(g)?;
-            let mut removed = Vec::new();
-            for c in store.containers()? {
-                if matches!(c.state.status, Status::Exited | Status::Created) {
-                    berth_runtime::container::monitor::remove_container(&store, &c, true)?;
-                    removed.push(c.id);
-                }
-            }
+            let removed = prune_containers(&store)?;
             if !removed.is_empty() {
                 println!("Deleted Containers:");
                 removed.iter().for_each(|id| println!("{id}"));
@@ -92,4 +86,17 @@ pub fn run(g: &GlobalOptions, a: ContainerArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Removes every stopped container; returns their ids. Their volumes stay, as Docker's
+/// (`system prune --volumes` and `volume prune` take the anonymous ones).
+pub fn prune_containers(store: &berth_runtime::Store) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for c in store.containers()? {
+        if matches!(c.state.status, Status::Exited | Status::Created) {
+            berth_runtime::container::monitor::remove_container(store, &c, false)?;
+            removed.push(c.id);
+        }
+    }
+    Ok(removed)
 }

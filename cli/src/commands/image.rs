@@ -72,16 +72,24 @@ pub fn run(g: &GlobalOptions, a: ImageArgs) -> Result<ExitCode> {
     }
 }
 
-fn prune(g: &GlobalOptions, a: PruneArgs) -> Result<ExitCode> {
-    let store = super::open_store(g)?;
+/// Removes dangling images (with `all`, every image no container uses); returns what went.
+pub fn prune_images(
+    store: &berth_runtime::Store,
+    all: bool,
+) -> Result<Vec<berth_runtime::image::store::Removed>> {
     let mut deleted = Vec::new();
     for image in store.images()? {
-        if (!a.all && !image.names.is_empty()) || !store.containers_using(&image.id).is_empty() {
+        if (!all && !image.names.is_empty()) || !store.containers_using(&image.id).is_empty() {
             continue;
         }
-        let events = store.remove_image(&image.id.to_string(), true)?;
-        deleted.extend(events);
+        deleted.extend(store.remove_image(&image.id.to_string(), true)?);
     }
+    Ok(deleted)
+}
+
+fn prune(g: &GlobalOptions, a: PruneArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    let deleted = prune_images(&store, a.all)?;
     let stats = store.collect_garbage()?;
     if !deleted.is_empty() {
         println!("Deleted Images:");

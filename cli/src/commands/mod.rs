@@ -22,6 +22,7 @@ pub mod run;
 pub mod save;
 pub mod start;
 pub mod stop;
+pub mod system;
 pub mod tag;
 pub mod top;
 pub mod version;
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Top(a) => top::run(g, a),
         Command::Container(a) => container::run(g, a),
         Command::Volume(a) => volume::run(g, a),
+        Command::System(a) => system::run(g, a),
         Command::InternalInit(a) => internal::init(a),
         Command::InternalMonitor(a) => internal::monitor(g, a),
         Command::InternalExec(a) => internal::exec(a),
