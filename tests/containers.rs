@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Berth, sh};
@@ -529,19 +529,7 @@ fn exec_joins_a_running_container() {
     let ps = b.ok(&["exec", "box", "ps"]);
     assert!(ps.contains("sleep 1000") && ps.lines().count() <= 4, "{ps}");
     // -it gets a real terminal (through `script`, which gives berth one).
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-                "{} exec -it box sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-tty; exit 7'",
-                env!("CARGO_BIN_EXE_berth")
-            ),
-            "/dev/null",
-        ])
-        .env("BERTH_ROOT", b.root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = b.in_terminal("exec -it box sh -c '[ -t 0 ] && [ -t 1 ] && echo on-a-tty; exit 7'");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("on-a-tty"), "exec -it has a tty: {text}");
     assert_eq!(out.status.code(), Some(7), "{text}");
@@ -575,19 +563,7 @@ fn interactive_stdin_and_tty() {
     child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n");
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-                "{} run --rm -it busybox sh -c 'tty; exit 3'",
-                env!("CARGO_BIN_EXE_berth")
-            ),
-            "/dev/null",
-        ])
-        .env("BERTH_ROOT", b.root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = b.in_terminal("run --rm -it busybox sh -c 'tty; exit 3'");
     let text = String::from_utf8_lossy(&out.stdout);
     // The pty is bound at /dev/console, as runc's consoles are.
     assert!(

@@ -64,19 +64,7 @@ fn exec_tty_cannot_be_redirected_to_host_files() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let state: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "evil"])).unwrap();
     assert_eq!(state[0]["State"]["Running"], true, "the attack setup ran");
-    let _ = Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-                "{} exec -t evil /bin/echo PWNED",
-                env!("CARGO_BIN_EXE_berth")
-            ),
-            "/dev/null",
-        ])
-        .env("BERTH_ROOT", b.root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let _ = b.in_terminal("exec -t evil /bin/echo PWNED");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
     b.ok(&["rm", "-f", "evil"]);
 }
@@ -86,19 +74,7 @@ fn exec_without_tty_gets_no_controlling_terminal() {
     let b = setup();
     b.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
     // Under a real terminal: the command must not have it as its controlling tty (TIOCSTI).
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-                "{} exec box cut -d' ' -f7 /proc/self/stat",
-                env!("CARGO_BIN_EXE_berth")
-            ),
-            "/dev/null",
-        ])
-        .env("BERTH_ROOT", b.root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = b.in_terminal("exec box cut -d' ' -f7 /proc/self/stat");
     let tty_nr = String::from_utf8_lossy(&out.stdout)
         .trim()
         .trim_start_matches('\0')

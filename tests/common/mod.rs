@@ -75,6 +75,21 @@ impl Berth {
         self.cmd(args).output().expect("run berth")
     }
 
+    /// Runs `berth ARGS` (a shell-quoted string) under a pseudo-terminal made by `script`,
+    /// as a person at a terminal would; returns the raw output.
+    pub fn in_terminal(&self, args: &str) -> Output {
+        Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} {args}", env!("CARGO_BIN_EXE_berth")),
+                "/dev/null",
+            ])
+            .env("BERTH_ROOT", self.root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script")
+    }
+
     /// Imports the busybox rootfs as `name` and returns the image id.
     pub fn import_busybox(&self, name: &str) -> String {
         let rootfs = busybox_rootfs(&self.path("busybox-rootfs"));
