@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first when it is missing
 # (Debian packages; run as root on a fresh machine), so a fresh clone needs nothing else.
+# The multi-stage example test debootstraps a gcc image once per machine (a few minutes; the
+# tarball is cached in /var/cache/berth-test, or $BERTH_TEST_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +10,8 @@ need=()
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+# The multi-stage example's compiler image (examples/multi-stage/make-gcc-image.sh).
+dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if ((${#need[@]})); then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq

@@ -131,6 +131,10 @@ pub struct CopyJob<'a> {
     pub chmod: Option<u32>,
     /// ADD: unpack local tar archives.
     pub unpack: bool,
+    /// ADD `--unpack=true`: unpack downloaded tar archives too (never by default).
+    pub unpack_remote: bool,
+    /// ADD: the http(s) sources downloaded so far, by URL; a URL not here is left out.
+    pub remote: std::collections::BTreeMap<String, crate::remote::Download>,
     /// `--parents`: keep each source's path under the destination.
     pub parents: bool,
     /// `--exclude` patterns (matched as `.dockerignore` lines, against the path in the source).
@@ -151,6 +155,8 @@ impl<'a> CopyJob<'a> {
             owner: None,
             chmod: None,
             unpack: false,
+            unpack_remote: false,
+            remote: std::collections::BTreeMap::new(),
             parents: false,
             exclude: crate::context::IgnoreRules::default(),
             base: String::new(),
@@ -168,13 +174,13 @@ impl<'a> CopyJob<'a> {
                 CopySource::Heredoc(h) => {
                     resolved.push(Resolved::Inline(h.name.clone(), h.content.clone()))
                 }
+                CopySource::Path(p) if crate::remote::is_url(p) => {
+                    resolved.push(Resolved::Remote(p.clone()))
+                }
                 CopySource::Path(p) => {
-                    if p.starts_with("http://")
-                        || p.starts_with("https://")
-                        || p.starts_with("git@")
-                    {
+                    if p.starts_with("git@") {
                         return Err(CopyError::Invalid(format!(
-                            "{p}: remote sources are not supported yet; download the file into the build context and COPY it"
+                            "{p}: git sources are not supported yet; clone the repository into the build context and COPY it"
                         )));
                     }
                     let rel = clean_relative(p);
@@ -220,6 +226,41 @@ impl<'a> CopyJob<'a> {
                     }
                     std::fs::write(&path, content).map_err(io_err(format!("writing {target}")))?;
                     self.finish_entry(&path, 0o644, (0, 0), false)?;
+                }
+                Resolved::Remote(url) => {
+                    // Not downloaded yet (its --checksum alone keys the cache): left out.
+                    let Some(d) = self.remote.get(&url).cloned() else {
+                        continue;
+                    };
+                    if self.unpack_remote && is_archive(&d.path) {
+                        self.ensure_dir(&dest_rel)?;
+                        self.unpack_archive(&d.path, &dest_rel)?;
+                        continue;
+                    }
+                    let target = if dest_is_dir {
+                        self.ensure_dir(&dest_rel)?;
+                        join(&dest_rel, &d.name)
+                    } else {
+                        self.ensure_parent(&dest_rel)?;
+                        dest_rel.clone()
+                    };
+                    let path = self.out.join(&target);
+                    if let Ok(existing) = std::fs::symlink_metadata(&path) {
+                        if existing.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        }
+                        .map_err(io_err(format!("replacing {target}")))?;
+                    }
+                    std::fs::copy(&d.path, &path).map_err(io_err(format!("writing {target}")))?;
+                    // Docker gives a downloaded file mode 0600 and root as its owner.
+                    self.finish_entry(&path, 0o600, (0, 0), false)?;
+                    let f = std::fs::File::options()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_err(format!("opening {target}")))?;
+                    let _ = f.set_modified(d.mtime);
                 }
                 Resolved::Path(rel) => {
                     self.base = rel.clone();
@@ -433,6 +474,8 @@ impl<'a> CopyJob<'a> {
 
 enum Resolved {
     Path(String),
+    /// An http(s) URL, written from [`CopyJob::remote`].
+    Remote(String),
     Inline(String, String),
 }
 

@@ -453,13 +453,59 @@ impl Builder<'_> {
                         (Source::Stage(&from_fs), key)
                     }
                 };
+                let urls: Vec<String> = spec
+                    .sources
+                    .iter()
+                    .filter_map(|s| match s {
+                        dockerfile::CopySource::Path(p) if crate::remote::is_url(p) => {
+                            Some(p.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if spec.keep_git_dir {
+                    return Err(self.step_err(
+                        instr,
+                        "--keep-git-dir applies to git sources, which are not supported yet",
+                    ));
+                }
+                if !urls.is_empty() && !is_add {
+                    return Err(self.step_err(
+                        instr,
+                        format!("{}: COPY does not download URLs; use ADD", urls[0]),
+                    ));
+                }
+                let checksum = match &spec.checksum {
+                    None => None,
+                    Some(c) => {
+                        if urls.len() != 1 || spec.sources.len() != 1 {
+                            return Err(self
+                                .step_err(instr, "--checksum applies to a single http(s) source"));
+                        }
+                        Some(
+                            crate::remote::parse_checksum(c)
+                                .map_err(|e| self.step_err(instr, e))?,
+                        )
+                    }
+                };
                 let tmp = self.store.temp_path("copy");
-                std::fs::create_dir(&tmp).map_err(|e| {
-                    self.step_err(instr, format!("creating {}: {e}", tmp.display()))
-                })?;
+                let downloads_dir = self.store.temp_path("download");
                 let result = (|| {
+                    std::fs::create_dir(&tmp).map_err(|e| {
+                        self.step_err(instr, format!("creating {}: {e}", tmp.display()))
+                    })?;
+                    if !urls.is_empty() {
+                        std::fs::create_dir(&downloads_dir).map_err(|e| {
+                            self.step_err(
+                                instr,
+                                format!("creating {}: {e}", downloads_dir.display()),
+                            )
+                        })?;
+                    }
                     let mut job = CopyJob::new(source, &stage_fs, &tmp);
                     job.unpack = is_add && spec.unpack != Some(false);
+                    // Downloaded archives stay archives unless --unpack=true, as Docker's.
+                    job.unpack_remote = is_add && spec.unpack == Some(true);
                     job.parents = spec.parents;
                     if !spec.exclude.is_empty() {
                         job.exclude = crate::context::IgnoreRules::parse(
@@ -468,18 +514,24 @@ impl Builder<'_> {
                         )
                         .map_err(|e| self.step_err(instr, e))?;
                     }
-                    if spec.checksum.is_some() || spec.keep_git_dir {
-                        return Err(self.step_err(
-                            instr,
-                            "--checksum and --keep-git-dir apply to remote sources, which are not supported yet",
-                        ));
-                    }
                     if let Some(c) = &spec.chown {
                         job.owner =
                             Some(resolve_owner(c, &stage_fs).map_err(|e| self.step_err(instr, e))?);
                     }
                     if let Some(m) = &spec.chmod {
                         job.chmod = Some(parse_chmod(m).map_err(|e| self.step_err(instr, e))?);
+                    }
+                    // A URL without --checksum is fetched now: its content keys the cache, as
+                    // BuildKit's. With --checksum the checksum alone does, and the download
+                    // waits until the cache misses (a cached build needs no network).
+                    let mut remote_key = String::new();
+                    if checksum.is_none() {
+                        for (n, url) in urls.iter().enumerate() {
+                            let d = crate::remote::download(url, &downloads_dir, n, None)
+                                .map_err(|e| self.step_err(instr, e))?;
+                            remote_key.push_str(&format!("{url} sha256:{}\n", d.sha256));
+                            job.remote.insert(url.clone(), d);
+                        }
                     }
                     let workdir = workdir(&state.config);
                     let dest = if spec.dest.starts_with('/') {
@@ -491,17 +543,52 @@ impl Builder<'_> {
                         }
                         d
                     };
+                    let unpack_remote = job.unpack_remote;
+                    let owner = job.owner;
+                    let chmod = job.chmod;
+                    let exclude = job.exclude.clone();
                     job.run(&spec.sources, &dest)
                         .map_err(|e| self.step_err(instr, e))?;
                     let content = hash_tree(&tmp).map_err(|e| {
                         self.step_err(instr, format!("reading the copied files: {e}"))
                     })?;
                     let text = format!("{:?}", expanded.kind);
-                    let key = state.key.then(&["COPY", &text, &from_key, &content]);
+                    let mut parts = vec!["COPY", &text, &from_key, &content];
+                    if !remote_key.is_empty() {
+                        parts.push(&remote_key);
+                    }
+                    let key = state.key.then(&parts);
+                    if let Some(expected) = &checksum {
+                        if let Some(entry) = self.cached(&key) {
+                            self.apply_entry(state, instr, key, entry);
+                            return Ok(());
+                        }
+                        let url = &urls[0];
+                        let d = crate::remote::download(url, &downloads_dir, 0, Some(expected))
+                            .map_err(|e| self.step_err(instr, e))?;
+                        // Written again, now with the download.
+                        berth_runtime::store::remove_tree(&tmp).map_err(|e| {
+                            self.step_err(instr, format!("removing {}: {e}", tmp.display()))
+                        })?;
+                        std::fs::create_dir(&tmp).map_err(|e| {
+                            self.step_err(instr, format!("creating {}: {e}", tmp.display()))
+                        })?;
+                        let mut job = CopyJob::new(source, &stage_fs, &tmp);
+                        job.unpack = is_add && spec.unpack != Some(false);
+                        job.unpack_remote = unpack_remote;
+                        job.owner = owner;
+                        job.chmod = chmod;
+                        job.exclude = exclude;
+                        job.remote.insert(url.clone(), d);
+                        job.run(&spec.sources, &dest)
+                            .map_err(|e| self.step_err(instr, e))?;
+                    }
                     self.layer_step(state, instr, key, &tmp)
                 })();
-                if tmp.exists() {
-                    let _ = berth_runtime::store::remove_tree(&tmp);
+                for dir in [&tmp, &downloads_dir] {
+                    if dir.exists() {
+                        let _ = berth_runtime::store::remove_tree(dir);
+                    }
                 }
                 result
             }

@@ -3,7 +3,8 @@
 //! The parser lives in [`dockerfile`]; [`config_edit`] applies metadata instructions to an
 //! image config (for `berth import --change` and for builds). A build reads its [`context`],
 //! makes a [`plan`] of the stages the target needs, and the [`executor`] runs each step,
-//! reusing results from the [`cache`] and reporting through [`output`].
+//! reusing results from the [`cache`] and reporting through [`output`]; ADD of a URL downloads
+//! through [`remote`].
 
 pub mod cache;
 pub mod config_edit;
@@ -14,3 +15,4 @@ pub mod executor;
 pub mod layered;
 pub mod output;
 pub mod plan;
+pub mod remote;

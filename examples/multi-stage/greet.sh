@@ -1,3 +1,0 @@
-#!/bin/busybox sh
-/bin/busybox echo "hello, $1"
-/bin/busybox cat /app/stamp.txt
