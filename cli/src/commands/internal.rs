@@ -20,6 +20,8 @@ pub struct InitArgs {
     pub status_fd: i32,
     /// The monitor's pid.
     pub monitor: i32,
+    /// The go pipe's fd (PID 1 waits on it before the workload runs).
+    pub go_fd: Option<i32>,
 }
 
 /// Arguments of `__monitor`.
@@ -38,7 +40,7 @@ pub struct ExecArgs {
 
 /// `__init`: never returns.
 pub fn init(a: InitArgs) -> Result<ExitCode> {
-    berth_runtime::sandbox::linux::init::main(&a.config, a.status_fd, a.monitor)
+    berth_runtime::sandbox::linux::init::main(&a.config, a.status_fd, a.monitor, a.go_fd)
 }
 
 /// `__exec`: never returns.

@@ -131,7 +131,8 @@ impl Monitor {
             id: c.id.clone(),
             spec: c.spec.clone(),
             rootfs: plan,
-            cgroup: cgroup.is_some(),
+            // This process moves PID 1 into the cgroup (see the go pipe).
+            cgroup: false,
         };
         // Published ports are bound before the container starts: a port in use fails the start
         // before the workload runs.
@@ -166,10 +167,20 @@ impl Monitor {
 
         let log_path = dir.join("log.json");
         let mut cmd = Command::new("/proc/self/exe");
+        // The go pipe: PID 1 waits on it before the workload runs, while this process moves
+        // it into the cgroup. On cgroup v1 that first move waits out an RCU grace period
+        // (~10 ms here); overlapped with PID 1 building its rootfs, it costs little.
+        let (go_read, go_write) = nix::unistd::pipe().map_err(start_err)?;
+        nix::fcntl::fcntl(
+            &go_write,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(start_err)?;
         cmd.arg("__init")
             .arg(&config_path)
             .arg(status_write.as_raw_fd().to_string())
             .arg(std::process::id().to_string())
+            .arg(go_read.as_raw_fd().to_string())
             .env_clear()
             // Terminal signals reach this process only; it forwards them to the workload.
             .process_group(0);
@@ -203,10 +214,24 @@ impl Monitor {
             .spawn()
             .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
         drop(status_write);
+        drop(go_read);
         // The pty slave copies went to the child; ours are closed with `cmd`.
         drop(cmd);
 
-        let pid = match read_status(status_read) {
+        let join = |pid: i32| -> Result<(), MonitorError> {
+            if let Some(cg) = &cgroup
+                && let Err(e) = cg.add_process(pid)
+            {
+                // Gone already (it failed to start): the status pipe says why, not this.
+                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+                    return Err(start_err(e));
+                }
+            }
+            // PID 1 may already have failed and gone: its error follows on the status pipe.
+            let _ = File::from(go_write.try_clone().map_err(start_err)?).write_all(b"1");
+            Ok(())
+        };
+        let pid = match read_status(status_read, join) {
             Ok(pid) => pid,
             Err(e) => {
                 let _ = child.kill();
@@ -392,13 +417,22 @@ pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(
     Ok(())
 }
 
-/// Reads the init's status lines: the container's pid, or why it could not start.
-fn read_status(fd: OwnedFd) -> Result<i32, MonitorError> {
+/// Reads the init's status lines: the container's pid (handed to `on_pid` as soon as it is
+/// known, which lets the workload go on), or why it could not start.
+fn read_status(
+    fd: OwnedFd,
+    mut on_pid: impl FnMut(i32) -> Result<(), MonitorError>,
+) -> Result<i32, MonitorError> {
     let mut pid = None;
     for line in BufReader::new(File::from(fd)).lines() {
         let line = line.map_err(start_err)?;
         if let Some(p) = line.strip_prefix("pid ") {
-            pid = p.trim().parse().ok();
+            let p: i32 = p
+                .trim()
+                .parse()
+                .map_err(|_| start_err(format!("the container's init said {line:?}")))?;
+            on_pid(p)?;
+            pid = Some(p);
         } else if let Some(rest) = line.strip_prefix("error ") {
             let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
             return Err(MonitorError::Start {

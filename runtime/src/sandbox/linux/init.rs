@@ -60,8 +60,10 @@ fn fail(code: i32, message: impl std::fmt::Display) -> StartError {
     }
 }
 
-/// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it.
-pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
+/// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it; with
+/// `go_fd`, PID 1 waits for a byte on it (the monitor has put it in the cgroup) before the
+/// workload runs.
+pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
     // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
     let mut status = unsafe { File::from_raw_fd(status_fd) };
     // If the monitor dies, so does the container (PID 1 has the same link to us).
@@ -93,7 +95,7 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32) -> ! {
             fail(125, format!("forking the container's first process: {e}")),
         ),
         Ok(ForkResult::Child) => {
-            let e = match container_main(&cfg, &status) {
+            let e = match container_main(&cfg, &status, go_fd) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -194,7 +196,11 @@ pub fn wait_exit_code(child: Pid) -> i32 {
 }
 
 /// PID 1 of the new pid namespace: builds the container around itself, then execs.
-fn container_main(cfg: &InitConfig, status: &File) -> Result<std::convert::Infallible, StartError> {
+fn container_main(
+    cfg: &InitConfig,
+    status: &File,
+    go_fd: Option<RawFd>,
+) -> Result<std::convert::Infallible, StartError> {
     // If __init dies (its monitor was killed), the container goes too: never a ghost.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| fail(125, e))?;
     nix::unistd::setsid().map_err(|e| fail(125, format!("setsid: {e}")))?;
@@ -237,6 +243,17 @@ fn container_main(cfg: &InitConfig, status: &File) -> Result<std::convert::Infal
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )
     .map_err(|e| fail(125, e))?;
+    if let Some(fd) = go_fd {
+        // SAFETY: the monitor passed this fd for us alone.
+        let mut go = unsafe { File::from_raw_fd(fd) };
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut go, &mut b).map_err(|_| {
+            fail(
+                125,
+                "the monitor did not let the container start (it could not join the cgroup)",
+            )
+        })?;
+    }
     if spec.init {
         // SAFETY: still single-threaded (a forked copy of `__init`).
         match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
