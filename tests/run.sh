@@ -10,6 +10,10 @@ need=()
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+# The proxy's tests serve through real network namespaces: python3 servers, `ip` to check lo.
+[ -x /usr/bin/python3 ] || need+=(python3)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # The multi-stage example's compiler image (examples/multi-stage/make-gcc-image.sh).
 dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if ((${#need[@]})); then
