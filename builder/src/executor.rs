@@ -863,14 +863,7 @@ impl Builder<'_> {
             self.apply_entry(state, instr, key, entry);
             return Ok(());
         }
-        let layer = self.commit_dir(tmp)?;
-        let entry = Entry {
-            layer: Some(CachedLayer::from(&layer)),
-            created: now(),
-        };
-        self.cache.put(self.store, &key, &entry);
-        self.apply_entry(state, instr, key, entry);
-        Ok(())
+        self.commit_step(state, instr, key, tmp)
     }
 
     fn cached(&self, key: &Key) -> Option<Entry> {
@@ -880,6 +873,25 @@ impl Builder<'_> {
         let entry = self.cache.get(self.store, key)?;
         self.progress.cached();
         Some(entry)
+    }
+
+    /// Makes the folder a step wrote into its layer, records it in the cache under `key`, and
+    /// adds it to the stage.
+    fn commit_step(
+        &self,
+        state: &mut StageState,
+        instr: &Instruction,
+        key: Key,
+        dir: &std::path::Path,
+    ) -> Result<(), BuildError> {
+        let layer = self.commit_dir(dir)?;
+        let entry = Entry {
+            layer: Some(CachedLayer::from(&layer)),
+            created: now(),
+        };
+        self.cache.put(self.store, &key, &entry);
+        self.apply_entry(state, instr, key, entry);
+        Ok(())
     }
 
     fn apply_entry(&self, state: &mut StageState, instr: &Instruction, key: Key, entry: Entry) {
@@ -1078,14 +1090,7 @@ impl Builder<'_> {
             .map(|m| m.destination.clone())
             .collect();
         remove_mount_stubs(&upper, &state.fs(self.store), &targets);
-        let layer = self.commit_dir(&upper)?;
-        let entry = Entry {
-            layer: Some(CachedLayer::from(&layer)),
-            created: now(),
-        };
-        self.cache.put(self.store, &key, &entry);
-        self.apply_entry(state, instr, key, entry);
-        Ok(())
+        self.commit_step(state, instr, key, &upper)
     }
 }
 
