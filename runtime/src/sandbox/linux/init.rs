@@ -255,6 +255,14 @@ fn container_main(
         })?;
     }
     if spec.init {
+        // The signals the init forwards are held from before the fork until its handlers are
+        // in place, so one sent the moment the workload starts is delivered, not lost (an
+        // init with no handler ignores it). The workload's exec clears the mask.
+        let _ = signal::sigprocmask(signal::SigmaskHow::SIG_BLOCK, Some(&init_forwarded()), None);
+        for sig in init_forwarded().iter() {
+            // SAFETY: the handler only calls kill (and does nothing until CHILD is set).
+            let _ = unsafe { signal::signal(sig, SigHandler::Handler(forward)) };
+        }
         // SAFETY: still single-threaded (a forked copy of `__init`).
         match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
             ForkResult::Child => {}
@@ -431,6 +439,23 @@ pub(crate) fn exec(
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// The signals `--init` passes on to the workload.
+fn init_forwarded() -> signal::SigSet {
+    let mut set = signal::SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(sig);
+    }
+    set
+}
+
 extern "C" fn forward(sig: nix::libc::c_int) {
     let child = CHILD.load(Ordering::Relaxed);
     if child > 0 {
@@ -443,23 +468,12 @@ extern "C" fn forward(sig: nix::libc::c_int) {
 /// the workload's status.
 fn reap_as_init(child: Pid) -> ! {
     CHILD.store(child.as_raw(), Ordering::Relaxed);
+    // Handlers are in place (see the fork): what arrived meanwhile is delivered now.
     let _ = signal::sigprocmask(
         signal::SigmaskHow::SIG_SETMASK,
         Some(&signal::SigSet::empty()),
         None,
     );
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        // SAFETY: the handler only calls kill.
-        let _ = unsafe { signal::signal(sig, SigHandler::Handler(forward)) };
-    }
     loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
