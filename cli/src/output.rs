@@ -91,6 +91,20 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Prints `rows` as the format asks: one JSON object per line, or a table under `header`
+/// with each row's cells from `cells` (tab-separated).
+pub fn print_rows<R: serde::Serialize>(
+    format: Format,
+    rows: &[R],
+    header: &str,
+    cells: impl Fn(&R) -> String,
+) -> io::Result<()> {
+    match format {
+        Format::Json => rows.iter().try_for_each(json_line),
+        Format::Table => print_table(header, rows.iter().map(cells)),
+    }
+}
+
 /// Prints a value as one line of JSON.
 pub fn json_line(v: &impl serde::Serialize) -> io::Result<()> {
     let mut out = io::stdout().lock();

@@ -100,21 +100,16 @@ pub fn run(g: &GlobalOptions, a: HistoryArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    match a.format {
-        Format::Json => {
-            for r in &rows {
-                output::json_line(r)?;
-            }
-        }
-        Format::Table => output::print_table(
-            "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT",
-            rows.iter().map(|r| {
-                format!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    r.id, r.created_since, r.created_by, r.size, r.comment
-                )
-            }),
-        )?,
-    }
+    output::print_rows(
+        a.format,
+        &rows,
+        "IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT",
+        |r| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                r.id, r.created_since, r.created_by, r.size, r.comment
+            )
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -175,35 +175,23 @@ pub fn run(g: &GlobalOptions, a: ImagesArgs) -> Result<ExitCode> {
             .then(x.repository.cmp(&y.repository))
             .then(x.tag.cmp(&y.tag))
     });
-    match a.format {
-        Format::Json => {
-            for r in &all {
-                output::json_line(r)?;
-            }
+    let header = if a.digests {
+        "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE"
+    } else {
+        "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE"
+    };
+    output::print_rows(a.format, &all, header, |r| {
+        if a.digests {
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                r.repository, r.tag, r.digest, r.id, r.created_since, r.size
+            )
+        } else {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                r.repository, r.tag, r.id, r.created_since, r.size
+            )
         }
-        Format::Table => {
-            let header = if a.digests {
-                "REPOSITORY\tTAG\tDIGEST\tIMAGE ID\tCREATED\tSIZE"
-            } else {
-                "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE"
-            };
-            output::print_table(
-                header,
-                all.iter().map(|r| {
-                    if a.digests {
-                        format!(
-                            "{}\t{}\t{}\t{}\t{}\t{}",
-                            r.repository, r.tag, r.digest, r.id, r.created_since, r.size
-                        )
-                    } else {
-                        format!(
-                            "{}\t{}\t{}\t{}\t{}",
-                            r.repository, r.tag, r.id, r.created_since, r.size
-                        )
-                    }
-                }),
-            )?;
-        }
-    }
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -147,21 +147,16 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
             }
         })
         .collect();
-    match a.format {
-        Format::Json => {
-            for r in &rows {
-                output::json_line(r)?;
-            }
-        }
-        Format::Table => output::print_table(
-            "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES",
-            rows.iter().map(|r| {
-                format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names
-                )
-            }),
-        )?,
-    }
+    output::print_rows(
+        a.format,
+        &rows,
+        "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES",
+        |r| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names
+            )
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }

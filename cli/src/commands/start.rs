@@ -81,28 +81,11 @@ pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
         }
         return Ok(super::run::foreground(&store, &c.id));
     }
-    let mut failed = false;
-    for name in &a.containers {
-        let r = store
-            .find_container(name)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| {
-                if c.state.status == berth_runtime::container::Status::Running {
-                    return Ok(());
-                }
-                spawn_monitor(g, &store, &c.id)
-            });
-        match r {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("berth: {e:#}");
-                failed = true;
-            }
+    drop(store);
+    super::stop::each(g, &a.containers, |store, c| {
+        if c.state.status != berth_runtime::container::Status::Running {
+            spawn_monitor(g, store, &c.id)?;
         }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+        Ok(None)
     })
 }

@@ -61,7 +61,7 @@ pub struct WaitArgs {
 }
 
 /// Runs `f` on each named container, reporting failures as Docker does (exit 1 if any).
-fn each(
+pub(crate) fn each(
     g: &GlobalOptions,
     names: &[String],
     mut f: impl FnMut(
