@@ -212,13 +212,7 @@ impl<'a> CopyJob<'a> {
         for r in resolved {
             match r {
                 Resolved::Inline(name, content) => {
-                    let target = if dest_is_dir {
-                        self.ensure_dir(&dest_rel)?;
-                        join(&dest_rel, &name)
-                    } else {
-                        self.ensure_parent(&dest_rel)?;
-                        dest_rel.clone()
-                    };
+                    let target = self.file_target(&dest_rel, &name, dest_is_dir)?;
                     let path = self.out.join(&target);
                     // Never write through a link an earlier source put there.
                     if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
@@ -237,13 +231,7 @@ impl<'a> CopyJob<'a> {
                         self.unpack_archive(&d.path, &dest_rel)?;
                         continue;
                     }
-                    let target = if dest_is_dir {
-                        self.ensure_dir(&dest_rel)?;
-                        join(&dest_rel, &d.name)
-                    } else {
-                        self.ensure_parent(&dest_rel)?;
-                        dest_rel.clone()
-                    };
+                    let target = self.file_target(&dest_rel, &d.name, dest_is_dir)?;
                     let path = self.out.join(&target);
                     if let Ok(existing) = std::fs::symlink_metadata(&path) {
                         if existing.is_dir() {
@@ -283,13 +271,7 @@ impl<'a> CopyJob<'a> {
                         self.unpack_archive(&host, &dest_rel)?;
                     } else {
                         let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
-                        let target = if dest_is_dir {
-                            self.ensure_dir(&dest_rel)?;
-                            join(&dest_rel, &name)
-                        } else {
-                            self.ensure_parent(&dest_rel)?;
-                            dest_rel.clone()
-                        };
+                        let target = self.file_target(&dest_rel, &name, dest_is_dir)?;
                         self.copy_entry(&rel, &target)?;
                     }
                 }
@@ -349,6 +331,23 @@ impl<'a> CopyJob<'a> {
         candidates.retain(|c| self.source.host_path(c).is_some());
         candidates.sort();
         candidates
+    }
+
+    /// Where a file named `name` lands: inside `dest` when it is a folder (made if missing),
+    /// else at `dest` itself (its parent made if missing).
+    fn file_target(
+        &mut self,
+        dest: &str,
+        name: &str,
+        dest_is_dir: bool,
+    ) -> Result<String, CopyError> {
+        if dest_is_dir {
+            self.ensure_dir(dest)?;
+            Ok(join(dest, name))
+        } else {
+            self.ensure_parent(dest)?;
+            Ok(dest.to_string())
+        }
     }
 
     fn ensure_parent(&mut self, rel: &str) -> Result<(), CopyError> {

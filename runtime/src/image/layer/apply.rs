@@ -270,13 +270,7 @@ impl Applier<'_> {
                     .symlink_contents(OsStr::from_bytes(&link), &name)
                     .map_err(io_err)?;
                 self.chown_at(&parent, &name, &header).map_err(io_err)?;
-                rustix::fs::utimensat(
-                    &parent,
-                    &name,
-                    &timestamps(mtime),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| io_err(e.into()))?;
+                set_mtime_at(&parent, &name, mtime).map_err(io_err)?;
             }
             tar::EntryType::Link => {
                 let link = entry
@@ -318,13 +312,7 @@ impl Applier<'_> {
                 self.chown_at(&parent, &name, &header).map_err(io_err)?;
                 rustix::fs::chmodat(&parent, &name, mode, AtFlags::empty())
                     .map_err(|e| io_err(e.into()))?;
-                rustix::fs::utimensat(
-                    &parent,
-                    &name,
-                    &timestamps(mtime),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(|e| io_err(e.into()))?;
+                set_mtime_at(&parent, &name, mtime).map_err(io_err)?;
             }
             other => {
                 return Err(refuse(format!("unsupported entry type {other:?}")));
@@ -418,13 +406,7 @@ impl Applier<'_> {
                     ),
                 ))
             })?;
-            rustix::fs::utimensat(
-                &parent,
-                victim,
-                &timestamps(mtime),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| io_err(e.into()))?;
+            set_mtime_at(&parent, victim, mtime).map_err(io_err)?;
         }
         Ok(())
     }
@@ -496,6 +478,16 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Sets the mtime of `name` in `parent` (not following it: it may be a symlink).
+fn set_mtime_at(parent: &Dir, name: &OsStr, mtime: u64) -> io::Result<()> {
+    Ok(rustix::fs::utimensat(
+        parent,
+        name,
+        &timestamps(mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// A readable descriptor of the folder `name` in `parent`, never following a symlink.
