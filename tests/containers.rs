@@ -525,6 +525,23 @@ fn exec_joins_a_running_container() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 /tmp\n");
     let (code, _) = b.fail(&["exec", "box", "nosuch"]);
     assert_eq!(code, 127);
+    // -d returns at once; the command still runs, and leaves no temp file behind.
+    b.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d"]);
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = b
+            .output(&["exec", "box", "cat", "/tmp/d"])
+            .stdout
+            .iter()
+            .map(|&c| c as char)
+            .collect();
+        if !seen.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(seen, "detached\n");
+    assert_eq!(std::fs::read_dir(b.root().join("tmp")).unwrap().count(), 0);
     // It sees the container's processes, not the host's.
     let ps = b.ok(&["exec", "box", "ps"]);
     assert!(ps.contains("sleep 1000") && ps.lines().count() <= 4, "{ps}");

@@ -116,11 +116,16 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     let mut child = cmd.spawn().context("starting the exec process")?;
     drop(cmd);
     if a.detach {
-        // The exec process reads its config first thing; give it back once it ran.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The exec process removes its config once read; until then the file must outlive
+        // us (the next berth's cleanup would take it). Return when it is gone, or the
+        // process ended without reading it.
+        while path.exists() {
+            if child.try_wait()?.is_some() {
+                let _ = std::fs::remove_file(&path);
+                bail!("the exec process ended before starting the command");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut raw = None;

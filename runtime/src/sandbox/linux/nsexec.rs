@@ -56,6 +56,8 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
             serde_json::from_slice(&b)
                 .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
         })?;
+    // Read and gone: `berth exec -d` returns once it sees the file removed.
+    let _ = std::fs::remove_file(config);
     if cfg.cgroup {
         let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
         cg.add_process(std::process::id() as i32)
