@@ -337,12 +337,11 @@ impl Builder<'_> {
                 ..s
             }
         } else {
-            let image = self.store.find_image(&base).map_err(|e| {
-                self.step_err(
-                    from,
-                    format!("{e}; pull or build it first (this build does not pull)"),
-                )
-            })?;
+            // The store's error already says what to do.
+            let image = self
+                .store
+                .find_image(&base)
+                .map_err(|e| self.step_err(from, e))?;
             let layers = image.layers()?;
             for l in &layers {
                 self.store.ensure_snapshot(l)?;
