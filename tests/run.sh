@@ -22,4 +22,9 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The WASI tests build their guests (tests/guests, examples/hello-wasi) for these targets.
+for t in wasm32-wasip1 wasm32-wasip2; do
+    rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t"
+done
+
 cargo test --workspace --all-targets "$@"

@@ -10,7 +10,7 @@ use berth_runtime::Store;
 use berth_runtime::container::monitor::{Attach, Monitor, remove_container};
 use berth_runtime::container::state::{Container, RunState, new_id};
 use berth_runtime::digest::Digest;
-use berth_runtime::image::config::{History, ImageConfig, host_platform};
+use berth_runtime::image::config::{History, ImageConfig, host_platform, parse_build_platform};
 use berth_runtime::image::layer::{Compression, CreateOptions};
 use berth_runtime::image::{Image, ImageError, LayerRef};
 use berth_runtime::reference::ImageRef;
@@ -56,6 +56,8 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// `--secret id=ID,src=PATH`: files RUN `--mount=type=secret` can read.
     pub secrets: BTreeMap<String, std::path::PathBuf>,
+    /// `--platform` as (os, arch): the platform of `FROM scratch` stages (the host's if unset).
+    pub platform: Option<(String, String)>,
 }
 
 /// Why a build failed.
@@ -267,6 +269,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
         .or_else(|| Some(now()));
     config.rootfs.kind = "layers".into();
     config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+    crate::wasi::mark_wasi_entrypoint(store, &mut config, b.progress.quiet());
     let image = store.commit_image(&config, &state.layers, &opts.tags)?;
     Ok(image)
 }
@@ -305,23 +308,23 @@ impl Builder<'_> {
         self.progress.step(&from.original);
         let base = dockerfile::expand_word(stage.image, &plan.global_args, self.escape)
             .map_err(|e| self.step_err(from, e))?;
+        let mut platform = self.opts.platform.clone();
         if let Some(p) = stage.platform {
             let p = dockerfile::expand_word(p, &plan.global_args, self.escape)
                 .map_err(|e| self.step_err(from, e))?;
-            let (os, arch) = host_platform();
-            if p != format!("{os}/{arch}") && !p.is_empty() {
-                return Err(self.step_err(
-                    from,
-                    format!("--platform={p}: only the host platform {os}/{arch} can be built here"),
-                ));
+            if !p.is_empty() {
+                platform = Some(parse_build_platform(&p).map_err(|e| self.step_err(from, e))?);
             }
         }
         let mut state = if base.eq_ignore_ascii_case("scratch") {
-            let (os, arch) = host_platform();
+            let (os, arch) = platform.unwrap_or_else(|| {
+                let (os, arch) = host_platform();
+                (os.into(), arch.into())
+            });
             StageState {
                 config: ImageConfig {
-                    os: os.into(),
-                    architecture: arch.into(),
+                    os,
+                    architecture: arch,
                     ..ImageConfig::default()
                 },
                 layers: Vec::new(),
@@ -1013,7 +1016,14 @@ impl Builder<'_> {
             image_id: Digest::of(&state.config.to_bytes()),
             layers: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
             created: Utc::now(),
-            backend: "native".into(),
+            backend: if berth_runtime::backend::is_wasm_platform(
+                &state.config.os,
+                &state.config.architecture,
+            ) {
+                "wasi".into()
+            } else {
+                "native".into()
+            },
             spec: WorkloadSpec {
                 args: argv,
                 // Secrets given as variables: after the cache key was made, so never in it.
@@ -1030,6 +1040,16 @@ impl Builder<'_> {
                 // A small init as pid 1 passes Ctrl-C on to the command, which as pid 1 itself
                 // would ignore it: interrupting a build stops the step.
                 init: true,
+                // A WASI stage's RUN steps run WebAssembly programs; elsewhere a wasm program
+                // still runs as WASI, chosen by its magic bytes.
+                backend: if berth_runtime::backend::is_wasm_platform(
+                    &state.config.os,
+                    &state.config.architecture,
+                ) {
+                    berth_runtime::backend::Backend::Wasi
+                } else {
+                    berth_runtime::backend::Backend::Native
+                },
                 ..WorkloadSpec::default()
             },
             publish: Vec::new(),

@@ -16,3 +16,4 @@ pub mod layered;
 pub mod output;
 pub mod plan;
 pub mod remote;
+pub mod wasi;

@@ -11,7 +11,7 @@ use clap::Parser;
 use app::Cli;
 
 /// The runtime backends compiled into this binary.
-pub const BACKENDS: &[&str] = &["native"];
+pub const BACKENDS: &[&str] = &["native", "wasi"];
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -4,6 +4,7 @@
 //! Every file operation inside a rootfs, layer or context goes through cap-std handles, so no
 //! path, symlink or hardlink from an image can reach outside its root.
 
+pub mod backend;
 pub mod container;
 pub mod digest;
 pub mod host;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
+
 /// Everything a backend needs to run a container's process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
@@ -37,6 +39,13 @@ pub struct WorkloadSpec {
     pub init: bool,
     /// Extra /etc/hosts entries (`host:ip`).
     pub extra_hosts: Vec<String>,
+    /// The backend chosen for it (see `backend::select`).
+    #[serde(default)]
+    pub backend: Backend,
+    /// `--runtime` chose the backend; otherwise a native choice still runs a program whose
+    /// magic bytes say WebAssembly as WASI.
+    #[serde(default)]
+    pub backend_forced: bool,
 }
 
 /// A mount into the container.

@@ -38,7 +38,7 @@ pub struct BuildArgs {
     /// Always pull the base image (needs a registry; refused for now)
     #[arg(long)]
     pub pull: bool,
-    /// The platform to build for (only the host's is supported)
+    /// The platform to build for: the host's (linux/amd64 here) or wasi/wasm
     #[arg(long)]
     pub platform: Option<String>,
     /// The network for RUN: host (default) or none
@@ -140,12 +140,12 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
             "--pull needs a registry, which this build of berth does not speak yet; drop --pull to use local images"
         );
     }
-    if let Some(p) = &a.platform {
-        let (os, arch) = berth_runtime::image::config::host_platform();
-        if p != &format!("{os}/{arch}") {
-            bail!("--platform {p}: only the host platform {os}/{arch} can be built here");
-        }
-    }
+    let platform = a
+        .platform
+        .as_deref()
+        .map(berth_runtime::image::config::parse_build_platform)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("invalid --platform: {e}"))?;
     if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
         bail!(
             "invalid --progress {:?}: use auto, plain or tty",
@@ -233,6 +233,7 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         network,
         quiet: a.quiet || a.progress == "quiet",
         secrets: parse_secrets(&a.secrets)?,
+        platform,
     };
     let image = build(&store, &opts)?;
     let id = image.id.to_string();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use berth_runtime::backend::Backend;
 use berth_runtime::container::create::CreateOptions;
 use berth_runtime::workload::{Limits, NetworkMode, Security};
 use clap::Args;
@@ -252,7 +253,12 @@ impl ContainerFlags {
             stop_timeout: self.stop_timeout,
             labels,
             extra_hosts: self.add_host.clone(),
-            backend: String::new(),
+            runtime: self
+                .runtime
+                .as_deref()
+                .map(Backend::parse)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?,
         })
     }
 }

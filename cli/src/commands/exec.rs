@@ -62,6 +62,10 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     spec.tty = a.tty;
     spec.stdin = a.interactive;
     spec.init = false;
+    // The backend the container really runs on (its init may have found a wasm program).
+    if let Ok(b) = berth_runtime::backend::Backend::parse(&c.backend) {
+        spec.backend = b;
+    }
     if let Some(w) = &a.workdir {
         spec.cwd = w.clone();
     }
@@ -86,6 +90,11 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
         pid,
         spec,
         cgroup,
+        wasm_cache: Some(
+            store
+                .root()
+                .join(berth_runtime::sandbox::wasi::cache::DIR_NAME),
+        ),
     };
     let path = store.temp_path("exec");
     store.write_file(&path, &serde_json::to_vec(&config)?)?;

@@ -67,13 +67,6 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
 /// Creates a container from the flags (the image must be in the store).
 pub fn create(store: &Store, f: &ContainerFlags) -> Result<berth_runtime::container::Container> {
     let opts = f.to_options()?;
-    if let Some(r) = &f.runtime
-        && r != "native"
-    {
-        anyhow::bail!(
-            "unsupported --runtime {r:?}: this build of berth runs native containers only"
-        );
-    }
     match f.pull.as_str() {
         "missing" | "never" => {}
         "always" => anyhow::bail!(

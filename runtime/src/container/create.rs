@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use super::state::{Container, RunState, new_id, new_name};
 use super::store::ContainerError;
+use crate::backend::{self, Backend};
 use crate::image::{Image, ImageError};
 use crate::store::Store;
 use crate::volume::VolumeError;
@@ -65,8 +66,8 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// `--add-host`.
     pub extra_hosts: Vec<String>,
-    /// The backend that runs it.
-    pub backend: String,
+    /// `--runtime`: the backend that runs it, when not chosen from the image.
+    pub runtime: Option<Backend>,
 }
 
 /// Why a container could not be made.
@@ -283,7 +284,15 @@ pub fn create_container(
         security: opts.security.clone(),
         init: opts.init,
         extra_hosts: opts.extra_hosts.clone(),
+        backend: backend::select(image, image_name, opts.runtime).map_err(invalid)?,
+        backend_forced: opts.runtime.is_some(),
     };
+    if !spec.backend.available() {
+        return Err(invalid(format!(
+            "this build of berth cannot run {} workloads on this system; image {image_name} needs the {} runtime",
+            spec.backend, spec.backend
+        )));
+    }
     if !spec.cwd.starts_with('/') {
         return Err(invalid(format!(
             "the working directory {:?} must be an absolute path",
@@ -382,11 +391,7 @@ pub fn create_container(
         image_id: image.id.clone(),
         layers: image.config.rootfs.diff_ids.clone(),
         created: Utc::now(),
-        backend: if opts.backend.is_empty() {
-            "native".into()
-        } else {
-            opts.backend.clone()
-        },
+        backend: spec.backend.to_string(),
         spec,
         publish,
         ports: Vec::new(),

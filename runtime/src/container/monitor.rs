@@ -117,7 +117,13 @@ impl Monitor {
         // Every container gets a cgroup: limits, `top`, OOM reporting, and the device rules
         // that keep CAP_MKNOD from reaching host disks.
         let limits = cgroups::Limits {
-            memory: c.spec.limits.memory,
+            memory: c.spec.limits.memory.map(|m| {
+                if c.spec.backend == crate::backend::Backend::Wasi {
+                    m + crate::sandbox::wasi::RUNTIME_HEADROOM
+                } else {
+                    m
+                }
+            }),
             cpus: c.spec.limits.cpus,
             pids: c.spec.limits.pids,
             ..Default::default()
@@ -133,6 +139,7 @@ impl Monitor {
             rootfs: plan,
             // This process moves PID 1 into the cgroup (see the go pipe).
             cgroup: false,
+            wasm_cache: Some(store.root().join(crate::sandbox::wasi::cache::DIR_NAME)),
         };
         // Published ports are bound before the container starts: a port in use fails the start
         // before the workload runs.
@@ -232,7 +239,15 @@ impl Monitor {
             Ok(())
         };
         let pid = match read_status(status_read, join) {
-            Ok(pid) => pid,
+            Ok((pid, backend)) => {
+                // The init found a WebAssembly program where a native one was expected.
+                if let Some(b) = backend
+                    && b != c.backend
+                {
+                    store.update_container(id, |c| c.backend = b.clone())?;
+                }
+                pid
+            }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -418,12 +433,14 @@ pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(
 }
 
 /// Reads the init's status lines: the container's pid (handed to `on_pid` as soon as it is
-/// known, which lets the workload go on), or why it could not start.
+/// known, which lets the workload go on) and the backend it ran (`backend wasi wasip1`), or
+/// why it could not start.
 fn read_status(
     fd: OwnedFd,
     mut on_pid: impl FnMut(i32) -> Result<(), MonitorError>,
-) -> Result<i32, MonitorError> {
+) -> Result<(i32, Option<String>), MonitorError> {
     let mut pid = None;
+    let mut backend = None;
     for line in BufReader::new(File::from(fd)).lines() {
         let line = line.map_err(start_err)?;
         if let Some(p) = line.strip_prefix("pid ") {
@@ -433,6 +450,8 @@ fn read_status(
                 .map_err(|_| start_err(format!("the container's init said {line:?}")))?;
             on_pid(p)?;
             pid = Some(p);
+        } else if let Some(rest) = line.strip_prefix("backend ") {
+            backend = rest.split_whitespace().next().map(str::to_string);
         } else if let Some(rest) = line.strip_prefix("error ") {
             let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
             return Err(MonitorError::Start {
@@ -441,7 +460,8 @@ fn read_status(
             });
         }
     }
-    pid.ok_or_else(|| start_err("the container's init ended before starting the workload"))
+    pid.map(|p| (p, backend))
+        .ok_or_else(|| start_err("the container's init ended before starting the workload"))
 }
 
 /// The container's rootfs: its layers' snapshots (top first) under its own upper dir.

@@ -197,6 +197,27 @@ pub fn host_platform() -> (&'static str, &'static str) {
     ("linux", arch)
 }
 
+/// Parses a platform a build may target (`--platform`, `FROM --platform=`): the host's linux
+/// platform, or WebAssembly's (`wasi/wasm`, `wasip1/wasm`, `wasip2/wasm`). Gives (os, arch).
+pub fn parse_build_platform(s: &str) -> Result<(String, String), String> {
+    let (host_os, host_arch) = host_platform();
+    let mut parts = s.splitn(3, '/');
+    let os = parts.next().unwrap_or_default();
+    let arch = parts.next().unwrap_or_default();
+    match (os, arch) {
+        ("wasi" | "wasip1" | "wasip2", "wasm" | "") | ("wasm", "") => {
+            let os = if os == "wasm" { "wasi" } else { os };
+            Ok((os.to_string(), "wasm".into()))
+        }
+        (o, a) if o == host_os && (a.is_empty() || a == host_arch) => {
+            Ok((host_os.into(), host_arch.into()))
+        }
+        _ => Err(format!(
+            "platform {s} cannot be built here: use {host_os}/{host_arch} (this host) or wasi/wasm"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +241,29 @@ mod tests {
         let out = String::from_utf8(c.to_bytes()).unwrap();
         assert!(out.contains(r#""Labels":{"a":"1","b":"2"}"#), "{out}");
         assert_eq!(c.to_bytes(), c.clone().to_bytes());
+    }
+
+    #[test]
+    fn build_platforms() {
+        let (os, arch) = host_platform();
+        let host = (os.to_string(), arch.to_string());
+        assert_eq!(
+            parse_build_platform(&format!("{os}/{arch}")),
+            Ok(host.clone())
+        );
+        assert_eq!(parse_build_platform("linux"), Ok(host));
+        assert_eq!(
+            parse_build_platform("wasi/wasm"),
+            Ok(("wasi".into(), "wasm".into()))
+        );
+        assert_eq!(
+            parse_build_platform("wasip2/wasm"),
+            Ok(("wasip2".into(), "wasm".into()))
+        );
+        assert!(
+            parse_build_platform("linux/s390x")
+                .unwrap_err()
+                .contains("wasi/wasm")
+        );
     }
 }

@@ -111,3 +111,50 @@ pub fn snapshot_options() -> ApplyOptions {
         ..ApplyOptions::default()
     }
 }
+
+impl Store {
+    /// Finds a regular file of an image's merged filesystem in its snapshots, as overlayfs
+    /// would (`layers` top first): the highest layer holding it wins, a whiteout hides it, and
+    /// an opaque folder hides what the layers below hold under it. Symlinks are not followed:
+    /// a path through one is reported as absent.
+    #[cfg(target_os = "linux")]
+    pub fn find_in_snapshots(&self, layers: &[Digest], path: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if parts.is_empty() || parts.contains(&"..") {
+            return None;
+        }
+        for diff_id in layers {
+            let mut p = self.snapshot_path(diff_id);
+            let mut opaque_here = false;
+            for (i, part) in parts.iter().enumerate() {
+                p.push(part);
+                let Ok(m) = std::fs::symlink_metadata(&p) else {
+                    break;
+                };
+                if m.file_type().is_char_device() && m.rdev() == 0 {
+                    return None;
+                }
+                if i + 1 == parts.len() {
+                    return m.is_file().then_some(p);
+                }
+                if !m.is_dir() {
+                    return None;
+                }
+                let mut v = [0u8; 1];
+                if rustix::fs::lgetxattr(&p, "trusted.overlay.opaque", &mut v)
+                    .is_ok_and(|n| n == 1 && v[0] == b'y')
+                {
+                    opaque_here = true;
+                }
+            }
+            if opaque_here {
+                return None;
+            }
+        }
+        None
+    }
+}

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::rootfs::{self, RootfsPlan};
 use super::{capabilities, cgroups, seccomp, user, userns};
+use crate::backend::Backend;
+use crate::sandbox::wasi;
 use crate::workload::{NetworkMode, WorkloadSpec};
 
 /// Docker's PATH for images that set none.
@@ -42,6 +44,9 @@ pub struct InitConfig {
     pub rootfs: RootfsPlan,
     /// Join the container's cgroup (made by the monitor when limits are set).
     pub cgroup: bool,
+    /// The store's compiled-module cache, for a WASI program (opened before the pivot hides it).
+    #[serde(default)]
+    pub wasm_cache: Option<PathBuf>,
 }
 
 /// A failure before the workload runs, with Docker's exit code for it.
@@ -209,6 +214,12 @@ fn container_main(
         unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
     }
     let spec = &cfg.spec;
+    // Opened while the store is still in view; a cache that cannot be opened (a user
+    // namespace's root does not own it) only means compiling each run.
+    let wasm_cache = cfg
+        .wasm_cache
+        .as_deref()
+        .and_then(|p| wasi::ModuleCache::open(p).ok());
     rootfs::build(&cfg.rootfs).map_err(|e| fail(125, e))?;
     // Docker's `none` keeps loopback too: it has no route out, not no network at all.
     if spec.network != NetworkMode::Host {
@@ -235,6 +246,19 @@ fn container_main(
         .map_err(|e| fail(125, format!("entering the working directory {cwd}: {e}")))?;
 
     let program = resolve_program(&spec.args, &env)?;
+    if let Some(kind) = wasm_program(spec, &program)? {
+        return wasi_main(
+            spec,
+            Some(status),
+            go_fd,
+            &program,
+            kind,
+            env,
+            &who,
+            wasm_cache,
+        );
+    }
+    drop(wasm_cache);
     drop_privileges(spec, &who)?;
 
     // The status pipe must close when the workload starts.
@@ -243,17 +267,7 @@ fn container_main(
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )
     .map_err(|e| fail(125, e))?;
-    if let Some(fd) = go_fd {
-        // SAFETY: the monitor passed this fd for us alone.
-        let mut go = unsafe { File::from_raw_fd(fd) };
-        let mut b = [0u8; 1];
-        std::io::Read::read_exact(&mut go, &mut b).map_err(|_| {
-            fail(
-                125,
-                "the monitor did not let the container start (it could not join the cgroup)",
-            )
-        })?;
-    }
+    wait_for_go(go_fd)?;
     if spec.init {
         // The signals the init forwards are held from before the fork until its handlers are
         // in place, so one sent the moment the workload starts is delivered, not lost (an
@@ -275,6 +289,132 @@ fn container_main(
         }
     }
     exec(&program, &spec.args, &env)
+}
+
+/// Waits for the monitor's go byte: PID 1 is in the cgroup.
+fn wait_for_go(go_fd: Option<RawFd>) -> Result<(), StartError> {
+    if let Some(fd) = go_fd {
+        // SAFETY: the monitor passed this fd for us alone.
+        let mut go = unsafe { File::from_raw_fd(fd) };
+        let mut b = [0u8; 1];
+        std::io::Read::read_exact(&mut go, &mut b).map_err(|_| {
+            fail(
+                125,
+                "the monitor did not let the container start (it could not join the cgroup)",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether the program runs as a WASI guest: its magic bytes decide, unless `--runtime` chose
+/// a backend the program cannot run on, which is refused with the way out.
+pub(crate) fn wasm_program(
+    spec: &WorkloadSpec,
+    program: &Path,
+) -> Result<Option<wasi::WasmKind>, StartError> {
+    let name = &spec.args[0];
+    let header = match File::open(program) {
+        Ok(mut f) => wasi::read_header(&mut f).unwrap_or_default(),
+        // Not readable here: exec gives the precise error.
+        Err(_) => Vec::new(),
+    };
+    let kind = wasi::WasmKind::detect(&header);
+    match (spec.backend, kind) {
+        (Backend::Native, Some(_)) if spec.backend_forced => Err(fail(
+            126,
+            format!(
+                "exec: \"{name}\": it is a WebAssembly module, which --runtime native cannot run: use --runtime wasi or drop --runtime"
+            ),
+        )),
+        (Backend::Wasi, None) => Err(fail(
+            126,
+            format!(
+                "exec: \"{name}\": not a WebAssembly module (it does not start with \\0asm), and this container runs on the wasi runtime, which runs only WebAssembly programs{}",
+                if spec.backend_forced {
+                    ": drop --runtime wasi to run it natively"
+                } else {
+                    ""
+                }
+            ),
+        )),
+        (_, kind) => Ok(kind),
+    }
+}
+
+/// PID 1 of a WASI container: compiles (or loads from the cache) the program while still
+/// privileged, drops privileges as a native workload would, then runs the guest in this
+/// process, inside the container's namespaces, cgroup and seccomp filter, and exits with its
+/// code.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn wasi_main(
+    spec: &WorkloadSpec,
+    status: Option<&File>,
+    go_fd: Option<RawFd>,
+    program: &Path,
+    kind: wasi::WasmKind,
+    env: Vec<String>,
+    who: &user::ResolvedUser,
+    cache: Option<wasi::ModuleCache>,
+) -> Result<std::convert::Infallible, StartError> {
+    // Before wasmtime starts any thread, so all of them inherit the held mask.
+    wasi::stop::hold_signals();
+    let name = spec.args[0].clone();
+    let engine = wasi::engine::new_engine().map_err(|e| fail(125, e))?;
+    let bytes =
+        std::fs::read(program).map_err(|e| fail(126, format!("reading \"{name}\": {e}")))?;
+    let compiled = match &cache {
+        Some(c) => c.load(&engine, &bytes, &name).map(|(p, _)| p),
+        None => wasi::engine::compile(&engine, &bytes, &name),
+    }
+    .map_err(|e| fail(e.exit_code(), e))?;
+    drop((cache, bytes));
+    if let Some(mut status) = status {
+        let _ = writeln!(status, "backend wasi {}", kind.os());
+    }
+    drop_privileges(spec, who)?;
+    wait_for_go(go_fd)?;
+    wasi::stop::watch(&engine);
+    let mut preopens = vec![wasi::Preopen {
+        host: PathBuf::from("/"),
+        guest: "/".into(),
+        read_only: spec.read_only,
+    }];
+    // Volumes are mounted in the rootfs already (read-only ones by the kernel); as their own
+    // preopens the guest's view of `:ro` holds in WASI's permissions too.
+    for m in &spec.mounts {
+        preopens.push(wasi::Preopen {
+            host: PathBuf::from(&m.destination),
+            guest: m.destination.clone(),
+            read_only: m.read_only,
+        });
+    }
+    let guest = wasi::GuestSpec {
+        name: name.clone(),
+        args: spec.args.clone(),
+        env,
+        cwd: if spec.cwd.is_empty() {
+            "/".into()
+        } else {
+            spec.cwd.clone()
+        },
+        preopens,
+        memory: spec.limits.memory,
+        network: spec.network != NetworkMode::None,
+    };
+    // The guest starts: closing the status pipe tells the monitor so.
+    if let Some(status) = status {
+        // SAFETY: the fd is ours and is not used again in this process.
+        unsafe { nix::libc::close(status.as_raw_fd()) };
+    }
+    let code = match wasi::guest::run(&engine, &compiled, &guest) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code)
 }
 
 /// The workload's environment: the spec's, plus what Docker adds when the image did not set

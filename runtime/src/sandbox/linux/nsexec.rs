@@ -13,7 +13,8 @@ use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
 use super::init::{
-    StartError, drop_privileges, exec, resolve_program, wait_exit_code, workload_env,
+    StartError, drop_privileges, exec, resolve_program, wait_exit_code, wasi_main, wasm_program,
+    workload_env,
 };
 use super::{cgroups, user};
 use crate::workload::{NetworkMode, WorkloadSpec};
@@ -29,6 +30,9 @@ pub struct ExecConfig {
     pub spec: WorkloadSpec,
     /// Join the container's cgroup.
     pub cgroup: bool,
+    /// The store's compiled-module cache, for a WebAssembly command.
+    #[serde(default)]
+    pub wasm_cache: Option<std::path::PathBuf>,
 }
 
 /// Runs `__exec`; never returns.
@@ -63,6 +67,11 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         cg.add_process(std::process::id() as i32)
             .map_err(|e| fail(125, e))?;
     }
+    // Opened while the store is in view (the container's mount namespace hides it).
+    let wasm_cache = cfg
+        .wasm_cache
+        .as_deref()
+        .and_then(|p| crate::sandbox::wasi::ModuleCache::open(p).ok());
     let mut namespaces = Vec::new();
     // The user namespace first: the others belong to it.
     if cfg.spec.security.userns {
@@ -120,6 +129,10 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     nix::unistd::chdir(cwd)
         .map_err(|e| fail(126, format!("entering the working directory {cwd}: {e}")))?;
     let program = resolve_program(&spec.args, &env)?;
+    // In a WASI container, exec runs another module of its filesystem as a guest.
+    if let Some(kind) = wasm_program(spec, &program)? {
+        return wasi_main(spec, None, None, &program, kind, env, &who, wasm_cache);
+    }
     drop_privileges(spec, &who)?;
     exec(&program, &spec.args, &env)
 }

@@ -1,0 +1,67 @@
+//! WASI images: an image whose entrypoint is a WebAssembly module or component gets the WASI
+//! platform in its config (os `wasip1` for a module, `wasip2` for a component, arch `wasm`),
+//! whatever `--platform` said, and its entrypoint is compiled into the store's compile cache
+//! so the first `berth run` starts without compiling.
+
+use berth_runtime::Store;
+use berth_runtime::image::ImageConfig;
+use berth_runtime::sandbox::wasi::{self, ModuleCache, WasmKind};
+
+/// Sets the WASI platform on `config` when its entrypoint (or, without one, its command) is
+/// wasm in the image's layers, and precompiles it. A compile failure is not the build's: the
+/// module is reported at `run`, where it matters; here it is logged.
+pub fn mark_wasi_entrypoint(store: &Store, config: &mut ImageConfig, quiet: bool) {
+    let Some(rc) = &config.config else { return };
+    let program = rc
+        .entrypoint
+        .as_ref()
+        .filter(|e| !e.is_empty())
+        .or(rc.cmd.as_ref())
+        .and_then(|v| v.first())
+        .cloned();
+    let Some(program) = program.filter(|p| p.starts_with('/')) else {
+        return;
+    };
+    let Some(path) = find(store, config, &program) else {
+        return;
+    };
+    let Ok(bytes) = std::fs::read(&path) else {
+        return;
+    };
+    let Some(kind) = WasmKind::detect(&bytes) else {
+        return;
+    };
+    config.os = kind.os().into();
+    config.architecture = "wasm".into();
+    config.variant = None;
+    let started = std::time::Instant::now();
+    let outcome = wasi::engine::new_engine().and_then(|engine| {
+        ModuleCache::for_store(store.root())?.precompile(&engine, &bytes, &program)
+    });
+    match outcome {
+        Ok(wasi::cache::Outcome::Compiled) if !quiet => {
+            println!(
+                "Precompiled {program} ({}, {:.1}s)",
+                match kind {
+                    WasmKind::Module => "WASI module",
+                    WasmKind::Component => "WASI component",
+                },
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("not precompiling {program}: {e}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<std::path::PathBuf> {
+    let top_first: Vec<_> = config.rootfs.diff_ids.iter().rev().cloned().collect();
+    store.find_in_snapshots(&top_first, program)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<std::path::PathBuf> {
+    let _ = (store, config, program);
+    None
+}

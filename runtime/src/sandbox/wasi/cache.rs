@@ -1,0 +1,199 @@
+//! The compiled-module cache: `ROOT/wasm-cache/<module sha256>-<engine key>.cwasm`, beside a
+//! `.sha256` of the artifact itself. The first run of a module compiles it and stores the
+//! artifact; later runs verify the artifact against its recorded digest and map it instead of
+//! compiling. A corrupt or foreign artifact is discarded and rebuilt, never trusted: wasmtime
+//! runs what it deserializes as machine code.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use sha2::{Digest as _, Sha256};
+use wasmtime::Engine;
+use wasmtime::Module;
+use wasmtime::component::Component;
+
+use super::WasmKind;
+use super::engine::{self, Program, WasiError};
+
+/// The cache folder's name under the store root.
+pub const DIR_NAME: &str = "wasm-cache";
+
+/// An open compiled-module cache.
+pub struct ModuleCache {
+    dir: Dir,
+    path: PathBuf,
+}
+
+/// Whether a load hit the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A verified artifact was loaded.
+    Hit,
+    /// The module was compiled (and stored, if the cache is writable).
+    Compiled,
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> WasiError {
+    let context = context.into();
+    move |source| WasiError::Io { context, source }
+}
+
+impl ModuleCache {
+    /// Opens (making it if needed) the cache of the store rooted at `root`.
+    pub fn for_store(root: &Path) -> Result<ModuleCache, WasiError> {
+        Self::open(&root.join(DIR_NAME))
+    }
+
+    /// Opens (making it if needed) the cache folder `path`.
+    pub fn open(path: &Path) -> Result<ModuleCache, WasiError> {
+        let path = path.to_path_buf();
+        std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))?;
+        let dir = Dir::open_ambient_dir(&path, ambient_authority())
+            .map_err(io(format!("opening {}", path.display())))?;
+        Ok(ModuleCache { dir, path })
+    }
+
+    /// The cache folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The artifact's file name for a module with sha256 `digest_hex`.
+    fn entry_name(engine: &Engine, digest_hex: &str) -> String {
+        format!("{digest_hex}-{}.cwasm", engine::compatibility_key(engine))
+    }
+
+    /// Loads the compiled form of `wasm` (named `name` in errors): from the cache when a
+    /// verified artifact is there, else by compiling it and storing the result.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        name: &str,
+    ) -> Result<(Program, Outcome), WasiError> {
+        let kind = WasmKind::detect(wasm);
+        let entry = Self::entry_name(engine, &hex::encode(Sha256::digest(wasm)));
+        if let Some(kind) = kind {
+            match self.load_entry(engine, &entry, kind) {
+                Ok(Some(p)) => return Ok((p, Outcome::Hit)),
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::warn!(
+                        "discarding the compiled module {entry}: {why}; compiling it again"
+                    );
+                    let _ = self.dir.remove_file(&entry);
+                    let _ = self.dir.remove_file(format!("{entry}.sha256"));
+                }
+            }
+        }
+        let program = engine::compile(engine, wasm, name)?;
+        if let Err(e) = self.store_entry(&program, &entry) {
+            // A read-only or foreign-owned cache (e.g. a user namespace) only costs speed.
+            tracing::debug!("not caching the compiled module {entry}: {e}");
+        }
+        Ok((program, Outcome::Compiled))
+    }
+
+    /// Compiles and stores `wasm` unless a verified artifact is already there (what `berth
+    /// build` does for a WASI entrypoint).
+    pub fn precompile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        name: &str,
+    ) -> Result<Outcome, WasiError> {
+        self.load(engine, wasm, name).map(|(_, o)| o)
+    }
+
+    /// A cached artifact, verified against its recorded digest; `Ok(None)` when absent.
+    fn load_entry(
+        &self,
+        engine: &Engine,
+        entry: &str,
+        kind: WasmKind,
+    ) -> Result<Option<Program>, String> {
+        let want = match self.dir.read_to_string(format!("{entry}.sha256")) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("reading its digest: {e}")),
+        };
+        let mut file = match self.dir.open(entry) {
+            Ok(f) => f.into_std(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("opening it: {e}")),
+        };
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| format!("reading it: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        if hex::encode(h.finalize()) != want {
+            return Err("its digest does not match the one recorded when it was compiled".into());
+        }
+        // SAFETY: wasmtime runs a deserialized artifact as code. This one was written by this
+        // cache (atomically, from wasmtime's own serialize) and its bytes were just checked
+        // against the digest recorded with it, in a folder only root can write. The file is
+        // mapped through the same descriptor that was hashed.
+        let loaded = unsafe {
+            match kind {
+                WasmKind::Module => {
+                    Module::deserialize_open_file(engine, file).map(Program::Module)
+                }
+                WasmKind::Component => {
+                    Component::deserialize_file(engine, fd_path(&file, &self.path.join(entry)))
+                        .map(Program::Component)
+                }
+            }
+        };
+        loaded.map(Some).map_err(|e| format!("loading it: {e:#}"))
+    }
+
+    /// Writes the artifact and its digest, each atomically (the digest first: an artifact
+    /// without one is never loaded).
+    fn store_entry(&self, program: &Program, entry: &str) -> Result<(), WasiError> {
+        let bytes = match program {
+            Program::Module(m) => m.serialize(),
+            Program::Component(c) => c.serialize(),
+        }
+        .map_err(|e| WasiError::Setup(format!("serializing the compiled module: {e:#}")))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        self.write_atomic(&format!("{entry}.sha256"), digest.as_bytes())?;
+        self.write_atomic(entry, &bytes)
+    }
+
+    fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), WasiError> {
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        let ctx = |what: &str| format!("{what} {} in {}", name, self.path.display());
+        let mut f = self.dir.create(&tmp).map_err(io(ctx("writing")))?;
+        f.write_all(bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(io(ctx("writing")))?;
+        drop(f);
+        self.dir
+            .rename(&tmp, &self.dir, name)
+            .map_err(io(ctx("renaming")))
+    }
+}
+
+/// A path that names an open file: its descriptor's /proc link on Linux (a rootfs pivot may
+/// have hidden the cache's real path), else the real path.
+fn fd_path(file: &std::fs::File, fallback: &Path) -> PathBuf {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if p.exists() {
+            return p;
+        }
+    }
+    let _ = file;
+    fallback.to_path_buf()
+}

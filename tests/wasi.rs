@@ -1,0 +1,516 @@
+//! End-to-end: WASI images through the same CLI and lifecycle as native ones. The guests are
+//! tests/guests/probe.rs built for wasm32-wasip1 (a core module) and wasm32-wasip2 (a
+//! component); images are made by `berth build` from `FROM scratch`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::Berth;
+
+/// The probe built for `target`, once per test run.
+fn probe(target: &str) -> PathBuf {
+    static P1: OnceLock<PathBuf> = OnceLock::new();
+    static P2: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if target == "wasm32-wasip1" { &P1 } else { &P2 };
+    cell.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("probe-{target}.wasm"));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
+        let status = Command::new("rustc")
+            .args(["--edition", "2021", "--target", target, "-C", "opt-level=1"])
+            .args(["-C", "debuginfo=0", "-C", "strip=symbols", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run rustc");
+        assert!(
+            status.success(),
+            "building the probe for {target} failed: run the tests through tests/run.sh, which adds the target with rustup"
+        );
+        out
+    })
+    .clone()
+}
+
+/// Builds `name` from a context holding the probe (as /probe.wasm) and `data/`.
+fn build_probe_image(b: &Berth, name: &str, target: &str, dockerfile: &str) {
+    let ctx = b.path(&format!("ctx-{name}"));
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    std::fs::copy(probe(target), ctx.join("probe.wasm")).unwrap();
+    std::fs::write(ctx.join("data/a.txt"), "alpha\n").unwrap();
+    std::fs::write(ctx.join("data/b.txt"), "beta\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    b.ok(&["build", "-q", "-t", name, ctx.to_str().unwrap()]);
+}
+
+const PROBE_DOCKERFILE: &str = "FROM scratch
+COPY data/ /data/
+COPY probe.wasm /probe.wasm
+ENV GREETING=hello
+ENTRYPOINT [\"/probe.wasm\"]
+";
+
+fn setup() -> Berth {
+    let b = Berth::new();
+    build_probe_image(&b, "probe", "wasm32-wasip1", PROBE_DOCKERFILE);
+    b
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn inspect(b: &Berth, name: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Value>(&b.ok(&["inspect", name])).unwrap()[0].clone()
+}
+
+#[test]
+fn build_marks_the_image_wasi_and_run_gives_output_args_env_and_exit_codes() {
+    let b = setup();
+    let img = inspect(&b, "probe");
+    assert_eq!(img["Os"], "wasip1", "{img}");
+    assert_eq!(img["Architecture"], "wasm", "{img}");
+
+    assert_eq!(
+        b.ok(&["run", "--rm", "probe", "args", "one", "two words"]),
+        "/probe.wasm\nargs\none\ntwo words\n"
+    );
+    let env_file = b.path("env.list");
+    std::fs::write(&env_file, "FROMFILE=yes\n").unwrap();
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-e",
+            "FOO=bar",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "probe",
+            "env",
+            "FOO",
+            "GREETING",
+            "FROMFILE",
+            "NOPE"
+        ]),
+        "FOO=bar\nGREETING=hello\nFROMFILE=yes\nNOPE unset\n"
+    );
+    let out = b.output(&["run", "--rm", "probe", "exit", "7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let out = b.output(&["run", "--rm", "probe", "stderr", "to", "stderr"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr\n");
+    assert!(out.stdout.is_empty());
+    // A panic is a trap: wasmtime's 134, with the reason on stderr.
+    let out = b.output(&["run", "--rm", "probe", "panic"]);
+    assert_eq!(out.status.code(), Some(134));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("probe panicked on purpose"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // -w reaches the guest as PWD (WASI preview 1 has no working directory of its own).
+    assert_eq!(
+        b.ok(&["run", "--rm", "-w", "/data", "probe", "env", "PWD"]),
+        "PWD=/data\n"
+    );
+    // -i: stdin reaches the guest.
+    let mut child = b
+        .cmd(&["run", "--rm", "-i", "probe", "stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
+    assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm removed every container");
+}
+
+#[test]
+fn components_run_as_wasip2() {
+    let b = Berth::new();
+    build_probe_image(&b, "probe2", "wasm32-wasip2", PROBE_DOCKERFILE);
+    let img = inspect(&b, "probe2");
+    assert_eq!(img["Os"], "wasip2", "{img}");
+    assert_eq!(img["Architecture"], "wasm");
+    assert_eq!(
+        b.ok(&["run", "--rm", "-e", "X=1", "probe2", "env", "X", "GREETING"]),
+        "X=1\nGREETING=hello\n"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "probe2", "cat", "/data/b.txt"]),
+        "beta\n"
+    );
+    // Rust's wasip2 std reports a failing exit as wasi:cli's error result: code 1, as
+    // `wasmtime run` gives.
+    let out = b.output(&["run", "--rm", "probe2", "exit", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        b.output(&["run", "--rm", "probe2", "exit", "0"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn layers_whiteouts_and_the_container_layer() {
+    let b = setup();
+    // A child image whose RUN step (a wasm program, so a WASI step) removes a file of the
+    // layer below: the deletion is a whiteout in the new layer.
+    let ctx = b.path("ctx-child");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("c.txt"), "gamma\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM probe\nRUN [\"/probe.wasm\", \"rm\", \"/data/b.txt\"]\nCOPY c.txt /data/c.txt\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "child", ctx.to_str().unwrap()]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "child", "ls", "/data"]),
+        "a.txt\nc.txt\n",
+        "lower layers are visible, the whiteout hides b.txt, the top layer adds c.txt"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "child", "cat", "/data/a.txt"]),
+        "alpha\n"
+    );
+
+    // Writes land in the container's own layer, never in the image.
+    b.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "child",
+        "write",
+        "/data/new.txt",
+        "fresh",
+    ]);
+    let c = inspect(&b, "writer");
+    assert_eq!(c["State"]["ExitCode"], 0);
+    assert_eq!(
+        c["HostConfig"]["Runtime"]
+            .as_str()
+            .or(c["Runtime"].as_str()),
+        Some("wasi"),
+        "{c}"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "child", "exists", "/data/new.txt"]),
+        "false\n"
+    );
+    b.ok(&["start", "-a", "writer"]);
+    b.ok(&["rm", "writer"]);
+    // Overwriting a lower file also stays in the container.
+    b.ok(&["run", "--rm", "child", "write", "/data/a.txt", "changed"]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "child", "cat", "/data/a.txt"]),
+        "alpha\n"
+    );
+}
+
+#[test]
+fn volumes_are_preopens_and_ro_is_enforced() {
+    let b = setup();
+    let host = b.path("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    let spec = format!("{}:/out", host.display());
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &spec,
+            "probe",
+            "write",
+            "/out/result.txt",
+            "42"
+        ]),
+        "wrote /out/result.txt\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("result.txt")).unwrap(),
+        "42"
+    );
+    // A named volume keeps what a guest wrote for the next one.
+    b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "results:/res",
+        "probe",
+        "write",
+        "/res/r",
+        "kept",
+    ]);
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "results:/res",
+            "probe",
+            "cat",
+            "/res/r"
+        ]),
+        "kept"
+    );
+    // :ro refuses writes, and the host file is untouched.
+    let ro = format!("{}:/out:ro", host.display());
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        "probe",
+        "write",
+        "/out/result.txt",
+        "no",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("error:"));
+    assert_eq!(
+        std::fs::read_to_string(host.join("result.txt")).unwrap(),
+        "42"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "-v", &ro, "probe", "cat", "/out/result.txt"]),
+        "42"
+    );
+    // --read-only makes `/` read-only too.
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "probe",
+        "write",
+        "/data/x",
+        "no",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn the_guest_cannot_reach_outside_its_preopens() {
+    let b = setup();
+    let marker = b.path("host-secret");
+    std::fs::write(&marker, "host secret").unwrap();
+    let host = b.path("vol");
+    std::fs::create_dir_all(&host).unwrap();
+    std::os::unix::fs::symlink(&marker, host.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../host-secret", host.join("rel-link")).unwrap();
+    let spec = format!("{}:/vol", host.display());
+    let marker_s = marker.to_str().unwrap().to_string();
+    for path in [
+        "/vol/abs-link",
+        "/vol/rel-link",
+        "/vol/../host-secret",
+        "/../../../../../../host-secret",
+        marker_s.as_str(),
+    ] {
+        let out = b.output(&["run", "--rm", "-v", &spec, "probe", "cat", path]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains("host secret"),
+            "{path} reached the host: {stdout}"
+        );
+        assert_ne!(out.status.code(), Some(0), "{path}: {stdout}");
+    }
+}
+
+fn wait_for_log(b: &Berth, name: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !b.ok(&["logs", name]).contains(text) {
+        assert!(Instant::now() < deadline, "{name} never printed {text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn lifecycle_stop_kill_and_exec() {
+    let b = setup();
+    let id = b
+        .ok(&["run", "-d", "--name", "spin", "probe", "loop"])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    wait_for_log(&b, "spin", "looping");
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains("spin") && ps.contains("Up"), "{ps}");
+    // exec runs another module of the same filesystem as a guest.
+    assert_eq!(
+        b.ok(&["exec", "spin", "/probe.wasm", "cat", "/data/a.txt"]),
+        "alpha\n"
+    );
+    let (code, err) = b.fail(&["exec", "spin", "/bin/sh"]);
+    assert_eq!(code, 127, "{err}");
+    // stop ends a guest that never yields, through the epoch, well within its timeout.
+    let started = Instant::now();
+    b.ok(&["stop", "-t", "20", "spin"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stop waited for the timeout"
+    );
+    assert_eq!(b.ok(&["wait", "spin"]).trim(), "143");
+    assert_eq!(inspect(&b, "spin")["State"]["Status"], "exited");
+    // start again, then kill.
+    b.ok(&["start", "spin"]);
+    wait_for_log(&b, "spin", "looping\nlooping");
+    b.ok(&["kill", "spin"]);
+    assert_eq!(b.ok(&["wait", "spin"]).trim(), "137");
+    b.ok(&["rm", "spin"]);
+    // A guest blocked in a host call (sleep) is stopped too.
+    b.ok(&["run", "-d", "--name", "nap", "probe", "sleep", "600"]);
+    wait_for_log(&b, "nap", "sleeping");
+    let started = Instant::now();
+    b.ok(&["stop", "nap"]);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    b.ok(&["rm", "-f", "nap"]);
+}
+
+#[test]
+fn memory_limit_stops_a_hog() {
+    let b = setup();
+    let out = b.output(&["run", "--rm", "--memory", "64m", "probe", "hog", "512"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(err.contains("--memory 64 MiB"), "{err}");
+    // Within the limit it runs.
+    assert!(
+        b.ok(&["run", "--rm", "--memory", "64m", "probe", "hog", "16"])
+            .contains("held 16 MiB")
+    );
+}
+
+#[test]
+fn runtime_choice_and_clear_errors() {
+    let b = setup();
+    b.import_busybox("busybox");
+    let (code, err) = b.fail(&["run", "--rm", "--runtime", "native", "probe", "args"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("--runtime native"), "{err}");
+    let (code, err) = b.fail(&["run", "--rm", "--runtime", "wasi", "busybox", "true"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("not a WebAssembly module"), "{err}");
+    let (code, err) = b.fail(&["run", "--rm", "--runtime", "kata", "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("unknown runtime"), "{err}");
+    // A module in a linux image runs as WASI by its magic bytes; --runtime wasi says so too.
+    let ctx = b.path("ctx-mixed");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(probe("wasm32-wasip1"), ctx.join("probe.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY probe.wasm /bin/probe.wasm\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "mixed", ctx.to_str().unwrap()]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "mixed", "probe.wasm", "exit", "0"]),
+        ""
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "mixed", "echo", "native"]),
+        "native\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--runtime",
+            "wasi",
+            "mixed",
+            "/bin/probe.wasm",
+            "cwd"
+        ]),
+        "/\n"
+    );
+}
+
+#[test]
+fn corrupt_modules_and_the_compile_cache() {
+    let b = setup();
+    let cache = b.root().join("wasm-cache");
+    let artifacts = || -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&cache)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.extension().is_some_and(|e| e == "cwasm"));
+        v
+    };
+    // `berth build` precompiled the entrypoint.
+    let found = artifacts();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let art = found[0].clone();
+    let compiled = std::fs::read(&art).unwrap();
+    let mtime = std::fs::metadata(&art).unwrap().modified().unwrap();
+    b.ok(&["run", "--rm", "probe", "exit", "0"]);
+    b.ok(&["run", "--rm", "probe", "exit", "0"]);
+    assert_eq!(
+        std::fs::metadata(&art).unwrap().modified().unwrap(),
+        mtime,
+        "runs load the cached artifact, they do not rewrite it"
+    );
+    // A corrupt artifact is discarded and rebuilt, never run.
+    let mut bad = compiled.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&art, &bad).unwrap();
+    assert_eq!(
+        b.ok(&["run", "--rm", "probe", "cat", "/data/a.txt"]),
+        "alpha\n"
+    );
+    let rebuilt = std::fs::read(&art).unwrap();
+    assert!(rebuilt != bad, "the corrupt artifact was replaced");
+    let recorded = std::fs::read_to_string(art.with_extension("cwasm.sha256")).unwrap();
+    assert_eq!(
+        sha256_hex(&rebuilt),
+        recorded.trim(),
+        "the new artifact matches its digest"
+    );
+    // A truncated one too.
+    std::fs::write(&art, &compiled[..100]).unwrap();
+    assert_eq!(
+        b.ok(&["run", "--rm", "probe", "cat", "/data/a.txt"]),
+        "alpha\n"
+    );
+
+    // A corrupt module is a clear error, not a crash.
+    let ctx = b.path("ctx-bad");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("bad.wasm"), b"\0asm\x01\0\0\0this is not wasm").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bad.wasm /bad.wasm\nENTRYPOINT [\"/bad.wasm\"]\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "bad", ctx.to_str().unwrap()]);
+    let (code, err) = b.fail(&["run", "--rm", "bad"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(
+        err.contains("/bad.wasm is not a valid WebAssembly module"),
+        "{err}"
+    );
+}
