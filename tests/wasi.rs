@@ -514,3 +514,72 @@ fn corrupt_modules_and_the_compile_cache() {
         "{err}"
     );
 }
+
+/// Writes `bytes` as a blob of the OCI layout `dir`; gives its digest.
+fn put_blob(dir: &Path, bytes: &[u8]) -> String {
+    let hex = sha256_hex(bytes);
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn images_with_bare_wasm_layers_from_other_tooling_run() {
+    let b = Berth::new();
+    // An OCI image as wasm tooling pushes them: the module itself is the layer, with media
+    // type application/wasm, and no Entrypoint.
+    let layout = b.path("layout");
+    let module = std::fs::read(probe("wasm32-wasip1")).unwrap();
+    let layer = put_blob(&layout, &module);
+    let config = serde_json::json!({
+        "architecture": "wasm",
+        "os": "wasip1",
+        "config": {"Env": ["FROM_CONFIG=1"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    })
+    .to_string();
+    let config_digest = put_blob(&layout, config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": layer, "size": module.len()}],
+    })
+    .to_string();
+    let manifest_digest = put_blob(&layout, manifest.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "docker.io/library/bare:latest"},
+        }],
+    })
+    .to_string();
+    std::fs::write(layout.join("index.json"), index).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = b.path("bare.tar");
+    common::sh(&format!(
+        "tar -C {} -cf {} .",
+        layout.display(),
+        archive.display()
+    ));
+    b.ok(&["load", "-i", archive.to_str().unwrap()]);
+    // The module is the default command, at /app.wasm; args after the image are its own.
+    assert_eq!(
+        b.ok(&["run", "--rm", "bare", "/app.wasm", "env", "FROM_CONFIG"]),
+        "FROM_CONFIG=1\n"
+    );
+    let out = b.output(&["run", "--rm", "bare"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the probe without a command exits 2"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("probe: unknown command"));
+}

@@ -257,7 +257,17 @@ pub fn create_container(
     } else {
         rc.cmd.clone().unwrap_or_default()
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    // An image of bare wasm layers (other wasm tooling's) runs its module by default.
+    if args.is_empty()
+        && image
+            .manifest
+            .layers()
+            .iter()
+            .any(|l| crate::image::layer::is_wasm_media_type(l.media_type()))
+    {
+        args.push(crate::image::layer::WASM_LAYER_PATH.to_string());
+    }
     if args.is_empty() {
         return Err(invalid(format!(
             "no command specified: image {image_name} has no Cmd or Entrypoint; give a command after the image name"

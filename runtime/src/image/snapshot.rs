@@ -31,14 +31,18 @@ impl Store {
         let tmp = self.temp_path("snapshot");
         let result = (|| {
             std::fs::create_dir(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-            let reader = layer::decompress(blob).ctx(|| format!("opening layer {}", layer.blob))?;
-            let actual =
+            let actual = if layer::is_wasm_media_type(&layer.media_type) {
+                wasm_snapshot(blob, &tmp)?
+            } else {
+                let reader =
+                    layer::decompress(blob).ctx(|| format!("opening layer {}", layer.blob))?;
                 extract_verified(reader, &tmp, &ApplyOptions::default()).map_err(|cause| {
                     ImageError::Layer {
                         context: format!("unpacking layer {}", layer.blob),
                         cause,
                     }
-                })?;
+                })?
+            };
             if actual != layer.diff_id {
                 return Err(ImageError::Invalid(format!(
                     "layer {} unpacks to {actual}, not the diff_id {} its image names: the blob is corrupt; remove the image and get it again",
@@ -157,4 +161,24 @@ impl Store {
         }
         None
     }
+}
+
+/// The snapshot of a bare WebAssembly layer: the module at [`layer::WASM_LAYER_PATH`], mode
+/// 0755; gives the module's digest (the layer's diff_id).
+fn wasm_snapshot(blob: std::fs::File, dir: &std::path::Path) -> Result<Digest, ImageError> {
+    let name = layer::WASM_LAYER_PATH.trim_start_matches('/');
+    let path = dir.join(name);
+    let mut out = std::fs::File::create(&path).ctx(|| format!("creating {}", path.display()))?;
+    let mut reader = HashingReader::new(blob);
+    std::io::copy(&mut reader, &mut out).ctx(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .ctx(|| format!("setting the mode of {}", path.display()))?;
+    }
+    let (digest, _) = reader
+        .finish()
+        .ctx(|| "reading the wasm layer".to_string())?;
+    Ok(digest)
 }

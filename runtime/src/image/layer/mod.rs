@@ -54,7 +54,24 @@ impl Compression {
 }
 
 /// Whether a media type names a layer berth can unpack (OCI or Docker, any compression).
+/// Where a WebAssembly layer's module appears in the image's filesystem.
+pub const WASM_LAYER_PATH: &str = "/app.wasm";
+
+/// Whether a layer is a bare WebAssembly module rather than a tar, as wasm tooling pushes them
+/// (`application/wasm`, runwasi's and the Bytecode Alliance's wasm layer types). Its snapshot
+/// holds the module at [`WASM_LAYER_PATH`], and its diff_id is the module's digest.
+pub fn is_wasm_media_type(media_type: &MediaType) -> bool {
+    let s = media_type.to_string();
+    s == "application/wasm"
+        || s.ends_with("+wasm")
+        || s == "application/vnd.wasm.content.layer.v1+wasm"
+}
+
+/// Whether a layer's media type is one berth can unpack.
 pub fn is_layer_media_type(media_type: &MediaType) -> bool {
+    if is_wasm_media_type(media_type) {
+        return true;
+    }
     match media_type {
         MediaType::ImageLayer
         | MediaType::ImageLayerGzip
