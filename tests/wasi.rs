@@ -583,3 +583,49 @@ fn images_with_bare_wasm_layers_from_other_tooling_run() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("probe: unknown command"));
 }
+
+/// Builds an example's Rust program for wasm32-wasip1 into the example's own target folder,
+/// where its Dockerfile expects it.
+fn cargo_build_example(dir: &Path) {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip1"])
+        .current_dir(dir)
+        // Not the workspace's target dir: the example's Dockerfile reads its own.
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building {} failed", dir.display());
+}
+
+#[test]
+fn examples_hello_wasi_and_wasi_layers() {
+    let b = Berth::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let hello = examples.join("hello-wasi");
+    cargo_build_example(&hello);
+    b.ok(&["build", "-q", "-t", "hello-wasi", hello.to_str().unwrap()]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "hello-wasi"]),
+        "Hello, berth, from a WebAssembly module run by berth!\n"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "-e", "NAME=you", "hello-wasi", "a", "b"]),
+        "Hello, you, from a WebAssembly module run by berth!\narguments: a b\n"
+    );
+
+    let layers = examples.join("wasi-layers");
+    cargo_build_example(&layers);
+    b.ok(&["build", "-q", "-t", "wordcount", layers.to_str().unwrap()]);
+    let history = b.ok(&["history", "-q", "wordcount"]);
+    assert!(history.lines().count() >= 3, "{history}");
+    assert_eq!(
+        b.ok(&["run", "--rm", "-v", "wc-results:/results", "wordcount"]),
+        "counted 11 distinct words (min length 4) in 2 files into /results/counts.txt\n"
+    );
+    let vol: serde_json::Value =
+        serde_json::from_str(&b.ok(&["volume", "inspect", "wc-results"])).unwrap();
+    let dir = PathBuf::from(vol[0]["Mountpoint"].as_str().unwrap());
+    let counts = std::fs::read_to_string(dir.join("counts.txt")).unwrap();
+    assert!(counts.contains("3 berth\n"), "{counts}");
+    assert!(counts.contains("2 container\n"), "{counts}");
+}
