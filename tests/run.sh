@@ -16,15 +16,21 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # The multi-stage example's compiler image (examples/multi-stage/make-gcc-image.sh).
 dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+# berth.exe: cross-compiled with mingw-w64 and run under wine by tests/windows.rs.
+command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64-posix)
+command -v wine >/dev/null 2>&1 || need+=(wine wine64)
 if ((${#need[@]})); then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The WASI tests build their guests (tests/guests, examples/hello-wasi) for these targets.
-for t in wasm32-wasip1 wasm32-wasip2; do
+# The WASI tests build their guests (tests/guests, examples/hello-wasi) for the wasm targets.
+for t in wasm32-wasip1 wasm32-wasip2 x86_64-pc-windows-gnu; do
     rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t"
 done
+
+# Without Linux namespaces, berth runs WASI images only: tests/windows.rs runs this under wine.
+cargo build --target x86_64-pc-windows-gnu -p berth-cli
 
 cargo test --workspace --all-targets "$@"

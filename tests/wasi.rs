@@ -579,7 +579,8 @@ fn images_with_bare_wasm_layers_from_other_tooling_run() {
     assert_eq!(
         out.status.code(),
         Some(2),
-        "the probe without a command exits 2"
+        "the probe without a command exits 2: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("probe: unknown command"));
 }

@@ -28,8 +28,7 @@ use crate::layered::LayeredFs;
 use crate::output::Progress;
 use crate::plan::{PREDEFINED_ARGS, Plan, stage_index};
 
-/// The label that marks a RUN step's container; `berth ps` hides such containers.
-pub const BUILD_LABEL: &str = "berth.build";
+pub use berth_runtime::container::BUILD_LABEL;
 
 /// What to build and how.
 #[derive(Debug)]

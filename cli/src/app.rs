@@ -49,38 +49,52 @@ pub struct GlobalOptions {
 /// berth's commands, named and flagged as Docker's.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[cfg(target_os = "linux")]
     /// Build an image from a Dockerfile
     Build(commands::build::BuildArgs),
+    #[cfg(target_os = "linux")]
     /// Manage the build cache (builder prune)
     Builder(commands::builder::BuilderArgs),
     /// Create and run a container from an image
     Run(commands::run::RunArgs),
+    #[cfg(target_os = "linux")]
     /// Create a container without starting it
     Create(commands::create::CreateArgs),
+    #[cfg(target_os = "linux")]
     /// Start containers
     Start(commands::start::StartArgs),
+    #[cfg(target_os = "linux")]
     /// Stop containers (the stop signal, then SIGKILL)
     Stop(commands::stop::StopArgs),
+    #[cfg(target_os = "linux")]
     /// Restart containers
     Restart(commands::stop::StopArgs),
+    #[cfg(target_os = "linux")]
     /// Send a signal to containers
     Kill(commands::stop::KillArgs),
+    #[cfg(target_os = "linux")]
     /// Remove containers
     Rm(commands::stop::RmArgs),
+    #[cfg(target_os = "linux")]
     /// Wait for containers to stop and print their exit codes
     Wait(commands::stop::WaitArgs),
     /// List containers
     Ps(commands::ps::PsArgs),
+    #[cfg(target_os = "linux")]
     /// Show a container's output
     Logs(commands::logs::LogsArgs),
+    #[cfg(target_os = "linux")]
     /// Run a command in a running container
     Exec(commands::exec::ExecArgs),
+    #[cfg(target_os = "linux")]
     /// Show a container's processes
     Top(commands::top::TopArgs),
+    #[cfg(target_os = "linux")]
     /// Manage containers (container ls, prune, …)
     Container(commands::container::ContainerArgs),
     /// Manage volumes
     Volume(commands::volume::VolumeArgs),
+    #[cfg(target_os = "linux")]
     /// Manage berth itself (system prune, system info)
     System(commands::system::SystemArgs),
     /// Manage images (image ls, rm, inspect, tag, history, import, save, load, prune)
@@ -95,6 +109,7 @@ pub enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Show the history of an image
     History(commands::history::HistoryArgs),
+    #[cfg(target_os = "linux")]
     /// Import a root filesystem tarball or folder as an image
     Import(commands::import::ImportArgs),
     /// Save images to a tar archive (OCI layout, readable by docker load)
@@ -107,12 +122,15 @@ pub enum Command {
     Info(commands::info::InfoArgs),
     /// Print a shell completion script
     Completion(commands::completion::CompletionArgs),
+    #[cfg(target_os = "linux")]
     /// A container's first processes (berth runs this itself)
     #[command(name = "__init", hide = true)]
     InternalInit(commands::internal::InitArgs),
+    #[cfg(target_os = "linux")]
     /// The process that holds a detached container (berth runs this itself)
     #[command(name = "__monitor", hide = true)]
     InternalMonitor(commands::internal::MonitorArgs),
+    #[cfg(target_os = "linux")]
     /// A command run in a container's namespaces (berth runs this itself)
     #[command(name = "__exec", hide = true)]
     InternalExec(commands::internal::ExecArgs),

@@ -11,7 +11,11 @@ use clap::Parser;
 use app::Cli;
 
 /// The runtime backends compiled into this binary.
+#[cfg(target_os = "linux")]
 pub const BACKENDS: &[&str] = &["native", "wasi"];
+/// The runtime backends compiled into this binary (native containers need Linux).
+#[cfg(not(target_os = "linux"))]
+pub const BACKENDS: &[&str] = &["wasi"];
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -30,7 +30,9 @@ impl std::fmt::Display for CgroupVersion {
 /// The host's cgroup version.
 pub fn cgroup_version() -> CgroupVersion {
     let root = Path::new("/sys/fs/cgroup");
-    if root.join("cgroup.controllers").exists() {
+    if !cfg!(target_os = "linux") {
+        CgroupVersion::None
+    } else if root.join("cgroup.controllers").exists() {
         CgroupVersion::V2
     } else if root.join("memory").is_dir() || root.join("pids").is_dir() {
         if root.join("unified").is_dir() {
@@ -45,8 +47,9 @@ pub fn cgroup_version() -> CgroupVersion {
 
 /// Whether the kernel knows overlayfs.
 pub fn has_overlayfs() -> bool {
-    std::fs::read_to_string("/proc/filesystems")
-        .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
+    cfg!(target_os = "linux")
+        && std::fs::read_to_string("/proc/filesystems")
+            .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
 }
 
 /// Whether this process can make the namespaces a native container needs.

@@ -216,6 +216,7 @@ impl ContainerFlags {
             let (k, v) = l.split_once('=').unwrap_or((l, ""));
             labels.insert(k.to_string(), v.to_string());
         }
+        #[cfg(target_os = "linux")]
         if let Some(s) = &self.stop_signal
             && !berth_builder::config_edit::valid_signal(s)
         {

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::{history, images, import, inspect, load, rmi, save, tag};
+#[cfg(target_os = "linux")]
+use super::import;
+use super::{history, images, inspect, load, rmi, save, tag};
 use crate::app::GlobalOptions;
 
 /// Arguments of `berth image`.
@@ -35,6 +37,7 @@ pub enum ImageCommand {
     Tag(tag::TagArgs),
     /// Show the history of an image
     History(history::HistoryArgs),
+    #[cfg(target_os = "linux")]
     /// Import a root filesystem tarball or folder as an image
     Import(import::ImportArgs),
     /// Save images to a tar archive
@@ -65,6 +68,7 @@ pub fn run(g: &GlobalOptions, a: ImageArgs) -> Result<ExitCode> {
         ImageCommand::Inspect(a) => inspect::run(g, a),
         ImageCommand::Tag(a) => tag::run(g, a),
         ImageCommand::History(a) => history::run(g, a),
+        #[cfg(target_os = "linux")]
         ImageCommand::Import(a) => import::run(g, a),
         ImageCommand::Save(a) => save::run(g, a),
         ImageCommand::Load(a) => load::run(g, a),

@@ -1,29 +1,41 @@
 //! One module per command; each has its clap arguments and a `run`.
 
+#[cfg(target_os = "linux")]
 pub mod build;
+#[cfg(target_os = "linux")]
 pub mod builder;
 pub mod completion;
+#[cfg(target_os = "linux")]
 pub mod container;
 pub mod container_flags;
+#[cfg(target_os = "linux")]
 pub mod create;
+#[cfg(target_os = "linux")]
 pub mod exec;
 pub mod history;
 pub mod image;
 pub mod images;
+#[cfg(target_os = "linux")]
 pub mod import;
 pub mod info;
 pub mod inspect;
+#[cfg(target_os = "linux")]
 pub mod internal;
 pub mod load;
+#[cfg(target_os = "linux")]
 pub mod logs;
 pub mod ps;
 pub mod rmi;
 pub mod run;
 pub mod save;
+#[cfg(target_os = "linux")]
 pub mod start;
+#[cfg(target_os = "linux")]
 pub mod stop;
+#[cfg(target_os = "linux")]
 pub mod system;
 pub mod tag;
+#[cfg(target_os = "linux")]
 pub mod top;
 pub mod version;
 pub mod volume;
@@ -39,7 +51,9 @@ use crate::app::{Cli, Command, GlobalOptions};
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
+        #[cfg(target_os = "linux")]
         Command::Build(a) => build::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Builder(a) => builder::run(g, a),
         Command::Image(a) => image::run(g, a),
         Command::Images(a) => images::run(g, a),
@@ -47,6 +61,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rmi(a) => rmi::run(g, a),
         Command::Inspect(a) => inspect::run(g, a),
         Command::History(a) => history::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Import(a) => import::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Load(a) => load::run(g, a),
@@ -54,22 +69,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Info(a) => info::run(g, a),
         Command::Completion(a) => completion::run(a),
         Command::Run(a) => run::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Create(a) => create::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Start(a) => start::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Stop(a) => stop::stop(g, a),
+        #[cfg(target_os = "linux")]
         Command::Restart(a) => stop::restart(g, a),
+        #[cfg(target_os = "linux")]
         Command::Kill(a) => stop::kill(g, a),
+        #[cfg(target_os = "linux")]
         Command::Rm(a) => stop::rm(g, a),
+        #[cfg(target_os = "linux")]
         Command::Wait(a) => stop::wait(g, a),
         Command::Ps(a) => ps::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Logs(a) => logs::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Exec(a) => exec::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Top(a) => top::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::Container(a) => container::run(g, a),
         Command::Volume(a) => volume::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::System(a) => system::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::InternalInit(a) => internal::init(a),
+        #[cfg(target_os = "linux")]
         Command::InternalMonitor(a) => internal::monitor(g, a),
+        #[cfg(target_os = "linux")]
         Command::InternalExec(a) => internal::exec(a),
     }
 }

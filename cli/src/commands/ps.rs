@@ -107,7 +107,7 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
         .iter()
         .filter(|c| show_all || c.state.status == Status::Running)
         // A build's RUN containers are the builder's business, as BuildKit's are.
-        .filter(|c| !c.labels.contains_key(berth_builder::executor::BUILD_LABEL))
+        .filter(|c| !c.labels.contains_key(berth_runtime::container::BUILD_LABEL))
         .filter(|c| matches(c, &filters))
         .collect();
     if a.quiet {

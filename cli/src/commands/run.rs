@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use berth_runtime::Store;
 use berth_runtime::container::create::create_container;
+#[cfg(target_os = "linux")]
 use berth_runtime::container::monitor::{Attach, Monitor, MonitorError};
 use clap::Args;
 
@@ -30,7 +31,45 @@ pub struct RunArgs {
 /// Docker's exit code for berth's own failures in `run`.
 pub const EXIT_BERTH: u8 = 125;
 
+/// Without Linux: the container runs in this process, in the foreground (WASI images only).
+#[cfg(not(target_os = "linux"))]
+pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
+    use berth_runtime::container::portable;
+    if a.detach {
+        eprintln!(
+            "berth: run -d needs Linux (a detached container's monitor); here containers run in the foreground: drop -d"
+        );
+        return Ok(ExitCode::from(EXIT_BERTH));
+    }
+    let store = match super::open_store(g) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(ExitCode::from(EXIT_BERTH));
+        }
+    };
+    let c = match create(&store, &a.flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(ExitCode::from(EXIT_BERTH));
+        }
+    };
+    let code = match portable::run_foreground(&store, &c.id) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            e.exit_code()
+        }
+    };
+    if c.auto_remove {
+        let _ = store.remove_container_files(&c.id);
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
 /// Creates and starts the container; the exit code is the workload's (or 125/126/127).
+#[cfg(target_os = "linux")]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
     let store = match super::open_store(g) {
         Ok(s) => s,
@@ -82,6 +121,7 @@ pub fn create(store: &Store, f: &ContainerFlags) -> Result<berth_runtime::contai
 }
 
 /// Runs a created container with this process as its monitor; returns the exit code.
+#[cfg(target_os = "linux")]
 pub fn foreground(store: &Store, id: &str) -> ExitCode {
     let result = Monitor::start(store, id, Attach::Foreground).and_then(|m| m.wait());
     match result {

@@ -20,7 +20,12 @@ pub struct VersionArgs {
 
 /// Prints the version.
 pub fn run(_g: &GlobalOptions, a: VersionArgs) -> Result<ExitCode> {
-    let (os, arch) = berth_runtime::image::config::host_platform();
+    let (linux, arch) = berth_runtime::image::config::host_platform();
+    let os = if cfg!(target_os = "linux") {
+        linux
+    } else {
+        std::env::consts::OS
+    };
     let v = json!({
         "Version": env!("CARGO_PKG_VERSION"),
         "Os": os,

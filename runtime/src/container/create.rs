@@ -94,7 +94,15 @@ fn invalid(s: impl Into<String>) -> CreateError {
 /// Parses `-v SPEC`: `HOST:CTR[:ro|rw]` (HOST a path), `NAME:CTR[:ro]` (a named volume) or
 /// `CTR` (an anonymous volume).
 fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
-    let parts: Vec<&str> = spec.split(':').collect();
+    // A Windows host path starts with a drive (`C:\data:/data`): its colon is not a separator.
+    let drive = spec.len() > 2
+        && spec.as_bytes()[0].is_ascii_alphabetic()
+        && spec.as_bytes()[1] == b':'
+        && matches!(spec.as_bytes()[2], b'\\' | b'/');
+    let mut parts: Vec<&str> = spec[if drive { 2 } else { 0 }..].split(':').collect();
+    if drive {
+        parts[0] = &spec[..2 + parts[0].len()];
+    }
     let (src, dst, opts) = match parts.as_slice() {
         [dst] => (None, *dst, ""),
         [src, dst] => (Some(*src), *dst, ""),
@@ -125,7 +133,7 @@ fn parse_volume(store: &Store, spec: &str) -> Result<MountSpec, CreateError> {
         }
     }
     match src {
-        Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') => {
+        Some(s) if s.starts_with('/') || s.starts_with('.') || s.starts_with('~') || drive => {
             let path = std::path::absolute(s).map_err(|e| invalid(format!("-v {spec:?}: {e}")))?;
             // Docker creates a missing host folder for -v.
             if !path.exists() {
@@ -333,8 +341,15 @@ pub fn create_container(
             "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));
     }
+    #[cfg(target_os = "linux")]
     for p in &opts.publish {
         crate::network::ports::parse_publish(p).map_err(|e| invalid(e.to_string()))?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    if !opts.publish.is_empty() || opts.publish_all {
+        return Err(invalid(
+            "publishing ports (-p, -P) needs Linux network namespaces; this system runs WASI guests on the host network",
+        ));
     }
     for v in &opts.volumes {
         spec.mounts.push(parse_volume(store, v)?);
@@ -369,9 +384,7 @@ pub fn create_container(
         tracing::warn!("published ports are discarded when using host network mode");
         publish.clear();
     }
-    for p in &publish {
-        crate::network::ports::parse_publish(p).map_err(|e| invalid(e.to_string()))?;
-    }
+    #[cfg(target_os = "linux")]
     if opts.publish_all && opts.network != NetworkMode::Host {
         let exposed: Vec<String> = rc
             .exposed_ports
@@ -386,6 +399,12 @@ pub fn create_container(
 
     for layer in image.layers()? {
         store.ensure_snapshot(&layer)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    if spec.backend == Backend::Native {
+        return Err(invalid(format!(
+            "image {image_name} is not a WebAssembly image, and native containers need Linux: on this system berth runs WASI images (os wasip1/wasip2, arch wasm)"
+        )));
     }
     let id = new_id();
     spec.hostname = opts

@@ -5,16 +5,20 @@
 //! container's stdio, writes its log, reaps it and records its exit). Any berth command reads
 //! the state; a monitor that died is noticed, so a container never shows as a ghost "running".
 
-#[cfg(target_os = "linux")]
 pub mod create;
 #[cfg(target_os = "linux")]
 pub mod lifecycle;
 pub mod log;
 #[cfg(target_os = "linux")]
 pub mod monitor;
+#[cfg(not(target_os = "linux"))]
+pub mod portable;
 pub mod state;
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod tty;
 
 pub use state::{Container, RunState, Status};
+
+/// The label that marks a build's RUN-step containers; `berth ps` hides them, as BuildKit's.
+pub const BUILD_LABEL: &str = "berth.build";

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod config;
+#[cfg(unix)]
 pub mod import;
 pub mod layer;
 pub mod snapshot;

@@ -33,6 +33,19 @@ impl Store {
             std::fs::create_dir(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
             let actual = if layer::is_wasm_media_type(&layer.media_type) {
                 wasm_snapshot(blob, &tmp)?
+            } else if cfg!(not(target_os = "linux")) {
+                // No overlayfs here: containers get the layers merged into a folder of their
+                // own (`merge_layers`), so the snapshot is only a record that the blob unpacks
+                // to its diff_id.
+                let mut reader = HashingReader::new(
+                    layer::decompress(blob).ctx(|| format!("opening layer {}", layer.blob))?,
+                );
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .ctx(|| format!("reading layer {}", layer.blob))?;
+                reader
+                    .finish()
+                    .ctx(|| format!("reading layer {}", layer.blob))?
+                    .0
             } else {
                 let reader =
                     layer::decompress(blob).ctx(|| format!("opening layer {}", layer.blob))?;
@@ -66,10 +79,13 @@ impl Store {
     ) -> Result<PathBuf, ImageError> {
         let path = self.snapshot_path(diff_id);
         // One syncfs for the whole tree beats an fsync per file, and makes the rename safe.
-        let dir = std::fs::File::open(tmp).ctx(|| format!("opening {}", tmp.display()))?;
-        rustix::fs::syncfs(&dir)
-            .map_err(std::io::Error::from)
-            .ctx(|| format!("syncing {}", tmp.display()))?;
+        #[cfg(unix)]
+        {
+            let dir = std::fs::File::open(tmp).ctx(|| format!("opening {}", tmp.display()))?;
+            rustix::fs::syncfs(&dir)
+                .map_err(std::io::Error::from)
+                .ctx(|| format!("syncing {}", tmp.display()))?;
+        }
         match atomic::rename_durable(tmp, &path) {
             Ok(()) => Ok(path),
             // Another process made the same snapshot first: theirs is as good as ours.
@@ -181,4 +197,38 @@ fn wasm_snapshot(blob: std::fs::File, dir: &std::path::Path) -> Result<Digest, I
         .finish()
         .ctx(|| "reading the wasm layer".to_string())?;
     Ok(digest)
+}
+
+impl Store {
+    /// Applies an image's layers, bottom first, into the folder `dest` (whiteouts by deletion):
+    /// a container's private rootfs where there is no overlayfs.
+    pub fn merge_layers(
+        &self,
+        layers: &[LayerRef],
+        dest: &std::path::Path,
+    ) -> Result<(), ImageError> {
+        std::fs::create_dir_all(dest).ctx(|| format!("creating {}", dest.display()))?;
+        let target = Dir::open_ambient_dir(dest, ambient_authority())
+            .ctx(|| format!("opening {}", dest.display()))?;
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Remove,
+            ..ApplyOptions::default()
+        };
+        for l in layers {
+            let blob = self.open_blob(&l.blob)?;
+            let context = || format!("unpacking layer {}", l.blob);
+            if layer::is_wasm_media_type(&l.media_type) {
+                let name = layer::WASM_LAYER_PATH.trim_start_matches('/');
+                let mut out = target.create(name).ctx(context)?;
+                std::io::copy(&mut { blob }, &mut out).ctx(context)?;
+                continue;
+            }
+            let reader = layer::decompress(blob).ctx(context)?;
+            layer::apply(reader, &target, &opts).map_err(|cause| ImageError::Layer {
+                context: context(),
+                cause,
+            })?;
+        }
+        Ok(())
+    }
 }

@@ -6,6 +6,7 @@
 //! layer with sorted, reproducible entries.
 
 pub mod apply;
+#[cfg(unix)]
 pub mod create;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -13,6 +14,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use oci_spec::image::MediaType;
 
 pub use apply::{ApplyOptions, LayerError, WhiteoutMode, apply};
+#[cfg(unix)]
 pub use create::{CreateOptions, create};
 
 /// The prefix that marks a whiteout entry in a layer.

@@ -140,16 +140,18 @@ impl ModuleCache {
         }
         // SAFETY: wasmtime runs a deserialized artifact as code. This one was written by this
         // cache (atomically, from wasmtime's own serialize) and its bytes were just checked
-        // against the digest recorded with it, in a folder only root can write. The file is
-        // mapped through the same descriptor that was hashed.
+        // against the digest recorded with it, in a folder only root can write. On Linux the
+        // file is mapped through the same descriptor that was hashed; elsewhere wasmtime opens
+        // it by path with the access its mapping needs (entries are replaced only by rename).
+        let path = fd_path(&file, &self.path.join(entry));
         let loaded = unsafe {
             match kind {
-                WasmKind::Module => {
+                WasmKind::Module if cfg!(target_os = "linux") => {
                     Module::deserialize_open_file(engine, file).map(Program::Module)
                 }
+                WasmKind::Module => Module::deserialize_file(engine, path).map(Program::Module),
                 WasmKind::Component => {
-                    Component::deserialize_file(engine, fd_path(&file, &self.path.join(entry)))
-                        .map(Program::Component)
+                    Component::deserialize_file(engine, path).map(Program::Component)
                 }
             }
         };

@@ -18,6 +18,7 @@ pub fn stopped_by() -> Option<i32> {
 }
 
 /// How long a guest stuck in a host call gets after the epoch trips, before exit.
+#[cfg(target_os = "linux")]
 const GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(target_os = "linux")]

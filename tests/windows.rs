@@ -1,0 +1,181 @@
+//! End-to-end: berth built for Windows (x86_64-pc-windows-gnu, with the native backend compiled
+//! out) loads a WASI image saved by the Linux berth and runs it, under wine. tests/run.sh
+//! cross-compiles `berth.exe` before the tests and installs mingw-w64 and wine.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::Berth;
+
+/// The cross-compiled binary, next to the Linux one's target dir.
+fn berth_exe() -> PathBuf {
+    let linux = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
+    // target/debug/berth -> target/x86_64-pc-windows-gnu/debug/berth.exe
+    let profile = linux.parent().unwrap();
+    let target = profile.parent().unwrap();
+    let exe = target
+        .join("x86_64-pc-windows-gnu")
+        .join(profile.file_name().unwrap())
+        .join("berth.exe");
+    assert!(
+        exe.exists(),
+        "{} is missing: run the tests through tests/run.sh, which cross-compiles it (cargo build --target x86_64-pc-windows-gnu -p berth-cli)",
+        exe.display()
+    );
+    exe
+}
+
+/// A Windows path for a host path, through wine's Z: drive.
+fn win(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+/// The wine prefix of the test run, made once, with tests/wine/bcryptprimitives.c built into
+/// its system32: Debian 12's wine 8.0 lacks that DLL, which Rust's std imports on Windows.
+fn prefix() -> PathBuf {
+    static PREFIX: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            common::require("wine");
+            common::require("x86_64-w64-mingw32-gcc");
+            let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wineprefix");
+            let system32 = prefix.join("drive_c/windows/system32");
+            if !system32.is_dir() {
+                let status = Command::new("wineboot")
+                    .arg("--init")
+                    .env("WINEPREFIX", &prefix)
+                    .env("WINEDEBUG", "-all")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("run wineboot");
+                assert!(status.success(), "wineboot --init failed");
+            }
+            let src =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/wine/bcryptprimitives.c");
+            let status = Command::new("x86_64-w64-mingw32-gcc")
+                .args(["-shared", "-O2", "-o"])
+                .arg(system32.join("bcryptprimitives.dll"))
+                .arg(&src)
+                .arg("-ladvapi32")
+                .status()
+                .expect("run mingw gcc");
+            assert!(
+                status.success(),
+                "building the bcryptprimitives shim failed"
+            );
+            prefix
+        })
+        .clone()
+}
+
+/// Runs `wine berth.exe ARGS` with the test run's wine prefix.
+fn wine(args: &[&str]) -> Output {
+    let prefix = prefix();
+    Command::new("wine")
+        .arg(berth_exe())
+        .args(args)
+        .env("WINEPREFIX", &prefix)
+        .env("WINEDEBUG", "-all")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wine")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = wine(args);
+    assert!(
+        out.status.success(),
+        "wine berth.exe {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+}
+
+#[test]
+fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
+    let b = Berth::new();
+    // A WASI image made by the Linux berth: hello-wasi's module, saved as an OCI archive.
+    let ctx = b.path("ctx");
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    std::fs::write(ctx.join("data/greeting.txt"), "hello from a layer\n").unwrap();
+    let module = Path::new(env!("CARGO_TARGET_TMPDIR")).join("windows-probe.wasm");
+    let status = Command::new("rustc")
+        .args([
+            "--edition",
+            "2021",
+            "--target",
+            "wasm32-wasip1",
+            "-C",
+            "opt-level=1",
+        ])
+        .args(["-C", "debuginfo=0", "-C", "strip=symbols", "-o"])
+        .arg(&module)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(&module, ctx.join("probe.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY data/ /data/\nCOPY probe.wasm /probe.wasm\nENV WHERE=windows\nENTRYPOINT [\"/probe.wasm\"]\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "probe", ctx.to_str().unwrap()]);
+    let archive = b.path("probe.tar");
+    b.ok(&["save", "-o", archive.to_str().unwrap(), "probe"]);
+
+    let root = b.path("winroot");
+    let root_w = win(&root);
+    let info = ok(&["--root", &root_w, "info"]);
+    assert!(info.contains("wasi"), "{info}");
+    ok(&["--root", &root_w, "load", "-i", &win(&archive)]);
+    let images = ok(&["--root", &root_w, "images"]);
+    assert!(images.contains("probe"), "{images}");
+    assert_eq!(
+        ok(&[
+            "--root",
+            &root_w,
+            "run",
+            "--rm",
+            "probe",
+            "cat",
+            "/data/greeting.txt"
+        ]),
+        "hello from a layer\n"
+    );
+    assert_eq!(
+        ok(&[
+            "--root", &root_w, "run", "--rm", "-e", "X=1", "probe", "env", "WHERE", "X"
+        ]),
+        "WHERE=windows\nX=1\n"
+    );
+    // Writes stay in the container's own folder; a volume keeps them.
+    let vol = b.path("winvol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let spec = format!("{}:/out", win(&vol));
+    ok(&[
+        "--root",
+        &root_w,
+        "run",
+        "--rm",
+        "-v",
+        &spec,
+        "probe",
+        "write",
+        "/out/r.txt",
+        "42",
+    ]);
+    assert_eq!(std::fs::read_to_string(vol.join("r.txt")).unwrap(), "42");
+    let out = wine(&["--root", &root_w, "run", "--rm", "probe", "exit", "3"]);
+    assert_eq!(out.status.code(), Some(3));
+    // What needs Linux says so.
+    let out = wine(&["--root", &root_w, "run", "-d", "probe", "args"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs Linux"));
+}
