@@ -145,7 +145,11 @@ fn is_tls_error(e: &ureq::Error) -> bool {
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => true,
         ureq::Error::Io(io) => {
             let s = io.to_string();
-            s.contains("certificate") || s.contains("tls") || s.contains("TLS")
+            // rustls reports through io::Error: a bad certificate, or a peer that answered
+            // the handshake with plain HTTP ("received corrupt message").
+            ["certificate", "tls", "TLS", "corrupt message", "handshake", "alert"]
+                .iter()
+                .any(|w| s.contains(w))
         }
         _ => false,
     }
@@ -235,11 +239,8 @@ impl Client {
         let probe = |base: &str| {
             (|| client.agent.get(format!("{base}/v2/")).call())
                 .retry(backoff().with_max_times(2))
-                .when(|e| {
-                    !is_tls_error(e)
-                        && !matches!(e, ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused)
-                        && transient(e)
-                })
+                .when(|e| !is_tls_error(e) && transient(e))
+                .notify(|e, d| tracing::debug!("probing {base}: {e}; retrying in {d:?}"))
                 .call()
         };
         let resp = match probe(&client.base) {
@@ -508,6 +509,19 @@ impl Client {
                     text
                 }
             });
+        // A token without the scope asked for: the user may not do this.
+        let insufficient = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("insufficient_scope"));
+        if status == 401 && insufficient {
+            return RegistryError::Denied {
+                what: what.to_string(),
+                registry: self.registry.clone(),
+                message: "requested access to the resource is denied".into(),
+            };
+        }
         match (status, code) {
             (401, _) | (_, "UNAUTHORIZED") => RegistryError::Unauthorized {
                 what: what.to_string(),

@@ -117,7 +117,13 @@ fn fetch_manifest(client: &Client, name: &ImageRef, reference: &str) -> Result<F
                 .limit(1 << 16)
                 .read_to_vec()
                 .unwrap_or_default();
-            return Err(if Client::error_code(&body) == "NAME_UNKNOWN" {
+            // Registries answer MANIFEST_UNKNOWN for a repository they do not have too;
+            // its tag list tells the two apart.
+            let unknown_repo = Client::error_code(&body) == "NAME_UNKNOWN"
+                || client
+                    .send(Request::new(Method::GET, format!("/v2/{repo}/tags/list")))
+                    .is_ok_and(|r| r.status() == 404);
+            return Err(if unknown_repo {
                 RegistryError::UnknownRepository {
                     registry: name.registry().to_string(),
                     repository: repo.to_string(),
@@ -202,7 +208,9 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
         let pick = platform::select(&index, opts.platform.as_ref(), &name.familiar())?;
         let digest = pick.digest().to_string();
         fetched = fetch_manifest(&client, name, &digest)?;
-    } else if fetched.media_type.contains("manifest.v1") {
+    } else if fetched
+        .media_type
+        .starts_with("application/vnd.docker.distribution.manifest.v1") {
         return Err(RegistryError::Invalid {
             what: format!("the manifest of {}", name.familiar()),
             reason: "it is a Docker schema 1 manifest, which berth does not support (push the image again with a current tool)".into(),
@@ -454,6 +462,7 @@ fn download_blob(
     if &actual != digest {
         drop(file);
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&lock_path);
         return Err(RegistryError::DigestMismatch {
             what: format!("layer {} of {}", digest, name.familiar()),
             expected: digest.clone(),
@@ -489,6 +498,7 @@ fn fetch_range(
         format!("/v2/{}/blobs/{digest}", name.repository()),
     );
     if *have > 0 {
+        tracing::debug!("resuming the download of {digest} from byte {have}");
         req = req.header("range", format!("bytes={have}-"));
     }
     let mut resp = match client.send(req) {
