@@ -101,7 +101,13 @@ pub fn image_for(
     if found.is_err() {
         eprintln!("Unable to find image '{}' locally", name.familiar());
     }
-    pull_image(g, store, &name, parse_platform(platform)?, Stream::Stderr, false)?;
+    if let Err(e) = pull_image(g, store, &name, parse_platform(platform)?, Stream::Stderr, false) {
+        return Err(match found {
+            // Both failures matter: it is not here, and it could not be fetched.
+            Err(not_here) => anyhow::anyhow!("{not_here}; and {e:#}"),
+            Ok(_) => e,
+        });
+    }
     Ok(store.find_image(&name.to_string())?)
 }
 

@@ -29,10 +29,11 @@ use super::{
 };
 use crate::digest::Digest;
 use crate::image::config::ImageConfig;
-use crate::image::layer::is_layer_media_type;
+use crate::image::layer::{self, ApplyOptions, is_layer_media_type};
+use crate::image::snapshot::extract_verified;
 use crate::image::{DOCKER_MANIFEST, LayerRef, OCI_MANIFEST};
 use crate::reference::ImageRef;
-use crate::store::{IoContext, Store, atomic, lock};
+use crate::store::{IoContext, Store, atomic, lock, remove_tree};
 
 /// Manifests larger than this are refused (the spec suggests 4 MiB).
 const MAX_MANIFEST: u64 = 4 << 20;
@@ -432,48 +433,112 @@ fn download_blob(
         }
         tracing::debug!("resuming {digest} at {have} of {} bytes", layer.size);
     }
-    let mut backoff = super::client::backoff().with_max_times(5).build();
-    loop {
-        if have == layer.size && layer.size > 0 {
-            break;
-        }
-        match fetch_range(client, name, digest, &mut file, &mut hasher, &mut have, layer.size, progress) {
-            Ok(()) => break,
-            Err(Attempt::Fatal(e)) => return Err(e),
-            Err(Attempt::Restart) => {
-                file.set_len(0).map_err(io_err(&what))?;
-                hasher = Sha256::new();
-                have = 0;
+    // A download from the first byte is unpacked as it arrives, through a pipe to a thread
+    // (the snapshot is kept only if the whole transfer went through in one piece and both
+    // digests check out); anything else is unpacked from the stored blob afterwards.
+    let stream = have == 0 && !store.snapshot_path(&layer.diff_id).is_dir();
+    let (pipe_reader, pipe_writer) = std::io::pipe().map_err(io_err(&what))?;
+    std::thread::scope(|s| {
+        let unpacker = stream.then(|| s.spawn(move || unpack_stream(store, pipe_reader)));
+        let mut tee = unpacker.as_ref().map(|_| pipe_writer);
+        let mut backoff = super::client::backoff().with_max_times(5).build();
+        let outcome: Result<()> = loop {
+            if have == layer.size && layer.size > 0 {
+                break Ok(());
             }
-            Err(Attempt::Transient(cause)) => match backoff.next() {
-                Some(delay) => {
-                    tracing::debug!("{what}: {cause}; retrying in {delay:?}");
-                    std::thread::sleep(delay.min(Duration::from_secs(8)));
+            let attempt = fetch_range(
+                client,
+                name,
+                digest,
+                &mut file,
+                &mut tee,
+                &mut hasher,
+                &mut have,
+                layer.size,
+                progress,
+            );
+            if attempt.is_err() {
+                tee = None;
+            }
+            match attempt {
+                Ok(()) => break Ok(()),
+                Err(Attempt::Fatal(e)) => break Err(e),
+                Err(Attempt::Restart) => {
+                    if let Err(e) = file.set_len(0) {
+                        break Err(io_err(&what)(e));
+                    }
+                    hasher = Sha256::new();
+                    have = 0;
                 }
-                None => {
-                    return Err(RegistryError::Cut { what, cause });
-                }
-            },
+                Err(Attempt::Transient(cause)) => match backoff.next() {
+                    Some(delay) => {
+                        tracing::debug!("{what}: {cause}; retrying in {delay:?}");
+                        std::thread::sleep(delay.min(Duration::from_secs(8)));
+                    }
+                    None => {
+                        break Err(RegistryError::Cut {
+                            what: what.clone(),
+                            cause,
+                        });
+                    }
+                },
+            }
+        };
+        let streamed = tee.is_some();
+        drop(tee);
+        let unpacked = unpacker.map(|h| h.join().unwrap_or_else(|_| Err(None)));
+        let actual: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
+            .parse()
+            .expect("a sha256 digest");
+        let discard = |u: Option<Result<(PathBuf, Digest), Option<PathBuf>>>| {
+            if let Some(Ok((tmp, _)) | Err(Some(tmp))) = u {
+                let _ = remove_tree(&tmp);
+            }
+        };
+        if let Err(e) = outcome {
+            discard(unpacked);
+            return Err(e);
         }
-    }
-    let actual: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
-        .parse()
-        .expect("a sha256 digest");
-    if &actual != digest {
-        drop(file);
-        let _ = std::fs::remove_file(&path);
+        if &actual != digest {
+            discard(unpacked);
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&lock_path);
+            return Err(RegistryError::DigestMismatch {
+                what: format!("layer {} of {}", digest, name.familiar()),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        file.sync_all().map_err(io_err(&what))?;
+        atomic::rename_durable(&path, &store.blob_path(digest)).map_err(io_err(&what))?;
         let _ = std::fs::remove_file(&lock_path);
-        return Err(RegistryError::DigestMismatch {
-            what: format!("layer {} of {}", digest, name.familiar()),
-            expected: digest.clone(),
-            actual,
-        });
+        match unpacked {
+            Some(Ok((tmp, diff_id))) if streamed && diff_id == layer.diff_id => {
+                store.install_snapshot(&tmp, &diff_id)?;
+            }
+            other => discard(other),
+        }
+        Ok(())
+    })
+}
+
+/// Unpacks a layer stream into a new folder under `tmp/`; returns it with the diff_id, or the
+/// folder to remove on failure (the caller unpacks from the stored blob instead).
+fn unpack_stream(
+    store: &Store,
+    reader: std::io::PipeReader,
+) -> Result<(PathBuf, Digest), Option<PathBuf>> {
+    let tmp = store.temp_path("snapshot");
+    if std::fs::create_dir(&tmp).is_err() {
+        return Err(None);
     }
-    file.sync_all().map_err(io_err(&what))?;
-    drop(file);
-    atomic::rename_durable(&path, &store.blob_path(digest)).map_err(io_err(&what))?;
-    let _ = std::fs::remove_file(&lock_path);
-    Ok(())
+    let result = layer::decompress(reader)
+        .map_err(|_| ())
+        .and_then(|r| extract_verified(r, &tmp, &ApplyOptions::default()).map_err(|_| ()));
+    match result {
+        Ok(diff_id) => Ok((tmp, diff_id)),
+        Err(()) => Err(Some(tmp)),
+    }
 }
 
 enum Attempt {
@@ -488,6 +553,7 @@ fn fetch_range(
     name: &ImageRef,
     digest: &Digest,
     file: &mut File,
+    tee: &mut Option<std::io::PipeWriter>,
     hasher: &mut Sha256,
     have: &mut u64,
     size: u64,
@@ -509,6 +575,7 @@ fn fetch_range(
     match resp.status().as_u16() {
         200 if *have > 0 => {
             // The server ignored the range: start over with this body.
+            *tee = None;
             file.set_len(0).map_err(|e| Attempt::Fatal(io_fatal(e)))?;
             *hasher = Sha256::new();
             *have = 0;
@@ -545,6 +612,12 @@ fn fetch_range(
             }));
         }
         file.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(io_fatal(e)))?;
+        if let Some(w) = tee.as_mut()
+            && w.write_all(&buf[..n]).is_err()
+        {
+            // The unpacker gave up; the blob is unpacked from the store afterwards.
+            *tee = None;
+        }
         hasher.update(&buf[..n]);
         *have += n as u64;
         if *have - last_report >= 1 << 20 {
