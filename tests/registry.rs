@@ -134,7 +134,11 @@ impl Proxy {
                     continue;
                 };
                 for (from, to, upstream) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap(), true),
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
                     (server, client, false),
                 ] {
                     let (up, down, trigger) = (up.clone(), down.clone(), trigger.clone());
@@ -255,7 +259,10 @@ fn push_rmi_pull_gives_the_same_digests_and_runs() {
 
     // Again: the registry has every blob.
     let again = ok(&b, &["push", &name]);
-    assert!(again.contains("Layer already exists") && !again.contains(": Pushed"), "{again}");
+    assert!(
+        again.contains("Layer already exists") && !again.contains(": Pushed"),
+        "{again}"
+    );
     // Another repository of the same registry: mounted, not uploaded.
     let other = format!("{}/other/bb:2", reg.host());
     ok(&b, &["tag", "bb", &other]);
@@ -268,7 +275,11 @@ fn push_rmi_pull_gives_the_same_digests_and_runs() {
         .env("BERTH_PUSH_CHUNK_SIZE", "65536")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     ok(&b, &["rmi", "bb", &name, &other, &chunked]);
     assert!(b.ok(&["images", "-q"]).trim().is_empty());
@@ -278,7 +289,10 @@ fn push_rmi_pull_gives_the_same_digests_and_runs() {
     assert_eq!(inspect(&b, &name)["Id"], id.as_str());
     assert_eq!(b.ok(&["run", "--rm", &name, "echo", "hi"]), "hi\n");
     let again = ok(&b, &["pull", &name]);
-    assert!(again.contains("Image is up to date") && again.contains("Already exists"), "{again}");
+    assert!(
+        again.contains("Image is up to date") && again.contains("Already exists"),
+        "{again}"
+    );
 
     // The chunked upload arrived whole.
     let c = berth();
@@ -291,14 +305,24 @@ fn push_rmi_pull_gives_the_same_digests_and_runs() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such image"));
-    let out = cmd_env(&r, &["run", "--rm", &name, "echo", "on demand"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd_env(&r, &["run", "--rm", &name, "echo", "on demand"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "on demand\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to find image"));
     let out = cmd_env(&r, &["run", "--rm", "--pull", "always", &name, "true"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Image is up to date"));
 
     // build pulls a FROM image it does not have, and --pull pulls it fresh.
@@ -313,9 +337,16 @@ fn push_rmi_pull_gives_the_same_digests_and_runs() {
     let out = cmd_env(&bd, &["build", "-t", "app", ctx.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(bd.ok(&["run", "--rm", "app"]), "built on a pulled base\n");
-    ok(&bd, &["build", "--pull", "-t", "app", ctx.to_str().unwrap()]);
+    ok(
+        &bd,
+        &["build", "--pull", "-t", "app", ctx.to_str().unwrap()],
+    );
 }
 
 /// An OCI layout made with umoci holding the busybox rootfs as tag `bb`.
@@ -324,7 +355,9 @@ fn umoci_layout(b: &Berth) -> PathBuf {
     let layout = b.path("layout");
     let bundle = b.path("bundle");
     let l = layout.display();
-    sh(&format!("umoci init --layout {l} && umoci new --image {l}:base"));
+    sh(&format!(
+        "umoci init --layout {l} && umoci new --image {l}:base"
+    ));
     sh(&format!(
         "umoci unpack --rootless --image {l}:base {}",
         bundle.display()
@@ -357,7 +390,12 @@ fn recompress_zstd(layout: &Path, tag: &str) -> String {
         .unwrap()
         .clone();
     let blob = |d: &serde_json::Value| {
-        let hex = d["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
+        let hex = d["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_string();
         layout.join("blobs/sha256").join(hex)
     };
     let mut manifest: serde_json::Value =
@@ -369,7 +407,11 @@ fn recompress_zstd(layout: &Path, tag: &str) -> String {
             .unwrap();
         let plain = layout.join("layer.tar");
         std::fs::write(&plain, &tar).unwrap();
-        sh(&format!("zstd -q -f --rm {} -o {}.zst", plain.display(), plain.display()));
+        sh(&format!(
+            "zstd -q -f --rm {} -o {}.zst",
+            plain.display(),
+            plain.display()
+        ));
         let zst = std::fs::read(format!("{}.zst", plain.display())).unwrap();
         std::fs::remove_file(format!("{}.zst", plain.display())).unwrap();
         *layer = put_blob(layout, "application/vnd.oci.image.layer.v1.tar+zstd", &zst);
@@ -399,7 +441,11 @@ fn images_pushed_by_skopeo_pull_and_run() {
         ("oci-zstd", "zstd"),
     ] {
         let src = if flags == "zstd" {
-            format!("oci:{}:{}", layout.display(), recompress_zstd(&layout, "bb"))
+            format!(
+                "oci:{}:{}",
+                layout.display(),
+                recompress_zstd(&layout, "bb")
+            )
         } else {
             src.clone()
         };
@@ -414,7 +460,10 @@ fn images_pushed_by_skopeo_pull_and_run() {
         assert!(out.contains("Pull complete"), "{out}");
         assert_eq!(b.ok(&["run", "--rm", &name, "echo", "hi"]), "hi\n", "{tag}");
         let manifest = &inspect(&b, &name)["Manifest"];
-        let layer_type = manifest["layers"][0]["mediaType"].as_str().unwrap().to_string();
+        let layer_type = manifest["layers"][0]["mediaType"]
+            .as_str()
+            .unwrap()
+            .to_string();
         match tag {
             "docker-v2s2" => assert!(layer_type.contains("docker.image.rootfs"), "{layer_type}"),
             "oci-zstd" => assert!(layer_type.ends_with("zstd"), "{layer_type}"),
@@ -440,7 +489,11 @@ fn image_pushed_by_berth_copies_with_skopeo_and_unpacks_with_umoci() {
     ));
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"][0]["digest"], pushed.as_str(), "skopeo kept the manifest as is");
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        pushed.as_str(),
+        "skopeo kept the manifest as is"
+    );
     let bundle = b.path("unpacked");
     sh(&format!(
         "umoci unpack --rootless --image {}:bb {}",
@@ -460,7 +513,10 @@ fn basic_auth_login_push_pull_logout() {
     require("htpasswd");
     let auth_dir = tempfile::tempdir().unwrap();
     let htpasswd = auth_dir.path().join("htpasswd");
-    sh(&format!("htpasswd -Bbc {} alice s3cret 2>/dev/null", htpasswd.display()));
+    sh(&format!(
+        "htpasswd -Bbc {} alice s3cret 2>/dev/null",
+        htpasswd.display()
+    ));
     let reg = Registry::start_with(
         "",
         &format!(
@@ -477,10 +533,20 @@ fn basic_auth_login_push_pull_logout() {
     assert!(err.contains("authentication required"), "{err}");
     let err = fail(&b, &["login", "-u", "alice", "-p", "wrong", &reg.host()]);
     assert!(err.contains("wrong username or password"), "{err}");
-    assert!(!docker_config(&b).exists(), "nothing stored for a failed login");
+    assert!(
+        !docker_config(&b).exists(),
+        "nothing stored for a failed login"
+    );
 
-    let mut login = cmd_env(&b, &["login", "-u", "alice", "--password-stdin", &reg.host()]);
-    let mut child = login.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut login = cmd_env(
+        &b,
+        &["login", "-u", "alice", "--password-stdin", &reg.host()],
+    );
+    let mut child = login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -616,7 +682,9 @@ fn bearer_token_auth_and_denied() {
     assert!(err.contains("denied"), "{err}");
     let err = fail(&b, &["login", "-u", "alice", "-p", "nope", &reg.host()]);
     assert!(err.contains("wrong username or password"), "{err}");
-    assert!(ok(&b, &["login", "-u", "alice", "-p", "s3cret", &reg.host()]).contains("Login Succeeded"));
+    assert!(
+        ok(&b, &["login", "-u", "alice", "-p", "s3cret", &reg.host()]).contains("Login Succeeded")
+    );
     let pushed = pushed_digest(&ok(&b, &["push", &name]));
 
     // A reader pulls but may not push.
@@ -665,8 +733,15 @@ fn tls_with_a_test_ca() {
     std::fs::create_dir_all(certs_d.join(reg.host())).unwrap();
     std::fs::copy(c.join("ca.pem"), certs_d.join(reg.host()).join("ca.crt")).unwrap();
     let with_ca = |args: &[&str]| {
-        let out = cmd_env(&b, args).env("BERTH_CERTS_D", &certs_d).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd_env(&b, args)
+            .env("BERTH_CERTS_D", &certs_d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let pushed = pushed_digest(&with_ca(&["push", &name]));
@@ -722,7 +797,10 @@ fn registry_killed_mid_push_then_push_again() {
         .output()
         .unwrap();
     assert!(killed.load(Ordering::SeqCst));
-    assert!(!out.status.success(), "the push survived the registry's death?");
+    assert!(
+        !out.status.success(),
+        "the push survived the registry's death?"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot reach registry") || err.contains("connection was cut"),
@@ -734,7 +812,11 @@ fn registry_killed_mid_push_then_push_again() {
         .env("BERTH_PUSH_CHUNK_SIZE", "1048576")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pushed = pushed_digest(&String::from_utf8_lossy(&out.stdout));
     let c = berth();
     assert_eq!(pulled_digest(&ok(&c, &["pull", &name])), pushed);
@@ -767,7 +849,11 @@ fn multi_platform_index_pulls_the_right_image() {
     b.ok(&["save", "-o", tarball.to_str().unwrap(), "bb"]);
     let layout = b.path("layout");
     std::fs::create_dir_all(&layout).unwrap();
-    sh(&format!("tar -xf {} -C {}", tarball.display(), layout.display()));
+    sh(&format!(
+        "tar -xf {} -C {}",
+        tarball.display(),
+        layout.display()
+    ));
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let mut linux = saved["manifests"][0].clone();
@@ -819,8 +905,10 @@ fn multi_platform_index_pulls_the_right_image() {
     let only_wasm = index(vec![wasm.clone()], "wasmonly");
     std::fs::write(
         layout.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [both, only_wasm]}))
-            .unwrap(),
+        serde_json::to_vec(
+            &serde_json::json!({"schemaVersion": 2, "manifests": [both, only_wasm]}),
+        )
+        .unwrap(),
     )
     .unwrap();
     for tag in ["multi", "wasmonly"] {
@@ -846,7 +934,10 @@ fn multi_platform_index_pulls_the_right_image() {
     assert_eq!(inspect(&w, &wasm_only)["Architecture"], "wasm");
 
     let err = fail(&w, &["pull", "--platform", "linux/s390x", &multi]);
-    assert!(err.contains("linux/s390x") && err.contains("wasip1/wasm"), "{err}");
+    assert!(
+        err.contains("linux/s390x") && err.contains("wasip1/wasm"),
+        "{err}"
+    );
 
     // By the index's digest (as the registry has it): the platform's image, findable by that name.
     let index_digest = sh(&format!(
@@ -856,7 +947,10 @@ fn multi_platform_index_pulls_the_right_image() {
     let by_digest = format!("{}/multi@{}", reg.host(), index_digest.trim());
     let d = berth();
     ok(&d, &["pull", &by_digest]);
-    assert_eq!(d.ok(&["run", "--rm", &by_digest, "echo", "pinned"]), "pinned\n");
+    assert_eq!(
+        d.ok(&["run", "--rm", &by_digest, "echo", "pinned"]),
+        "pinned\n"
+    );
 }
 
 #[test]
@@ -877,7 +971,10 @@ fn failures_are_clear_and_leave_images_unchanged() {
     assert!(err.contains("not found: no such tag"), "{err}");
     let down = format!("127.0.0.1:{}/bb:1", free_port());
     let err = fail(&c, &["pull", &down]);
-    assert!(err.contains("cannot reach registry") && err.contains("connection refused"), "{err}");
+    assert!(
+        err.contains("cannot reach registry") && err.contains("connection refused"),
+        "{err}"
+    );
     assert_eq!(images(&c), before);
 
     // A registry serving a blob whose content does not match its digest.
@@ -895,7 +992,10 @@ fn failures_are_clear_and_leave_images_unchanged() {
     bad[mid] ^= 0xff;
     std::fs::write(&data, &bad).unwrap();
     let err = fail(&c, &["pull", &random]);
-    assert!(err.contains("digest mismatch") && err.contains(&layer), "{err}");
+    assert!(
+        err.contains("digest mismatch") && err.contains(&layer),
+        "{err}"
+    );
     assert_eq!(images(&c), before);
     assert_eq!(
         std::fs::read_dir(c.root().join("tmp")).unwrap().count(),
@@ -912,9 +1012,19 @@ fn failures_are_clear_and_leave_images_unchanged() {
         Arc::new(move |_, down| down > 300_000 && flag.swap(false, Ordering::SeqCst)),
     );
     let via_proxy = format!("{}/random:1", proxy.host());
-    let out = cmd_env(&c, &["pull", &via_proxy]).env("BERTH_LOG_LEVEL", "debug").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!cut_once.load(Ordering::SeqCst), "the proxy cut the transfer");
+    let out = cmd_env(&c, &["pull", &via_proxy])
+        .env("BERTH_LOG_LEVEL", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !cut_once.load(Ordering::SeqCst),
+        "the proxy cut the transfer"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("from byte"),
         "the download resumed with a range: {}",
@@ -923,5 +1033,8 @@ fn failures_are_clear_and_leave_images_unchanged() {
     assert_eq!(inspect(&c, &via_proxy)["Id"], inspect(&b, &random)["Id"]);
     // The same image by another name: every layer is here, none is fetched again.
     let again = ok(&c, &["pull", &random]);
-    assert!(again.contains("Already exists") && !again.contains("Pull complete"), "{again}");
+    assert!(
+        again.contains("Already exists") && !again.contains("Pull complete"),
+        "{again}"
+    );
 }

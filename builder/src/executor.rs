@@ -63,8 +63,11 @@ pub struct BuildOptions {
     pub pull_always: bool,
 }
 
+/// Pulls an image by name into the store, or says why it could not.
+pub type PullFn = dyn Fn(&str) -> Result<Image, String> + Send + Sync;
+
 /// Pulls an image by name into the store (the CLI's registry client, with its progress).
-pub struct PullHook(pub Box<dyn Fn(&str) -> Result<Image, String> + Send + Sync>);
+pub struct PullHook(pub Box<PullFn>);
 
 impl std::fmt::Debug for PullHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -361,9 +364,7 @@ impl Builder<'_> {
             }
         } else {
             // The store's error already says what to do.
-            let image = self
-                .base_image(&base)
-                .map_err(|e| self.step_err(from, e))?;
+            let image = self.base_image(&base).map_err(|e| self.step_err(from, e))?;
             let layers = image.layers()?;
             for l in &layers {
                 self.store.ensure_snapshot(l)?;

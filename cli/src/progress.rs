@@ -108,7 +108,12 @@ impl Progress for Bars {
                 }
             }
             Event::Progress { digest, done } => {
-                if let Some(bar) = self.bars.lock().expect("bars lock").get(&digest.to_string()) {
+                if let Some(bar) = self
+                    .bars
+                    .lock()
+                    .expect("bars lock")
+                    .get(&digest.to_string())
+                {
                     bar.set_position(done);
                 }
             }
@@ -121,7 +126,8 @@ impl Progress for Bars {
                 match bar {
                     Some(bar) => {
                         bar.set_style(
-                            ProgressStyle::with_template("{prefix}: {msg}").expect("a valid template"),
+                            ProgressStyle::with_template("{prefix}: {msg}")
+                                .expect("a valid template"),
                         );
                         bar.finish_with_message(status);
                     }

@@ -63,10 +63,14 @@ pub fn pull_image(
         registry: &registry,
         progress: &bars,
     };
-    let pulled = pull(store, name, &opts).with_context(|| format!("pulling {}", name.familiar()))?;
+    let pulled =
+        pull(store, name, &opts).with_context(|| format!("pulling {}", name.familiar()))?;
     bars.line(&format!("Digest: {}", pulled.digest));
     if pulled.up_to_date {
-        bars.line(&format!("Status: Image is up to date for {}", name.familiar()));
+        bars.line(&format!(
+            "Status: Image is up to date for {}",
+            name.familiar()
+        ));
     } else {
         bars.line(&format!(
             "Status: Downloaded newer image for {}",
@@ -101,7 +105,14 @@ pub fn image_for(
     if found.is_err() {
         eprintln!("Unable to find image '{}' locally", name.familiar());
     }
-    if let Err(e) = pull_image(g, store, &name, parse_platform(platform)?, Stream::Stderr, false) {
+    if let Err(e) = pull_image(
+        g,
+        store,
+        &name,
+        parse_platform(platform)?,
+        Stream::Stderr,
+        false,
+    ) {
         return Err(match found {
             // Both failures matter: it is not here, and it could not be fetched.
             Err(not_here) => anyhow::anyhow!("{not_here}; and {e:#}"),

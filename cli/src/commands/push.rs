@@ -35,7 +35,8 @@ pub fn run(g: &GlobalOptions, a: PushArgs) -> Result<ExitCode> {
         registry: &registry,
         progress: &bars,
     };
-    let pushed = push(&store, &name, &opts).with_context(|| format!("pushing {}", name.familiar()))?;
+    let pushed =
+        push(&store, &name, &opts).with_context(|| format!("pushing {}", name.familiar()))?;
     if a.quiet {
         println!("{}", pushed.digest);
     } else {

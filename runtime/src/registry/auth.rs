@@ -204,7 +204,12 @@ mod tests {
                 realm: r#"Registry "Realm""#.into()
             })
         );
-        assert_eq!(parse_challenge("Basic"), Some(Challenge::Basic { realm: String::new() }));
+        assert_eq!(
+            parse_challenge("Basic"),
+            Some(Challenge::Basic {
+                realm: String::new()
+            })
+        );
         assert_eq!(parse_challenge("Negotiate abc"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
     }

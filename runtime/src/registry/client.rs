@@ -125,7 +125,7 @@ pub struct Client {
 
 enum Failure {
     Transport(ureq::Error),
-    Status(Response<Body>),
+    Status(Box<Response<Body>>),
 }
 
 /// Whether a transport error is worth retrying (the connection, not the request, failed).
@@ -147,9 +147,16 @@ fn is_tls_error(e: &ureq::Error) -> bool {
             let s = io.to_string();
             // rustls reports through io::Error: a bad certificate, or a peer that answered
             // the handshake with plain HTTP ("received corrupt message").
-            ["certificate", "tls", "TLS", "corrupt message", "handshake", "alert"]
-                .iter()
-                .any(|w| s.contains(w))
+            [
+                "certificate",
+                "tls",
+                "TLS",
+                "corrupt message",
+                "handshake",
+                "alert",
+            ]
+            .iter()
+            .any(|w| s.contains(w))
         }
         _ => false,
     }
@@ -404,11 +411,7 @@ impl Client {
         if needs_token {
             self.fetch_token()?;
         }
-        Ok(self
-            .auth
-            .lock()
-            .expect("auth lock")
-            .header(&self.scopes))
+        Ok(self.auth.lock().expect("auth lock").header(&self.scopes))
     }
 
     fn send_once(&self, req: &Request<'_>, auth: Option<&str>) -> Result<Response<Body>, Failure> {
@@ -435,12 +438,16 @@ impl Client {
                     pos: offset,
                     end: offset + len,
                 };
-                self.agent
-                    .run(b.body(SendBody::from_reader(&mut reader)).expect("valid request"))
+                self.agent.run(
+                    b.body(SendBody::from_reader(&mut reader))
+                        .expect("valid request"),
+                )
             }
         };
         match result {
-            Ok(r) if r.status().is_server_error() || r.status() == 429 => Err(Failure::Status(r)),
+            Ok(r) if r.status().is_server_error() || r.status() == 429 => {
+                Err(Failure::Status(Box::new(r)))
+            }
             Ok(r) => Ok(r),
             Err(e) => Err(Failure::Transport(e)),
         }
@@ -461,7 +468,7 @@ impl Client {
                 .call();
             let resp = match result {
                 Ok(r) => r,
-                Err(Failure::Status(r)) => r,
+                Err(Failure::Status(r)) => *r,
                 Err(Failure::Transport(e)) => return Err(transport_error(&self.registry, e)),
             };
             if resp.status() == 401 && attempt == 0 {

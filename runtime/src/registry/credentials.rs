@@ -158,8 +158,8 @@ impl Credentials {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let ctx = |what: &str| format!("{what} {}", self.path.display());
         fs::create_dir_all(dir).map_err(|e| config_err(ctx("creating the folder of"), e))?;
-        let mut bytes = serde_json::to_vec_pretty(&Value::Object(self.doc.clone()))
-            .expect("json serializes");
+        let mut bytes =
+            serde_json::to_vec_pretty(&Value::Object(self.doc.clone())).expect("json serializes");
         bytes.push(b'\n');
         let tmp = dir.join(format!(".config.json.{}.tmp", std::process::id()));
         let result = (|| -> std::io::Result<()> {

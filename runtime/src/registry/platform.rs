@@ -24,7 +24,8 @@ impl FromStr for Platform {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || format!("invalid platform {s:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64");
+        let bad =
+            || format!("invalid platform {s:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64");
         match parts.as_slice() {
             [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
                 os: os.to_lowercase(),
@@ -186,11 +187,17 @@ mod tests {
         let i = index(&[("linux", "amd64"), ("linux", "arm64")]);
         let want: Platform = "linux/arm64".parse().unwrap();
         let d = select(&i, Some(&want), "x").unwrap();
-        assert_eq!(d.platform().as_ref().unwrap().architecture().to_string(), "arm64");
+        assert_eq!(
+            d.platform().as_ref().unwrap().architecture().to_string(),
+            "arm64"
+        );
         let want: Platform = "linux/riscv64".parse().unwrap();
         let e = select(&i, Some(&want), "x").unwrap_err().to_string();
         assert!(e.contains("linux/amd64, linux/arm64"), "{e}");
         assert!("linux".parse::<Platform>().is_err());
-        assert_eq!("linux/arm/v7".parse::<Platform>().unwrap().to_string(), "linux/arm/v7");
+        assert_eq!(
+            "linux/arm/v7".parse::<Platform>().unwrap().to_string(),
+            "linux/arm/v7"
+        );
     }
 }

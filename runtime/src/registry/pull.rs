@@ -94,8 +94,7 @@ fn media_type_of(bytes: &[u8], header: Option<&str>) -> String {
                 ..
             }) => m,
             Ok(Probe {
-                manifests: Some(_),
-                ..
+                manifests: Some(_), ..
             }) => OCI_INDEX.to_string(),
             _ => OCI_MANIFEST.to_string(),
         }
@@ -194,11 +193,7 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
     )?;
     // No garbage collection while blobs arrive that no image names yet.
     let _content = store.lock_content()?;
-    let reference = name
-        .digest()
-        .or(name.tag())
-        .unwrap_or("latest")
-        .to_string();
+    let reference = name.digest().or(name.tag()).unwrap_or("latest").to_string();
     let mut fetched = fetch_manifest(&client, name, &reference)?;
     if fetched.media_type == OCI_INDEX || fetched.media_type == DOCKER_MANIFEST_LIST {
         let index: ImageIndex =
@@ -211,7 +206,8 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
         fetched = fetch_manifest(&client, name, &digest)?;
     } else if fetched
         .media_type
-        .starts_with("application/vnd.docker.distribution.manifest.v1") {
+        .starts_with("application/vnd.docker.distribution.manifest.v1")
+    {
         return Err(RegistryError::Invalid {
             what: format!("the manifest of {}", name.familiar()),
             reason: "it is a Docker schema 1 manifest, which berth does not support (push the image again with a current tool)".into(),
@@ -326,7 +322,11 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
     let up_to_date = store
         .find_image(&name.to_string())
         .is_ok_and(|i| i.digest == fetched.digest);
-    let digest = store.add_image(&fetched.bytes, &fetched.media_type, std::slice::from_ref(name))?;
+    let digest = store.add_image(
+        &fetched.bytes,
+        &fetched.media_type,
+        std::slice::from_ref(name),
+    )?;
     let mut blobs: Vec<Digest> = layers.iter().map(|l| l.blob.clone()).collect();
     blobs.push(id.clone());
     if let Err(e) = sources::record(store, &name.name(), &blobs) {
@@ -342,7 +342,12 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
 }
 
 /// A small blob (a config) into memory, verified.
-fn fetch_small_blob(client: &Client, name: &ImageRef, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+fn fetch_small_blob(
+    client: &Client,
+    name: &ImageRef,
+    digest: &Digest,
+    limit: u64,
+) -> Result<Vec<u8>> {
     let what = format!("fetching blob {digest} of {}", name.familiar());
     let mut resp = client.send(Request::new(
         Method::GET,
@@ -392,20 +397,26 @@ fn download_blob(
     progress: &dyn Progress,
 ) -> Result<()> {
     let digest = &layer.blob;
-    let what = format!("downloading layer {} of {}", digest.short(), name.familiar());
+    let what = format!(
+        "downloading layer {} of {}",
+        digest.short(),
+        name.familiar()
+    );
     let path = partial_path(store, digest);
     let lock_path = path.with_extension("lock");
     // Another process fetching the same blob: wait for it, then use its result.
-    let _guard = match lock::try_exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))? {
-        Some(g) => g,
-        None => {
-            let g = lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
-            if store.has_blob(digest) {
-                return Ok(());
+    let _guard =
+        match lock::try_exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))? {
+            Some(g) => g,
+            None => {
+                let g = lock::exclusive(&lock_path)
+                    .ctx(|| format!("locking {}", lock_path.display()))?;
+                if store.has_blob(digest) {
+                    return Ok(());
+                }
+                g
             }
-            g
-        }
-    };
+        };
     let mut file = OpenOptions::new()
         .create(true)
         .read(true)
@@ -486,7 +497,7 @@ fn download_blob(
         };
         let streamed = tee.is_some();
         drop(tee);
-        let unpacked = unpacker.map(|h| h.join().unwrap_or_else(|_| Err(None)));
+        let unpacked = unpacker.map(|h| h.join().unwrap_or(Err(None)));
         let actual: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
             .parse()
             .expect("a sha256 digest");
@@ -569,7 +580,9 @@ fn fetch_range(
     }
     let mut resp = match client.send(req) {
         Ok(r) => r,
-        Err(e @ RegistryError::Unreachable { .. }) => return Err(Attempt::Transient(e.to_string())),
+        Err(e @ RegistryError::Unreachable { .. }) => {
+            return Err(Attempt::Transient(e.to_string()));
+        }
         Err(e) => return Err(Attempt::Fatal(e)),
     };
     match resp.status().as_u16() {
@@ -585,13 +598,19 @@ fn fetch_range(
         404 => {
             return Err(Attempt::Fatal(RegistryError::Invalid {
                 what: format!("layer {digest} of {}", name.familiar()),
-                reason: "the registry does not have it (blob unknown), though the manifest names it".into(),
+                reason:
+                    "the registry does not have it (blob unknown), though the manifest names it"
+                        .into(),
             }));
         }
         _ => {
             return Err(Attempt::Fatal(client.error(
                 resp,
-                &format!("downloading layer {} of {}", digest.short(), name.familiar()),
+                &format!(
+                    "downloading layer {} of {}",
+                    digest.short(),
+                    name.familiar()
+                ),
             )));
         }
     }
@@ -611,7 +630,8 @@ fn fetch_range(
                 reason: format!("the registry sent more than its {size} bytes"),
             }));
         }
-        file.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(io_fatal(e)))?;
+        file.write_all(&buf[..n])
+            .map_err(|e| Attempt::Fatal(io_fatal(e)))?;
         if let Some(w) = tee.as_mut()
             && w.write_all(&buf[..n]).is_err()
         {

@@ -133,7 +133,14 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
                     let Some(blob) = blobs.get(i) else {
                         return;
                     };
-                    match push_blob(&client, store, name, blob, mounts[i].as_deref(), opts.progress) {
+                    match push_blob(
+                        &client,
+                        store,
+                        name,
+                        blob,
+                        mounts[i].as_deref(),
+                        opts.progress,
+                    ) {
                         Ok(true) => {
                             uploaded.fetch_add(1, Ordering::SeqCst);
                         }
@@ -161,7 +168,7 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
         .header("content-type", media_type)
         .payload(Payload::Bytes(&manifest_bytes)),
     )?;
-    if !matches!(resp.status().as_u16(), 200 | 201 | 202) {
+    if !matches!(resp.status().as_u16(), 200..=202) {
         return Err(client.error(resp, &what));
     }
     if let Some(d) = resp
@@ -172,7 +179,10 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
         && d != image.digest
     {
         return Err(RegistryError::DigestMismatch {
-            what: format!("the manifest of {} as the registry stored it", name.familiar()),
+            what: format!(
+                "the manifest of {} as the registry stored it",
+                name.familiar()
+            ),
             expected: image.digest.clone(),
             actual: d,
         });
@@ -190,7 +200,11 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
 }
 
 /// The `Location` of a response, or an error naming what was being done.
-fn location(client: &Client, resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<String> {
+fn location(
+    client: &Client,
+    resp: &ureq::http::Response<ureq::Body>,
+    what: &str,
+) -> Result<String> {
     resp.headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -217,7 +231,11 @@ fn push_blob(
 ) -> Result<bool> {
     let repo = name.repository();
     let digest = &blob.digest;
-    let what = format!("pushing blob {} to {}", digest.short(), name.familiar_name());
+    let what = format!(
+        "pushing blob {} to {}",
+        digest.short(),
+        name.familiar_name()
+    );
     progress.event(Event::Start {
         digest: digest.clone(),
         size: blob.size,
@@ -229,7 +247,10 @@ fn push_blob(
             status,
         })
     };
-    let head = client.send(Request::new(Method::HEAD, format!("/v2/{repo}/blobs/{digest}")))?;
+    let head = client.send(Request::new(
+        Method::HEAD,
+        format!("/v2/{repo}/blobs/{digest}"),
+    ))?;
     match head.status().as_u16() {
         200 => {
             done("Layer already exists".into());
@@ -256,11 +277,17 @@ fn push_blob(
                 202 => resp,
                 _ => {
                     tracing::debug!("mount of {digest} from {from} refused ({})", resp.status());
-                    client.send(Request::new(Method::POST, format!("/v2/{repo}/blobs/uploads/")))?
+                    client.send(Request::new(
+                        Method::POST,
+                        format!("/v2/{repo}/blobs/uploads/"),
+                    ))?
                 }
             }
         }
-        None => client.send(Request::new(Method::POST, format!("/v2/{repo}/blobs/uploads/")))?,
+        None => client.send(Request::new(
+            Method::POST,
+            format!("/v2/{repo}/blobs/uploads/"),
+        ))?,
     };
     if start.status() != 202 {
         return Err(client.error(start, &what));
