@@ -215,14 +215,7 @@ impl Client {
     ) -> Result<Client> {
         let host = endpoint_host(registry);
         let insecure = opts.is_insecure(registry) || opts.is_insecure(host);
-        let tls = tls::config_for(opts, host);
-        let tls = if insecure {
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build()
-        } else {
-            tls
-        };
+        let tls = tls::config_for(opts, host, insecure);
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls)
@@ -283,11 +276,6 @@ impl Client {
     /// `https://host` or `http://host`.
     pub fn base(&self) -> &str {
         &self.base
-    }
-
-    /// Whether berth has credentials for this registry.
-    pub fn has_login(&self) -> bool {
-        self.auth.lock().expect("auth lock").login.is_some()
     }
 
     fn note_challenge(&self, resp: &Response<Body>) {

@@ -186,6 +186,26 @@ impl Credentials {
     }
 }
 
+/// The login berth has for `registry`, if any: from `config.json` in the Docker config folder.
+/// An unreadable file or a login kept by a credential helper is a warning, not an error: the
+/// registry may not need one.
+pub fn login_for(docker_config: &Path, registry: &str) -> Option<Login> {
+    let creds = match Credentials::load(docker_config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("{e}; going on without credentials");
+            return None;
+        }
+    };
+    let login = creds.get(registry);
+    if login.is_none() && creds.uses_helper(registry) {
+        tracing::warn!(
+            "the login for {registry} is kept by a Docker credential helper, which berth does not run; `berth login {registry}` stores one berth can use"
+        );
+    }
+    login
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

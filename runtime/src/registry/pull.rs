@@ -21,7 +21,7 @@ use ureq::http::Method;
 
 use super::auth::pull_scope;
 use super::client::{Client, Request};
-use super::credentials::Credentials;
+use super::credentials::login_for;
 use super::platform::{self, Platform};
 use super::{
     DOCKER_MANIFEST_LIST, Event, OCI_INDEX, Progress, RegistryError, RegistryOptions, Result,
@@ -178,13 +178,7 @@ fn fetch_manifest(client: &Client, name: &ImageRef, reference: &str) -> Result<F
 
 /// Pulls `name` into the store.
 pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pulled> {
-    let login = match Credentials::load(&opts.registry.docker_config) {
-        Ok(c) => c.get(name.registry()),
-        Err(e) => {
-            tracing::warn!("{e}; pulling without credentials");
-            None
-        }
-    };
+    let login = login_for(&opts.registry.docker_config, name.registry());
     let client = Client::connect(
         name.registry(),
         opts.registry,
@@ -669,9 +663,7 @@ fn io_fatal(cause: io::Error) -> RegistryError {
 
 /// The tags of a repository (`GET /v2/NAME/tags/list`), for `pull --all-tags`.
 pub fn list_tags(name: &ImageRef, registry: &RegistryOptions) -> Result<Vec<String>> {
-    let login = Credentials::load(&registry.docker_config)
-        .ok()
-        .and_then(|c| c.get(name.registry()));
+    let login = login_for(&registry.docker_config, name.registry());
     let client = Client::connect(
         name.registry(),
         registry,

@@ -14,7 +14,7 @@ use ureq::http::Method;
 
 use super::auth::{pull_scope, push_scope};
 use super::client::{Client, Payload, Request, encode};
-use super::credentials::Credentials;
+use super::credentials::login_for;
 use super::{Event, Progress, RegistryError, RegistryOptions, Result, sources};
 use crate::digest::Digest;
 use crate::image::OCI_MANIFEST;
@@ -109,13 +109,7 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
             scopes.push(s);
         }
     }
-    let login = match Credentials::load(&opts.registry.docker_config) {
-        Ok(c) => c.get(name.registry()),
-        Err(e) => {
-            tracing::warn!("{e}; pushing without credentials");
-            None
-        }
-    };
+    let login = login_for(&opts.registry.docker_config, name.registry());
     let client = Client::connect(name.registry(), opts.registry, login, scopes)?;
 
     let next = AtomicUsize::new(0);

@@ -48,8 +48,8 @@ pub fn registry_cas(opts: &RegistryOptions, host: &str) -> Vec<PathBuf> {
 
 /// The TLS settings for `host`: unverified for an insecure registry, else the system roots
 /// plus the registry's own CAs.
-pub fn config_for(opts: &RegistryOptions, host: &str) -> TlsConfig {
-    if opts.is_insecure(host) {
+pub fn config_for(opts: &RegistryOptions, host: &str, insecure: bool) -> TlsConfig {
+    if insecure {
         return TlsConfig::builder().disable_verification(true).build();
     }
     let extra: Vec<Certificate<'static>> = registry_cas(opts, host)
