@@ -294,6 +294,11 @@ fn push_rmi_pull_gives_the_same_digests_and_runs() {
         "{again}"
     );
 
+    // Every tag of a repository.
+    let all = berth();
+    let out = ok(&all, &["pull", "-a", &format!("{}/tools/bb", reg.host())]);
+    assert!(out.contains(&format!("{}/tools/bb:1", reg.host())), "{out}");
+
     // The chunked upload arrived whole.
     let c = berth();
     assert_eq!(pulled_digest(&ok(&c, &["pull", &chunked])), pushed);
@@ -1031,6 +1036,29 @@ fn failures_are_clear_and_leave_images_unchanged() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(inspect(&c, &via_proxy)["Id"], inspect(&b, &random)["Id"]);
+    // A connection that stays down: the pull gives up after its retries and says so, keeping
+    // what it has; the next pull continues from there.
+    let cut_all = Arc::new(AtomicBool::new(true));
+    let flag = cut_all.clone();
+    let proxy = Proxy::start(
+        reg.port,
+        Arc::new(move |_, down| down > 400_000 && flag.load(Ordering::SeqCst)),
+    );
+    let d = berth();
+    let via_proxy = format!("{}/random:1", proxy.host());
+    let err = fail(&d, &["pull", &via_proxy]);
+    assert!(err.contains("connection was cut") && err.contains("it resumes"), "{err}");
+    assert!(d.ok(&["images", "-q"]).trim().is_empty(), "nothing half-pulled is named");
+    cut_all.store(false, Ordering::SeqCst);
+    let out = cmd_env(&d, &["pull", &via_proxy]).env("BERTH_LOG_LEVEL", "debug").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from byte"),
+        "the second pull resumed the first one's download: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(inspect(&d, &via_proxy)["Id"], inspect(&b, &random)["Id"]);
+
     // The same image by another name: every layer is here, none is fetched again.
     let again = ok(&c, &["pull", &random]);
     assert!(
