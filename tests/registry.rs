@@ -1047,11 +1047,24 @@ fn failures_are_clear_and_leave_images_unchanged() {
     let d = berth();
     let via_proxy = format!("{}/random:1", proxy.host());
     let err = fail(&d, &["pull", &via_proxy]);
-    assert!(err.contains("connection was cut") && err.contains("it resumes"), "{err}");
-    assert!(d.ok(&["images", "-q"]).trim().is_empty(), "nothing half-pulled is named");
+    assert!(
+        err.contains("connection was cut") && err.contains("it resumes"),
+        "{err}"
+    );
+    assert!(
+        d.ok(&["images", "-q"]).trim().is_empty(),
+        "nothing half-pulled is named"
+    );
     cut_all.store(false, Ordering::SeqCst);
-    let out = cmd_env(&d, &["pull", &via_proxy]).env("BERTH_LOG_LEVEL", "debug").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd_env(&d, &["pull", &via_proxy])
+        .env("BERTH_LOG_LEVEL", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("from byte"),
         "the second pull resumed the first one's download: {}",

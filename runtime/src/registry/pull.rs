@@ -264,7 +264,11 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
     let next = AtomicUsize::new(0);
     let fetched_count = AtomicUsize::new(0);
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-    let workers = PARALLEL.min(layers.len()).max(1);
+    let pending: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+    // Each blob once: a blob listed twice would wait on its own download lock.
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&LayerRef> = layers.iter().filter(|l| seen.insert(&l.blob)).collect();
+    let workers = PARALLEL.min(unique.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -273,7 +277,7 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(layer) = layers.get(i) else {
+                    let Some(&layer) = unique.get(i) else {
                         return;
                     };
                     let result = (|| -> Result<()> {
@@ -283,12 +287,20 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
                             size: layer.size,
                             action: if present { "Extracting" } else { "Downloading" },
                         });
+                        let had_snapshot = store.snapshot_path(&layer.diff_id).is_dir();
+                        let mut unpacked = false;
                         if !present {
-                            download_blob(&client, store, name, layer, opts.progress)?;
+                            if let Some(p) =
+                                download_blob(&client, store, name, layer, opts.progress)?
+                            {
+                                pending.lock().expect("pending lock").push(p);
+                                unpacked = true;
+                            }
                             fetched_count.fetch_add(1, Ordering::SeqCst);
                         }
-                        let had_snapshot = store.snapshot_path(&layer.diff_id).is_dir();
-                        store.ensure_snapshot(layer)?;
+                        if !unpacked {
+                            store.ensure_snapshot(layer)?;
+                        }
                         opts.progress.event(Event::Done {
                             digest: layer.blob.clone(),
                             status: if present && had_snapshot {
@@ -307,9 +319,13 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
             });
         }
     });
+    // What arrived whole goes into place even when another layer failed: the next pull
+    // will not fetch it again.
+    let finished = finish(store, pending.into_inner().expect("pending lock"));
     if let Some(e) = first_error.into_inner().expect("error lock") {
         return Err(e);
     }
+    finished?;
     downloaded += fetched_count.into_inner();
 
     // Last: the manifest, and the name.
@@ -389,7 +405,7 @@ fn download_blob(
     name: &ImageRef,
     layer: &LayerRef,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<Option<Pending>> {
     let digest = &layer.blob;
     let what = format!(
         "downloading layer {} of {}",
@@ -399,18 +415,19 @@ fn download_blob(
     let path = partial_path(store, digest);
     let lock_path = path.with_extension("lock");
     // Another process fetching the same blob: wait for it, then use its result.
-    let _guard =
+    let mut guard = Some(
         match lock::try_exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))? {
             Some(g) => g,
             None => {
                 let g = lock::exclusive(&lock_path)
                     .ctx(|| format!("locking {}", lock_path.display()))?;
                 if store.has_blob(digest) {
-                    return Ok(());
+                    return Ok(None);
                 }
                 g
             }
-        };
+        },
+    );
     let mut file = OpenOptions::new()
         .create(true)
         .read(true)
@@ -514,17 +531,71 @@ fn download_blob(
                 actual,
             });
         }
-        file.sync_all().map_err(io_err(&what))?;
-        atomic::rename_durable(&path, &store.blob_path(digest)).map_err(io_err(&what))?;
-        let _ = std::fs::remove_file(&lock_path);
         match unpacked {
             Some(Ok((tmp, diff_id))) if streamed && diff_id == layer.diff_id => {
-                store.install_snapshot(&tmp, &diff_id)?;
+                // Blob and snapshot go into place in [`finish`], after one sync for the pull.
+                return Ok(Some(Pending {
+                    partial: path.clone(),
+                    lock: lock_path.clone(),
+                    blob: digest.clone(),
+                    snapshot: (tmp, diff_id),
+                    _guard: guard.take(),
+                }));
             }
             other => discard(other),
         }
-        Ok(())
+        file.sync_all().map_err(io_err(&what))?;
+        atomic::rename_durable(&path, &store.blob_path(digest)).map_err(io_err(&what))?;
+        let _ = std::fs::remove_file(&lock_path);
+        Ok(None)
     })
+}
+
+/// A verified blob and its unpacked snapshot, both still under `tmp/`, waiting for [`finish`];
+/// the blob's download lock is held until then.
+struct Pending {
+    partial: PathBuf,
+    lock: PathBuf,
+    blob: Digest,
+    snapshot: (PathBuf, Digest),
+    _guard: Option<lock::LockGuard>,
+}
+
+/// Moves verified blobs and their snapshots into place: one `syncfs` makes all of them durable
+/// first (rather than an fsync per blob and a syncfs per snapshot), then each is renamed, and
+/// the two folders are synced once.
+fn finish(store: &Store, pending: Vec<Pending>) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let what = "storing the downloaded layers";
+    let root = File::open(store.root()).map_err(io_err(what))?;
+    rustix::fs::syncfs(&root)
+        .map_err(io::Error::from)
+        .map_err(io_err(what))?;
+    for p in &pending {
+        let target = store.blob_path(&p.blob);
+        if let Err(e) = std::fs::rename(&p.partial, &target)
+            && !target.is_file()
+        {
+            return Err(io_err(what)(e));
+        }
+        let (tmp, diff_id) = &p.snapshot;
+        let snapshot = store.snapshot_path(diff_id);
+        if std::fs::rename(tmp, &snapshot).is_err() {
+            // Another process made the same snapshot first: theirs is as good.
+            let _ = remove_tree(tmp);
+        }
+    }
+    for dir in [store.root().join("blobs/sha256"), store.snapshots_dir()] {
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(what))?;
+    }
+    for p in pending {
+        let _ = std::fs::remove_file(&p.lock);
+    }
+    Ok(())
 }
 
 /// Unpacks a layer stream into a new folder under `tmp/`; returns it with the diff_id, or the
