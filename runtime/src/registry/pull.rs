@@ -12,6 +12,7 @@ use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
@@ -455,14 +456,19 @@ fn download_blob(
         }
         tracing::debug!("resuming {digest} at {have} of {} bytes", layer.size);
     }
-    // A download from the first byte is unpacked as it arrives, through a pipe to a thread
+    // A download from the first byte is unpacked as it arrives, through a channel to a thread
     // (the snapshot is kept only if the whole transfer went through in one piece and both
     // digests check out); anything else is unpacked from the stored blob afterwards.
     let stream = have == 0 && !store.snapshot_path(&layer.diff_id).is_dir();
-    let (pipe_reader, pipe_writer) = std::io::pipe().map_err(io_err(&what))?;
+    let (chunks_in, chunks_out) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
     std::thread::scope(|s| {
-        let unpacker = stream.then(|| s.spawn(move || unpack_stream(store, pipe_reader)));
-        let mut tee = unpacker.as_ref().map(|_| pipe_writer);
+        let reader = ChunkReader {
+            chunks: chunks_out,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let unpacker = stream.then(|| s.spawn(move || unpack_stream(store, reader)));
+        let mut tee = unpacker.as_ref().map(|_| chunks_in);
         let mut backoff = super::client::backoff().with_max_times(5).build();
         let outcome: Result<()> = loop {
             if have == layer.size && layer.size > 0 {
@@ -598,12 +604,36 @@ fn finish(store: &Store, pending: Vec<Pending>) -> Result<()> {
     Ok(())
 }
 
+/// The reading end of the chunks a download hands to its unpacker (in memory: no pipe, no
+/// copies through the kernel).
+struct ChunkReader {
+    chunks: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.chunks.recv() {
+                Ok(c) => {
+                    self.current = c;
+                    self.pos = 0;
+                }
+                // The download ended (or gave up): end of stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Unpacks a layer stream into a new folder under `tmp/`; returns it with the diff_id, or the
 /// folder to remove on failure (the caller unpacks from the stored blob instead).
-fn unpack_stream(
-    store: &Store,
-    reader: std::io::PipeReader,
-) -> Result<(PathBuf, Digest), Option<PathBuf>> {
+fn unpack_stream(store: &Store, reader: ChunkReader) -> Result<(PathBuf, Digest), Option<PathBuf>> {
     let tmp = store.temp_path("snapshot");
     if std::fs::create_dir(&tmp).is_err() {
         return Err(None);
@@ -629,7 +659,7 @@ fn fetch_range(
     name: &ImageRef,
     digest: &Digest,
     file: &mut File,
-    tee: &mut Option<std::io::PipeWriter>,
+    tee: &mut Option<SyncSender<Vec<u8>>>,
     hasher: &mut Sha256,
     have: &mut u64,
     size: u64,
@@ -698,7 +728,7 @@ fn fetch_range(
         file.write_all(&buf[..n])
             .map_err(|e| Attempt::Fatal(io_fatal(e)))?;
         if let Some(w) = tee.as_mut()
-            && w.write_all(&buf[..n]).is_err()
+            && w.send(buf[..n].to_vec()).is_err()
         {
             // The unpacker gave up; the blob is unpacked from the store afterwards.
             *tee = None;
