@@ -518,8 +518,8 @@ fn download_blob(
         let actual: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
             .parse()
             .expect("a sha256 digest");
-        let discard = |u: Option<Result<Unpacked, Option<PathBuf>>>| {
-            if let Some(Ok(Unpacked { dir: tmp, .. }) | Err(Some(tmp))) = u {
+        let discard = |u: Option<Result<(PathBuf, Digest), Option<PathBuf>>>| {
+            if let Some(Ok((tmp, _)) | Err(Some(tmp))) = u {
                 let _ = remove_tree(&tmp);
             }
         };
@@ -538,13 +538,13 @@ fn download_blob(
             });
         }
         match unpacked {
-            Some(Ok(u)) if streamed && u.diff_id == layer.diff_id => {
+            Some(Ok((tmp, diff_id))) if streamed && diff_id == layer.diff_id => {
                 // Blob and snapshot go into place in [`finish`], after one sync for the pull.
                 return Ok(Some(Pending {
                     partial: path.clone(),
                     lock: lock_path.clone(),
                     blob: digest.clone(),
-                    snapshot: u,
+                    snapshot: (tmp, diff_id),
                     _guard: guard.take(),
                 }));
             }
@@ -563,91 +563,22 @@ struct Pending {
     partial: PathBuf,
     lock: PathBuf,
     blob: Digest,
-    snapshot: Unpacked,
+    snapshot: (PathBuf, Digest),
     _guard: Option<lock::LockGuard>,
 }
 
-/// A layer unpacked from its download stream into a folder under `tmp/`.
-struct Unpacked {
-    dir: PathBuf,
-    diff_id: Digest,
-    /// Its files and folders, when few enough to sync one by one (else a `syncfs` does).
-    entries: Option<Vec<(PathBuf, bool)>>,
-}
-
-/// Entries past which syncing a snapshot file by file costs more than one `syncfs`.
-const MAX_SYNCED_ENTRIES: usize = 512;
-
-/// Starts writing a file's dirty pages to disk without waiting for them (dpkg does the same),
-/// so the sync that later makes a pull durable finds most of the writing done.
-fn start_writeback(file: &File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on an open descriptor this function borrows; no memory is
-        // passed, and its result only matters as a hint.
-        unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
-/// The files (`false`) and folders (`true`) under `dir`, itself included, or `None` past
-/// `limit`; each file's writeback is started on the way.
-fn walk_and_start_writeback(dir: &std::path::Path, limit: usize) -> Option<Vec<(PathBuf, bool)>> {
-    let mut out = vec![(dir.to_path_buf(), true)];
-    let mut i = 0;
-    while i < out.len() {
-        let (path, is_dir) = out[i].clone();
-        i += 1;
-        if !is_dir {
-            if let Ok(f) = File::open(&path) {
-                start_writeback(&f);
-            }
-            continue;
-        }
-        for e in std::fs::read_dir(&path).ok()?.flatten() {
-            let t = e.file_type().ok()?;
-            if t.is_dir() {
-                out.push((e.path(), true));
-            } else if t.is_file() {
-                out.push((e.path(), false));
-            }
-            if out.len() > limit {
-                return None;
-            }
-        }
-    }
-    Some(out)
-}
-
-/// Moves verified blobs and their snapshots into place: they are made durable first, file by
-/// file when the snapshots are small (their writeback already started), else with one
-/// `syncfs` (rather than an fsync per blob and a syncfs per snapshot); then each is renamed,
-/// and the two folders are synced once.
+/// Moves verified blobs and their snapshots into place: one `syncfs` makes all of them durable
+/// first (rather than an fsync per blob and a syncfs per snapshot), then each is renamed, and
+/// the two folders are synced once.
 fn finish(store: &Store, pending: Vec<Pending>) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
     let what = "storing the downloaded layers";
-    if pending.iter().all(|p| p.snapshot.entries.is_some()) {
-        for p in &pending {
-            File::open(&p.partial)
-                .and_then(|f| f.sync_data())
-                .map_err(io_err(what))?;
-            for (path, is_dir) in p.snapshot.entries.iter().flatten() {
-                let f = File::open(path).map_err(io_err(what))?;
-                if *is_dir { f.sync_all() } else { f.sync_data() }.map_err(io_err(what))?;
-            }
-        }
-    } else {
-        let root = File::open(store.root()).map_err(io_err(what))?;
-        rustix::fs::syncfs(&root)
-            .map_err(io::Error::from)
-            .map_err(io_err(what))?;
-    }
+    let root = File::open(store.root()).map_err(io_err(what))?;
+    rustix::fs::syncfs(&root)
+        .map_err(io::Error::from)
+        .map_err(io_err(what))?;
     for p in &pending {
         let target = store.blob_path(&p.blob);
         if let Err(e) = std::fs::rename(&p.partial, &target)
@@ -655,7 +586,7 @@ fn finish(store: &Store, pending: Vec<Pending>) -> Result<()> {
         {
             return Err(io_err(what)(e));
         }
-        let (tmp, diff_id) = (&p.snapshot.dir, &p.snapshot.diff_id);
+        let (tmp, diff_id) = &p.snapshot;
         let snapshot = store.snapshot_path(diff_id);
         if std::fs::rename(tmp, &snapshot).is_err() {
             // Another process made the same snapshot first: theirs is as good.
@@ -702,7 +633,7 @@ impl Read for ChunkReader {
 
 /// Unpacks a layer stream into a new folder under `tmp/`; returns it with the diff_id, or the
 /// folder to remove on failure (the caller unpacks from the stored blob instead).
-fn unpack_stream(store: &Store, reader: ChunkReader) -> Result<Unpacked, Option<PathBuf>> {
+fn unpack_stream(store: &Store, reader: ChunkReader) -> Result<(PathBuf, Digest), Option<PathBuf>> {
     let tmp = store.temp_path("snapshot");
     if std::fs::create_dir(&tmp).is_err() {
         return Err(None);
@@ -711,11 +642,7 @@ fn unpack_stream(store: &Store, reader: ChunkReader) -> Result<Unpacked, Option<
         .map_err(|_| ())
         .and_then(|r| extract_verified(r, &tmp, &ApplyOptions::default()).map_err(|_| ()));
     match result {
-        Ok(diff_id) => Ok(Unpacked {
-            entries: walk_and_start_writeback(&tmp, MAX_SYNCED_ENTRIES),
-            dir: tmp,
-            diff_id,
-        }),
+        Ok(diff_id) => Ok((tmp, diff_id)),
         Err(()) => Err(Some(tmp)),
     }
 }
@@ -785,7 +712,6 @@ fn fetch_range(
     let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 256 << 10];
     let mut last_report = *have;
-    let mut last_writeback = *have;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -809,10 +735,6 @@ fn fetch_range(
         }
         hasher.update(&buf[..n]);
         *have += n as u64;
-        if *have - last_writeback >= 8 << 20 {
-            last_writeback = *have;
-            start_writeback(file);
-        }
         if *have - last_report >= 1 << 20 {
             last_report = *have;
             progress.event(Event::Progress {
