@@ -14,6 +14,12 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd)
 # The proxy's tests serve through real network namespaces: python3 servers, `ip` to check lo.
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The registry tests: the distribution registry, htpasswd for basic auth, openssl for the test
+# CA and token keys, curl to read a digest.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # The multi-stage example's compiler image (examples/multi-stage/make-gcc-image.sh).
 dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # berth.exe: cross-compiled with mingw-w64 and run under wine by tests/windows.rs.

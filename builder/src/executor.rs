@@ -57,6 +57,23 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, std::path::PathBuf>,
     /// `--platform` as (os, arch): the platform of `FROM scratch` stages (the host's if unset).
     pub platform: Option<(String, String)>,
+    /// Gets base images from a registry: a FROM (or `--from`) image missing from the store,
+    /// or every one with `pull_always`. `None` builds from local images only.
+    pub pull: Option<PullHook>,
+    /// `--pull`: fetch base images fresh even when the store has them.
+    pub pull_always: bool,
+}
+
+/// Pulls an image by name into the store, or says why it could not.
+pub type PullFn = dyn Fn(&str) -> Result<Image, String> + Send + Sync;
+
+/// Pulls an image by name into the store (the CLI's registry client, with its progress).
+pub struct PullHook(pub Box<PullFn>);
+
+impl std::fmt::Debug for PullHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PullHook")
+    }
 }
 
 /// Why a build failed.
@@ -274,6 +291,15 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
 }
 
 impl Builder<'_> {
+    /// A FROM or `--from` image: from the store, or pulled when missing (or with `--pull`).
+    fn base_image(&self, name: &str) -> Result<Image, String> {
+        match (&self.opts.pull, self.store.find_image(name)) {
+            (Some(pull), _) if self.opts.pull_always => (pull.0)(name),
+            (Some(pull), Err(ImageError::NotFound(_))) => (pull.0)(name),
+            (_, found) => found.map_err(|e| e.to_string()),
+        }
+    }
+
     fn step_err(&self, instr: &Instruction, message: impl std::fmt::Display) -> BuildError {
         BuildError::Step {
             file: self.opts.dockerfile_name.clone(),
@@ -340,10 +366,7 @@ impl Builder<'_> {
             }
         } else {
             // The store's error already says what to do.
-            let image = self
-                .store
-                .find_image(&base)
-                .map_err(|e| self.step_err(from, e))?;
+            let image = self.base_image(&base).map_err(|e| self.step_err(from, e))?;
             let layers = image.layers()?;
             for l in &layers {
                 self.store.ensure_snapshot(l)?;
@@ -637,8 +660,7 @@ impl Builder<'_> {
             return Ok((s.fs(self.store), format!("stage {}", s.key.as_str())));
         }
         let image = self
-            .store
-            .find_image(name)
+            .base_image(name)
             .map_err(|e| self.step_err(instr, format!("--from={name}: {e}")))?;
         let layers = image.layers()?;
         for l in &layers {

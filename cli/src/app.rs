@@ -27,7 +27,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalOptions {
     /// Where berth keeps images and containers [default: /var/lib/berth as root, else $XDG_DATA_HOME/berth]
     #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
@@ -44,6 +44,15 @@ pub struct GlobalOptions {
     /// Debug output (the same as --log-level debug)
     #[arg(long, short = 'D', global = true)]
     pub debug: bool,
+    /// A registry (HOST[:PORT]) that may use plain HTTP or unverified TLS; repeatable
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST[:PORT]",
+        env = "BERTH_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
 }
 
 /// berth's commands, named and flagged as Docker's.
@@ -116,6 +125,14 @@ pub enum Command {
     Save(commands::save::SaveArgs),
     /// Load images from a tar archive (berth save, docker save, OCI archives)
     Load(commands::load::LoadArgs),
+    /// Download an image from a registry
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry
+    Push(commands::push::PushArgs),
+    /// Log in to a registry
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::login::LogoutArgs),
     /// Show berth's version
     Version(commands::version::VersionArgs),
     /// Show system-wide information

@@ -3,6 +3,7 @@
 mod app;
 mod commands;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 

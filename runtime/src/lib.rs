@@ -12,6 +12,7 @@ pub mod image;
 #[cfg(target_os = "linux")]
 pub mod network;
 pub mod reference;
+pub mod registry;
 pub mod sandbox;
 pub mod store;
 pub mod volume;

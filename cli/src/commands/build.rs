@@ -35,7 +35,7 @@ pub struct BuildArgs {
     /// Do not use the cache
     #[arg(long)]
     pub no_cache: bool,
-    /// Always pull the base image (needs a registry; refused for now)
+    /// Pull base images fresh even when the store has them
     #[arg(long)]
     pub pull: bool,
     /// The platform to build for: the host's (linux/amd64 here) or wasi/wasm
@@ -133,13 +133,18 @@ fn parse_secrets(list: &[String]) -> Result<BTreeMap<String, PathBuf>> {
     Ok(out)
 }
 
+/// Base images missing from the store (or all with --pull) come from their registry;
+/// the pull's progress goes to stderr.
+fn pull_hook(g: &GlobalOptions, store: &berth_runtime::Store) -> berth_builder::executor::PullHook {
+    let g = g.clone();
+    let store = store.clone();
+    berth_builder::executor::PullHook(Box::new(move |name| {
+        super::pull::image_for(&g, &store, name, "always", None).map_err(|e| format!("{e:#}"))
+    }))
+}
+
 /// Builds the image.
 pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
-    if a.pull {
-        bail!(
-            "--pull needs a registry, which this build of berth does not speak yet; drop --pull to use local images"
-        );
-    }
     let platform = a
         .platform
         .as_deref()
@@ -234,6 +239,8 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         quiet: a.quiet || a.progress == "quiet",
         secrets: parse_secrets(&a.secrets)?,
         platform,
+        pull: Some(pull_hook(g, &store)),
+        pull_always: a.pull,
     };
     let image = build(&store, &opts)?;
     let id = image.id.to_string();

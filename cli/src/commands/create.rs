@@ -23,7 +23,7 @@ pub struct CreateArgs {
 /// Creates the container and prints its id.
 pub fn run(g: &GlobalOptions, a: CreateArgs) -> Result<ExitCode> {
     let store = super::open_store(g)?;
-    match super::run::create(&store, &a.flags) {
+    match super::run::create(g, &store, &a.flags) {
         Ok(c) => {
             println!("{}", c.id);
             Ok(ExitCode::SUCCESS)

@@ -22,9 +22,12 @@ pub mod inspect;
 #[cfg(target_os = "linux")]
 pub mod internal;
 pub mod load;
+pub mod login;
 #[cfg(target_os = "linux")]
 pub mod logs;
 pub mod ps;
+pub mod pull;
+pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
@@ -65,6 +68,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(a) => import::run(g, a),
         Command::Save(a) => save::run(g, a),
         Command::Load(a) => load::run(g, a),
+        Command::Pull(a) => pull::run(g, a),
+        Command::Push(a) => push::run(g, a),
+        Command::Login(a) => login::login(g, a),
+        Command::Logout(a) => login::logout(g, a),
         Command::Version(a) => version::run(g, a),
         Command::Info(a) => info::run(g, a),
         Command::Completion(a) => completion::run(a),

@@ -78,7 +78,7 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BERTH));
         }
     };
-    let c = match create(&store, &a.flags) {
+    let c = match create(g, &store, &a.flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berth: {e:#}");
@@ -104,15 +104,14 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
 }
 
 /// Creates a container from the flags (the image must be in the store).
-pub fn create(store: &Store, f: &ContainerFlags) -> Result<berth_runtime::container::Container> {
+pub fn create(
+    g: &GlobalOptions,
+    store: &Store,
+    f: &ContainerFlags,
+) -> Result<berth_runtime::container::Container> {
     let opts = f.to_options()?;
-    match f.pull.as_str() {
-        "missing" | "never" => {}
-        "always" => anyhow::bail!(
-            "--pull always needs a registry, which this build of berth does not speak yet; use --pull missing"
-        ),
-        other => anyhow::bail!("invalid --pull {other:?}: use missing, never or always"),
-    }
+    // Pulls per --pull (always, or missing and not in the store).
+    super::pull::image_for(g, store, &f.image, &f.pull, None)?;
     // Held until the container records the image it uses, so no rmi collects its layers
     // in between.
     let _content = store.lock_content()?;

@@ -129,7 +129,10 @@ impl Store {
         }
         if let Ok(r) = ImageRef::parse(input) {
             let found = match r.digest() {
-                Some(d) => images.iter().find(|i| i.digest.to_string() == d),
+                // A pull by an index digest names the platform's image with that digest.
+                Some(d) => images
+                    .iter()
+                    .find(|i| i.digest.to_string() == d || i.names.contains(&r)),
                 None => images.iter().find(|i| i.names.contains(&r)),
             };
             if let Some(i) = found {

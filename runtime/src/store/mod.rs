@@ -333,6 +333,15 @@ impl Store {
             // Names are HINT-PID-RANDOM: a live process' file (a running container's exec
             // config, a state file being renamed) is not a leftover.
             let name = entry.file_name().to_string_lossy().into_owned();
+            // An interrupted download, kept so the next pull resumes it (for a day).
+            if name.starts_with("partial-")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 24 * 3600))
+            {
+                continue;
+            }
             let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
             if owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
                 continue;
