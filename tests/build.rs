@@ -1300,3 +1300,134 @@ fn independent_stages_build_at_the_same_time() {
         0
     );
 }
+
+/// The diff_ids of an image's layers.
+fn layers(b: &Berth, name: &str) -> Vec<String> {
+    inspect(b, name)["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn copy_link_makes_a_layer_that_does_not_depend_on_the_steps_below() {
+    let b = setup();
+    let dockerfile = |marker: &str| {
+        format!(
+            "FROM busybox
+RUN echo {marker} > /marker && mkdir -m 700 /private && mkdir /real && ln -s /real /lnk
+COPY --link app.txt /etc/app/
+COPY --link app.txt /lnk/
+COPY --link --chown=65534:65534 --chmod=600 app.txt /private/deep/owned
+COPY app.txt /plain/
+"
+        )
+    };
+    let ctx = context(
+        &b,
+        "ctx",
+        &[("Dockerfile", &dockerfile("one")), ("app.txt", "app\n")],
+    );
+    let first = build(&b, "app", &ctx);
+    assert!(cached_steps(&first).is_empty(), "{first}");
+
+    // The image is the overlay of every layer: the linked files sit beside what was there,
+    // their folders are their own (fresh, 0755, root or the --chown owner), and a symlink
+    // below is replaced by a folder, never followed.
+    let out = run(
+        &b,
+        "app",
+        "cat /marker /etc/app/app.txt; head -1 /etc/passwd; ls /real | wc -l; \
+         stat -c '%F %a %u:%g %n' /lnk /lnk/app.txt /private /private/deep /private/deep/owned",
+    );
+    assert_eq!(
+        out,
+        "one\napp\nroot:x:0:0:root:/root:/bin/sh\n0\n\
+         directory 755 0:0 /lnk\nregular file 644 0:0 /lnk/app.txt\n\
+         directory 755 65534:65534 /private\ndirectory 755 65534:65534 /private/deep\n\
+         regular file 600 65534:65534 /private/deep/owned\n"
+    );
+    assert_eq!(run(&b, "app", "cat /private/deep/owned"), "app\n");
+    let id1 = inspect(&b, "app")["Id"].clone();
+    let layers1 = layers(&b, "app");
+    assert_eq!(layers1.len(), 6, "{layers1:?}");
+
+    // The RUN below them changes: the --link steps are reused as they were (the same
+    // layers, rebased onto the new one), the plain COPY runs again.
+    std::fs::write(ctx.join("Dockerfile"), dockerfile("two")).unwrap();
+    let second = build(&b, "app", &ctx);
+    assert_eq!(
+        cached_steps(&second),
+        vec![
+            "COPY --link app.txt /etc/app/",
+            "COPY --link app.txt /lnk/",
+            "COPY --link --chown=65534:65534 --chmod=600 app.txt /private/deep/owned",
+        ],
+        "{second}"
+    );
+    let layers2 = layers(&b, "app");
+    assert_ne!(inspect(&b, "app")["Id"], id1);
+    assert_ne!(layers2[1], layers1[1], "the RUN layer changed");
+    assert_eq!(
+        layers2[2..5],
+        layers1[2..5],
+        "the linked layers are the same"
+    );
+    assert_eq!(
+        run(
+            &b,
+            "app",
+            "cat /marker /etc/app/app.txt /lnk/app.txt /plain/app.txt"
+        ),
+        "two\napp\napp\napp\n"
+    );
+
+    // A COPY below changes: the same again.
+    let ctx2 = context(
+        &b,
+        "ctx2",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY first.txt /first.txt\nCOPY --link app.txt /app/\n",
+            ),
+            ("first.txt", "1\n"),
+            ("app.txt", "app\n"),
+        ],
+    );
+    build(&b, "two", &ctx2);
+    let before = layers(&b, "two");
+    std::fs::write(ctx2.join("first.txt"), "2\n").unwrap();
+    let again = build(&b, "two", &ctx2);
+    assert_eq!(
+        cached_steps(&again),
+        vec!["COPY --link app.txt /app/"],
+        "{again}"
+    );
+    let after = layers(&b, "two");
+    assert_ne!(after[1], before[1]);
+    assert_eq!(after[2], before[2]);
+    assert_eq!(run(&b, "two", "cat /first.txt /app/app.txt"), "2\napp\n");
+
+    // Without --link the same change runs the COPY again.
+    std::fs::write(
+        ctx2.join("Dockerfile"),
+        "FROM busybox\nCOPY first.txt /first.txt\nCOPY app.txt /app/\n",
+    )
+    .unwrap();
+    build(&b, "two", &ctx2);
+    std::fs::write(ctx2.join("first.txt"), "3\n").unwrap();
+    let unlinked = build(&b, "two", &ctx2);
+    assert!(cached_steps(&unlinked).is_empty(), "{unlinked}");
+
+    // A changed source does run a --link step again.
+    std::fs::write(ctx.join("app.txt"), "new\n").unwrap();
+    let edited = build(&b, "app", &ctx);
+    assert!(
+        !cached_steps(&edited).iter().any(|s| s.contains("--link")),
+        "{edited}"
+    );
+    assert_eq!(run(&b, "app", "cat /lnk/app.txt"), "new\n");
+}

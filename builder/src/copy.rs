@@ -1,7 +1,8 @@
 //! COPY and ADD: sources from the context or another stage written into a fresh folder laid
 //! out like the stage's root, which then becomes the step's layer. Folders this creates on the
 //! way to the destination take the mode, owner and mtime the lower layers give them, so e.g.
-//! `/tmp` keeps 1777.
+//! `/tmp` keeps 1777. With `--link` nothing below is read: the folders on the way are made
+//! fresh (0755, root or the `--chown` owner), as BuildKit's, so the layer stands on its own.
 
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -137,6 +138,9 @@ pub struct CopyJob<'a> {
     pub remote: std::collections::BTreeMap<String, crate::remote::Download>,
     /// `--parents`: keep each source's path under the destination.
     pub parents: bool,
+    /// `--link`: folders made on the way to the destination belong to the `--chown` owner
+    /// (root without it). Give such a job an empty `dest_fs`, so nothing below is read.
+    pub link: bool,
     /// `--exclude` patterns (matched as `.dockerignore` lines, against the path in the source).
     pub exclude: crate::context::IgnoreRules,
     /// The source being copied, so `--exclude` patterns also match relative to it.
@@ -158,6 +162,7 @@ impl<'a> CopyJob<'a> {
             unpack_remote: false,
             remote: std::collections::BTreeMap::new(),
             parents: false,
+            link: false,
             exclude: crate::context::IgnoreRules::default(),
             base: String::new(),
             dir_times: Vec::new(),
@@ -377,7 +382,14 @@ impl<'a> CopyJob<'a> {
                         self.dir_times.push((path, t));
                     }
                 }
-                None => set_mode(&path, 0o755)?,
+                None => {
+                    set_mode(&path, 0o755)?;
+                    if self.link
+                        && let Some((uid, gid)) = self.owner
+                    {
+                        chown(&path, uid, gid)?;
+                    }
+                }
             }
         }
         Ok(())

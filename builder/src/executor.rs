@@ -514,6 +514,11 @@ impl Builder<'_> {
                 };
                 let tmp = self.store.temp_path("copy");
                 let downloads_dir = self.store.temp_path("download");
+                // `--link`: the files go into an empty folder that reads nothing of the stage
+                // below, so the layer is the same whatever comes before it.
+                let nothing_below = LayeredFs::default();
+                let dest_fs = if spec.link { &nothing_below } else { &stage_fs };
+                let parent_key = state.key.clone();
                 let result = (|| {
                     std::fs::create_dir(&tmp).map_err(|e| {
                         self.step_err(instr, format!("creating {}: {e}", tmp.display()))
@@ -526,11 +531,12 @@ impl Builder<'_> {
                             )
                         })?;
                     }
-                    let mut job = CopyJob::new(source, &stage_fs, &tmp);
+                    let mut job = CopyJob::new(source, dest_fs, &tmp);
                     job.unpack = is_add && spec.unpack != Some(false);
                     // Downloaded archives stay archives unless --unpack=true, as Docker's.
                     job.unpack_remote = is_add && spec.unpack == Some(true);
                     job.parents = spec.parents;
+                    job.link = spec.link;
                     if !spec.exclude.is_empty() {
                         job.exclude = crate::context::IgnoreRules::parse(
                             &spec.exclude.join("\n"),
@@ -577,11 +583,18 @@ impl Builder<'_> {
                         self.step_err(instr, format!("reading the copied files: {e}"))
                     })?;
                     let text = format!("{:?}", expanded.kind);
-                    let mut parts = vec!["COPY", &text, &from_key, &content];
-                    if !remote_key.is_empty() {
-                        parts.push(&remote_key);
-                    }
-                    let key = state.key.then(&parts);
+                    let key = if spec.link {
+                        // Not chained to the parent: the instruction after substitution (so
+                        // the args it uses), where it lands, and what it wrote (every
+                        // source's content and metadata, and any --chown resolved).
+                        Key::base("link").then(&["COPY", &text, &dest, &content, &remote_key])
+                    } else {
+                        let mut parts = vec!["COPY", &text, &from_key, &content];
+                        if !remote_key.is_empty() {
+                            parts.push(&remote_key);
+                        }
+                        state.key.then(&parts)
+                    };
                     if let Some(expected) = &checksum {
                         if let Some(entry) = self.cached(&key) {
                             self.apply_entry(state, instr, key, entry);
@@ -597,9 +610,11 @@ impl Builder<'_> {
                         std::fs::create_dir(&tmp).map_err(|e| {
                             self.step_err(instr, format!("creating {}: {e}", tmp.display()))
                         })?;
-                        let mut job = CopyJob::new(source, &stage_fs, &tmp);
+                        let mut job = CopyJob::new(source, dest_fs, &tmp);
                         job.unpack = is_add && spec.unpack != Some(false);
                         job.unpack_remote = unpack_remote;
+                        job.parents = spec.parents;
+                        job.link = spec.link;
                         job.owner = owner;
                         job.chmod = chmod;
                         job.exclude = exclude;
@@ -613,6 +628,11 @@ impl Builder<'_> {
                     if dir.exists() {
                         let _ = berth_runtime::store::remove_tree(dir);
                     }
+                }
+                if result.is_ok() && spec.link {
+                    // The layer is the parent's business no more, but the steps after it
+                    // still build on both.
+                    state.key = parent_key.then(&["LINK", state.key.as_str()]);
                 }
                 result
             }
