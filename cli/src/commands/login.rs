@@ -115,6 +115,13 @@ pub fn login(g: &GlobalOptions, a: LoginArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(not(target_os = "linux"))]
+fn set_echo(_on: bool) -> std::io::Result<()> {
+    // Echo stays on where termios is not at hand; --password-stdin avoids the prompt.
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
 fn set_echo(on: bool) -> std::io::Result<()> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();

@@ -48,7 +48,7 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BERTH));
         }
     };
-    let c = match create(&store, &a.flags) {
+    let c = match create(g, &store, &a.flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berth: {e:#}");

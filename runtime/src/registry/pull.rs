@@ -575,10 +575,20 @@ fn finish(store: &Store, pending: Vec<Pending>) -> Result<()> {
         return Ok(());
     }
     let what = "storing the downloaded layers";
-    let root = File::open(store.root()).map_err(io_err(what))?;
-    rustix::fs::syncfs(&root)
-        .map_err(io::Error::from)
-        .map_err(io_err(what))?;
+    #[cfg(unix)]
+    {
+        let root = File::open(store.root()).map_err(io_err(what))?;
+        rustix::fs::syncfs(&root)
+            .map_err(io::Error::from)
+            .map_err(io_err(what))?;
+    }
+    // No syncfs elsewhere: each blob on its own.
+    #[cfg(not(unix))]
+    for p in &pending {
+        File::open(&p.partial)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(what))?;
+    }
     for p in &pending {
         let target = store.blob_path(&p.blob);
         if let Err(e) = std::fs::rename(&p.partial, &target)
