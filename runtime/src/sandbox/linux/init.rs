@@ -107,15 +107,24 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
             report_and_exit(&mut status, e)
         }
         Ok(ForkResult::Parent { child }) => {
-            let _ = writeln!(status, "pid {child}");
+            status_line(&status, &format!("pid {child}"));
             drop(status);
             std::process::exit(wait_exit_code(child))
         }
     }
 }
 
+/// Writes one status line in a single write: PID 1 and its parent both write to the pipe, and
+/// a line in pieces could interleave with the other's (lines under PIPE_BUF are atomic).
+fn status_line(mut status: &File, line: &str) {
+    let _ = status.write_all(format!("{line}\n").as_bytes());
+}
+
 fn report_and_exit(status: &mut File, e: StartError) -> ! {
-    let _ = writeln!(status, "error {} {}", e.code, e.message.replace('\n', " "));
+    status_line(
+        status,
+        &format!("error {} {}", e.code, e.message.replace('\n', " ")),
+    );
     std::process::exit(e.code)
 }
 
@@ -369,8 +378,8 @@ pub(crate) fn wasi_main(
     }
     .map_err(|e| fail(e.exit_code(), e))?;
     drop((cache, bytes));
-    if let Some(mut status) = status {
-        let _ = writeln!(status, "backend wasi {}", kind.os());
+    if let Some(status) = status {
+        status_line(status, &format!("backend wasi {}", kind.os()));
     }
     drop_privileges(spec, who)?;
     wait_for_go(go_fd)?;
