@@ -79,11 +79,7 @@ pub fn image_backend(image: &Image) -> Option<Backend> {
         .as_ref()
         .and_then(|c| c.labels.clone())
         .unwrap_or_default();
-    let wasm_layer = image
-        .manifest
-        .layers()
-        .iter()
-        .any(|l| crate::image::layer::is_wasm_media_type(l.media_type()));
+    let wasm_layer = image.has_wasm_layer();
     if wasm_layer
         || is_wasm_platform(&cfg.os, &cfg.architecture)
         || has_wasm_annotation(annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())))

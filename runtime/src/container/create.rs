@@ -267,13 +267,7 @@ pub fn create_container(
     };
     let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     // An image of bare wasm layers (other wasm tooling's) runs its module by default.
-    if args.is_empty()
-        && image
-            .manifest
-            .layers()
-            .iter()
-            .any(|l| crate::image::layer::is_wasm_media_type(l.media_type()))
-    {
+    if args.is_empty() && image.has_wasm_layer() {
         args.push(crate::image::layer::WASM_LAYER_PATH.to_string());
     }
     if args.is_empty() {

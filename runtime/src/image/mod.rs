@@ -51,6 +51,14 @@ pub struct LayerRef {
 }
 
 impl Image {
+    /// Whether a layer is a bare WebAssembly module (other wasm tooling's images).
+    pub fn has_wasm_layer(&self) -> bool {
+        self.manifest
+            .layers()
+            .iter()
+            .any(|l| layer::is_wasm_media_type(l.media_type()))
+    }
+
     /// The layers, bottom first, pairing each manifest layer with its diff_id.
     pub fn layers(&self) -> Result<Vec<LayerRef>, ImageError> {
         let descs = self.manifest.layers();

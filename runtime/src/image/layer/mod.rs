@@ -64,9 +64,7 @@ pub const WASM_LAYER_PATH: &str = "/app.wasm";
 /// holds the module at [`WASM_LAYER_PATH`], and its diff_id is the module's digest.
 pub fn is_wasm_media_type(media_type: &MediaType) -> bool {
     let s = media_type.to_string();
-    s == "application/wasm"
-        || s.ends_with("+wasm")
-        || s == "application/vnd.wasm.content.layer.v1+wasm"
+    s == "application/wasm" || s.ends_with("+wasm")
 }
 
 /// Whether a layer's media type is one berth can unpack.
