@@ -7,34 +7,9 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::Berth;
-
-/// The probe built for `target`, once per test run.
-fn probe(target: &str) -> PathBuf {
-    static P1: OnceLock<PathBuf> = OnceLock::new();
-    static P2: OnceLock<PathBuf> = OnceLock::new();
-    let cell = if target == "wasm32-wasip1" { &P1 } else { &P2 };
-    cell.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("probe-{target}.wasm"));
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
-        let status = Command::new("rustc")
-            .args(["--edition", "2021", "--target", target, "-C", "opt-level=1"])
-            .args(["-C", "debuginfo=0", "-C", "strip=symbols", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("run rustc");
-        assert!(
-            status.success(),
-            "building the probe for {target} failed: run the tests through tests/run.sh, which adds the target with rustup"
-        );
-        out
-    })
-    .clone()
-}
+use common::{Berth, probe};
 
 /// Builds `name` from a context holding the probe (as /probe.wasm) and `data/`.
 fn build_probe_image(b: &Berth, name: &str, target: &str, dockerfile: &str) {

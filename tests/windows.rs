@@ -104,22 +104,7 @@ fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
     let ctx = b.path("ctx");
     std::fs::create_dir_all(ctx.join("data")).unwrap();
     std::fs::write(ctx.join("data/greeting.txt"), "hello from a layer\n").unwrap();
-    let module = Path::new(env!("CARGO_TARGET_TMPDIR")).join("windows-probe.wasm");
-    let status = Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "--target",
-            "wasm32-wasip1",
-            "-C",
-            "opt-level=1",
-        ])
-        .args(["-C", "debuginfo=0", "-C", "strip=symbols", "-o"])
-        .arg(&module)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let module = common::probe("wasm32-wasip1");
     std::fs::copy(&module, ctx.join("probe.wasm")).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),

@@ -184,3 +184,27 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The probe built for `target`, once per test run.
+pub fn probe(target: &str) -> PathBuf {
+    static P1: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    static P2: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let cell = if target == "wasm32-wasip1" { &P1 } else { &P2 };
+    cell.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("probe-{target}.wasm"));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
+        let status = Command::new("rustc")
+            .args(["--edition", "2021", "--target", target, "-C", "opt-level=1"])
+            .args(["-C", "debuginfo=0", "-C", "strip=symbols", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run rustc");
+        assert!(
+            status.success(),
+            "building the probe for {target} failed: run the tests through tests/run.sh, which adds the target with rustup"
+        );
+        out
+    })
+    .clone()
+}
