@@ -435,9 +435,15 @@ fn corrupt_modules_and_the_compile_cache() {
         v.retain(|p| p.extension().is_some_and(|e| e == "cwasm"));
         v
     };
-    // `berth build` precompiled the entrypoint.
+    // `berth build` precompiled the entrypoint, and remembered its digest for its layer.
     let found = artifacts();
     assert_eq!(found.len(), 1, "{found:?}");
+    let remembered = || std::fs::read_dir(cache.join("layers")).map_or(0, |d| d.count());
+    assert_eq!(remembered(), 1);
+    // Forgotten, it is remembered again by the next run.
+    std::fs::remove_dir_all(cache.join("layers")).unwrap();
+    b.ok(&["run", "--rm", "probe", "exit", "0"]);
+    assert_eq!(remembered(), 1);
     let art = found[0].clone();
     let compiled = std::fs::read(&art).unwrap();
     let mtime = std::fs::metadata(&art).unwrap().modified().unwrap();
@@ -459,11 +465,11 @@ fn corrupt_modules_and_the_compile_cache() {
     );
     let rebuilt = std::fs::read(&art).unwrap();
     assert!(rebuilt != bad, "the corrupt artifact was replaced");
-    let recorded = std::fs::read_to_string(art.with_extension("cwasm.sha256")).unwrap();
+    let recorded = std::fs::read_to_string(art.with_extension("cwasm.xxh3")).unwrap();
     assert_eq!(
-        sha256_hex(&rebuilt),
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&rebuilt)),
         recorded.trim(),
-        "the new artifact matches its digest"
+        "the new artifact matches its checksum"
     );
     // A truncated one too.
     std::fs::write(&art, &compiled[..100]).unwrap();
@@ -488,6 +494,43 @@ fn corrupt_modules_and_the_compile_cache() {
         err.contains("/bad.wasm is not a valid WebAssembly module"),
         "{err}"
     );
+}
+
+#[test]
+fn a_module_replaced_in_the_writable_layer_is_the_one_that_runs() {
+    let b = setup();
+    // An image with the probe and, beside it, a file that looks like wasm but is not.
+    let ctx = b.path("ctx-selfmod");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("bad.wasm"), b"\0asm\x01\0\0\0not a module").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM probe\nCOPY bad.wasm /bad.wasm\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "selfmod", ctx.to_str().unwrap()]);
+    // The container copies it over its own program: the copy lands in its writable layer.
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--name",
+            "sm",
+            "selfmod",
+            "cp",
+            "/bad.wasm",
+            "/probe.wasm"
+        ]),
+        "copied /bad.wasm\n"
+    );
+    // Started again, it runs what its /probe.wasm now holds, not the image's cached module.
+    let (code, err) = b.fail(&["start", "-a", "sm"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(
+        err.contains("/probe.wasm is not a valid WebAssembly module"),
+        "{err}"
+    );
+    // The image itself is unchanged.
+    assert_eq!(b.ok(&["run", "--rm", "selfmod", "exit", "0"]), "");
 }
 
 /// Writes `bytes` as a blob of the OCI layout `dir`; gives its digest.

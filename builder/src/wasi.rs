@@ -3,6 +3,8 @@
 //! whatever `--platform` said, and its entrypoint is compiled into the store's compile cache
 //! so the first `berth run` starts without compiling.
 
+use std::path::PathBuf;
+
 use berth_runtime::Store;
 use berth_runtime::image::ImageConfig;
 use berth_runtime::sandbox::wasi::{self, ModuleCache, WasmKind};
@@ -22,7 +24,7 @@ pub fn mark_wasi_entrypoint(store: &Store, config: &mut ImageConfig, quiet: bool
     let Some(program) = program.filter(|p| p.starts_with('/')) else {
         return;
     };
-    let Some(path) = find(store, config, &program) else {
+    let Some((snapshot, path)) = find(store, config, &program) else {
         return;
     };
     let Ok(bytes) = std::fs::read(&path) else {
@@ -36,7 +38,10 @@ pub fn mark_wasi_entrypoint(store: &Store, config: &mut ImageConfig, quiet: bool
     config.variant = None;
     let started = std::time::Instant::now();
     let outcome = wasi::engine::new_engine().and_then(|engine| {
-        ModuleCache::for_store(store.root())?.precompile(&engine, &bytes, &program)
+        let cache = ModuleCache::for_store(store.root())?;
+        // Remembered now, so even the first run maps the artifact without hashing the module.
+        cache.layer_module_digest(&snapshot, &program, &path)?;
+        cache.precompile(&engine, &bytes, &program)
     });
     match outcome {
         Ok(wasi::cache::Outcome::Compiled) if !quiet => {
@@ -54,14 +59,22 @@ pub fn mark_wasi_entrypoint(store: &Store, config: &mut ImageConfig, quiet: bool
     }
 }
 
+/// The snapshot holding `program` in the image's layers, and the file.
 #[cfg(target_os = "linux")]
-fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<std::path::PathBuf> {
-    let top_first: Vec<_> = config.rootfs.diff_ids.iter().rev().cloned().collect();
-    store.find_in_snapshots(&top_first, program)
+fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<(PathBuf, PathBuf)> {
+    let top_first: Vec<PathBuf> = config
+        .rootfs
+        .diff_ids
+        .iter()
+        .rev()
+        .map(|d| store.snapshot_path(d))
+        .collect();
+    let (layer, file) = berth_runtime::image::snapshot::find_in_layers(&top_first, program)?;
+    Some((top_first[layer].clone(), file))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<std::path::PathBuf> {
+fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<(PathBuf, PathBuf)> {
     let _ = (store, config, program);
     None
 }

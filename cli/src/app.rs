@@ -155,11 +155,15 @@ pub enum Command {
 
 /// Sets up tracing from `--log-level` / `--debug`.
 pub fn init_logging(g: &GlobalOptions) {
-    let level = if g.debug {
+    init_logging_at(if g.debug {
         "debug"
     } else {
         g.log_level.as_str()
-    };
+    });
+}
+
+/// Logs at `level` (error, warn, info, debug or trace) to stderr.
+pub fn init_logging_at(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "berth={level},berth_runtime={level},berth_builder={level},berth_cli={level}"
     ))

@@ -19,6 +19,10 @@ pub const BACKENDS: &[&str] = &["native", "wasi"];
 pub const BACKENDS: &[&str] = &["wasi"];
 
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    if let Some(code) = commands::internal::init_fast_path() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -42,6 +42,14 @@ fn main() {
                 exit(1)
             }
         },
+        // Copies the file rest[0] to rest[1].
+        Some("cp") => match std::fs::copy(&rest[0], &rest[1]) {
+            Ok(_) => println!("copied {}", rest[0]),
+            Err(e) => {
+                println!("error: {e}");
+                exit(1)
+            }
+        },
         Some("rm") => match std::fs::remove_file(&rest[0]) {
             Ok(()) => println!("removed {}", rest[0]),
             Err(e) => {

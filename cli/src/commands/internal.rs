@@ -38,6 +38,32 @@ pub struct ExecArgs {
     pub config: PathBuf,
 }
 
+/// `__init` alone on the command line: each container start runs it, and parsing berth's whole
+/// command line (every subcommand's arguments) would cost it most of a millisecond.
+#[derive(Debug, clap::Parser)]
+#[command(name = "__init")]
+struct InitCommand {
+    #[command(flatten)]
+    args: InitArgs,
+}
+
+/// Runs `__init` when it is this process' command (never returning then).
+pub fn init_fast_path() -> Option<ExitCode> {
+    use clap::Parser as _;
+    if std::env::args_os().nth(1).is_none_or(|a| a != "__init") {
+        return None;
+    }
+    let cmd = match InitCommand::try_parse_from(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Some(ExitCode::from(125));
+        }
+    };
+    crate::app::init_logging_at("warn");
+    Some(init(cmd.args).unwrap_or(ExitCode::from(125)))
+}
+
 /// `__init`: never returns.
 pub fn init(a: InitArgs) -> Result<ExitCode> {
     berth_runtime::sandbox::linux::init::main(&a.config, a.status_fd, a.monitor, a.go_fd)

@@ -133,13 +133,15 @@ impl Monitor {
             cg.allow_all_devices().map_err(start_err)?;
         }
         let cgroup = Some(cg);
+        let wasm_cache = store.root().join(crate::sandbox::wasi::cache::DIR_NAME);
         let config = InitConfig {
             id: c.id.clone(),
             spec: c.spec.clone(),
+            wasm_module: known_wasm_module(&c, &plan, &wasm_cache),
             rootfs: plan,
             // This process moves PID 1 into the cgroup (see the go pipe).
             cgroup: false,
-            wasm_cache: Some(store.root().join(crate::sandbox::wasi::cache::DIR_NAME)),
+            wasm_cache: Some(wasm_cache),
         };
         // Published ports are bound before the container starts: a port in use fails the start
         // before the workload runs.
@@ -462,6 +464,49 @@ fn read_status(
     }
     pid.map(|p| (p, backend))
         .ok_or_else(|| start_err("the container's init ended before starting the workload"))
+}
+
+/// The digest of a WASI container's program when it is an image file the container has not
+/// changed: an absolute path, found in the layer snapshots, with nothing in the writable
+/// layer yet (a fresh container) and no mount over it. PID 1 then maps the cached artifact
+/// without reading the module; otherwise (None) it reads and hashes the module itself.
+fn known_wasm_module(
+    c: &Container,
+    plan: &RootfsPlan,
+    cache: &Path,
+) -> Option<crate::sandbox::wasi::KnownModule> {
+    let path = c.spec.args.first().filter(|p| p.starts_with('/'))?;
+    if c.spec.backend != crate::backend::Backend::Wasi {
+        return None;
+    }
+    let under = |dest: &str| {
+        let dest = dest.trim_end_matches('/');
+        dest.is_empty()
+            || path == dest
+            || path.strip_prefix(dest).is_some_and(|r| r.starts_with('/'))
+    };
+    let mounted = ["/proc", "/sys", "/dev"]
+        .into_iter()
+        .chain(plan.etc_files.iter().map(|(_, d)| d.as_str()))
+        .chain(plan.mounts.iter().map(|m| m.destination.as_str()))
+        .any(under);
+    let fresh = std::fs::read_dir(&plan.upperdir).is_ok_and(|mut d| d.next().is_none());
+    if mounted || !fresh {
+        return None;
+    }
+    let (layer, file) = crate::image::snapshot::find_in_layers(&plan.lowerdirs, path)?;
+    let digest = crate::sandbox::wasi::ModuleCache::open(cache)
+        .and_then(|cache| cache.layer_module_digest(&plan.lowerdirs[layer], path, &file));
+    match digest {
+        Ok(sha256) => Some(crate::sandbox::wasi::KnownModule {
+            path: path.clone(),
+            sha256,
+        }),
+        Err(e) => {
+            tracing::debug!("not remembering the digest of {path}: {e}");
+            None
+        }
+    }
 }
 
 /// The container's rootfs: its layers' snapshots (top first) under its own upper dir.

@@ -87,7 +87,13 @@ impl Store {
                 .ctx(|| format!("securing {}", dir.display()))?;
         }
         let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
-        self.write_file(&dir.join("state.json"), &bytes)?;
+        if c.auto_remove {
+            // A `--rm` container is gone when it ends anyway: one lost to a power cut need
+            // not cost every start two disk flushes.
+            self.write_file_unsynced(&dir.join("state.json"), &bytes)?;
+        } else {
+            self.write_file(&dir.join("state.json"), &bytes)?;
+        }
         Ok(())
     }
 

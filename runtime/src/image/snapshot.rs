@@ -133,50 +133,59 @@ pub fn snapshot_options() -> ApplyOptions {
 }
 
 impl Store {
-    /// Finds a regular file of an image's merged filesystem in its snapshots, as overlayfs
-    /// would (`layers` top first): the highest layer holding it wins, a whiteout hides it, and
-    /// an opaque folder hides what the layers below hold under it. Symlinks are not followed:
-    /// a path through one is reported as absent.
+    /// Finds a regular file of an image's merged filesystem in its snapshots (`layers` top
+    /// first), as [`find_in_layers`] does.
     #[cfg(target_os = "linux")]
     pub fn find_in_snapshots(&self, layers: &[Digest], path: &str) -> Option<PathBuf> {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let parts: Vec<&str> = path
-            .split('/')
-            .filter(|p| !p.is_empty() && *p != ".")
-            .collect();
-        if parts.is_empty() || parts.contains(&"..") {
-            return None;
-        }
-        for diff_id in layers {
-            let mut p = self.snapshot_path(diff_id);
-            let mut opaque_here = false;
-            for (i, part) in parts.iter().enumerate() {
-                p.push(part);
-                let Ok(m) = std::fs::symlink_metadata(&p) else {
-                    break;
-                };
-                if m.file_type().is_char_device() && m.rdev() == 0 {
-                    return None;
-                }
-                if i + 1 == parts.len() {
-                    return m.is_file().then_some(p);
-                }
-                if !m.is_dir() {
-                    return None;
-                }
-                let mut v = [0u8; 1];
-                if rustix::fs::lgetxattr(&p, "trusted.overlay.opaque", &mut v)
-                    .is_ok_and(|n| n == 1 && v[0] == b'y')
-                {
-                    opaque_here = true;
-                }
-            }
-            if opaque_here {
+        let dirs: Vec<PathBuf> = layers.iter().map(|d| self.snapshot_path(d)).collect();
+        find_in_layers(&dirs, path).map(|(_, p)| p)
+    }
+}
+
+/// Finds a regular file of a merged filesystem in its layer folders (`dirs` top first, as
+/// overlayfs' lowerdir), as overlayfs would: the highest layer holding it wins, a whiteout
+/// hides it, and an opaque folder hides what the layers below hold under it. Symlinks are not
+/// followed: a path through one is reported as absent. Gives the holding layer's index in
+/// `dirs` and the file's path.
+#[cfg(target_os = "linux")]
+pub fn find_in_layers(dirs: &[PathBuf], path: &str) -> Option<(usize, PathBuf)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.is_empty() || parts.contains(&"..") {
+        return None;
+    }
+    for (layer, dir) in dirs.iter().enumerate() {
+        let mut p = dir.clone();
+        let mut opaque_here = false;
+        for (i, part) in parts.iter().enumerate() {
+            p.push(part);
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                break;
+            };
+            if m.file_type().is_char_device() && m.rdev() == 0 {
                 return None;
             }
+            if i + 1 == parts.len() {
+                return m.is_file().then_some((layer, p));
+            }
+            if !m.is_dir() {
+                return None;
+            }
+            let mut v = [0u8; 1];
+            if rustix::fs::lgetxattr(&p, "trusted.overlay.opaque", &mut v)
+                .is_ok_and(|n| n == 1 && v[0] == b'y')
+            {
+                opaque_here = true;
+            }
         }
-        None
+        if opaque_here {
+            return None;
+        }
     }
+    None
 }
 
 /// The snapshot of a bare WebAssembly layer: the module at [`layer::WASM_LAYER_PATH`], mode

@@ -47,6 +47,9 @@ pub struct InitConfig {
     /// The store's compiled-module cache, for a WASI program (opened before the pivot hides it).
     #[serde(default)]
     pub wasm_cache: Option<PathBuf>,
+    /// The WASI program's digest, when the monitor knows it.
+    #[serde(default)]
+    pub wasm_module: Option<wasi::KnownModule>,
 }
 
 /// A failure before the workload runs, with Docker's exit code for it.
@@ -265,6 +268,7 @@ fn container_main(
             env,
             &who,
             wasm_cache,
+            cfg.wasm_module.as_ref(),
         );
     }
     drop(wasm_cache);
@@ -365,19 +369,30 @@ pub(crate) fn wasi_main(
     env: Vec<String>,
     who: &user::ResolvedUser,
     cache: Option<wasi::ModuleCache>,
+    known: Option<&wasi::KnownModule>,
 ) -> Result<std::convert::Infallible, StartError> {
     // Before wasmtime starts any thread, so all of them inherit the held mask.
     wasi::stop::hold_signals();
     let name = spec.args[0].clone();
     let engine = wasi::engine::new_engine().map_err(|e| fail(125, e))?;
-    let bytes =
-        std::fs::read(program).map_err(|e| fail(126, format!("reading \"{name}\": {e}")))?;
-    let compiled = match &cache {
-        Some(c) => c.load(&engine, &bytes, &name).map(|(p, _)| p),
-        None => wasi::engine::compile(&engine, &bytes, &name),
-    }
-    .map_err(|e| fail(e.exit_code(), e))?;
-    drop((cache, bytes));
+    // A known module's artifact is mapped without reading the module.
+    let hit = match (&cache, known.filter(|k| Path::new(&k.path) == program)) {
+        (Some(c), Some(k)) => c.load_known(&engine, &k.sha256, kind),
+        _ => None,
+    };
+    let compiled = match hit {
+        Some(p) => p,
+        None => {
+            let bytes = std::fs::read(program)
+                .map_err(|e| fail(126, format!("reading \"{name}\": {e}")))?;
+            match &cache {
+                Some(c) => c.load(&engine, &bytes, &name).map(|(p, _)| p),
+                None => wasi::engine::compile(&engine, &bytes, &name),
+            }
+            .map_err(|e| fail(e.exit_code(), e))?
+        }
+    };
+    drop(cache);
     if let Some(status) = status {
         status_line(status, &format!("backend wasi {}", kind.os()));
     }

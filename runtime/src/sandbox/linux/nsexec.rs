@@ -131,7 +131,9 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     let program = resolve_program(&spec.args, &env)?;
     // In a WASI container, exec runs another module of its filesystem as a guest.
     if let Some(kind) = wasm_program(spec, &program)? {
-        return wasi_main(spec, None, None, &program, kind, env, &who, wasm_cache);
+        return wasi_main(
+            spec, None, None, &program, kind, env, &who, wasm_cache, None,
+        );
     }
     drop_privileges(spec, &who)?;
     exec(&program, &spec.args, &env)

@@ -1,10 +1,16 @@
 //! The compiled-module cache: `ROOT/wasm-cache/<module sha256>-<engine key>.cwasm`, beside a
-//! `.sha256` of the artifact itself. The first run of a module compiles it and stores the
-//! artifact; later runs verify the artifact against its recorded digest and map it instead of
+//! `.xxh3` checksum of the artifact itself. The first run of a module compiles it and stores the
+//! artifact; later runs check the artifact against its recorded checksum and map it instead of
 //! compiling. A corrupt or foreign artifact is discarded and rebuilt, never trusted: wasmtime
 //! runs what it deserializes as machine code.
+//!
+//! Starting a cached module reads neither the module nor a copy of the artifact: the module's
+//! digest is remembered per image layer (`layers/`, see [`ModuleCache::layer_module_digest`]),
+//! and the artifact is mapped and checked with xxh3, which runs at memory speed. The checksum
+//! guards against corruption (a torn write, a bad disk, a stray edit); the folder itself is
+//! writable by root only, who could replace berth's binary as easily.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
@@ -19,6 +25,17 @@ use super::engine::{self, Program, WasiError};
 
 /// The cache folder's name under the store root.
 pub const DIR_NAME: &str = "wasm-cache";
+
+/// Where module digests are remembered per image layer, in the cache folder.
+const LAYERS_DIR: &str = "layers";
+
+/// The extension of an artifact's checksum file.
+const SUM: &str = "xxh3";
+
+/// An artifact's checksum: xxh3-128 in hex.
+fn checksum(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
 
 /// An open compiled-module cache.
 pub struct ModuleCache {
@@ -65,6 +82,63 @@ impl ModuleCache {
         format!("{digest_hex}-{}.cwasm", engine::compatibility_key(engine))
     }
 
+    /// Loads the cached artifact of the module whose sha256 is `digest_hex`, without the
+    /// module's bytes; `None` when there is none (or it was corrupt, and is now discarded), and
+    /// the caller reads the module and calls [`ModuleCache::load`].
+    pub fn load_known(&self, engine: &Engine, digest_hex: &str, kind: WasmKind) -> Option<Program> {
+        let entry = Self::entry_name(engine, digest_hex);
+        match self.load_entry(engine, &entry, kind) {
+            Ok(p) => p,
+            Err(why) => {
+                self.discard(&entry, &why);
+                None
+            }
+        }
+    }
+
+    fn discard(&self, entry: &str, why: &str) {
+        tracing::warn!("discarding the compiled module {entry}: {why}; compiling it again");
+        let _ = self.dir.remove_file(entry);
+        let _ = self.dir.remove_file(format!("{entry}.{SUM}"));
+    }
+
+    /// The sha256 of the module `file`, which is `path` in the image layer unpacked at
+    /// `snapshot`: remembered in `layers/` under the snapshot's name (its layer's diff_id) and
+    /// the path, so it is read and hashed once, not at every start. That is sound because a
+    /// snapshot never changes once unpacked: its content is its layer's, verified against the
+    /// diff_id. The caller makes sure the container sees this very file at `path` (no writable
+    /// layer or volume over it).
+    pub fn layer_module_digest(
+        &self,
+        snapshot: &Path,
+        path: &str,
+        file: &Path,
+    ) -> Result<String, WasiError> {
+        let layer = snapshot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let memo = format!(
+            "{LAYERS_DIR}/{layer}-{}",
+            &hex::encode(Sha256::digest(path.as_bytes()))[..16]
+        );
+        if let Ok(s) = self.dir.read_to_string(&memo) {
+            let s = s.trim();
+            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(s.to_string());
+            }
+        }
+        let mut f = std::fs::File::open(file).map_err(io(format!("opening {}", file.display())))?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", file.display())))?;
+        let digest = hex::encode(h.finalize());
+        self.dir
+            .create_dir_all(LAYERS_DIR)
+            .map_err(io(format!("creating {}/{LAYERS_DIR}", self.path.display())))?;
+        self.write_atomic(&memo, digest.as_bytes())?;
+        Ok(digest)
+    }
+
     /// Loads the compiled form of `wasm` (named `name` in errors): from the cache when a
     /// verified artifact is there, else by compiling it and storing the result.
     pub fn load(
@@ -79,13 +153,7 @@ impl ModuleCache {
             match self.load_entry(engine, &entry, kind) {
                 Ok(Some(p)) => return Ok((p, Outcome::Hit)),
                 Ok(None) => {}
-                Err(why) => {
-                    tracing::warn!(
-                        "discarding the compiled module {entry}: {why}; compiling it again"
-                    );
-                    let _ = self.dir.remove_file(&entry);
-                    let _ = self.dir.remove_file(format!("{entry}.sha256"));
-                }
+                Err(why) => self.discard(&entry, &why),
             }
         }
         let program = engine::compile(engine, wasm, name)?;
@@ -107,41 +175,35 @@ impl ModuleCache {
         self.load(engine, wasm, name).map(|(_, o)| o)
     }
 
-    /// A cached artifact, verified against its recorded digest; `Ok(None)` when absent.
+    /// A cached artifact, checked against its recorded checksum; `Ok(None)` when absent.
     fn load_entry(
         &self,
         engine: &Engine,
         entry: &str,
         kind: WasmKind,
     ) -> Result<Option<Program>, String> {
-        let want = match self.dir.read_to_string(format!("{entry}.sha256")) {
+        let want = match self.dir.read_to_string(format!("{entry}.{SUM}")) {
             Ok(s) => s.trim().to_string(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("reading its digest: {e}")),
+            Err(e) => return Err(format!("reading its checksum: {e}")),
         };
-        let mut file = match self.dir.open(entry) {
+        let file = match self.dir.open(entry) {
             Ok(f) => f.into_std(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("opening it: {e}")),
         };
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .map_err(|e| format!("reading it: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+        // Mapped, not read: the pages are the page cache's, which wasmtime maps again below.
+        // SAFETY: a private read-only mapping of a file that is replaced only by rename, so its
+        // bytes do not change under us.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("mapping it: {e}"))?;
+        if checksum(&map) != want {
+            return Err("its checksum does not match the one recorded when it was compiled".into());
         }
-        if hex::encode(h.finalize()) != want {
-            return Err("its digest does not match the one recorded when it was compiled".into());
-        }
+        drop(map);
         // SAFETY: wasmtime runs a deserialized artifact as code. This one was written by this
         // cache (atomically, from wasmtime's own serialize) and its bytes were just checked
-        // against the digest recorded with it, in a folder only root can write. On Linux the
-        // file is mapped through the same descriptor that was hashed; elsewhere wasmtime opens
+        // against the checksum recorded with it, in a folder only root can write. On Linux the
+        // file is mapped through the same descriptor that was checked; elsewhere wasmtime opens
         // it by path with the access its mapping needs (entries are replaced only by rename).
         let path = fd_path(&file, &self.path.join(entry));
         let loaded = unsafe {
@@ -158,7 +220,7 @@ impl ModuleCache {
         loaded.map(Some).map_err(|e| format!("loading it: {e:#}"))
     }
 
-    /// Writes the artifact and its digest, each atomically (the digest first: an artifact
+    /// Writes the artifact and its checksum, each atomically (the checksum first: an artifact
     /// without one is never loaded).
     fn store_entry(&self, program: &Program, entry: &str) -> Result<(), WasiError> {
         let bytes = match program {
@@ -166,13 +228,16 @@ impl ModuleCache {
             Program::Component(c) => c.serialize(),
         }
         .map_err(|e| WasiError::Setup(format!("serializing the compiled module: {e:#}")))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        self.write_atomic(&format!("{entry}.sha256"), digest.as_bytes())?;
+        self.write_atomic(&format!("{entry}.{SUM}"), checksum(&bytes).as_bytes())?;
         self.write_atomic(entry, &bytes)
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<(), WasiError> {
-        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        // Beside its final name, so the rename stays in one folder.
+        let tmp = match name.rsplit_once('/') {
+            Some((dir, file)) => format!("{dir}/.{file}.{}.tmp", std::process::id()),
+            None => format!(".{name}.{}.tmp", std::process::id()),
+        };
         let ctx = |what: &str| format!("{what} {} in {}", name, self.path.display());
         let mut f = self.dir.create(&tmp).map_err(io(ctx("writing")))?;
         f.write_all(bytes)

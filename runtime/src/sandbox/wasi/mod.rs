@@ -21,6 +21,17 @@ pub use guest::{GuestSpec, Preopen};
 /// container first and silently.
 pub const RUNTIME_HEADROOM: u64 = 64 << 20;
 
+/// A container's WASI program whose module digest the monitor found without the container
+/// ([`ModuleCache::layer_module_digest`]): PID 1 then maps its compiled artifact without
+/// reading the module.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownModule {
+    /// The program's absolute path in the container.
+    pub path: String,
+    /// The module's sha256, hex.
+    pub sha256: String,
+}
+
 /// What a WebAssembly binary is, from its first eight bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WasmKind {
