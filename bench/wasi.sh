@@ -38,8 +38,8 @@
 #   from fork to exit.
 # - berth does what a user's `berth run --rm` does: open the store, resolve the image, record
 #   the container, overlay rootfs, namespaces (mount, pid, uts, ipc, net), cgroup, seccomp,
-#   then in the container's PID 1 look the module up in the compile cache (sha256 of the
-#   module and of the artifact), map it, run it through wasmtime-wasi p1 with the rootfs as
+#   then in the container's PID 1 look the module up in the compile cache (the module's
+#   sha256 remembered for its layer, the artifact's xxh3 checked), map it, run it through wasmtime-wasi p1 with the rootfs as
 #   the guest's `/`, log its output, record the exit, remove the container.
 # - wasmtime runs the module in-process with no isolation beyond WASI's own, the floor.
 #   For the big module it gets the same files: the image's files unpacked into a folder
