@@ -513,8 +513,8 @@ fn docker_config(b: &Berth) -> PathBuf {
     b.path("docker-config").join("config.json")
 }
 
-#[test]
-fn basic_auth_login_push_pull_logout() {
+/// A registry that takes alice / s3cret (htpasswd basic auth); the folder holds the file.
+fn htpasswd_registry() -> (TempDir, Registry) {
     require("htpasswd");
     let auth_dir = tempfile::tempdir().unwrap();
     let htpasswd = auth_dir.path().join("htpasswd");
@@ -529,6 +529,38 @@ fn basic_auth_login_push_pull_logout() {
             htpasswd.display()
         ),
     );
+    (auth_dir, reg)
+}
+
+/// `berth login -u alice --password-stdin SERVER` with `extra` added to its environment.
+fn login_stdin(
+    b: &Berth,
+    server: &str,
+    password: &str,
+    env: &[(&str, &Path)],
+) -> std::process::Output {
+    let mut login = cmd_env(b, &["login", "-u", "alice", "--password-stdin", server]);
+    for (k, v) in env {
+        login.env(k, v);
+    }
+    let mut child = login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn basic_auth_login_push_pull_logout() {
+    let (_auth_dir, reg) = htpasswd_registry();
     let b = berth();
     b.import_busybox("bb");
     let name = format!("{}/bb:1", reg.host());
@@ -543,17 +575,7 @@ fn basic_auth_login_push_pull_logout() {
         "nothing stored for a failed login"
     );
 
-    let mut login = cmd_env(
-        &b,
-        &["login", "-u", "alice", "--password-stdin", &reg.host()],
-    );
-    let mut child = login
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = login_stdin(&b, &reg.host(), "s3cret", &[]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Login Succeeded"));
     use std::os::unix::fs::PermissionsExt;
@@ -570,6 +592,110 @@ fn basic_auth_login_push_pull_logout() {
     assert!(ok(&b, &["logout", &reg.host()]).contains("Removing login credentials"));
     let err = fail(&b, &["pull", &name]);
     assert!(err.contains("authentication required"), "{err}");
+}
+
+/// A Docker credential helper as docker-credential-helpers define them (`store` reads the
+/// login as JSON, `get` and `erase` read the server), keeping each login in a file of its own
+/// folder where a real one would use a keychain.
+const CREDENTIAL_HELPER: &str = r#"#!/bin/sh
+store="$(dirname "$0")/logins"
+mkdir -p "$store"
+input=$(cat)
+case "$1" in
+store)
+    server=$(printf '%s' "$input" | sed -n 's/.*"ServerURL":"\([^"]*\)".*/\1/p')
+    printf '%s' "$input" >"$store/$(printf '%s' "$server" | tr '/:' '__')" ;;
+get|erase)
+    file="$store/$(printf '%s' "$input" | tr '/:' '__')"
+    if [ ! -f "$file" ]; then
+        echo "credentials not found in native keychain"
+        exit 1
+    fi
+    if [ "$1" = get ]; then cat "$file"; else rm "$file"; fi ;;
+*)
+    echo "unknown action $1"
+    exit 1 ;;
+esac
+"#;
+
+#[test]
+fn logins_kept_by_a_docker_credential_helper() {
+    let (_auth_dir, reg) = htpasswd_registry();
+    let b = berth();
+    b.import_busybox("bb");
+    let name = format!("{}/bb:1", reg.host());
+    ok(&b, &["tag", "bb", &name]);
+    // The helper on the PATH, named by config.json as Docker's `credsStore`.
+    let bin = b.path("helper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-berthtest");
+    std::fs::write(&helper, CREDENTIAL_HELPER).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let path = PathBuf::from(path);
+    std::fs::create_dir_all(b.path("docker-config")).unwrap();
+    std::fs::write(docker_config(&b), r#"{"credsStore":"berthtest"}"#).unwrap();
+    let with_helper = |args: &[&str]| {
+        let mut c = cmd_env(&b, args);
+        c.env("PATH", &path);
+        c.output().unwrap()
+    };
+
+    let out = login_stdin(&b, &reg.host(), "s3cret", &[("PATH", &path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The secret is in the helper; the file only lists the server, as Docker's does.
+    let kept =
+        std::fs::read_to_string(bin.join("logins").join(reg.host().replace(':', "_"))).unwrap();
+    assert!(kept.contains(r#""Secret":"s3cret""#), "{kept}");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker_config(&b)).unwrap()).unwrap();
+    assert_eq!(cfg["credsStore"], "berthtest");
+    assert_eq!(cfg["auths"][reg.host()], serde_json::json!({}));
+
+    // Pushes and pulls get the login from the helper.
+    let out = with_helper(&["push", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(&b, &["rmi", &name]);
+    assert!(with_helper(&["pull", &name]).status.success());
+
+    // Logout erases it from the helper too.
+    let out = with_helper(&["logout", &reg.host()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Removing login credentials"));
+    assert!(
+        !bin.join("logins")
+            .join(reg.host().replace(':', "_"))
+            .exists()
+    );
+    let out = with_helper(&["pull", &name]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication required"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A helper that is not installed is named, with the fix.
+    std::fs::write(docker_config(&b), r#"{"credsStore":"nosuchhelper"}"#).unwrap();
+    let out = login_stdin(&b, &reg.host(), "s3cret", &[("PATH", &path)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("docker-credential-nosuchhelper is not on the PATH"),
+        "{err}"
+    );
 }
 
 const TOKEN_SERVER: &str = r#"

@@ -76,7 +76,7 @@ pub fn login(g: &GlobalOptions, a: LoginArgs) -> Result<ExitCode> {
     let username = match a.username {
         Some(u) => u,
         None if !a.password_stdin && a.password.is_none() && interactive => prompt("Username: ")?,
-        None => match creds.get(&server) {
+        None => match creds.login(&server).ok().flatten() {
             Some(l) if a.password.is_none() && !a.password_stdin => l.username,
             _ => bail!("no username given: use -u USERNAME"),
         },
@@ -98,7 +98,7 @@ pub fn login(g: &GlobalOptions, a: LoginArgs) -> Result<ExitCode> {
         eprintln!();
         p?
     } else {
-        match creds.get(&server) {
+        match creds.login(&server).ok().flatten() {
             Some(l) if l.username == username => l.password,
             _ => bail!("no password given: use -p PASSWORD or --password-stdin"),
         }
@@ -109,7 +109,7 @@ pub fn login(g: &GlobalOptions, a: LoginArgs) -> Result<ExitCode> {
     let login = Login { username, password };
     let client = Client::connect(&server, &registry, Some(login.clone()), Vec::new())?;
     client.check_login()?;
-    creds.set(&server, &login);
+    creds.store(&server, &login)?;
     creds.save()?;
     println!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
@@ -136,7 +136,7 @@ pub fn logout(g: &GlobalOptions, a: LogoutArgs) -> Result<ExitCode> {
     let server = server_host(a.server.as_deref());
     let registry = super::pull::registry_options(g);
     let mut creds = Credentials::load(&registry.docker_config)?;
-    if creds.remove(&server) {
+    if creds.erase(&server)? {
         creds.save()?;
         println!("Removing login credentials for {server}");
     } else {

@@ -1,7 +1,8 @@
 //! Logins kept as Docker keeps them: `config.json` in `$DOCKER_CONFIG` or `~/.docker`, with
-//! `auths.<server>.auth` the base64 of `user:password`. berth reads what `docker login`
-//! wrote and writes what docker reads; every other field of the file is kept as it was. The
-//! file is written atomically with mode 0600.
+//! `auths.<server>.auth` the base64 of `user:password`, or in the credential helper the file
+//! names (`credHelpers.<server>`, else `credsStore`; see `credential_helper.rs`). berth reads
+//! what `docker login` wrote and writes what docker reads; every other field of the file is
+//! kept as it was. The file is written atomically with mode 0600.
 
 use std::fs;
 use std::io::Write;
@@ -12,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::auth::Login;
+use super::credential_helper::Helper;
 use super::{RegistryError, Result};
 
 /// The key Docker uses for Docker Hub in `auths`.
@@ -86,7 +88,7 @@ impl Credentials {
         self.doc.get("auths").and_then(Value::as_object)
     }
 
-    /// The login stored for a registry, if any.
+    /// The login stored in the file for a registry, if any.
     pub fn get(&self, registry: &str) -> Option<Login> {
         let want = server_key(registry);
         let auths = self.auths()?;
@@ -115,19 +117,67 @@ impl Credentials {
         })
     }
 
-    /// Whether Docker keeps this registry's login in a credential helper berth does not run.
-    pub fn uses_helper(&self, registry: &str) -> bool {
+    /// The credential helper that keeps this registry's login, as Docker picks it:
+    /// `credHelpers.<server>`, else `credsStore`.
+    pub fn helper(&self, registry: &str) -> Option<Helper> {
         let key = server_key(registry);
-        self.doc.get("credsStore").is_some()
-            || self
-                .doc
-                .get("credHelpers")
-                .and_then(Value::as_object)
-                .is_some_and(|h| h.contains_key(&key))
+        let per_registry = self
+            .doc
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .and_then(|h| {
+                h.get(&key).or_else(|| {
+                    h.iter()
+                        .find(|(k, _)| normalize_key(k) == normalize_key(&key))
+                        .map(|(_, v)| v)
+                })
+            });
+        per_registry
+            .or_else(|| self.doc.get("credsStore"))
+            .and_then(Value::as_str)
+            .filter(|name| !name.is_empty())
+            .map(Helper::new)
     }
 
-    /// Stores a login for a registry.
+    /// The login for a registry: from its credential helper when the file names one, else
+    /// from the file.
+    pub fn login(&self, registry: &str) -> Result<Option<Login>> {
+        match self.helper(registry) {
+            Some(helper) => helper.get(&server_key(registry)),
+            None => Ok(self.get(registry)),
+        }
+    }
+
+    /// Stores a login for a registry: in its credential helper when the file names one (the
+    /// file then lists the server with no secret, as Docker's does), else in the file. The
+    /// file still has to be saved.
+    pub fn store(&mut self, registry: &str, login: &Login) -> Result<()> {
+        match self.helper(registry) {
+            Some(helper) => {
+                helper.store(&server_key(registry), login)?;
+                self.set_entry(registry, serde_json::json!({}));
+            }
+            None => self.set(registry, login),
+        }
+        Ok(())
+    }
+
+    /// Forgets a registry's login, in its credential helper too; returns whether the file
+    /// listed one. The file still has to be saved.
+    pub fn erase(&mut self, registry: &str) -> Result<bool> {
+        if let Some(helper) = self.helper(registry) {
+            helper.erase(&server_key(registry))?;
+        }
+        Ok(self.remove(registry))
+    }
+
+    /// Stores a login for a registry in the file.
     pub fn set(&mut self, registry: &str, login: &Login) {
+        let auth = STANDARD.encode(format!("{}:{}", login.username, login.password));
+        self.set_entry(registry, serde_json::json!({ "auth": auth }));
+    }
+
+    fn set_entry(&mut self, registry: &str, entry: Value) {
         let auths = self
             .doc
             .entry("auths")
@@ -135,14 +185,13 @@ impl Credentials {
         if !auths.is_object() {
             *auths = Value::Object(Map::new());
         }
-        let auth = STANDARD.encode(format!("{}:{}", login.username, login.password));
         auths
             .as_object_mut()
             .expect("made an object")
-            .insert(server_key(registry), serde_json::json!({ "auth": auth }));
+            .insert(server_key(registry), entry);
     }
 
-    /// Forgets a registry's login; returns whether there was one.
+    /// Forgets a registry's login in the file; returns whether there was one.
     pub fn remove(&mut self, registry: &str) -> bool {
         let want = server_key(registry);
         let Some(auths) = self.doc.get_mut("auths").and_then(Value::as_object_mut) else {
@@ -186,9 +235,9 @@ impl Credentials {
     }
 }
 
-/// The login berth has for `registry`, if any: from `config.json` in the Docker config folder.
-/// An unreadable file or a login kept by a credential helper is a warning, not an error: the
-/// registry may not need one.
+/// The login berth has for `registry`, if any: from `config.json` in the Docker config folder,
+/// or the credential helper it names. An unreadable file or a failing helper is a warning, not
+/// an error: the registry may not need a login.
 pub fn login_for(docker_config: &Path, registry: &str) -> Option<Login> {
     let creds = match Credentials::load(docker_config) {
         Ok(c) => c,
@@ -197,13 +246,13 @@ pub fn login_for(docker_config: &Path, registry: &str) -> Option<Login> {
             return None;
         }
     };
-    let login = creds.get(registry);
-    if login.is_none() && creds.uses_helper(registry) {
-        tracing::warn!(
-            "the login for {registry} is kept by a Docker credential helper, which berth does not run; `berth login {registry}` stores one berth can use"
-        );
+    match creds.login(registry) {
+        Ok(login) => login,
+        Err(e) => {
+            tracing::warn!("{e}; going on without credentials");
+            None
+        }
     }
-    login
 }
 
 #[cfg(test)]

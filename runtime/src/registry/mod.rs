@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod credential_helper;
 pub mod credentials;
 pub mod platform;
 pub mod pull;
