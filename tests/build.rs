@@ -1431,3 +1431,106 @@ COPY app.txt /plain/
     );
     assert_eq!(run(&b, "app", "cat /lnk/app.txt"), "new\n");
 }
+
+/// `berth build ARGS` (shell-quoted) under a pseudo-terminal, as a person at one runs it;
+/// returns whether it succeeded and everything the terminal was sent.
+fn build_in_terminal(b: &Berth, args: &str) -> (bool, String) {
+    let out = b.in_terminal(&format!("build {args}"));
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), screen)
+}
+
+/// Whether `out` was drawn by the live display: only it marks finished steps `DONE` and
+/// moves the cursor.
+fn live(out: &str) -> bool {
+    out.contains("DONE") && out.contains("\x1b[")
+}
+
+#[test]
+fn tty_progress_shows_the_running_step_and_its_output() {
+    let b = setup();
+    // The marker as printed (live-42) differs from the instruction that prints it, so seeing
+    // it means the step's output was drawn. The sleep keeps the step on screen for a redraw.
+    let ctx = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo live-$((6*7)); sleep 1\nENV STEP=3\n",
+        )],
+    );
+    let args = format!("--progress tty -t live {}", ctx.display());
+    let (ok, screen) = build_in_terminal(&b, &args);
+    assert!(ok, "{screen}");
+    assert!(live(&screen), "{screen}");
+    assert!(
+        screen.contains("[2/3] RUN echo live-$((6*7)); sleep 1"),
+        "{screen}"
+    );
+    assert!(screen.contains("live-42"), "{screen}");
+    assert!(
+        screen.contains("Successfully tagged live:latest"),
+        "{screen}"
+    );
+    let id = b.ok(&["images", "-q", "--no-trunc", "live"]);
+    assert!(screen.contains(id.trim()), "{screen}");
+    // Built again, the RUN comes from the cache and says so.
+    let (ok, again) = build_in_terminal(&b, &args);
+    assert!(ok && again.contains("CACHED"), "{again}");
+}
+
+#[test]
+fn auto_progress_is_live_on_a_terminal_and_plain_in_a_pipe() {
+    let b = setup();
+    let ctx = context(
+        &b,
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo piped\n")],
+    );
+    let dir = ctx.to_str().unwrap();
+    let (ok, screen) = build_in_terminal(&b, &format!("--no-cache {dir}"));
+    assert!(ok && live(&screen), "{screen}");
+
+    // In a pipe: the plain step lines and the RUN's output as they come, as before.
+    let out = b.output(&["build", "--no-cache", "--progress", "auto", dir]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(printed(&stdout, "[2/2] RUN echo piped"), "{stdout}");
+    assert!(printed(&stdout, "piped"), "{stdout}");
+    assert!(
+        !live(&stdout) && !stderr.contains('\x1b'),
+        "{stdout}{stderr}"
+    );
+
+    // As BuildKit's, a live display asked for with no terminal to draw it is an error.
+    let (_, err) = b.fail(&["build", "--progress", "tty", dir]);
+    assert!(err.contains("--progress tty needs a terminal"), "{err}");
+}
+
+#[test]
+fn tty_progress_prints_the_whole_output_of_a_failed_run() {
+    let b = setup();
+    let ctx = context(
+        &b,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo out-$((1+1)); echo err-$((2+1)) >&2; exit 3\n",
+        )],
+    );
+    let (ok, screen) = build_in_terminal(&b, &format!("--progress tty {}", ctx.display()));
+    assert!(!ok, "{screen}");
+    assert!(screen.contains("ERROR"), "{screen}");
+    // The failed step's output, under its name, then the build's error with the place.
+    let report = screen
+        .find("> [2/2] RUN echo out-")
+        .map(|i| &screen[i..])
+        .unwrap_or_else(|| panic!("no report of the failed step: {screen}"));
+    assert!(
+        report.contains("out-2") && report.contains("err-3"),
+        "{screen}"
+    );
+    assert!(report.contains("Dockerfile:2"), "{screen}");
+    assert!(report.contains("exited with code 3"), "{screen}");
+}

@@ -51,8 +51,8 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// `--network` for RUN.
     pub network: NetworkMode,
-    /// `-q`.
-    pub quiet: bool,
+    /// How progress shows: plain lines, nothing (`-q`), or a live display.
+    pub progress: crate::output::Mode,
     /// `--secret id=ID,src=PATH`: files RUN `--mount=type=secret` can read.
     pub secrets: BTreeMap<String, std::path::PathBuf>,
     /// `--platform` as (os, arch): the platform of `FROM scratch` stages (the host's if unset).
@@ -226,7 +226,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
         store,
         opts,
         cache: Cache::new(store),
-        progress: Progress::new(total, opts.quiet),
+        progress: Progress::new(total, opts.progress.clone()),
         escape,
         failed: std::sync::atomic::AtomicBool::new(false),
     };
@@ -328,9 +328,26 @@ impl Builder<'_> {
         index: usize,
         done: &[Option<StageState>],
     ) -> Result<StageState, BuildError> {
+        let label = self.progress.step(&plan.stages[index].from.original);
+        let begun = self.stage_base(plan, index, done);
+        self.progress.end(&label, begun.is_ok());
+        let (mut state, instructions) = begun?;
+        for instr in &instructions {
+            self.instruction(plan, index, done, &mut state, instr)?;
+        }
+        Ok(state)
+    }
+
+    /// The FROM step: the stage's starting state, and its instructions (the base image's
+    /// ONBUILD triggers first).
+    fn stage_base(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+    ) -> Result<(StageState, Vec<Instruction>), BuildError> {
         let stage = &plan.stages[index];
         let from = stage.from;
-        self.progress.step(&from.original);
         let base = dockerfile::expand_word(stage.image, &plan.global_args, self.escape)
             .map_err(|e| self.step_err(from, e))?;
         let mut platform = self.opts.platform.clone();
@@ -400,12 +417,10 @@ impl Builder<'_> {
             }
         }
         instructions.extend(stage.instructions.iter().cloned());
-        for instr in &instructions {
-            self.instruction(plan, index, done, &mut state, instr)?;
-        }
-        Ok(state)
+        Ok((state, instructions))
     }
 
+    /// One step of a stage.
     fn instruction(
         &self,
         plan: &Plan<'_>,
@@ -418,6 +433,21 @@ impl Builder<'_> {
             return Err(BuildError::Cancelled);
         }
         let label = self.progress.step(&instr.with_heredocs());
+        let result = self.execute(plan, index, done, state, instr, &label);
+        self.progress.end(&label, result.is_ok());
+        result
+    }
+
+    /// What instruction `instr` does, as step `label`.
+    fn execute(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        done: &[Option<StageState>],
+        state: &mut StageState,
+        instr: &Instruction,
+        label: &str,
+    ) -> Result<(), BuildError> {
         let scope = state.scope();
         let expanded = instr
             .expand(&scope, self.escape)
@@ -451,7 +481,7 @@ impl Builder<'_> {
             } => {
                 let mounts = self.mounts(plan, index, done, instr, mounts);
                 let result = match &mounts {
-                    Ok(m) => self.run(state, instr, &label, command, heredocs, *network, m),
+                    Ok(m) => self.run(state, instr, label, command, heredocs, *network, m),
                     Err(_) => Ok(()),
                 };
                 // Copies made for bind mounts go, whatever happened.
@@ -596,7 +626,7 @@ impl Builder<'_> {
                         state.key.then(&parts)
                     };
                     if let Some(expected) = &checksum {
-                        if let Some(entry) = self.cached(&key) {
+                        if let Some(entry) = self.cached(&key, label) {
                             self.apply_entry(state, instr, key, entry);
                             return Ok(());
                         }
@@ -622,7 +652,7 @@ impl Builder<'_> {
                         job.run(&spec.sources, &dest)
                             .map_err(|e| self.step_err(instr, e))?;
                     }
-                    self.layer_step(state, instr, key, &tmp)
+                    self.layer_step(state, instr, label, key, &tmp)
                 })();
                 for dir in [&tmp, &downloads_dir] {
                     if dir.exists() {
@@ -653,7 +683,7 @@ impl Builder<'_> {
                     // The step makes a layer after all: its history entry says so.
                     state.config.history.pop();
                     let key = state.key.then(&["WORKDIR-LAYER", &dir]);
-                    self.layer_step(state, instr, key, &tmp)
+                    self.layer_step(state, instr, label, key, &tmp)
                 })();
                 if tmp.exists() {
                     let _ = berth_runtime::store::remove_tree(&tmp);
@@ -899,22 +929,24 @@ impl Builder<'_> {
         &self,
         state: &mut StageState,
         instr: &Instruction,
+        label: &str,
         key: Key,
         tmp: &std::path::Path,
     ) -> Result<(), BuildError> {
-        if let Some(entry) = self.cached(&key) {
+        if let Some(entry) = self.cached(&key, label) {
             self.apply_entry(state, instr, key, entry);
             return Ok(());
         }
         self.commit_step(state, instr, key, tmp)
     }
 
-    fn cached(&self, key: &Key) -> Option<Entry> {
+    /// The cache's entry for step `label`'s `key`, unless `--no-cache`.
+    fn cached(&self, key: &Key, label: &str) -> Option<Entry> {
         if self.opts.no_cache {
             return None;
         }
         let entry = self.cache.get(self.store, key)?;
-        self.progress.cached();
+        self.progress.cached(label);
         Some(entry)
     }
 
@@ -1036,7 +1068,7 @@ impl Builder<'_> {
             rc.working_dir.as_deref().unwrap_or(""),
             &mounts.key,
         ]);
-        if let Some(entry) = self.cached(&key) {
+        if let Some(entry) = self.cached(&key, label) {
             self.apply_entry(state, instr, key, entry);
             return Ok(());
         }
@@ -1119,15 +1151,12 @@ impl Builder<'_> {
         c: &Container,
         key: Key,
     ) -> Result<(), BuildError> {
-        let attach = if self.progress.quiet() {
-            Attach::Detached
-        } else {
-            Attach::Foreground
-        };
+        let attach = self.progress.attach(label);
+        let detached = matches!(attach, Attach::Detached);
         let code = Monitor::start(self.store, &c.id, attach)
             .and_then(|m| {
-                if attach == Attach::Detached {
-                    // Quiet builds forward Ctrl-C too (Foreground does it itself).
+                if detached {
+                    // Quiet builds forward Ctrl-C too (an attached monitor does it itself).
                     berth_runtime::container::monitor::forward_signals(m.pid(), None);
                 }
                 m.wait()

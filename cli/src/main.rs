@@ -1,6 +1,8 @@
 //! `berth`: build and run OCI images as native containers or WASI modules, without a daemon.
 
 mod app;
+#[cfg(target_os = "linux")]
+mod build_progress;
 mod commands;
 mod output;
 mod progress;

@@ -1,18 +1,21 @@
 //! `berth build`: a Dockerfile and a context folder into an image, with Docker's flags.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use berth_builder::context::Context;
 use berth_builder::executor::{BuildOptions, build};
+use berth_builder::output::Mode;
 use berth_runtime::reference::ImageRef;
 use berth_runtime::workload::NetworkMode;
 use clap::Args;
 
 use crate::app::GlobalOptions;
+use crate::build_progress::TtyDisplay;
 
 /// Arguments of `berth build`.
 #[derive(Debug, Args)]
@@ -50,7 +53,8 @@ pub struct BuildArgs {
     /// Print only the image id
     #[arg(short, long)]
     pub quiet: bool,
-    /// Progress output: auto, plain or tty (all print plain step lines for now)
+    /// Progress output: tty (a live display on stderr, which must be a terminal), plain (step
+    /// lines and RUN output as they come), quiet, or auto (tty on a terminal, else plain)
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// A secret for RUN --mount=type=secret: id=ID,src=PATH; repeatable
@@ -134,13 +138,40 @@ fn parse_secrets(list: &[String]) -> Result<BTreeMap<String, PathBuf>> {
 }
 
 /// Base images missing from the store (or all with --pull) come from their registry;
-/// the pull's progress goes to stderr.
-fn pull_hook(g: &GlobalOptions, store: &berth_runtime::Store) -> berth_builder::executor::PullHook {
+/// the pull's progress goes to stderr, with the live display hidden meanwhile.
+fn pull_hook(
+    g: &GlobalOptions,
+    store: &berth_runtime::Store,
+    display: Option<Arc<TtyDisplay>>,
+) -> berth_builder::executor::PullHook {
     let g = g.clone();
     let store = store.clone();
     berth_builder::executor::PullHook(Box::new(move |name| {
-        super::pull::image_for(&g, &store, name, "always", None).map_err(|e| format!("{e:#}"))
+        let pull = || {
+            super::pull::image_for(&g, &store, name, "always", None).map_err(|e| format!("{e:#}"))
+        };
+        match &display {
+            Some(d) => d.suspend(pull),
+            None => pull(),
+        }
     }))
+}
+
+/// The live display when `--progress` asks for it (tty) or allows it (auto, with stderr a
+/// terminal, as BuildKit decides); `-q` wins over both.
+fn tty_display(a: &BuildArgs) -> Result<Option<Arc<TtyDisplay>>> {
+    let terminal = std::io::stderr().is_terminal();
+    match a.progress.as_str() {
+        _ if a.quiet => Ok(None),
+        // As BuildKit's: a forced tty display with no terminal is an error, not a silent
+        // fallback that would hide what was asked.
+        "tty" if !terminal => bail!(
+            "--progress tty needs a terminal, and stderr is not one; use --progress plain (or auto, which chooses)"
+        ),
+        "tty" | "auto" if terminal => Ok(Some(Arc::new(TtyDisplay::new()))),
+        "auto" | "plain" | "quiet" => Ok(None),
+        other => bail!("invalid --progress {other:?}: use auto, plain, tty or quiet"),
+    }
 }
 
 /// Builds the image.
@@ -151,12 +182,7 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         .map(berth_runtime::image::config::parse_build_platform)
         .transpose()
         .map_err(|e| anyhow::anyhow!("invalid --platform: {e}"))?;
-    if !matches!(a.progress.as_str(), "auto" | "plain" | "tty" | "quiet") {
-        bail!(
-            "invalid --progress {:?}: use auto, plain or tty",
-            a.progress
-        );
-    }
+    let display = tty_display(&a)?;
     let network = match a.network.as_str() {
         "host" | "default" => NetworkMode::Host,
         "none" => NetworkMode::None,
@@ -236,18 +262,26 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         no_cache: a.no_cache,
         labels: parse_labels(&a.labels)?,
         network,
-        quiet: a.quiet || a.progress == "quiet",
+        progress: match display.clone() {
+            Some(d) => Mode::Live(d),
+            None if a.quiet || a.progress == "quiet" => Mode::Quiet,
+            None => Mode::Plain,
+        },
         secrets: parse_secrets(&a.secrets)?,
         platform,
-        pull: Some(pull_hook(g, &store)),
+        pull: Some(pull_hook(g, &store, display.clone())),
         pull_always: a.pull,
     };
-    let image = build(&store, &opts)?;
+    let built = build(&store, &opts);
+    if let Some(d) = &display {
+        d.clear();
+    }
+    let image = built?;
     let id = image.id.to_string();
     if let Some(path) = &a.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;
     }
-    if opts.quiet {
+    if matches!(opts.progress, Mode::Quiet) {
         println!("{id}");
     } else {
         println!("Successfully built {}", image.id.short());

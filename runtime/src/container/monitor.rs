@@ -27,13 +27,56 @@ use crate::store::{IoContext, Store};
 use crate::workload::NetworkMode;
 
 /// How the container's stdio is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Attach {
     /// Output goes to the log only (`run -d`, `start`).
     Detached,
     /// Output also goes to this process' stdout and stderr, and signals sent to this process
     /// reach the container (`run`, `start -a`).
     Foreground,
+    /// Output also goes to the sink, and signals sent to this process reach the container:
+    /// a build's live display shows a RUN step's output under the step.
+    Captured(OutputSink),
+}
+
+/// Receives a container's output (stdout and stderr alike) in chunks as it is read, from the
+/// monitor's copying threads.
+pub type OutputSink = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Attach::Detached => "Detached",
+            Attach::Foreground => "Foreground",
+            Attach::Captured(_) => "Captured",
+        })
+    }
+}
+
+impl Attach {
+    /// Where a copy of one output stream goes besides the log; `stdio` is this process' own
+    /// stream of the same name.
+    fn tee(&self, stdio: impl Write + Send + 'static) -> Option<Box<dyn Write + Send>> {
+        match self {
+            Attach::Detached => None,
+            Attach::Foreground => Some(Box::new(stdio)),
+            Attach::Captured(sink) => Some(Box::new(SinkWriter(sink.clone()))),
+        }
+    }
+}
+
+/// An [`OutputSink`] as a writer, for [`copy_output`].
+struct SinkWriter(OutputSink);
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (self.0)(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What can go wrong starting or monitoring a container.
@@ -107,7 +150,10 @@ impl Monitor {
                 c.name
             )));
         }
-        if attach == Attach::Foreground {
+        // Attached (in the foreground or captured), signals sent to this process go on to the
+        // container.
+        let forward = !matches!(attach, Attach::Detached);
+        if forward {
             // Blocked here, before any thread exists, so only the forwarding thread takes them;
             // children get a clean mask from std's spawn.
             forwarded_signals().thread_block().map_err(start_err)?;
@@ -208,7 +254,7 @@ impl Monitor {
                 .stdout(slave.try_clone().map_err(start_err)?)
                 .stderr(slave);
             tty_master = Some(pty.master);
-            if attach == Attach::Foreground && c.spec.stdin {
+            if matches!(attach, Attach::Foreground) && c.spec.stdin {
                 raw_mode = RawMode::enter();
             }
         } else {
@@ -271,14 +317,15 @@ impl Monitor {
 
         let mut io = Vec::new();
         let mut stdin_hold: Option<Box<dyn Send>> = None;
-        let foreground = attach == Attach::Foreground;
+        // Only a foreground container reads this process' stdin.
+        let foreground = matches!(attach, Attach::Foreground);
         if let Some(master) = tty_master {
             let reader = File::from(master.try_clone().map_err(start_err)?);
             io.push(copy_output(
                 reader,
                 &log_path,
                 "stdout",
-                foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
+                attach.tee(io::stdout()),
             )?);
             let writer = File::from(master);
             if foreground && c.spec.stdin {
@@ -287,7 +334,7 @@ impl Monitor {
                 forward_signals(pid, Some(resize));
             } else {
                 stdin_hold = Some(Box::new(writer));
-                if foreground {
+                if forward {
                     forward_signals(pid, None);
                 }
             }
@@ -298,13 +345,13 @@ impl Monitor {
                 out,
                 &log_path,
                 "stdout",
-                foreground.then(|| Box::new(io::stdout()) as Box<dyn Write + Send>),
+                attach.tee(io::stdout()),
             )?);
             io.push(copy_output(
                 err,
                 &log_path,
                 "stderr",
-                foreground.then(|| Box::new(io::stderr()) as Box<dyn Write + Send>),
+                attach.tee(io::stderr()),
             )?);
             if let Some(stdin) = child.stdin.take() {
                 if foreground {
@@ -313,7 +360,7 @@ impl Monitor {
                     stdin_hold = Some(Box::new(stdin));
                 }
             }
-            if foreground {
+            if forward {
                 forward_signals(pid, None);
             }
         }
@@ -590,7 +637,7 @@ fn resolv_conf(network: NetworkMode) -> String {
         .collect()
 }
 
-/// Copies one output stream into the log (and, in the foreground, to `tee`).
+/// Copies one output stream into the log (and, when attached, to `tee`).
 pub fn copy_output(
     mut from: impl Read + Send + 'static,
     log: &Path,
