@@ -360,6 +360,55 @@ fn memory_and_pids_limits() {
     );
 }
 
+/// The hierarchies a container's processes must be in, from the host's own `/proc/self/cgroup`:
+/// each v1 one with a controller berth uses, and the v2 (unified) one, as `N:controllers:`.
+fn container_hierarchies() -> Vec<String> {
+    let used = ["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (n, controllers) = (parts.next()?, parts.next()?);
+            (controllers.is_empty() || controllers.split(',').any(|c| used.contains(&c)))
+                .then(|| format!("{n}:{controllers}:"))
+        })
+        .collect()
+}
+
+#[test]
+fn every_process_of_a_container_is_in_its_cgroup() {
+    let b = setup();
+    let id = b
+        .ok(&["run", "-d", "--name", "grouped", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let want = format!("/berth/{id}");
+    let hierarchies = container_hierarchies();
+    assert!(!hierarchies.is_empty(), "the host has cgroups");
+    // PID 1 (it joins the v1 hierarchies itself and is born in the v2 one), then a command
+    // run by `exec` (the same, from its own helper).
+    let pid1 = b.ok(&["exec", "grouped", "cat", "/proc/1/cgroup"]);
+    let exec = b.ok(&["exec", "grouped", "cat", "/proc/self/cgroup"]);
+    for (who, listing) in [("PID 1", &pid1), ("an exec'd command", &exec)] {
+        for h in &hierarchies {
+            let line = listing
+                .lines()
+                .find(|l| l.starts_with(h.as_str()))
+                .unwrap_or_else(|| panic!("{who}: no {h} line in {listing}"));
+            assert!(line.ends_with(&want), "{who} is in {line}, not {want}");
+        }
+    }
+    // What the kernel counts for the limits is what `top` lists: PID 1 and nothing of berth's.
+    let top = b.ok(&["top", "grouped"]);
+    assert!(top.contains("sleep 1000"), "{top}");
+    assert!(
+        !top.contains("__init"),
+        "berth's own processes stay out: {top}"
+    );
+    b.ok(&["rm", "-f", "grouped"]);
+}
+
 #[test]
 fn capabilities_are_really_dropped() {
     let b = setup();

@@ -123,6 +123,9 @@ pub struct Monitor {
     store: Store,
     id: String,
     child: Child,
+    /// Where `__init` writes the container's exit code, before its own exit (which tears down
+    /// the namespaces, a millisecond or more that the cleanup overlaps).
+    exit: File,
     pid: i32,
     io: Vec<JoinHandle<()>>,
     proxy: Option<Proxy>,
@@ -180,13 +183,21 @@ impl Monitor {
         }
         let cgroup = Some(cg);
         let wasm_cache = store.root().join(crate::sandbox::wasi::cache::DIR_NAME);
+        // The exit pipe: `__init` writes the exit code on it, then exits.
+        let (exit_read, exit_write) = nix::unistd::pipe().map_err(start_err)?;
+        nix::fcntl::fcntl(
+            &exit_read,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(start_err)?;
         let config = InitConfig {
+            exit_fd: Some(exit_write.as_raw_fd()),
             id: c.id.clone(),
             spec: c.spec.clone(),
             wasm_module: known_wasm_module(&c, &plan, &wasm_cache),
             rootfs: plan,
-            // This process moves PID 1 into the cgroup (see the go pipe).
-            cgroup: false,
+            // PID 1 joins the cgroup itself, except in a user namespace (see the go pipe).
+            cgroup: !c.spec.security.userns,
             wasm_cache: Some(wasm_cache),
         };
         // Published ports are bound before the container starts: a port in use fails the start
@@ -222,21 +233,26 @@ impl Monitor {
 
         let log_path = dir.join("log.json");
         let mut cmd = Command::new("/proc/self/exe");
-        // The go pipe: PID 1 waits on it before the workload runs, while this process moves
-        // it into the cgroup. On cgroup v1 that first move waits out an RCU grace period
-        // (~10 ms here); overlapped with PID 1 building its rootfs, it costs little.
-        let (go_read, go_write) = nix::unistd::pipe().map_err(start_err)?;
-        nix::fcntl::fcntl(
-            &go_write,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(start_err)?;
         cmd.arg("__init")
             .arg(&config_path)
             .arg(status_write.as_raw_fd().to_string())
-            .arg(std::process::id().to_string())
-            .arg(go_read.as_raw_fd().to_string())
-            .env_clear()
+            .arg(std::process::id().to_string());
+        // The go pipe, when this process moves PID 1 into the cgroup (a user namespace's root
+        // cannot): PID 1 waits on it before the workload runs. The move waits out an RCU
+        // grace period (5 to 15 ms here), overlapped with PID 1 building its rootfs.
+        let go = if config.cgroup {
+            None
+        } else {
+            let (go_read, go_write) = nix::unistd::pipe().map_err(start_err)?;
+            nix::fcntl::fcntl(
+                &go_write,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(start_err)?;
+            cmd.arg(go_read.as_raw_fd().to_string());
+            Some((go_read, go_write))
+        };
+        cmd.env_clear()
             // Terminal signals reach this process only; it forwards them to the workload.
             .process_group(0);
         let mut tty_master: Option<OwnedFd> = None;
@@ -269,11 +285,15 @@ impl Monitor {
             .spawn()
             .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
         drop(status_write);
-        drop(go_read);
+        drop(exit_write);
+        let go_write = go.map(|(_, w)| w);
         // The pty slave copies went to the child; ours are closed with `cmd`.
         drop(cmd);
 
         let join = |pid: i32| -> Result<(), MonitorError> {
+            let Some(go_write) = &go_write else {
+                return Ok(());
+            };
             if let Some(cg) = &cgroup
                 && let Err(e) = cg.add_process(pid)
             {
@@ -408,6 +428,7 @@ impl Monitor {
             store: store.clone(),
             id: id.to_string(),
             child,
+            exit: File::from(exit_read),
             pid,
             io,
             proxy,
@@ -426,15 +447,12 @@ impl Monitor {
     /// Waits for the container to end, records its exit, cleans up (and removes it with
     /// `--rm`). Returns its exit code.
     pub fn wait(mut self) -> Result<i32, MonitorError> {
-        let code = loop {
-            match self.child.wait() {
-                Ok(s) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    break s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(start_err(format!("waiting for the container: {e}"))),
-            }
+        // The code as soon as `__init` has it; from its own exit if it died first.
+        let mut reported = String::new();
+        let _ = io::Read::read_to_string(&mut self.exit, &mut reported);
+        let code = match reported.trim().parse::<i32>() {
+            Ok(code) => code,
+            Err(_) => self.reap()?,
         };
         stop_forwarding(self.pid);
         for t in self.io.drain(..) {
@@ -458,7 +476,23 @@ impl Monitor {
         if c.auto_remove {
             remove_container(&self.store, &c, true)?;
         }
+        // `__init` ends once the kernel has torn its namespaces down.
+        self.reap()?;
         Ok(code)
+    }
+
+    /// Waits for `__init` to end; its exit code.
+    fn reap(&mut self) -> Result<i32, MonitorError> {
+        loop {
+            match self.child.wait() {
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    return Ok(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(start_err(format!("waiting for the container: {e}"))),
+            }
+        }
     }
 }
 

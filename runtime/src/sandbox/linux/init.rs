@@ -42,7 +42,8 @@ pub struct InitConfig {
     pub spec: WorkloadSpec,
     /// The rootfs to build.
     pub rootfs: RootfsPlan,
-    /// Join the container's cgroup (made by the monitor when limits are set).
+    /// PID 1 joins the container's cgroup itself (made by the monitor), as it is forked; else
+    /// the monitor moves it (a user namespace's root cannot write the host's cgroup files).
     pub cgroup: bool,
     /// The store's compiled-module cache, for a WASI program (opened before the pivot hides it).
     #[serde(default)]
@@ -50,6 +51,9 @@ pub struct InitConfig {
     /// The WASI program's digest, when the monitor knows it.
     #[serde(default)]
     pub wasm_module: Option<wasi::KnownModule>,
+    /// The exit pipe's fd: `__init` writes the container's exit code on it before it exits.
+    #[serde(default)]
+    pub exit_fd: Option<RawFd>,
 }
 
 /// A failure before the workload runs, with Docker's exit code for it.
@@ -92,17 +96,39 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
         Ok(c) => c,
         Err(e) => report_and_exit(&mut status, e),
     };
+    let cgroup = match cfg
+        .cgroup
+        .then(|| cgroups::Cgroup::open(&cfg.id).and_then(|cg| Ok((cg.fork_target()?, cg))))
+    {
+        Some(Err(e)) => report_and_exit(&mut status, fail(125, e)),
+        Some(Ok(cg)) => Some(cg),
+        None => None,
+    };
     if let Err(e) = enter(&mut cfg) {
         report_and_exit(&mut status, e);
     }
     // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
     // fork is a complete copy and may run any code.
-    match unsafe { nix::unistd::fork() } {
+    let forked = match &cgroup {
+        Some((target, _)) => unsafe { target.fork() }.map_err(|e| e.to_string()),
+        None => unsafe { nix::unistd::fork() }.map_err(|e| e.to_string()),
+    };
+    match forked {
         Err(e) => report_and_exit(
             &mut status,
             fail(125, format!("forking the container's first process: {e}")),
         ),
         Ok(ForkResult::Child) => {
+            if let Some(fd) = cfg.exit_fd {
+                // The exit pipe is __init's alone.
+                let _ = nix::unistd::close(fd);
+            }
+            // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
+            // one), before anything of the container runs.
+            if let Some(Err(e)) = cgroup.as_ref().map(|(_, cg)| cg.join_v1_self()) {
+                report_and_exit(&mut status, fail(125, e));
+            }
+            drop(cgroup);
             let e = match container_main(&cfg, &status, go_fd) {
                 Ok(never) => match never {},
                 Err(e) => e,
@@ -112,7 +138,20 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
         Ok(ForkResult::Parent { child }) => {
             status_line(&status, &format!("pid {child}"));
             drop(status);
-            std::process::exit(wait_exit_code(child))
+            // Our copies of the container's stdio would keep its output open until this
+            // process is gone.
+            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdin(&null);
+                let _ = nix::unistd::dup2_stdout(&null);
+                let _ = nix::unistd::dup2_stderr(&null);
+            }
+            let code = wait_exit_code(child);
+            if let Some(fd) = cfg.exit_fd {
+                // SAFETY: the monitor passed this fd for us alone.
+                let mut exit = unsafe { File::from_raw_fd(fd) };
+                let _ = exit.write_all(format!("{code}\n").as_bytes());
+            }
+            std::process::exit(code)
         }
     }
 }
@@ -178,13 +217,8 @@ fn enter_userns(cfg: &mut InitConfig) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Joins the cgroup and unshares the namespaces (the pid namespace applies to children).
+/// Unshares the namespaces (the pid namespace applies to children).
 fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
-    if cfg.cgroup {
-        let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
-        cg.add_process(std::process::id() as i32)
-            .map_err(|e| fail(125, e))?;
-    }
     if cfg.spec.security.userns {
         enter_userns(cfg)?;
     }

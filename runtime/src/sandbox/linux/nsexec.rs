@@ -62,10 +62,21 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         })?;
     // Read and gone: `berth exec -d` returns once it sees the file removed.
     let _ = std::fs::remove_file(config);
+    // Into the cgroup before the namespaces (the container's mount namespace hides it): this
+    // process joins the v1 hierarchies (single-threaded, without the wait a cgroup.procs write
+    // costs) and forks the command into the v2 one. A user namespace's root cannot fork into
+    // a cgroup of the host's, so there this process joins the whole cgroup first.
+    let mut fork_target = None;
     if cfg.cgroup {
         let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
-        cg.add_process(std::process::id() as i32)
-            .map_err(|e| fail(125, e))?;
+        if cfg.spec.security.userns {
+            cg.add_process(std::process::id() as i32)
+        } else {
+            cg.join_v1_self()
+                .and_then(|()| cg.fork_target())
+                .map(|t| fork_target = Some(t))
+        }
+        .map_err(|e| fail(125, e))?;
     }
     // Opened while the store is in view (the container's mount namespace hides it).
     let wasm_cache = cfg
@@ -111,7 +122,12 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         nix::unistd::setresuid(u, u, u).map_err(|e| fail(125, e))?;
     }
     // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
-    match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
+    let forked = match &fork_target {
+        Some(t) => unsafe { t.fork() }.map_err(|e| fail(125, e)),
+        None => unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e)),
+    };
+    drop(fork_target);
+    match forked? {
         ForkResult::Parent { child } => std::process::exit(wait_exit_code(child)),
         ForkResult::Child => {}
     }
