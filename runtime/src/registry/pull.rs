@@ -34,6 +34,7 @@ use crate::image::layer::{self, ApplyOptions, is_layer_media_type};
 use crate::image::snapshot::extract_verified;
 use crate::image::{DOCKER_MANIFEST, LayerRef, OCI_MANIFEST};
 use crate::reference::ImageRef;
+use crate::store::writeback::Writeback;
 use crate::store::{IoContext, Store, atomic, lock, remove_tree};
 
 /// Manifests larger than this are refused (the spec suggests 4 MiB).
@@ -720,6 +721,8 @@ fn fetch_range(
         }
     }
     let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    // The blob is made durable once complete: its writeback starts as it arrives.
+    let mut file = Writeback::new(file, *have);
     let mut buf = vec![0u8; 256 << 10];
     let mut last_report = *have;
     loop {
@@ -753,6 +756,7 @@ fn fetch_range(
             });
         }
     }
+    file.finish();
     progress.event(Event::Progress {
         digest: digest.clone(),
         done: *have,

@@ -8,6 +8,7 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod writeback;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

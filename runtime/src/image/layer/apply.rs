@@ -27,6 +27,41 @@ pub(crate) const MAX_PATH: usize = 4096;
 #[cfg(unix)]
 pub(crate) const MAX_XATTRS: usize = 64 * 1024;
 
+/// The largest read and write when copying a file's contents out of a layer.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Copies an entry's contents (`size` bytes, from its header) into `out` through `buf`,
+/// filling the buffer before each write (not io::copy's 8 KiB: a syscall per 8 KiB of a
+/// large layer); the buffer grows to the largest file's size, up to [`COPY_CHUNK`].
+pub(crate) fn copy_contents(
+    entry: &mut impl io::Read,
+    out: &mut impl io::Write,
+    buf: &mut Vec<u8>,
+    size: u64,
+) -> io::Result<u64> {
+    let want = (size as usize).clamp(8 << 10, COPY_CHUNK);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let mut total = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match entry.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        out.write_all(&buf[..filled])?;
+        total += filled as u64;
+    }
+}
+
 /// How whiteout entries are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhiteoutMode {
@@ -108,4 +143,43 @@ pub(crate) fn clean(raw: &Path) -> Result<PathBuf, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes a call, as a decompressor may.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn contents_are_copied_whole_whatever_the_sizes() {
+        let data: Vec<u8> = (0..(3 * COPY_CHUNK + 5)).map(|i| (i % 251) as u8).collect();
+        let mut buf = Vec::new();
+        for len in [0, 1, 8191, 8192, 8193, COPY_CHUNK, data.len()] {
+            for step in [1 << 10, 100_000, usize::MAX] {
+                let mut out = Vec::new();
+                let mut r = Trickle {
+                    data: &data[..len],
+                    step,
+                };
+                let n = copy_contents(&mut r, &mut out, &mut buf, len as u64).unwrap();
+                assert_eq!(n, len as u64);
+                assert!(out == data[..len], "len {len}, step {step}");
+            }
+        }
+        assert!(buf.len() <= COPY_CHUNK, "the buffer stays bounded");
+    }
 }

@@ -27,6 +27,7 @@ pub fn apply(
     let mut archive = tar::Archive::new(reader);
     let mut stats = ApplyStats::default();
     let mut written: HashSet<PathBuf> = HashSet::new();
+    let mut copy_buf = Vec::new();
     for entry in archive.entries().map_err(LayerError::Archive)? {
         let mut entry = entry.map_err(LayerError::Archive)?;
         let raw = entry.path_bytes().into_owned();
@@ -89,7 +90,9 @@ pub fn apply(
             tar::EntryType::Directory => target.create_dir_all(&path).map_err(io_err)?,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut f = target.create(&path).map_err(io_err)?;
-                stats.bytes += io::copy(&mut entry, &mut f).map_err(LayerError::Archive)?;
+                let size = entry.size();
+                stats.bytes += super::copy_contents(&mut entry, &mut f, &mut copy_buf, size)
+                    .map_err(LayerError::Archive)?;
             }
             tar::EntryType::Link => {
                 let link = entry
