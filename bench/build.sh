@@ -28,7 +28,8 @@ if [[ $(id -u) != 0 ]]; then
     log "run me as root"
     exit 1
 fi
-for tool in hyperfine podman jq; do
+# podman runs its RUN steps through runc here (crun refuses cgroups v1 hybrid mode).
+for tool in hyperfine podman runc jq; do
     command -v "$tool" >/dev/null || { log "installing $tool"; apt-get install -y -qq "$tool" >/dev/null; }
 done
 if [[ -n ${BERTH:-} ]]; then

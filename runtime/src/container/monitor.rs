@@ -183,6 +183,10 @@ impl Monitor {
         }
         let cgroup = Some(cg);
         let wasm_cache = store.root().join(crate::sandbox::wasi::cache::DIR_NAME);
+        // The pipes' ends for `__init` are inheritable: no other start may spawn its child
+        // while they are open here (a build starts parallel stages' RUN steps from threads),
+        // or that child would hold them, and this start would wait for it to end.
+        let spawning = CHILD_ENDS.lock().unwrap_or_else(|e| e.into_inner());
         // The exit pipe: `__init` writes the exit code on it, then exits.
         let (exit_read, exit_write) = nix::unistd::pipe().map_err(start_err)?;
         nix::fcntl::fcntl(
@@ -287,6 +291,7 @@ impl Monitor {
         drop(status_write);
         drop(exit_write);
         let go_write = go.map(|(_, w)| w);
+        drop(spawning);
         // The pty slave copies went to the child; ours are closed with `cmd`.
         drop(cmd);
 
@@ -495,6 +500,9 @@ impl Monitor {
         }
     }
 }
+
+/// Held while the inheritable pipe ends for one `__init` are open in this process.
+static CHILD_ENDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Removes a stopped container's files, and with `volumes` its anonymous volumes.
 pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(), MonitorError> {

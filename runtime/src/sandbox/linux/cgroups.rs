@@ -780,7 +780,7 @@ impl ForkTarget {
     /// Forks, as `fork(2)`, with the child born in the v2 directory (if there is one):
     /// `clone3` with `CLONE_INTO_CGROUP` takes the threadgroup lock only for reading, so no
     /// grace period is waited out (see [`Cgroup::join_v1_self`]). The child inherits the
-    /// caller's v1 cgroups. Where the kernel lacks `clone3` (before 5.7), a plain fork, and the
+    /// caller's v1 cgroups. Where the kernel cannot (before 5.7), a plain fork, and the
     /// child moves itself with a `cgroup.procs` write (slower, the same result); an error from
     /// that comes back in the child.
     ///
@@ -839,7 +839,11 @@ impl ForkTarget {
             }),
             _ => {
                 let e = std::io::Error::last_os_error();
-                if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG)) {
+                // No clone3 (before 5.3), or no CLONE_INTO_CGROUP (before 5.7).
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
+                ) {
                     return Err(err("forking into the cgroup")(e));
                 }
                 // SAFETY: the caller upholds fork's contract.

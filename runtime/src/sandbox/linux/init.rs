@@ -150,6 +150,8 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
                 // SAFETY: the monitor passed this fd for us alone.
                 let mut exit = unsafe { File::from_raw_fd(fd) };
                 let _ = exit.write_all(format!("{code}\n").as_bytes());
+                // Closed now: the monitor reads to the end, and exit does not run drops.
+                drop(exit);
             }
             std::process::exit(code)
         }
