@@ -126,6 +126,8 @@ pub struct Monitor {
     /// Where `__init` writes the container's exit code, before its own exit (which tears down
     /// the namespaces, a millisecond or more that the cleanup overlaps).
     exit: File,
+    /// `--rm`: the container goes when it ends.
+    auto_remove: bool,
     pid: i32,
     io: Vec<JoinHandle<()>>,
     proxy: Option<Proxy>,
@@ -434,6 +436,7 @@ impl Monitor {
             id: id.to_string(),
             child,
             exit: File::from(exit_read),
+            auto_remove: c.auto_remove,
             pid,
             io,
             proxy,
@@ -452,13 +455,7 @@ impl Monitor {
     /// Waits for the container to end, records its exit, cleans up (and removes it with
     /// `--rm`). Returns its exit code.
     pub fn wait(mut self) -> Result<i32, MonitorError> {
-        // The code as soon as `__init` has it; from its own exit if it died first.
-        let mut reported = String::new();
-        let _ = io::Read::read_to_string(&mut self.exit, &mut reported);
-        let code = match reported.trim().parse::<i32>() {
-            Ok(code) => code,
-            Err(_) => self.reap()?,
-        };
+        let code = self.exit_code()?;
         stop_forwarding(self.pid);
         for t in self.io.drain(..) {
             let _ = t.join();
@@ -471,6 +468,12 @@ impl Monitor {
             let _ = cg.remove();
         }
         drop(self.raw_mode.take());
+        // A container that stays is recorded as exited once `__init` is gone, and with it the
+        // namespaces and the overlay mounted in them: a restart can then mount the same
+        // writable layer. One that goes (`--rm`) is removed while the kernel tears them down.
+        if !self.auto_remove {
+            self.reap()?;
+        }
         let c = self.store.update_container(&self.id, |c| {
             c.state.status = Status::Exited;
             c.state.exit_code = Some(code);
@@ -480,10 +483,63 @@ impl Monitor {
         })?;
         if c.auto_remove {
             remove_container(&self.store, &c, true)?;
+            self.reap()?;
         }
-        // `__init` ends once the kernel has torn its namespaces down.
-        self.reap()?;
         Ok(code)
+    }
+
+    /// The container's exit code, as soon as `__init` writes it on the exit pipe (before its
+    /// namespaces are torn down); its own exit status if it ended without writing it (it was
+    /// killed). The pipe is read up to its first line only, and `__init`'s end is watched
+    /// through a pidfd: a process that inherited the pipe by accident cannot hold this up.
+    fn exit_code(&mut self) -> Result<i32, MonitorError> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok();
+        let mut line = Vec::new();
+        loop {
+            let (readable, ended) = match &pidfd {
+                Some(pidfd) => {
+                    let mut fds = [
+                        PollFd::new(&self.exit, PollFlags::IN),
+                        PollFd::new(pidfd, PollFlags::IN),
+                    ];
+                    match poll(&mut fds, None) {
+                        Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(e) => return Err(start_err(format!("waiting for the container: {e}"))),
+                    }
+                }
+                // No pidfd (Linux before 5.3): the pipe alone.
+                None => (true, false),
+            };
+            if readable {
+                let mut buf = [0u8; 16];
+                match io::Read::read(&mut self.exit, &mut buf) {
+                    Ok(0) => return self.reap(),
+                    Ok(n) => {
+                        line.extend_from_slice(&buf[..n]);
+                        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+                            return match std::str::from_utf8(&line[..end])
+                                .ok()
+                                .and_then(|l| l.trim().parse().ok())
+                            {
+                                Some(code) => Ok(code),
+                                None => self.reap(),
+                            };
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.reap(),
+                }
+            } else if ended {
+                // Ended, and nothing to read: it wrote no code.
+                return self.reap();
+            }
+        }
     }
 
     /// Waits for `__init` to end; its exit code.

@@ -398,6 +398,7 @@ impl Cgroup {
         };
         Ok(ForkTarget {
             dir,
+            pending: std::cell::Cell::new(false),
             id: short(&self.id),
         })
     }
@@ -772,6 +773,8 @@ fn subgroups(dir: &Path) -> Vec<PathBuf> {
 pub struct ForkTarget {
     /// The v2 directory; `None` on a v1-only host.
     dir: Option<std::fs::File>,
+    /// In a child forked without `clone3`: it has yet to join the v2 directory.
+    pending: std::cell::Cell<bool>,
     /// The container (shortened), for errors.
     id: String,
 }
@@ -780,14 +783,18 @@ impl ForkTarget {
     /// Forks, as `fork(2)`, with the child born in the v2 directory (if there is one):
     /// `clone3` with `CLONE_INTO_CGROUP` takes the threadgroup lock only for reading, so no
     /// grace period is waited out (see [`Cgroup::join_v1_self`]). The child inherits the
-    /// caller's v1 cgroups. Where the kernel cannot (before 5.7), a plain fork, and the
-    /// child moves itself with a `cgroup.procs` write (slower, the same result); an error from
-    /// that comes back in the child.
+    /// caller's v1 cgroups. Where the kernel or a seccomp filter refuses (before 5.7), a
+    /// plain fork, after which the child must call [`ForkTarget::finish_join`] (a slower
+    /// `cgroup.procs` write, the same result).
     ///
     /// # Safety
     ///
     /// As `fork`: in a multi-threaded caller the child may only call async-signal-safe
-    /// functions.
+    /// functions. Also, after `clone3` the child's libc thread descriptor keeps the parent's
+    /// thread id (libc's own fork would update it): until it execs, the child must not aim
+    /// pthread calls at its main thread by id from another thread (`pthread_kill` of it,
+    /// priority-inheriting mutexes). berth's PID 1 either execs or runs wasmtime, which
+    /// does neither.
     pub unsafe fn fork(&self) -> Result<nix::unistd::ForkResult, CgroupError> {
         use nix::unistd::{ForkResult, Pid};
         use std::os::fd::AsRawFd;
@@ -839,34 +846,48 @@ impl ForkTarget {
             }),
             _ => {
                 let e = std::io::Error::last_os_error();
-                // No clone3 (before 5.3), or no CLONE_INTO_CGROUP (before 5.7).
+                // No clone3 (before 5.3), no CLONE_INTO_CGROUP (before 5.7), or a seccomp
+                // filter of an outer container that refuses clone3.
                 if !matches!(
                     e.raw_os_error(),
-                    Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
+                    Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM)
                 ) {
                     return Err(err("forking into the cgroup")(e));
                 }
                 // SAFETY: the caller upholds fork's contract.
                 let forked = unsafe { nix::unistd::fork() }
                     .map_err(|e| err("forking")(std::io::Error::from(e)))?;
-                if forked.is_child() {
-                    let procs = rustix::fs::openat(
-                        dir,
-                        "cgroup.procs",
-                        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
-                        rustix::fs::Mode::empty(),
-                    )
-                    .map_err(std::io::Error::from)
-                    .map_err(err("opening cgroup.procs"))?;
-                    std::io::Write::write_all(
-                        &mut std::fs::File::from(procs),
-                        std::process::id().to_string().as_bytes(),
-                    )
-                    .map_err(err("joining the cgroup"))?;
-                }
+                self.pending.set(forked.is_child());
                 Ok(forked)
             }
         }
+    }
+
+    /// In the child of [`ForkTarget::fork`]: joins the v2 directory if `clone3` could not put
+    /// it there.
+    pub fn finish_join(&self) -> Result<(), CgroupError> {
+        let Some(dir) = self.dir.as_ref().filter(|_| self.pending.get()) else {
+            return Ok(());
+        };
+        let err = |action: &str| {
+            let (action, id) = (action.to_string(), self.id.clone());
+            move |cause| CgroupError::Io { action, id, cause }
+        };
+        let procs = rustix::fs::openat(
+            dir,
+            "cgroup.procs",
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .map_err(err("opening cgroup.procs"))?;
+        std::io::Write::write_all(
+            &mut std::fs::File::from(procs),
+            std::process::id().to_string().as_bytes(),
+        )
+        .map_err(err("joining the cgroup"))?;
+        self.pending.set(false);
+        Ok(())
     }
 }
 

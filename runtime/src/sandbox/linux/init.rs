@@ -107,6 +107,12 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
     if let Err(e) = enter(&mut cfg) {
         report_and_exit(&mut status, e);
     }
+    // PID 1 tells by this pipe's write end closing that `__init` is gone (its parent is outside
+    // its pid namespace, so getppid says nothing). This process holds the end until it exits.
+    let (alive_read, alive_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => report_and_exit(&mut status, fail(125, format!("creating a pipe: {e}"))),
+    };
     // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
     // fork is a complete copy and may run any code.
     let forked = match &cgroup {
@@ -119,13 +125,22 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
             fail(125, format!("forking the container's first process: {e}")),
         ),
         Ok(ForkResult::Child) => {
+            // If __init dies (its monitor was killed), the container goes too: never a ghost.
+            // It may have died before the death signal was armed: then the pipe says so.
+            drop(alive_write);
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || gone(&alive_read) {
+                std::process::exit(125);
+            }
+            drop(alive_read);
             if let Some(fd) = cfg.exit_fd {
                 // The exit pipe is __init's alone.
                 let _ = nix::unistd::close(fd);
             }
             // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
             // one), before anything of the container runs.
-            if let Some(Err(e)) = cgroup.as_ref().map(|(_, cg)| cg.join_v1_self()) {
+            if let Some((target, cg)) = &cgroup
+                && let Err(e) = target.finish_join().and_then(|()| cg.join_v1_self())
+            {
                 report_and_exit(&mut status, fail(125, e));
             }
             drop(cgroup);
@@ -156,6 +171,17 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
             std::process::exit(code)
         }
     }
+}
+
+/// Whether the write end of `pipe` is closed everywhere (its reader sees a hang-up).
+fn gone(pipe: &std::os::fd::OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(pipe, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
 }
 
 /// Writes one status line in a single write: PID 1 and its parent both write to the pipe, and
@@ -254,8 +280,6 @@ fn container_main(
     status: &File,
     go_fd: Option<RawFd>,
 ) -> Result<std::convert::Infallible, StartError> {
-    // If __init dies (its monitor was killed), the container goes too: never a ghost.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| fail(125, e))?;
     nix::unistd::setsid().map_err(|e| fail(125, format!("setsid: {e}")))?;
     if cfg.spec.tty {
         // SAFETY: TIOCSCTTY on our stdin, the pty slave the monitor gave us.

@@ -126,8 +126,14 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         Some(t) => unsafe { t.fork() }.map_err(|e| fail(125, e)),
         None => unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e)),
     };
+    let forked = forked?;
+    if let Some(t) = &fork_target
+        && forked.is_child()
+    {
+        t.finish_join().map_err(|e| fail(125, e))?;
+    }
     drop(fork_target);
-    match forked? {
+    match forked {
         ForkResult::Parent { child } => std::process::exit(wait_exit_code(child)),
         ForkResult::Child => {}
     }
