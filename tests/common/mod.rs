@@ -85,6 +85,9 @@ impl Berth {
                 "/dev/null",
             ])
             .env("BERTH_ROOT", self.root())
+            // A terminal session names its terminal; CI's environment may not (and without
+            // TERM, indicatif takes the terminal for one that cannot move the cursor).
+            .env("TERM", "xterm")
             .stdin(Stdio::null())
             .output()
             .expect("run script")
