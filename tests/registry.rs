@@ -945,8 +945,9 @@ fn registry_killed_mid_push_then_push_again() {
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{}\nthe registry's log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default()
     );
     let pushed = pushed_digest(&String::from_utf8_lossy(&out.stdout));
     let c = berth();

@@ -251,6 +251,12 @@ fn push_blob(
             return Ok(false);
         }
         404 => {}
+        // The check is only a shortcut: a registry that cannot answer it (a blob's metadata
+        // left half-written when it was killed answers 500, retries and all) gets the blob
+        // uploaded, which writes that metadata again.
+        s if (500..600).contains(&s) => {
+            tracing::debug!("HEAD of {digest} answered {s}: uploading it");
+        }
         _ => return Err(client.error(head, &what)),
     }
     let start = match mount_from {
