@@ -185,19 +185,8 @@ impl Monitor {
         }
         let cgroup = Some(cg);
         let wasm_cache = store.root().join(crate::sandbox::wasi::cache::DIR_NAME);
-        // The pipes' ends for `__init` are inheritable: no other start may spawn its child
-        // while they are open here (a build starts parallel stages' RUN steps from threads),
-        // or that child would hold them, and this start would wait for it to end.
-        let spawning = CHILD_ENDS.lock().unwrap_or_else(|e| e.into_inner());
-        // The exit pipe: `__init` writes the exit code on it, then exits.
-        let (exit_read, exit_write) = nix::unistd::pipe().map_err(start_err)?;
-        nix::fcntl::fcntl(
-            &exit_read,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(start_err)?;
-        let config = InitConfig {
-            exit_fd: Some(exit_write.as_raw_fd()),
+        let mut config = InitConfig {
+            exit_fd: None,
             id: c.id.clone(),
             spec: c.spec.clone(),
             wasm_module: known_wasm_module(&c, &plan, &wasm_cache),
@@ -224,6 +213,14 @@ impl Monitor {
                 }
             }
         }
+        // The pipes' ends for `__init` are inheritable: no other start may spawn its child
+        // while they are open here (a build starts parallel stages' RUN steps from threads),
+        // or that child would hold them, and this start would wait for it to end.
+        let spawning = CHILD_ENDS.lock().unwrap_or_else(|e| e.into_inner());
+        // The exit pipe: `__init` writes the exit code on it, then exits.
+        let (exit_read, exit_write) = nix::unistd::pipe().map_err(start_err)?;
+        close_on_exec(&exit_read)?;
+        config.exit_fd = Some(exit_write.as_raw_fd());
         let config_path = dir.join("init.json");
         store.write_file_unsynced(
             &config_path,
@@ -231,11 +228,7 @@ impl Monitor {
         )?;
 
         let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
-        nix::fcntl::fcntl(
-            &status_read,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(start_err)?;
+        close_on_exec(&status_read)?;
 
         let log_path = dir.join("log.json");
         let mut cmd = Command::new("/proc/self/exe");
@@ -250,11 +243,7 @@ impl Monitor {
             None
         } else {
             let (go_read, go_write) = nix::unistd::pipe().map_err(start_err)?;
-            nix::fcntl::fcntl(
-                &go_write,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .map_err(start_err)?;
+            close_on_exec(&go_write)?;
             cmd.arg(go_read.as_raw_fd().to_string());
             Some((go_read, go_write))
         };
@@ -266,11 +255,7 @@ impl Monitor {
         if c.spec.tty {
             let size = terminal_size();
             let pty = nix::pty::openpty(size.as_ref(), None).map_err(start_err)?;
-            nix::fcntl::fcntl(
-                &pty.master,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .map_err(start_err)?;
+            close_on_exec(&pty.master)?;
             let slave = File::from(pty.slave);
             cmd.stdin(slave.try_clone().map_err(start_err)?)
                 .stdout(slave.try_clone().map_err(start_err)?)
@@ -555,6 +540,16 @@ impl Monitor {
             }
         }
     }
+}
+
+/// Keeps `fd` (this process' end of a pipe to `__init`) from being inherited by it.
+fn close_on_exec(fd: &OwnedFd) -> Result<(), MonitorError> {
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map(drop)
+    .map_err(start_err)
 }
 
 /// Held while the inheritable pipe ends for one `__init` are open in this process.

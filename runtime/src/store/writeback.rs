@@ -8,6 +8,9 @@ use std::io::{self, Write};
 
 /// How many written bytes are handed to writeback at a time.
 const CHUNK: u64 = 8 << 20;
+/// The smallest tail [`Writeback::finish`] hands over: below it, a syscall per small file
+/// would cost more than it saves, and the final sync takes it.
+const MIN_TAIL: u64 = 1 << 20;
 
 /// A file being written whose writeback starts as it goes (see the module docs).
 pub struct Writeback<W: Write> {
@@ -48,9 +51,12 @@ impl<W: Write> Writeback<W> {
         }
     }
 
-    /// Starts writeback of whatever is written and not started yet (a file's tail).
+    /// Starts writeback of what is written and not started yet (a file's tail), if it is
+    /// large enough to be worth a syscall.
     pub fn finish(&mut self) {
-        self.start();
+        if self.written - self.started >= MIN_TAIL {
+            self.start();
+        }
     }
 
     fn start(&mut self) {

@@ -370,7 +370,7 @@ impl Cgroup {
     /// threadgroup lock, whose first writer waits out an RCU grace period (5 to 15 ms on this
     /// kind of VM); writing `0` to `tasks` moves only the calling thread and skips that lock.
     /// So the caller must be single-threaded (a fresh fork), which makes its thread the whole
-    /// process. The v2 directory, if any, is joined through [`fork_into`].
+    /// process. The v2 directory, if any, is joined through [`ForkTarget::fork`].
     pub fn join_v1_self(&self) -> Result<(), CgroupError> {
         for d in self.dirs.iter().filter(|d| !d.unified) {
             self.write(&d.path, "tasks", "0")?;
@@ -379,7 +379,7 @@ impl Cgroup {
     }
 
     /// The v2 directory: cgroup v2's only one, or hybrid mode's controller-less unified one.
-    pub fn v2_dir(&self) -> Option<&Path> {
+    fn v2_dir(&self) -> Option<&Path> {
         self.dirs
             .iter()
             .find(|d| d.unified)
@@ -768,8 +768,9 @@ fn subgroups(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Where [`ForkTarget::fork`] puts a child: a cgroup's v2 directory, held open.
-#[derive(Debug)]
+/// Where [`ForkTarget::fork`] puts a child: a cgroup's v2 directory, held open. The default
+/// one has none: its `fork` is a plain fork.
+#[derive(Debug, Default)]
 pub struct ForkTarget {
     /// The v2 directory; `None` on a v1-only host.
     dir: Option<std::fs::File>,
@@ -798,14 +799,9 @@ impl ForkTarget {
     pub unsafe fn fork(&self) -> Result<nix::unistd::ForkResult, CgroupError> {
         use nix::unistd::{ForkResult, Pid};
         use std::os::fd::AsRawFd;
-        let err = |action: &str| {
-            let (action, id) = (action.to_string(), self.id.clone());
-            move |cause| CgroupError::Io { action, id, cause }
-        };
         let Some(dir) = &self.dir else {
             // SAFETY: the caller upholds fork's contract.
-            return unsafe { nix::unistd::fork() }
-                .map_err(|e| err("forking")(std::io::Error::from(e)));
+            return unsafe { nix::unistd::fork() }.map_err(|e| self.err("forking", e.into()));
         };
         /// The kernel's `struct clone_args`, up to `cgroup` (its second version).
         #[repr(C)]
@@ -852,11 +848,11 @@ impl ForkTarget {
                     e.raw_os_error(),
                     Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM)
                 ) {
-                    return Err(err("forking into the cgroup")(e));
+                    return Err(self.err("forking into the cgroup", e));
                 }
                 // SAFETY: the caller upholds fork's contract.
-                let forked = unsafe { nix::unistd::fork() }
-                    .map_err(|e| err("forking")(std::io::Error::from(e)))?;
+                let forked =
+                    unsafe { nix::unistd::fork() }.map_err(|e| self.err("forking", e.into()))?;
                 self.pending.set(forked.is_child());
                 Ok(forked)
             }
@@ -869,25 +865,28 @@ impl ForkTarget {
         let Some(dir) = self.dir.as_ref().filter(|_| self.pending.get()) else {
             return Ok(());
         };
-        let err = |action: &str| {
-            let (action, id) = (action.to_string(), self.id.clone());
-            move |cause| CgroupError::Io { action, id, cause }
-        };
         let procs = rustix::fs::openat(
             dir,
             "cgroup.procs",
             rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(std::io::Error::from)
-        .map_err(err("opening cgroup.procs"))?;
+        .map_err(|e| self.err("opening cgroup.procs", e.into()))?;
         std::io::Write::write_all(
             &mut std::fs::File::from(procs),
             std::process::id().to_string().as_bytes(),
         )
-        .map_err(err("joining the cgroup"))?;
+        .map_err(|e| self.err("joining the cgroup", e))?;
         self.pending.set(false);
         Ok(())
+    }
+
+    fn err(&self, action: &str, cause: std::io::Error) -> CgroupError {
+        CgroupError::Io {
+            action: action.to_string(),
+            id: self.id.clone(),
+            cause,
+        }
     }
 }
 

@@ -96,13 +96,14 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
         Ok(c) => c,
         Err(e) => report_and_exit(&mut status, e),
     };
-    let cgroup = match cfg
-        .cgroup
-        .then(|| cgroups::Cgroup::open(&cfg.id).and_then(|cg| Ok((cg.fork_target()?, cg))))
-    {
-        Some(Err(e)) => report_and_exit(&mut status, fail(125, e)),
-        Some(Ok(cg)) => Some(cg),
-        None => None,
+    // PID 1 is forked into the cgroup's v2 directory and joins the v1 ones itself.
+    let (fork_target, cgroup) = if cfg.cgroup {
+        match cgroups::Cgroup::open(&cfg.id).and_then(|cg| Ok((cg.fork_target()?, Some(cg)))) {
+            Ok(opened) => opened,
+            Err(e) => report_and_exit(&mut status, fail(125, e)),
+        }
+    } else {
+        (cgroups::ForkTarget::default(), None)
     };
     if let Err(e) = enter(&mut cfg) {
         report_and_exit(&mut status, e);
@@ -115,11 +116,7 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
     };
     // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
     // fork is a complete copy and may run any code.
-    let forked = match &cgroup {
-        Some((target, _)) => unsafe { target.fork() }.map_err(|e| e.to_string()),
-        None => unsafe { nix::unistd::fork() }.map_err(|e| e.to_string()),
-    };
-    match forked {
+    match unsafe { fork_target.fork() } {
         Err(e) => report_and_exit(
             &mut status,
             fail(125, format!("forking the container's first process: {e}")),
@@ -138,12 +135,13 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
             }
             // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
             // one), before anything of the container runs.
-            if let Some((target, cg)) = &cgroup
-                && let Err(e) = target.finish_join().and_then(|()| cg.join_v1_self())
-            {
+            let joined = fork_target
+                .finish_join()
+                .and_then(|()| cgroup.as_ref().map_or(Ok(()), |cg| cg.join_v1_self()));
+            if let Err(e) = joined {
                 report_and_exit(&mut status, fail(125, e));
             }
-            drop(cgroup);
+            drop((fork_target, cgroup));
             let e = match container_main(&cfg, &status, go_fd) {
                 Ok(never) => match never {},
                 Err(e) => e,

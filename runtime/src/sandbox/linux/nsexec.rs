@@ -66,7 +66,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     // process joins the v1 hierarchies (single-threaded, without the wait a cgroup.procs write
     // costs) and forks the command into the v2 one. A user namespace's root cannot fork into
     // a cgroup of the host's, so there this process joins the whole cgroup first.
-    let mut fork_target = None;
+    let mut fork_target = cgroups::ForkTarget::default();
     if cfg.cgroup {
         let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
         if cfg.spec.security.userns {
@@ -74,7 +74,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         } else {
             cg.join_v1_self()
                 .and_then(|()| cg.fork_target())
-                .map(|t| fork_target = Some(t))
+                .map(|t| fork_target = t)
         }
         .map_err(|e| fail(125, e))?;
     }
@@ -122,15 +122,9 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         nix::unistd::setresuid(u, u, u).map_err(|e| fail(125, e))?;
     }
     // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
-    let forked = match &fork_target {
-        Some(t) => unsafe { t.fork() }.map_err(|e| fail(125, e)),
-        None => unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e)),
-    };
-    let forked = forked?;
-    if let Some(t) = &fork_target
-        && forked.is_child()
-    {
-        t.finish_join().map_err(|e| fail(125, e))?;
+    let forked = unsafe { fork_target.fork() }.map_err(|e| fail(125, e))?;
+    if forked.is_child() {
+        fork_target.finish_join().map_err(|e| fail(125, e))?;
     }
     drop(fork_target);
     match forked {

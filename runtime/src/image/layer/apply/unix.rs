@@ -168,9 +168,7 @@ impl Applier<'_> {
                 let mut out = Writeback::new(&mut f, 0);
                 let n = super::copy_contents(entry, &mut out, &mut self.copy_buf, size)
                     .map_err(LayerError::Archive)?;
-                if size >= 1 << 20 {
-                    out.finish();
-                }
+                out.finish();
                 self.stats.bytes += n;
                 self.set_owner_mode(&f, entry).map_err(io_err)?;
                 self.set_xattrs(&f, entry, &refuse)?;
