@@ -315,6 +315,57 @@ fn the_guest_cannot_reach_outside_its_preopens() {
     }
 }
 
+/// /proc would hand a guest the memory of the process that runs it (/proc/self/mem), so a
+/// guest's `/` has no /proc, /dev or /sys, however the module came to run as WASI; native
+/// processes of the same container keep them.
+#[test]
+fn the_guest_sees_no_proc_dev_or_sys() {
+    let b = setup();
+    let listing = b.ok(&["run", "--rm", "probe", "ls", "/"]);
+    for name in ["proc", "dev", "sys"] {
+        assert!(
+            !listing.lines().any(|l| l == name),
+            "/{name} in a guest's /: {listing}"
+        );
+    }
+    assert_eq!(
+        b.ok(&["run", "--rm", "probe", "exists", "/proc/self/mem"]),
+        "false\n"
+    );
+
+    // A module in a linux image: found to be WebAssembly once the native rootfs is built.
+    b.import_busybox("busybox");
+    let ctx = b.path("ctx-mixed");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(probe("wasm32-wasip1"), ctx.join("probe.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY probe.wasm /bin/probe.wasm\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "mixed", ctx.to_str().unwrap()]);
+    for path in ["/proc/self/mem", "/sys/kernel", "/dev/null"] {
+        assert_eq!(
+            b.ok(&["run", "--rm", "mixed", "probe.wasm", "exists", path]),
+            "false\n",
+            "{path}"
+        );
+    }
+
+    // A module exec'd in a native container: hidden from it, kept for the container.
+    b.ok(&["run", "-d", "--name", "native", "mixed", "sleep", "60"]);
+    assert_eq!(
+        b.ok(&["exec", "native", "probe.wasm", "exists", "/proc/self/mem"]),
+        "false\n"
+    );
+    assert!(
+        b.ok(&["exec", "native", "cat", "/proc/1/cmdline"])
+            .starts_with("sleep")
+    );
+    assert_eq!(b.ok(&["exec", "native", "ls", "/dev/null"]), "/dev/null\n");
+    b.ok(&["rm", "-f", "native"]);
+}
+
 fn wait_for_log(b: &Berth, name: &str, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !b.ok(&["logs", name]).contains(text) {

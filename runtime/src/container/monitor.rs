@@ -126,8 +126,8 @@ pub struct Monitor {
     /// Where `__init` writes the container's exit code, before its own exit (which tears down
     /// the namespaces, a millisecond or more that the cleanup overlaps).
     exit: File,
-    /// `--rm`: the container goes when it ends.
-    auto_remove: bool,
+    /// The container as it was started (`--rm`, its volumes).
+    container: Container,
     pid: i32,
     io: Vec<JoinHandle<()>>,
     proxy: Option<Proxy>,
@@ -421,7 +421,7 @@ impl Monitor {
             id: id.to_string(),
             child,
             exit: File::from(exit_read),
-            auto_remove: c.auto_remove,
+            container: c,
             pid,
             io,
             proxy,
@@ -448,6 +448,17 @@ impl Monitor {
         if let Some(p) = self.proxy.take() {
             p.stop();
         }
+        if self.container.auto_remove {
+            // Removed while the kernel tears the namespaces down, with nothing recorded first:
+            // its folder is renamed away in one step, so it is never listed half-removed.
+            if let Some(cg) = self.cgroup.take() {
+                let _ = cg.remove();
+            }
+            drop(self.raw_mode.take());
+            remove_files(&self.store, &self.container, true)?;
+            self.reap()?;
+            return Ok(code);
+        }
         let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
@@ -455,21 +466,15 @@ impl Monitor {
         drop(self.raw_mode.take());
         // A container that stays is recorded as exited once `__init` is gone, and with it the
         // namespaces and the overlay mounted in them: a restart can then mount the same
-        // writable layer. One that goes (`--rm`) is removed while the kernel tears them down.
-        if !self.auto_remove {
-            self.reap()?;
-        }
-        let c = self.store.update_container(&self.id, |c| {
+        // writable layer.
+        self.reap()?;
+        self.store.update_container(&self.id, |c| {
             c.state.status = Status::Exited;
             c.state.exit_code = Some(code);
             c.state.finished_at = Some(Utc::now());
             c.state.oom_killed = oom;
             c.state.pid = None;
         })?;
-        if c.auto_remove {
-            remove_container(&self.store, &c, true)?;
-            self.reap()?;
-        }
         Ok(code)
     }
 
@@ -561,6 +566,11 @@ pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(
     if let Ok(cg) = Cgroup::open(&c.id) {
         let _ = cg.remove();
     }
+    remove_files(store, c, volumes)
+}
+
+/// Removes a container's folder, and with `volumes` its anonymous volumes.
+fn remove_files(store: &Store, c: &Container, volumes: bool) -> Result<(), MonitorError> {
     store.remove_container_files(&c.id)?;
     if volumes {
         for m in &c.spec.mounts {
@@ -709,6 +719,8 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
         privileged: c.spec.security.privileged,
         own_netns: c.spec.network != NetworkMode::Host,
         userxattr: false,
+        wasi_guest: c.spec.backend == crate::backend::Backend::Wasi,
+        volatile: c.auto_remove,
     })
 }
 

@@ -230,8 +230,12 @@ fn hierarchies(version: CgroupVersion) -> Vec<(PathBuf, Vec<String>, bool)> {
                 if !p.is_dir() {
                     continue;
                 }
-                // Co-mounted controllers (cpu,cpuacct) share one hierarchy: one directory.
-                let real = std::fs::canonicalize(&p).unwrap_or(p);
+                // Co-mounted controllers (cpu,cpuacct) share one hierarchy: one directory,
+                // which the others name by a symlink (`cpu -> cpu,cpuacct`).
+                let real = match std::fs::read_link(&p) {
+                    Ok(to) => root.join(to),
+                    Err(_) => p,
+                };
                 if let Some(h) = out.iter_mut().find(|h| h.0 == real) {
                     if !h.1.iter().any(|x| x == c) {
                         h.1.push(c.to_string());
@@ -480,9 +484,8 @@ impl Cgroup {
     /// Removes the cgroup from every hierarchy, killing what still runs in it. Removing a
     /// cgroup that is already gone is not an error.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        if !self.pids().unwrap_or_default().is_empty() {
-            self.kill_all(libc::SIGKILL)?;
-        }
+        // Usually empty by now: each directory's rmdir says (EBUSY) when it is not, and then
+        // what is left is killed.
         let mut first_err = None;
         for d in &self.dirs {
             if let Err(e) = self.remove_tree(&d.path) {
@@ -726,15 +729,13 @@ impl Cgroup {
     /// Removes `dir` and the sub-groups the container made in it, deepest first, retrying
     /// while the last killed processes are being reaped.
     fn remove_tree(&self, dir: &Path) -> Result<(), CgroupError> {
-        for sub in subgroups(dir) {
-            self.remove_tree(&sub)?;
-        }
         let deadline = Instant::now() + SETTLE;
         let mut killed = false;
         loop {
             match std::fs::remove_dir(dir) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                // Busy: it has subgroups (the workload made them), or processes.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     if Instant::now() >= deadline {
                         return Err(CgroupError::Busy {
@@ -742,12 +743,15 @@ impl Cgroup {
                             id: short(&self.id),
                         });
                     }
+                    for sub in subgroups(dir) {
+                        self.remove_tree(&sub)?;
+                    }
                     if !killed {
-                        // A process joined since `remove` looked.
                         self.kill_all(libc::SIGKILL)?;
                         killed = true;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(10));
                     }
-                    std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => {
                     return Err(self.io_err(format!("removing cgroup {}", dir.display()))(e));

@@ -429,6 +429,8 @@ pub(crate) fn wasi_main(
     cache: Option<wasi::ModuleCache>,
     known: Option<&wasi::KnownModule>,
 ) -> Result<std::convert::Infallible, StartError> {
+    // While single-threaded (a mount namespace of its own needs it).
+    rootfs::hide_system_mounts().map_err(|e| fail(125, e))?;
     // Before wasmtime starts any thread, so all of them inherit the held mask.
     wasi::stop::hold_signals();
     let name = spec.args[0].clone();

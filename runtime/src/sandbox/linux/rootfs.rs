@@ -3,6 +3,10 @@
 //! read-only, Docker's masked and read-only paths, the container's mounts and /etc files,
 //! then pivot_root into it.
 //!
+//! A WASI guest's `/` is this whole tree, so its rootfs has no /proc, /dev or /sys: through
+//! /proc/self/mem a guest could write into the memory of the process running it (the wasm
+//! sandbox's host), and nothing in them means anything to a guest.
+//!
 //! Mount targets inside the rootfs are created and opened through cap-std and mounted on
 //! through `/proc/self/fd`, so a symlink in the image cannot send a mount outside the rootfs.
 
@@ -69,6 +73,13 @@ pub struct RootfsPlan {
     /// are out of reach).
     #[serde(default)]
     pub userxattr: bool,
+    /// The workload is a WASI guest: no /proc, /dev or /sys (see the module's doc).
+    #[serde(default)]
+    pub wasi_guest: bool,
+    /// The writable layer goes with the container (`--rm`): overlay need not make it durable
+    /// (`volatile`, no sync when it is unmounted).
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 /// A mount step that failed.
@@ -203,13 +214,21 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
     if plan.userxattr {
         opts.push_str(",userxattr");
     }
-    mount(
-        Some("overlay"),
-        &plan.merged,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(opts.as_str()),
-    )
+    let overlay = |opts: &str| {
+        mount(
+            Some("overlay"),
+            &plan.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts),
+        )
+    };
+    // `volatile` came with Linux 5.10: an older kernel refuses it, and syncs.
+    if plan.volatile {
+        overlay(&format!("{opts},volatile")).or_else(|_| overlay(&opts))
+    } else {
+        overlay(&opts)
+    }
     .map_err(|e| {
         err(
             format!("mounting the overlay rootfs at {}", plan.merged.display()),
@@ -218,114 +237,9 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
     })?;
     let root = Dir::open_ambient_dir(&plan.merged, ambient_authority())
         .map_err(|e| err("opening the rootfs", e))?;
-
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let (p, _h) = target(&root, "/proc", false)?;
-    mount(Some("proc"), &p, Some("proc"), nosuid_nodev_noexec, none())
-        .map_err(|e| err("mounting /proc", e))?;
-
-    let (p, _h) = target(&root, "/dev", false)?;
-    mount(
-        Some("tmpfs"),
-        &p,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )
-    .map_err(|e| err("mounting /dev", e))?;
-    let dev = root.open_dir("dev").map_err(|e| err("opening /dev", e))?;
-    for name in DEVICES {
-        let (p, _h) = target(&root, &format!("/dev/{name}"), true)?;
-        mount(
-            Some(Path::new("/dev").join(name).as_path()),
-            &p,
-            none(),
-            MsFlags::MS_BIND,
-            none(),
-        )
-        .map_err(|e| err(format!("binding /dev/{name}"), e))?;
+    if !plan.wasi_guest {
+        system_mounts(&root, plan)?;
     }
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-        ("core", "/proc/kcore"),
-    ] {
-        let _ = dev.symlink_contents(to, link);
-    }
-    let (p, _h) = target(&root, "/dev/pts", false)?;
-    mount(
-        Some("devpts"),
-        &p,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-    )
-    .or_else(|_| {
-        mount(
-            Some("devpts"),
-            &p,
-            Some("devpts"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
-        )
-    })
-    .map_err(|e| err("mounting /dev/pts", e))?;
-    let (p, _h) = target(&root, "/dev/shm", false)?;
-    mount(
-        Some("shm"),
-        &p,
-        Some("tmpfs"),
-        nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(|e| err("mounting /dev/shm", e))?;
-    let (p, _h) = target(&root, "/dev/mqueue", false)?;
-    let _ = mount(
-        Some("mqueue"),
-        &p,
-        Some("mqueue"),
-        nosuid_nodev_noexec,
-        none(),
-    );
-    // The console: with a tty, stdin is the pty slave.
-    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
-        && let Ok(tty) = nix::unistd::ttyname(std::io::stdin())
-    {
-        let (p, _h) = target(&root, "/dev/console", true)?;
-        mount(Some(tty.as_path()), &p, none(), MsFlags::MS_BIND, none())
-            .map_err(|e| err("binding /dev/console", e))?;
-    }
-
-    let (p, _h) = target(&root, "/sys", false)?;
-    let sys_flags = if plan.privileged {
-        nosuid_nodev_noexec
-    } else {
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY
-    };
-    // sysfs can only be mounted in a network namespace of our own; else bind the host's.
-    let sysfs = if plan.own_netns {
-        mount(Some("sysfs"), &p, Some("sysfs"), sys_flags, none())
-    } else {
-        Err(nix::Error::EPERM)
-    };
-    if sysfs.is_err() {
-        mount(
-            Some("/sys"),
-            &p,
-            none(),
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            none(),
-        )
-        .map_err(|e| err("binding /sys", e))?;
-        if !plan.privileged {
-            // Recursively: the host's cgroup mounts under /sys/fs/cgroup must not be writable.
-            remount_read_only(&root, "/sys", false, true)?;
-        }
-    }
-
     for m in &plan.mounts {
         mount_one(&root, m)?;
     }
@@ -334,8 +248,7 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         mount(Some(source.as_path()), &p, none(), MsFlags::MS_BIND, none())
             .map_err(|e| err(format!("binding {dest}"), e))?;
     }
-
-    if !plan.privileged {
+    if !plan.privileged && !plan.wasi_guest {
         for path in MASKED_PATHS {
             mask(&root, path);
         }
@@ -368,6 +281,138 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
             none(),
         )
         .map_err(|e| err("making the rootfs read-only", e))?;
+    }
+    Ok(())
+}
+
+/// The kernel's file systems a native workload expects: /proc, a minimal /dev (with pts, shm,
+/// mqueue and the console) and /sys.
+fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let (p, _h) = target(root, "/proc", false)?;
+    mount(Some("proc"), &p, Some("proc"), nosuid_nodev_noexec, none())
+        .map_err(|e| err("mounting /proc", e))?;
+
+    let (p, _h) = target(root, "/dev", false)?;
+    mount(
+        Some("tmpfs"),
+        &p,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| err("mounting /dev", e))?;
+    let dev = root.open_dir("dev").map_err(|e| err("opening /dev", e))?;
+    for name in DEVICES {
+        let (p, _h) = target(root, &format!("/dev/{name}"), true)?;
+        mount(
+            Some(Path::new("/dev").join(name).as_path()),
+            &p,
+            none(),
+            MsFlags::MS_BIND,
+            none(),
+        )
+        .map_err(|e| err(format!("binding /dev/{name}"), e))?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        let _ = dev.symlink_contents(to, link);
+    }
+    let (p, _h) = target(root, "/dev/pts", false)?;
+    mount(
+        Some("devpts"),
+        &p,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .or_else(|_| {
+        mount(
+            Some("devpts"),
+            &p,
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
+    })
+    .map_err(|e| err("mounting /dev/pts", e))?;
+    let (p, _h) = target(root, "/dev/shm", false)?;
+    mount(
+        Some("shm"),
+        &p,
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| err("mounting /dev/shm", e))?;
+    let (p, _h) = target(root, "/dev/mqueue", false)?;
+    let _ = mount(
+        Some("mqueue"),
+        &p,
+        Some("mqueue"),
+        nosuid_nodev_noexec,
+        none(),
+    );
+    // The console: with a tty, stdin is the pty slave.
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
+        && let Ok(tty) = nix::unistd::ttyname(std::io::stdin())
+    {
+        let (p, _h) = target(root, "/dev/console", true)?;
+        mount(Some(tty.as_path()), &p, none(), MsFlags::MS_BIND, none())
+            .map_err(|e| err("binding /dev/console", e))?;
+    }
+
+    let (p, _h) = target(root, "/sys", false)?;
+    let sys_flags = if plan.privileged {
+        nosuid_nodev_noexec
+    } else {
+        nosuid_nodev_noexec | MsFlags::MS_RDONLY
+    };
+    // sysfs can only be mounted in a network namespace of our own; else bind the host's.
+    let sysfs = if plan.own_netns {
+        mount(Some("sysfs"), &p, Some("sysfs"), sys_flags, none())
+    } else {
+        Err(nix::Error::EPERM)
+    };
+    if sysfs.is_err() {
+        mount(
+            Some("/sys"),
+            &p,
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none(),
+        )
+        .map_err(|e| err("binding /sys", e))?;
+        if !plan.privileged {
+            // Recursively: the host's cgroup mounts under /sys/fs/cgroup must not be writable.
+            remount_read_only(root, "/sys", false, true)?;
+        }
+    }
+
+    Ok(())
+}
+
+/// Takes /proc, /dev and /sys out of a WASI guest's sight where the rootfs has them: a module
+/// found to be WebAssembly only once the native rootfs was built, or run by `exec` in a native
+/// container. In a mount namespace of this process' own, so the container keeps them.
+pub fn hide_system_mounts() -> Result<(), RootfsError> {
+    if !Path::new("/proc/self").exists() {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| err("creating a mount namespace for the guest", e))?;
+    for path in ["/proc", "/dev", "/sys"] {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            // Not a mount point, or not there: nothing to hide.
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(err(format!("hiding {path} from the guest"), e)),
+        }
     }
     Ok(())
 }
