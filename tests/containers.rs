@@ -676,6 +676,18 @@ fn signals_reach_the_workload_and_init_reaps() {
     assert_ne!(lines[0], "1", "the workload is not PID 1 under --init");
     assert!(lines[1].contains("__init"), "{out}");
     assert_eq!(lines.last().unwrap().trim(), "0", "no zombies: {out}");
+
+    // Nothing of the environment berth was started with reaches the container, with or
+    // without an init that stays as PID 1.
+    for init in [&["--init"][..], &[][..]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(init);
+        args.extend(["busybox", "sh", "-c", "cat /proc/1/environ; echo; env"]);
+        let out = b.cmd(&args).env("HOST_SECRET", "s3cr3t").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(!text.contains("s3cr3t"), "{init:?}: {text}");
+    }
 }
 
 #[test]

@@ -13,6 +13,8 @@ pub mod log;
 pub mod monitor;
 #[cfg(not(target_os = "linux"))]
 pub mod portable;
+#[cfg(target_os = "linux")]
+mod spawn;
 pub mod state;
 pub mod store;
 #[cfg(target_os = "linux")]

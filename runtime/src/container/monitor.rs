@@ -6,15 +6,14 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 
 use chrono::Utc;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::log::LogWriter;
+use super::spawn::{self, InitChild, InitHandoff, InitStdio};
 use super::state::{Container, Status, process_start_time};
 use super::store::ContainerError;
 use super::tty::{RawMode, terminal_size};
@@ -122,7 +121,8 @@ fn start_err(message: impl std::fmt::Display) -> MonitorError {
 pub struct Monitor {
     store: Store,
     id: String,
-    child: Child,
+    /// `__init`.
+    child: InitChild,
     /// Where `__init` writes the container's exit code, before its own exit (which tears down
     /// the namespaces, a millisecond or more that the cleanup overlaps).
     exit: File,
@@ -221,21 +221,8 @@ impl Monitor {
         let (exit_read, exit_write) = nix::unistd::pipe().map_err(start_err)?;
         close_on_exec(&exit_read)?;
         config.exit_fd = Some(exit_write.as_raw_fd());
-        let config_path = dir.join("init.json");
-        store.write_file_unsynced(
-            &config_path,
-            &serde_json::to_vec(&config).expect("serializes"),
-        )?;
-
         let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
         close_on_exec(&status_read)?;
-
-        let log_path = dir.join("log.json");
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg("__init")
-            .arg(&config_path)
-            .arg(status_write.as_raw_fd().to_string())
-            .arg(std::process::id().to_string());
         // The go pipe, when this process moves PID 1 into the cgroup (a user namespace's root
         // cannot): PID 1 waits on it before the workload runs. The move waits out an RCU
         // grace period (5 to 15 ms here), overlapped with PID 1 building its rootfs.
@@ -244,43 +231,62 @@ impl Monitor {
         } else {
             let (go_read, go_write) = nix::unistd::pipe().map_err(start_err)?;
             close_on_exec(&go_write)?;
-            cmd.arg(go_read.as_raw_fd().to_string());
             Some((go_read, go_write))
         };
-        cmd.env_clear()
-            // Terminal signals reach this process only; it forwards them to the workload.
-            .process_group(0);
+
+        let log_path = dir.join("log.json");
+        let cloexec_pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(start_err);
         let mut tty_master: Option<OwnedFd> = None;
         let mut raw_mode = None;
-        if c.spec.tty {
+        // This process' ends of the container's stdio: its stdin (when it reads one), its
+        // stdout and stderr.
+        let mut stdin_end: Option<File> = None;
+        let mut output_ends: Option<(File, File)> = None;
+        let stdio = if c.spec.tty {
             let size = terminal_size();
             let pty = nix::pty::openpty(size.as_ref(), None).map_err(start_err)?;
             close_on_exec(&pty.master)?;
-            let slave = File::from(pty.slave);
-            cmd.stdin(slave.try_clone().map_err(start_err)?)
-                .stdout(slave.try_clone().map_err(start_err)?)
-                .stderr(slave);
             tty_master = Some(pty.master);
             if matches!(attach, Attach::Foreground) && c.spec.stdin {
                 raw_mode = RawMode::enter();
             }
+            InitStdio {
+                stdin: pty.slave.try_clone().map_err(start_err)?,
+                stdout: pty.slave.try_clone().map_err(start_err)?,
+                stderr: pty.slave,
+            }
         } else {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-            cmd.stdin(if c.spec.stdin {
-                Stdio::piped()
+            let (out_read, out_write) = cloexec_pipe()?;
+            let (err_read, err_write) = cloexec_pipe()?;
+            output_ends = Some((File::from(out_read), File::from(err_read)));
+            let stdin = if c.spec.stdin {
+                let (in_read, in_write) = cloexec_pipe()?;
+                stdin_end = Some(File::from(in_write));
+                in_read
             } else {
-                Stdio::null()
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
+                File::open("/dev/null").map_err(start_err)?.into()
+            };
+            InitStdio {
+                stdin,
+                stdout: out_write,
+                stderr: err_write,
+            }
+        };
+        let mut child = spawn::spawn(
+            stdio,
+            InitHandoff {
+                store,
+                config: &config,
+                config_path: &dir.join("init.json"),
+                status_fd: status_write.as_raw_fd(),
+                go_fd: go.as_ref().map(|(r, _)| r.as_raw_fd()),
+            },
+        )
+        .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
         drop(status_write);
         drop(exit_write);
         let go_write = go.map(|(_, w)| w);
         drop(spawning);
-        // The pty slave copies went to the child; ours are closed with `cmd`.
-        drop(cmd);
 
         let join = |pid: i32| -> Result<(), MonitorError> {
             let Some(go_write) = &go_write else {
@@ -309,7 +315,7 @@ impl Monitor {
                 pid
             }
             Err(e) => {
-                let _ = child.kill();
+                child.kill();
                 let _ = child.wait();
                 if let Some(cg) = &cgroup {
                     let _ = cg.remove();
@@ -350,9 +356,7 @@ impl Monitor {
                     forward_signals(pid, None);
                 }
             }
-        } else {
-            let out = child.stdout.take().expect("piped");
-            let err = child.stderr.take().expect("piped");
+        } else if let Some((out, err)) = output_ends {
             io.push(copy_output(
                 out,
                 &log_path,
@@ -365,7 +369,7 @@ impl Monitor {
                 "stderr",
                 attach.tee(io::stderr()),
             )?);
-            if let Some(stdin) = child.stdin.take() {
+            if let Some(stdin) = stdin_end {
                 if foreground {
                     std::thread::spawn(move || copy_stdin(stdin));
                 } else {
@@ -484,11 +488,9 @@ impl Monitor {
     /// through a pidfd: a process that inherited the pipe by accident cannot hold this up.
     fn exit_code(&mut self) -> Result<i32, MonitorError> {
         use rustix::event::{PollFd, PollFlags, poll};
-        let pidfd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::PidfdFlags::empty(),
-        )
-        .ok();
+        let pidfd = rustix::process::Pid::from_raw(self.child.pid().as_raw()).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
         let mut line = Vec::new();
         loop {
             let (readable, ended) = match &pidfd {
@@ -534,16 +536,9 @@ impl Monitor {
 
     /// Waits for `__init` to end; its exit code.
     fn reap(&mut self) -> Result<i32, MonitorError> {
-        loop {
-            match self.child.wait() {
-                Ok(s) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    return Ok(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(start_err(format!("waiting for the container: {e}"))),
-            }
-        }
+        self.child
+            .wait()
+            .map_err(|e| start_err(format!("waiting for the container: {e}")))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The container's first processes, started by the monitor as `berth __init CONFIG FD`.
 //!
-//! `__init` is a fresh exec of berth, so it is single-threaded: it may unshare and fork
-//! freely (nothing unsafe runs between a fork and an exec in a threaded process). It joins
+//! `__init` is single-threaded (a fresh exec of berth, or a fork of a single-threaded
+//! monitor): it may unshare and fork freely (nothing unsafe runs between a fork and an exec
+//! in a threaded process). It joins
 //! the container's cgroup, unshares the namespaces and forks PID 1 of the new pid namespace,
 //! then waits for it and exits with its status. PID 1 builds the rootfs, pivots into it,
 //! drops privileges and execs the workload (or, with `--init`, forks it and reaps zombies).
@@ -76,6 +77,23 @@ fn fail(code: i32, message: impl std::fmt::Display) -> StartError {
 /// `go_fd`, PID 1 waits for a byte on it (the monitor has put it in the cgroup) before the
 /// workload runs.
 pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
+    match std::fs::read(config)
+        .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
+        .and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
+        }) {
+        Ok(cfg) => run(cfg, status_fd, monitor, go_fd),
+        Err(e) => {
+            // SAFETY: the monitor passed this fd for us alone.
+            report_and_exit(&mut unsafe { File::from_raw_fd(status_fd) }, e)
+        }
+    }
+}
+
+/// `__init` with its config in hand: called by [`main`], or straight after the fork by a
+/// single-threaded monitor (see `container::spawn`). Never returns.
+pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
     // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
     let mut status = unsafe { File::from_raw_fd(status_fd) };
     // If the monitor dies, so does the container (PID 1 has the same link to us).
@@ -87,15 +105,6 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
             fail(125, "the monitor ended before the container started"),
         );
     }
-    let mut cfg: InitConfig = match std::fs::read(config)
-        .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
-        .and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
-        }) {
-        Ok(c) => c,
-        Err(e) => report_and_exit(&mut status, e),
-    };
     // PID 1 is forked into the cgroup's v2 directory and joins the v1 ones itself.
     let (fork_target, cgroup) = if cfg.cgroup {
         match cgroups::Cgroup::open(&cfg.id).and_then(|cg| Ok((cg.fork_target()?, Some(cg)))) {
@@ -114,8 +123,8 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
         Ok(p) => p,
         Err(e) => report_and_exit(&mut status, fail(125, format!("creating a pipe: {e}"))),
     };
-    // SAFETY: `__init` is a fresh exec of berth and has started no thread, so the child of this
-    // fork is a complete copy and may run any code.
+    // SAFETY: `__init` is single-threaded (see the module's doc), so the child of this fork is
+    // a complete copy and may run any code.
     match unsafe { fork_target.fork() } {
         Err(e) => report_and_exit(
             &mut status,
