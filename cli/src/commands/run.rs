@@ -110,12 +110,11 @@ pub fn create(
     f: &ContainerFlags,
 ) -> Result<berth_runtime::container::Container> {
     let opts = f.to_options()?;
-    // Pulls per --pull (always, or missing and not in the store).
-    super::pull::image_for(g, store, &f.image, &f.pull, None)?;
-    // Held until the container records the image it uses, so no rmi collects its layers
-    // in between.
+    // Held from the image's lookup until the container records the image it uses, so no rmi
+    // collects its layers in between (a pull takes the same shared lock).
     let _content = store.lock_content()?;
-    let image = store.find_image(&f.image)?;
+    // Pulls per --pull (always, or missing and not in the store).
+    let image = super::pull::image_for(g, store, &f.image, &f.pull, None)?;
     Ok(create_container(store, &image, &f.image, &opts)?)
 }
 

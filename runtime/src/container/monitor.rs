@@ -686,7 +686,12 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
         c.spec.hostname.clone()
     };
     let hostname_file = dir.join("hostname");
-    store.write_file_unsynced(&hostname_file, format!("{hostname}\n").as_bytes())?;
+    // Written in place: only this container reads them, and only once it runs (which this
+    // process, holding its monitor lock, has not let happen yet).
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes).ctx(|| format!("writing {}", path.display()))
+    };
+    write(&hostname_file, format!("{hostname}\n").as_bytes())?;
     let mut hosts = format!(
         "127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     );
@@ -696,9 +701,9 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
         }
     }
     let hosts_file = dir.join("hosts");
-    store.write_file_unsynced(&hosts_file, hosts.as_bytes())?;
+    write(&hosts_file, hosts.as_bytes())?;
     let resolv_file = dir.join("resolv.conf");
-    store.write_file_unsynced(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
+    write(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
     Ok(RootfsPlan {
         lowerdirs,
         upperdir: mk("upper")?,
