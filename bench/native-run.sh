@@ -34,10 +34,10 @@
 #   A fixed id is fine: `runc run` deletes the container when it ends.
 # - berth does, per run, what runc does not: opens its store (layout checks, leftover
 #   cleanup), resolves the image name through index.json, reads the manifest and config,
-#   makes a container record (state.json, written atomically with fsync), writes the /etc
-#   files (hostname, hosts, resolv.conf) and init.json, mounts an overlay of the image's
-#   layer snapshot with a fresh upper dir, keeps a JSON log of the output, records the
-#   running and exited states, and with --rm removes the container's folder and cgroup.
+#   makes a container record (state.json, written atomically), writes the /etc files
+#   (hostname, hosts, resolv.conf), mounts an overlay of the image's layer snapshot with a
+#   fresh upper dir (volatile with --rm), keeps a JSON log of the output, records the running
+#   state, and with --rm removes the container's folder and cgroup.
 #   That is Docker's `run --rm`, the thing a user types; runc's number is the floor.
 # - podman does the same as berth and more (its image store, its database, conmon, runc
 #   underneath); it runs with a throwaway --root/--runroot/--tmpdir, --runtime runc, the

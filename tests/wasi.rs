@@ -332,6 +332,38 @@ fn the_guest_sees_no_proc_dev_or_sys() {
         b.ok(&["run", "--rm", "probe", "exists", "/proc/self/mem"]),
         "false\n"
     );
+    // Not even mounted there by the user.
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "/proc:/proc",
+            "probe",
+            "exists",
+            "/proc/self/mem"
+        ]),
+        "false\n"
+    );
+
+    // The guest's host process shows as berth's init, with nothing of the environment
+    // berth was started in.
+    let out = b
+        .cmd(&["run", "-d", "--name", "spin", "probe", "loop"])
+        .env("HOST_SECRET", "s3cr3t")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_for_log(&b, "spin", "looping");
+    let pid = inspect(&b, "spin")["State"]["Pid"].as_i64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("__init"), "{cmdline}");
+    for text in [cmdline, String::from_utf8_lossy(&environ).into_owned()] {
+        assert!(!text.contains("s3cr3t") && !text.contains("spin"), "{text}");
+    }
+    b.ok(&["rm", "-f", "spin"]);
 
     // A module in a linux image: found to be WebAssembly once the native rootfs is built.
     b.import_busybox("busybox");

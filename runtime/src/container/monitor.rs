@@ -160,7 +160,7 @@ impl Monitor {
         let forward = !matches!(attach, Attach::Detached);
         if forward {
             // Blocked here, before any thread exists, so only the forwarding thread takes them;
-            // children get a clean mask from std's spawn.
+            // `__init` starts with a clean mask (see `spawn`).
             forwarded_signals().thread_block().map_err(start_err)?;
         }
         let dir = store.container_dir(id);
@@ -452,18 +452,31 @@ impl Monitor {
         if let Some(p) = self.proxy.take() {
             p.stop();
         }
+        let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+        let record = |store: &Store, id: &str| {
+            store.update_container(id, |c| {
+                c.state.status = Status::Exited;
+                c.state.exit_code = Some(code);
+                c.state.finished_at = Some(Utc::now());
+                c.state.oom_killed = oom;
+                c.state.pid = None;
+            })
+        };
         if self.container.auto_remove {
-            // Removed while the kernel tears the namespaces down, with nothing recorded first:
-            // its folder is renamed away in one step, so it is never listed half-removed.
             if let Some(cg) = self.cgroup.take() {
                 let _ = cg.remove();
             }
             drop(self.raw_mode.take());
-            remove_files(&self.store, &self.container, true)?;
+            // Recorded first (a `berth wait` may be reading it), then removed while the kernel
+            // tears the namespaces down; the folder is renamed away in one step, so it is never
+            // listed half-removed. `__init` is reaped whatever happened.
+            let removed = record(&self.store, &self.id)
+                .map_err(MonitorError::from)
+                .and_then(|_| remove_files(&self.store, &self.container, true));
             self.reap()?;
+            removed?;
             return Ok(code);
         }
-        let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
         }
@@ -472,13 +485,7 @@ impl Monitor {
         // namespaces and the overlay mounted in them: a restart can then mount the same
         // writable layer.
         self.reap()?;
-        self.store.update_container(&self.id, |c| {
-            c.state.status = Status::Exited;
-            c.state.exit_code = Some(code);
-            c.state.finished_at = Some(Utc::now());
-            c.state.oom_killed = oom;
-            c.state.pid = None;
-        })?;
+        record(&self.store, &self.id)?;
         Ok(code)
     }
 
@@ -704,6 +711,11 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
     write(&hosts_file, hosts.as_bytes())?;
     let resolv_file = dir.join("resolv.conf");
     write(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
+    if c.auto_remove {
+        // A volatile overlay marks its work folder, and overlayfs refuses to mount it again:
+        // a `--rm` container that outlived its monitor starts with a fresh one.
+        let _ = std::fs::remove_dir_all(dir.join("work"));
+    }
     Ok(RootfsPlan {
         lowerdirs,
         upperdir: mk("upper")?,

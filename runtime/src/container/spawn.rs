@@ -1,5 +1,5 @@
 //! Starting a container's `__init`. A single-threaded monitor (`run`, `start`, `__monitor`)
-//! forks it and runs it straight away (unless PID 1 outlives the start: see [`spawn`]): the init's code and config are already in memory, and
+//! forks it and runs it straight away (except in the cases [`spawn`] lists): the init's code and config are already in memory, and
 //! an exec of berth costs a start about a millisecond (loading the binary, the dynamic linker,
 //! parsing the config again). A monitor with other threads (a build runs RUN steps from
 //! several) cannot run arbitrary code in a fork (another thread may hold the allocator's lock),
@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
@@ -87,9 +87,16 @@ fn single_threaded() -> bool {
 ///
 /// With `--init`, PID 1 stays for the container's whole life, where the container's root can
 /// read its memory, arguments and environment (/proc/1): it must be a fresh exec then, not a
-/// copy of this process (which may hold the user's environment or registry credentials).
+/// copy of this process (which may hold the user's environment or registry credentials). A
+/// WASI guest's host is such a copy and stays too, but nothing in its container can read it:
+/// the guest only through the wasm sandbox, and its rootfs has no /proc for anything else.
+///
+/// With berth's own logging above warnings (`--debug`), `__init` is exec'd too: a fork would
+/// log berth's debug lines into the container's output, where an exec'd `__init` logs at warn.
 pub(crate) fn spawn(stdio: InitStdio, handoff: InitHandoff<'_>) -> io::Result<InitChild> {
-    if !handoff.config.spec.init && single_threaded() {
+    let quiet =
+        tracing::level_filters::LevelFilter::current() <= tracing::level_filters::LevelFilter::WARN;
+    if !handoff.config.spec.init && quiet && single_threaded() {
         fork_init(stdio, handoff)
     } else {
         exec_init(stdio, handoff)
@@ -137,14 +144,20 @@ fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
             code: None,
         }),
         ForkResult::Child => {
-            if let Err(e) = become_init(&stdio, &h) {
-                // Said on the status pipe, as `__init` says its own failures.
-                // SAFETY: the status pipe's write end is this child's; it exits right after.
-                let mut status = unsafe { File::from_raw_fd(h.status_fd) };
-                let _ = writeln!(status, "error 125 starting the container's init: {e}");
-                std::process::exit(125);
-            }
-            init::run(h.config.clone(), h.status_fd, monitor, h.go_fd)
+            // A panic must not unwind into the monitor's frames this child copied (their
+            // destructors would act on the monitor's terminal, files and locks).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Err(e) = become_init(&stdio, &h) {
+                    // Said on the status pipe, as `__init` says its own failures.
+                    // SAFETY: the status pipe's write end is this child's; it exits after.
+                    let mut status = unsafe { File::from_raw_fd(h.status_fd) };
+                    let _ = writeln!(status, "error 125 starting the container's init: {e}");
+                    std::process::exit(125);
+                }
+                init::run(h.config.clone(), h.status_fd, monitor, h.go_fd)
+            }));
+            // SAFETY: ends this process without running anything of the monitor's.
+            unsafe { nix::libc::_exit(125) }
         }
     }
 }
@@ -162,36 +175,63 @@ fn become_init(stdio: &InitStdio, h: &InitHandoff<'_>) -> io::Result<()> {
         .chain(h.config.exit_fd)
         .collect();
     keep.sort_unstable();
-    close_all_but(&keep)?;
-    // The monitor ignores SIGPIPE (Rust's runtime) and blocks the signals it forwards; an
-    // exec would have reset both (std's spawn clears the mask and restores SIGPIPE).
-    // SAFETY: restoring the default disposition installs no handler.
-    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }?;
+    init::close_all_but(&keep)?;
+    // The monitor blocks the signals it forwards; an exec'd `__init` starts with none blocked
+    // (and ignoring SIGPIPE, as Rust's runtime sets it up: so does this copy).
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     // SAFETY: single-threaded; no other code reads the environment meanwhile.
     unsafe { nix::libc::clearenv() };
+    rename_process();
     Ok(())
 }
 
-/// Closes every fd from 3 up except `keep` (sorted).
-fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
-    let mut from = 3u32;
-    for &fd in keep {
-        let fd = fd as u32;
-        if fd >= from {
-            if fd > from {
-                close_range(from, fd - 1)?;
-            }
-            from = fd + 1;
-        }
+/// Gives this copy the command line `berth __init` and an empty environment, as an exec'd
+/// `__init` has: `ps`, `berth top` and /proc/PID/environ would show the monitor's own (the
+/// user's `-e` flags, the environment berth was started in) otherwise. The strings are the
+/// process' own memory (the top of its stack), overwritten in place; the kernel is told where
+/// the new ones end (which needs CAP_SYS_RESOURCE; without it the rest reads as NULs).
+fn rename_process() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // The fields after the command name (in parentheses, and it may hold any character),
+    // from field 3 on: arg_start, arg_end, env_start and env_end are fields 48 to 51.
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return;
+    };
+    let f: Vec<usize> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let (Some(&arg_start), Some(&arg_end), Some(&env_start), Some(&env_end)) =
+        (f.get(45), f.get(46), f.get(47), f.get(48))
+    else {
+        return;
+    };
+    const NAME: &[u8] = b"berth\0__init\0";
+    if arg_start == 0 || arg_end < arg_start + NAME.len() || env_end < env_start {
+        return;
     }
-    close_range(from, u32::MAX)
-}
-
-fn close_range(first: u32, last: u32) -> io::Result<()> {
-    // SAFETY: closes fds this process owns; nothing uses them after the fork.
-    if unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first, last, 0) } != 0 {
-        return Err(io::Error::last_os_error());
+    // SAFETY: these ranges are this process' argument and environment strings, mapped and
+    // writable (the kernel reports them); nothing reads them after `clearenv` and the
+    // argument parsing the monitor did before the fork.
+    unsafe {
+        std::ptr::write_bytes(arg_start as *mut u8, 0, arg_end - arg_start);
+        std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+        std::ptr::copy_nonoverlapping(NAME.as_ptr(), arg_start as *mut u8, NAME.len());
+        nix::libc::prctl(
+            nix::libc::PR_SET_MM,
+            nix::libc::PR_SET_MM_ARG_END,
+            arg_start + NAME.len(),
+            0,
+            0,
+        );
+        nix::libc::prctl(
+            nix::libc::PR_SET_MM,
+            nix::libc::PR_SET_MM_ENV_END,
+            env_start,
+            0,
+            0,
+        );
     }
-    Ok(())
 }

@@ -1,4 +1,5 @@
-//! The container's first processes, started by the monitor as `berth __init CONFIG FD`.
+//! The container's first processes, started by the monitor as `berth __init CONFIG FD`, or
+//! forked by it and run in place (`container::spawn`).
 //!
 //! `__init` is single-threaded (a fresh exec of berth, or a fork of a single-threaded
 //! monitor): it may unshare and fork freely (nothing unsafe runs between a fork and an exec
@@ -94,8 +95,22 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
 /// `__init` with its config in hand: called by [`main`], or straight after the fork by a
 /// single-threaded monitor (see `container::spawn`). Never returns.
 pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
+    // Nothing the monitor inherited from its own caller may stay open here: an `--init` PID 1
+    // lives on beside the workload, and an fd to a host folder is a way out of the rootfs.
+    let mut keep: Vec<RawFd> = [Some(status_fd), go_fd, cfg.exit_fd]
+        .into_iter()
+        .flatten()
+        .collect();
+    keep.sort_unstable();
+    let closed = close_all_but(&keep);
     // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
     let mut status = unsafe { File::from_raw_fd(status_fd) };
+    if let Err(e) = closed {
+        report_and_exit(
+            &mut status,
+            fail(125, format!("closing inherited files: {e}")),
+        );
+    }
     // If the monitor dies, so does the container (PID 1 has the same link to us).
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
         || nix::unistd::getppid().as_raw() != monitor
@@ -178,6 +193,29 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             std::process::exit(code)
         }
     }
+}
+
+/// Closes every fd from 3 up except `keep` (sorted).
+pub(crate) fn close_all_but(keep: &[RawFd]) -> std::io::Result<()> {
+    let mut from = 3u32;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd >= from {
+            if fd > from {
+                close_range(from, fd - 1)?;
+            }
+            from = fd + 1;
+        }
+    }
+    close_range(from, u32::MAX)
+}
+
+fn close_range(first: u32, last: u32) -> std::io::Result<()> {
+    // SAFETY: closes fds this process owns and no code of it uses any more.
+    if unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first, last, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether the write end of `pipe` is closed everywhere (its reader sees a hang-up).

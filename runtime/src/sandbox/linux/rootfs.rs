@@ -3,9 +3,11 @@
 //! read-only, Docker's masked and read-only paths, the container's mounts and /etc files,
 //! then pivot_root into it.
 //!
-//! A WASI guest's `/` is this whole tree, so its rootfs has no /proc, /dev or /sys: through
-//! /proc/self/mem a guest could write into the memory of the process running it (the wasm
-//! sandbox's host), and nothing in them means anything to a guest.
+//! A WASI guest's `/` is this whole tree, so its rootfs is the image's files, its volumes and
+//! /etc files only, with no /proc, /dev or /sys: through /proc/self/mem a guest could write
+//! into the memory of the process running it (the wasm sandbox's host), and the host's
+//! devices and kernel settings are no more a guest's business. A guest that opens
+//! /dev/null or /dev/urandom by path finds none (WASI gives it random bytes directly).
 //!
 //! Mount targets inside the rootfs are created and opened through cap-std and mounted on
 //! through `/proc/self/fd`, so a symlink in the image cannot send a mount outside the rootfs.
@@ -400,18 +402,32 @@ fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
 
 /// Takes /proc, /dev and /sys out of a WASI guest's sight where the rootfs has them: a module
 /// found to be WebAssembly only once the native rootfs was built, or run by `exec` in a native
-/// container. In a mount namespace of this process' own, so the container keeps them.
+/// container, or a volume the user mounted there. In a mount namespace of this process' own,
+/// so the container keeps them. Every mount stacked on each path goes (symlinks are not
+/// followed), and the start fails if one is still there.
 pub fn hide_system_mounts() -> Result<(), RootfsError> {
-    if !Path::new("/proc/self").exists() {
+    const HIDDEN: [&str; 3] = ["/proc", "/dev", "/sys"];
+    let mounted = |path: &str| {
+        rustix::fs::statx(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            rustix::fs::StatxFlags::empty(),
+        )
+        .is_ok_and(|st| {
+            let root = rustix::fs::StatxAttributes::MOUNT_ROOT;
+            st.stx_attributes_mask.contains(root) && st.stx_attributes.contains(root)
+        })
+    };
+    if !HIDDEN.into_iter().any(mounted) {
         return Ok(());
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| err("creating a mount namespace for the guest", e))?;
-    for path in ["/proc", "/dev", "/sys"] {
-        match umount2(path, MntFlags::MNT_DETACH) {
-            // Not a mount point, or not there: nothing to hide.
-            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
-            Err(e) => return Err(err(format!("hiding {path} from the guest"), e)),
+    for path in HIDDEN {
+        while mounted(path) {
+            umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+                .map_err(|e| err(format!("hiding {path} from the guest"), e))?;
         }
     }
     Ok(())
