@@ -367,15 +367,7 @@ fn the_guest_sees_no_proc_dev_or_sys() {
 
     // A module in a linux image: found to be WebAssembly once the native rootfs is built.
     b.import_busybox("busybox");
-    let ctx = b.path("ctx-mixed");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(probe("wasm32-wasip1"), ctx.join("probe.wasm")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM busybox\nCOPY probe.wasm /bin/probe.wasm\n",
-    )
-    .unwrap();
-    b.ok(&["build", "-q", "-t", "mixed", ctx.to_str().unwrap()]);
+    build_mixed_image(&b);
     for path in ["/proc/self/mem", "/sys/kernel", "/dev/null"] {
         assert_eq!(
             b.ok(&["run", "--rm", "mixed", "probe.wasm", "exists", path]),
@@ -396,6 +388,20 @@ fn the_guest_sees_no_proc_dev_or_sys() {
     );
     assert_eq!(b.ok(&["exec", "native", "ls", "/dev/null"]), "/dev/null\n");
     b.ok(&["rm", "-f", "native"]);
+}
+
+/// Builds `mixed` from the imported `busybox`: the probe at /bin/probe.wasm in a linux image,
+/// so the module is found to be WebAssembly by its magic bytes.
+fn build_mixed_image(b: &Berth) {
+    let ctx = b.path("ctx-mixed");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(probe("wasm32-wasip1"), ctx.join("probe.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY probe.wasm /bin/probe.wasm\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "mixed", ctx.to_str().unwrap()]);
 }
 
 fn wait_for_log(b: &Berth, name: &str, text: &str) {
@@ -476,15 +482,7 @@ fn runtime_choice_and_clear_errors() {
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("unknown runtime"), "{err}");
     // A module in a linux image runs as WASI by its magic bytes; --runtime wasi says so too.
-    let ctx = b.path("ctx-mixed");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(probe("wasm32-wasip1"), ctx.join("probe.wasm")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM busybox\nCOPY probe.wasm /bin/probe.wasm\n",
-    )
-    .unwrap();
-    b.ok(&["build", "-q", "-t", "mixed", ctx.to_str().unwrap()]);
+    build_mixed_image(&b);
     assert_eq!(
         b.ok(&["run", "--rm", "mixed", "probe.wasm", "exit", "0"]),
         ""
