@@ -337,38 +337,29 @@ impl Monitor {
         let mut stdin_hold: Option<Box<dyn Send>> = None;
         // Only a foreground container reads this process' stdin.
         let foreground = matches!(attach, Attach::Foreground);
+        // Signals are forwarded to the workload before any of its output is copied: a user
+        // who sees it and presses Ctrl-C must reach it (a build's forwarding thread, already
+        // running for earlier steps, would otherwise find no target and drop the signal).
         if let Some(master) = tty_master {
             let reader = File::from(master.try_clone().map_err(start_err)?);
-            io.push(copy_output(
-                reader,
-                &log_path,
-                "stdout",
-                attach.tee(io::stdout()),
-            )?);
             let writer = File::from(master);
             if foreground && c.spec.stdin {
-                let resize = writer.try_clone().map_err(start_err)?;
+                forward_signals(pid, Some(writer.try_clone().map_err(start_err)?));
                 std::thread::spawn(move || copy_stdin(writer));
-                forward_signals(pid, Some(resize));
             } else {
-                stdin_hold = Some(Box::new(writer));
                 if forward {
                     forward_signals(pid, None);
                 }
+                stdin_hold = Some(Box::new(writer));
             }
+            io.push(
+                copy_output(reader, &log_path, "stdout", attach.tee(io::stdout()))
+                    .inspect_err(|_| stop_forwarding(pid))?,
+            );
         } else if let Some((out, err)) = output_ends {
-            io.push(copy_output(
-                out,
-                &log_path,
-                "stdout",
-                attach.tee(io::stdout()),
-            )?);
-            io.push(copy_output(
-                err,
-                &log_path,
-                "stderr",
-                attach.tee(io::stderr()),
-            )?);
+            if forward {
+                forward_signals(pid, None);
+            }
             if let Some(stdin) = stdin_end {
                 if foreground {
                     std::thread::spawn(move || copy_stdin(stdin));
@@ -376,9 +367,14 @@ impl Monitor {
                     stdin_hold = Some(Box::new(stdin));
                 }
             }
-            if forward {
-                forward_signals(pid, None);
-            }
+            io.push(
+                copy_output(out, &log_path, "stdout", attach.tee(io::stdout()))
+                    .inspect_err(|_| stop_forwarding(pid))?,
+            );
+            io.push(
+                copy_output(err, &log_path, "stderr", attach.tee(io::stderr()))
+                    .inspect_err(|_| stop_forwarding(pid))?,
+            );
         }
 
         let mut proxy = None;
