@@ -214,3 +214,28 @@ fn docker_semantics_found_in_review() {
     assert!(!err.contains("root:x:0:0"), "{err}");
     sh("true");
 }
+
+#[test]
+fn a_volume_under_proc_or_sys_is_not_filled_from_the_kernel() {
+    let b = setup();
+    // Filling a new volume copies what the image has at its path; under /proc and /sys that
+    // is the kernel's live files (at /proc itself /proc/kcore, which a copy as root would
+    // never finish), not the image's.
+    let ctx = b.path("ctx-volumes");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nVOLUME /proc/sys /sys/kernel\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "kernel-volumes", ctx.to_str().unwrap()]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "kernel-volumes",
+        "sh",
+        "-c",
+        "ls -A /sys/kernel | wc -l; ls -A /proc/sys | wc -l",
+    ]);
+    assert_eq!(out, "0\n0\n", "the volumes were filled: {out}");
+}

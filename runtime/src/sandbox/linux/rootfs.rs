@@ -243,7 +243,7 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         system_mounts(&root, plan)?;
     }
     for m in &plan.mounts {
-        mount_one(&root, m)?;
+        mount_one(&root, m, !plan.wasi_guest)?;
     }
     for (source, dest) in &plan.etc_files {
         let (p, _h) = target(&root, dest, true)?;
@@ -517,7 +517,22 @@ fn mask(root: &Dir, path: &str) {
     }
 }
 
-fn mount_one(root: &Dir, m: &MountSpec) -> Result<(), RootfsError> {
+/// Whether `dest` is at or under /proc, /sys or /dev, where the kernel's file systems are
+/// mounted over whatever the image has.
+fn in_system_mounts(dest: &str) -> bool {
+    let mut parts = Path::new(dest).components().filter_map(|c| match c {
+        std::path::Component::Normal(n) => Some(n),
+        _ => None,
+    });
+    parts
+        .next()
+        .is_some_and(|first| ["proc", "sys", "dev"].iter().any(|s| first == *s))
+}
+
+/// Mounts one of the container's mounts. `system` says /proc, /sys and /dev are mounted: a
+/// new volume there is not filled, since the image's files there are hidden and what shows is
+/// the kernel's (copying the live /proc, /proc/kcore among it, as root would never end).
+fn mount_one(root: &Dir, m: &MountSpec, system: bool) -> Result<(), RootfsError> {
     if !m.destination.starts_with('/') {
         return Err(err(
             format!("mount {}", m.destination),
@@ -537,7 +552,7 @@ fn mount_one(root: &Dir, m: &MountSpec) -> Result<(), RootfsError> {
                 .map_err(|e| err(format!("mounting tmpfs at {}", m.destination), e))?;
         }
         MountKind::Bind | MountKind::Volume => {
-            if m.populate {
+            if m.populate && !(system && in_system_mounts(&m.destination)) {
                 populate_volume(root, &m.destination, &m.source).map_err(|e| {
                     err(
                         format!(
