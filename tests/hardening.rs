@@ -229,13 +229,28 @@ fn a_volume_under_proc_or_sys_is_not_filled_from_the_kernel() {
     )
     .unwrap();
     b.ok(&["build", "-q", "-t", "kernel-volumes", ctx.to_str().unwrap()]);
-    let out = b.ok(&[
-        "run",
-        "--rm",
-        "kernel-volumes",
-        "sh",
-        "-c",
-        "ls -A /sys/kernel | wc -l; ls -A /proc/sys | wc -l",
+    // The same places reached through `..` and through a symlink of the image's.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN ln -s proc/sys /data\nVOLUME /data /tmp/../sys/kernel\n",
+    )
+    .unwrap();
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "kernel-volumes-2",
+        ctx.to_str().unwrap(),
     ]);
-    assert_eq!(out, "0\n0\n", "the volumes were filled: {out}");
+    for image in ["kernel-volumes", "kernel-volumes-2"] {
+        let out = b.ok(&[
+            "run",
+            "--rm",
+            image,
+            "sh",
+            "-c",
+            "ls -A /sys/kernel | wc -l; ls -A /proc/sys | wc -l",
+        ]);
+        assert_eq!(out, "0\n0\n", "{image}: the volumes were filled: {out}");
+    }
 }

@@ -234,7 +234,18 @@ impl Monitor {
             Some((go_read, go_write))
         };
 
+        // The log is opened before the workload exists: nothing can fail between its start
+        // and the copying of its output.
         let log_path = dir.join("log.json");
+        let open_log = |stream: &'static str| {
+            LogWriter::open(&log_path, stream).ctx(|| format!("opening {}", log_path.display()))
+        };
+        let stdout_log = open_log("stdout")?;
+        let stderr_log = if c.spec.tty {
+            None
+        } else {
+            Some(open_log("stderr")?)
+        };
         let cloexec_pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(start_err);
         let mut tty_master: Option<OwnedFd> = None;
         let mut raw_mode = None;
@@ -352,10 +363,7 @@ impl Monitor {
                 }
                 stdin_hold = Some(Box::new(writer));
             }
-            io.push(
-                copy_output(reader, &log_path, "stdout", attach.tee(io::stdout()))
-                    .inspect_err(|_| stop_forwarding(pid))?,
-            );
+            io.push(copy_output(reader, stdout_log, attach.tee(io::stdout())));
         } else if let Some((out, err)) = output_ends {
             if forward {
                 forward_signals(pid, None);
@@ -367,14 +375,10 @@ impl Monitor {
                     stdin_hold = Some(Box::new(stdin));
                 }
             }
-            io.push(
-                copy_output(out, &log_path, "stdout", attach.tee(io::stdout()))
-                    .inspect_err(|_| stop_forwarding(pid))?,
-            );
-            io.push(
-                copy_output(err, &log_path, "stderr", attach.tee(io::stderr()))
-                    .inspect_err(|_| stop_forwarding(pid))?,
-            );
+            io.push(copy_output(out, stdout_log, attach.tee(io::stdout())));
+            if let Some(stderr_log) = stderr_log {
+                io.push(copy_output(err, stderr_log, attach.tee(io::stderr())));
+            }
         }
 
         let mut proxy = None;
@@ -386,6 +390,7 @@ impl Monitor {
                     proxy = Some(p);
                 }
                 Err(e) => {
+                    stop_forwarding(pid);
                     let _ =
                         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = child.wait();
@@ -753,12 +758,10 @@ fn resolv_conf(network: NetworkMode) -> String {
 /// Copies one output stream into the log (and, when attached, to `tee`).
 pub fn copy_output(
     mut from: impl Read + Send + 'static,
-    log: &Path,
-    stream: &'static str,
+    mut writer: LogWriter,
     mut tee: Option<Box<dyn Write + Send>>,
-) -> Result<JoinHandle<()>, MonitorError> {
-    let mut writer = LogWriter::open(log, stream).ctx(|| format!("opening {}", log.display()))?;
-    Ok(std::thread::spawn(move || {
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match from.read(&mut buf) {
@@ -776,7 +779,7 @@ pub fn copy_output(
             }
         }
         let _ = writer.flush();
-    }))
+    })
 }
 
 /// Copies this process' stdin to the container until end-of-file.

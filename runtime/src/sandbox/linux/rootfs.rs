@@ -243,7 +243,7 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         system_mounts(&root, plan)?;
     }
     for m in &plan.mounts {
-        mount_one(&root, m, !plan.wasi_guest)?;
+        mount_one(&root, m)?;
     }
     for (source, dest) in &plan.etc_files {
         let (p, _h) = target(&root, dest, true)?;
@@ -517,22 +517,8 @@ fn mask(root: &Dir, path: &str) {
     }
 }
 
-/// Whether `dest` is at or under /proc, /sys or /dev, where the kernel's file systems are
-/// mounted over whatever the image has.
-fn in_system_mounts(dest: &str) -> bool {
-    let mut parts = Path::new(dest).components().filter_map(|c| match c {
-        std::path::Component::Normal(n) => Some(n),
-        _ => None,
-    });
-    parts
-        .next()
-        .is_some_and(|first| ["proc", "sys", "dev"].iter().any(|s| first == *s))
-}
-
-/// Mounts one of the container's mounts. `system` says /proc, /sys and /dev are mounted: a
-/// new volume there is not filled, since the image's files there are hidden and what shows is
-/// the kernel's (copying the live /proc, /proc/kcore among it, as root would never end).
-fn mount_one(root: &Dir, m: &MountSpec, system: bool) -> Result<(), RootfsError> {
+/// Mounts one of the container's mounts.
+fn mount_one(root: &Dir, m: &MountSpec) -> Result<(), RootfsError> {
     if !m.destination.starts_with('/') {
         return Err(err(
             format!("mount {}", m.destination),
@@ -552,7 +538,7 @@ fn mount_one(root: &Dir, m: &MountSpec, system: bool) -> Result<(), RootfsError>
                 .map_err(|e| err(format!("mounting tmpfs at {}", m.destination), e))?;
         }
         MountKind::Bind | MountKind::Volume => {
-            if m.populate && !(system && in_system_mounts(&m.destination)) {
+            if m.populate {
                 populate_volume(root, &m.destination, &m.source).map_err(|e| {
                     err(
                         format!(
@@ -609,6 +595,13 @@ fn populate_volume(root: &Dir, dest: &str, volume: &Path) -> std::io::Result<()>
     let Ok(src) = root.open_dir(rel) else {
         return Ok(());
     };
+    // Only the image's files fill a volume. Whatever is mounted there (the kernel's /proc,
+    // /sys or /dev, reached by name, `..` or a symlink, or an earlier mount) is not, and
+    // copying the live /proc (/proc/kcore among it) as root would never end.
+    use cap_std::fs::MetadataExt;
+    if src.dir_metadata()?.dev() != root.dir_metadata()?.dev() {
+        return Ok(());
+    }
     let dst = Dir::open_ambient_dir(volume, ambient_authority())?;
     copy_metadata(&src, ".", &dst, ".")?;
     copy_dir(&src, &dst)
