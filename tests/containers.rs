@@ -861,3 +861,21 @@ fn user_namespace_maps_root_to_unprivileged_ids() {
     assert_eq!(code, 125);
     assert!(err.contains("--userns"), "{err}");
 }
+
+#[test]
+fn a_start_that_fails_before_the_workload_leaves_no_cgroup() {
+    let b = setup();
+    let id = b.ok(&["create", "busybox", "true"]).trim().to_string();
+    // The log cannot be opened: the start fails after the cgroup is made.
+    std::fs::create_dir_all(b.root().join("containers").join(&id).join("log.json")).unwrap();
+    let (code, err) = b.fail(&["start", &id]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("log.json"), "{err}");
+    for hierarchy in ["memory", "pids", "unified", ""] {
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join("berth")
+            .join(&id);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+}

@@ -180,6 +180,9 @@ impl Monitor {
             ..Default::default()
         };
         let cg = Cgroup::create(&c.id, &limits).map_err(start_err)?;
+        // Removed again if the start fails before `__init` runs (once it runs, the failure
+        // paths below remove it themselves).
+        let mut cgroup_guard = RemoveCgroupUnlessStarted(Some(c.id.clone()));
         if c.spec.security.privileged {
             cg.allow_all_devices().map_err(start_err)?;
         }
@@ -294,6 +297,7 @@ impl Monitor {
             },
         )
         .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
+        cgroup_guard.0 = None;
         drop(status_write);
         drop(exit_write);
         let go_write = go.map(|(_, w)| w);
@@ -558,6 +562,18 @@ fn close_on_exec(fd: &OwnedFd) -> Result<(), MonitorError> {
     )
     .map(drop)
     .map_err(start_err)
+}
+
+/// Removes the container's cgroup when dropped, unless its id was taken out (the start got
+/// as far as `__init`).
+struct RemoveCgroupUnlessStarted(Option<String>);
+
+impl Drop for RemoveCgroupUnlessStarted {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.as_deref().and_then(|id| Cgroup::open(id).ok()) {
+            let _ = cg.remove();
+        }
+    }
 }
 
 /// Held while the inheritable pipe ends for one `__init` are open in this process.
