@@ -120,7 +120,6 @@ fn start_err(message: impl std::fmt::Display) -> MonitorError {
 /// A running container held by this process.
 pub struct Monitor {
     store: Store,
-    id: String,
     /// `__init`.
     child: InitChild,
     /// Where `__init` writes the container's exit code, before its own exit (which tears down
@@ -427,7 +426,6 @@ impl Monitor {
         })?;
         Ok(Monitor {
             store: store.clone(),
-            id: id.to_string(),
             child,
             exit: File::from(exit_read),
             container: c,
@@ -458,6 +456,10 @@ impl Monitor {
             p.stop();
         }
         let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+        drop(self.raw_mode.take());
         let record = |store: &Store, id: &str| {
             store.update_container(id, |c| {
                 c.state.status = Status::Exited;
@@ -468,29 +470,21 @@ impl Monitor {
             })
         };
         if self.container.auto_remove {
-            if let Some(cg) = self.cgroup.take() {
-                let _ = cg.remove();
-            }
-            drop(self.raw_mode.take());
             // Recorded first (a `berth wait` may be reading it), then removed while the kernel
             // tears the namespaces down; the folder is renamed away in one step, so it is never
             // listed half-removed. `__init` is reaped whatever happened.
-            let removed = record(&self.store, &self.id)
+            let removed = record(&self.store, &self.container.id)
                 .map_err(MonitorError::from)
                 .and_then(|_| remove_files(&self.store, &self.container, true));
             self.reap()?;
             removed?;
-            return Ok(code);
+        } else {
+            // A container that stays is recorded as exited once `__init` is gone, and with it
+            // the namespaces and the overlay mounted in them: a restart can then mount the same
+            // writable layer.
+            self.reap()?;
+            record(&self.store, &self.container.id)?;
         }
-        if let Some(cg) = self.cgroup.take() {
-            let _ = cg.remove();
-        }
-        drop(self.raw_mode.take());
-        // A container that stays is recorded as exited once `__init` is gone, and with it the
-        // namespaces and the overlay mounted in them: a restart can then mount the same
-        // writable layer.
-        self.reap()?;
-        record(&self.store, &self.id)?;
         Ok(code)
     }
 

@@ -1,7 +1,7 @@
 //! Starting a container's `__init`. A single-threaded monitor (`run`, `start`, `__monitor`)
-//! forks it and runs it straight away (except in the cases [`spawn`] lists): the init's code and config are already in memory, and
-//! an exec of berth costs a start about a millisecond (loading the binary, the dynamic linker,
-//! parsing the config again). A monitor with other threads (a build runs RUN steps from
+//! forks it and runs it straight away (except in the cases [`spawn`] lists): the init's code
+//! and config are already in memory, and an exec of berth costs a start about a millisecond
+//! (loading the binary, the dynamic linker, parsing the config again). A monitor with other threads (a build runs RUN steps from
 //! several) cannot run arbitrary code in a fork (another thread may hold the allocator's lock),
 //! so it execs `berth __init CONFIG` as before.
 
@@ -147,7 +147,7 @@ fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
             // A panic must not unwind into the monitor's frames this child copied (their
             // destructors would act on the monitor's terminal, files and locks).
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if let Err(e) = become_init(&stdio, &h) {
+                if let Err(e) = become_init(&stdio) {
                     // Said on the status pipe, as `__init` says its own failures.
                     // SAFETY: the status pipe's write end is this child's; it exits after.
                     let mut status = unsafe { File::from_raw_fd(h.status_fd) };
@@ -163,19 +163,14 @@ fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
 }
 
 /// In the forked child: what an exec of `__init` would have given it. Its own process group,
-/// stdio, a clean signal state and environment, and no file of the monitor's but the pipes.
-fn become_init(stdio: &InitStdio, h: &InitHandoff<'_>) -> io::Result<()> {
+/// stdio, a clean signal state and environment.
+fn become_init(stdio: &InitStdio) -> io::Result<()> {
     nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
     nix::unistd::dup2_stdin(&stdio.stdin)?;
     nix::unistd::dup2_stdout(&stdio.stdout)?;
     nix::unistd::dup2_stderr(&stdio.stderr)?;
-    let mut keep: Vec<RawFd> = [Some(h.status_fd), h.go_fd]
-        .into_iter()
-        .flatten()
-        .chain(h.config.exit_fd)
-        .collect();
-    keep.sort_unstable();
-    init::close_all_but(&keep)?;
+    // The monitor's other files (the originals of these three among them) are closed by
+    // `init::run`, on this path as on the exec one.
     // The monitor blocks the signals it forwards; an exec'd `__init` starts with none blocked
     // (and ignoring SIGPIPE, as Rust's runtime sets it up: so does this copy).
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;

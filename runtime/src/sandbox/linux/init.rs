@@ -196,7 +196,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
 }
 
 /// Closes every fd from 3 up except `keep` (sorted).
-pub(crate) fn close_all_but(keep: &[RawFd]) -> std::io::Result<()> {
+fn close_all_but(keep: &[RawFd]) -> std::io::Result<()> {
     let mut from = 3u32;
     for &fd in keep {
         let fd = fd as u32;
