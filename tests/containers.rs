@@ -879,3 +879,67 @@ fn a_start_that_fails_before_the_workload_leaves_no_cgroup() {
         assert!(!dir.exists(), "{} is left behind", dir.display());
     }
 }
+
+#[test]
+fn a_containers_run_files_are_on_a_tmpfs_and_go_with_it() {
+    let b = setup();
+    let info: serde_json::Value =
+        serde_json::from_str(&b.ok(&["info", "--format", "json"])).unwrap();
+    let run_root = std::path::PathBuf::from(info["RunRoot"].as_str().unwrap());
+    let fs_type = |p: &std::path::Path| {
+        sh(&format!("stat -f -c %T {}", p.display()))
+            .trim()
+            .to_string()
+    };
+    let id = b
+        .ok(&[
+            "run", "-d", "--name", "runfiles", "--hostname", "h1", "busybox", "sleep", "1000",
+        ])
+        .trim()
+        .to_string();
+    let i = inspect(&b, "runfiles");
+    let hosts = std::path::PathBuf::from(i["HostsPath"].as_str().unwrap());
+    assert_eq!(hosts, run_root.join(&id).join("hosts"));
+    assert!(std::fs::read_to_string(&hosts).unwrap().contains("h1"));
+    assert_eq!(b.ok(&["exec", "runfiles", "cat", "/etc/hostname"]), "h1\n");
+    if fs_type(std::path::Path::new("/dev/shm")) == "tmpfs" {
+        // Nothing of a start churns the store's disk that a reboot would clear anyway.
+        assert_eq!(fs_type(&hosts), "tmpfs", "{}", hosts.display());
+        assert!(!b.root().join("containers").join(&id).join("hosts").exists());
+    }
+    b.ok(&["rm", "-f", "runfiles"]);
+    assert!(!run_root.join(&id).exists(), "removed with its container");
+    b.ok(&["run", "--rm", "busybox", "true"]);
+    let left: Vec<_> = std::fs::read_dir(&run_root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.len() == 64)
+        .collect();
+    assert!(left.is_empty(), "a --rm container leaves nothing: {left:?}");
+
+    // A run root lost with its tmpfs (a reboot) is made again; a leftover one (its container
+    // removed by hand) goes with `container prune`.
+    b.ok(&["create", "--name", "later", "busybox", "true"]);
+    let _ = std::fs::remove_dir_all(&run_root);
+    b.ok(&["start", "-a", "later"]);
+    let stale = run_root.join("0".repeat(64));
+    std::fs::create_dir_all(&stale).unwrap();
+    b.ok(&["container", "prune", "-f"]);
+    assert!(!stale.exists());
+
+    // BERTH_RUNROOT puts it elsewhere, for every command that is given it.
+    let elsewhere = b.path("run-elsewhere");
+    let run = |args: &[&str]| {
+        let out = b
+            .cmd(args)
+            .env("BERTH_RUNROOT", &elsewhere)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id = run(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    assert!(elsewhere.join(&id).join("hosts").is_file());
+    run(&["rm", "-f", &id]);
+    assert!(!elsewhere.join(&id).exists());
+}

@@ -535,6 +535,14 @@ fn corrupt_modules_and_the_compile_cache() {
         mtime,
         "runs load the cached artifact, they do not rewrite it"
     );
+    // The check is remembered for this very file (in the run root, cleared at boot), so later
+    // starts map the artifact without reading it; a change to the file is still caught below.
+    let info: serde_json::Value =
+        serde_json::from_str(&b.ok(&["info", "--format", "json"])).unwrap();
+    let checked = PathBuf::from(info["RunRoot"].as_str().unwrap())
+        .join("wasm-checked")
+        .join(art.file_name().unwrap());
+    assert!(checked.is_file(), "{}", checked.display());
     // A corrupt artifact is discarded and rebuilt, never run.
     let mut bad = compiled.clone();
     let mid = bad.len() / 2;

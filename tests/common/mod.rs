@@ -13,6 +13,23 @@ pub struct Berth {
     pub dir: TempDir,
 }
 
+impl Drop for Berth {
+    /// The store's run root is outside the temp folder (on a tmpfs): it goes too.
+    fn drop(&mut self) {
+        if !self.root().is_dir() {
+            return;
+        }
+        let Ok(out) = self.cmd(&["info", "--format", "json"]).output() else {
+            return;
+        };
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && let Some(run_root) = v["RunRoot"].as_str()
+        {
+            let _ = std::fs::remove_dir_all(run_root);
+        }
+    }
+}
+
 impl Berth {
     /// A fresh, empty root.
     pub fn new() -> Berth {

@@ -98,5 +98,6 @@ pub fn prune_containers(store: &berth_runtime::Store) -> Result<Vec<String>> {
             removed.push(c.id);
         }
     }
+    store.remove_stale_run_dirs();
     Ok(removed)
 }

@@ -38,6 +38,7 @@ pub fn run(g: &GlobalOptions, a: InfoArgs) -> Result<ExitCode> {
         .collect();
     let v = json!({
         "Root": store.root().display().to_string(),
+        "RunRoot": store.run_root().display().to_string(),
         "Backends": backends,
         "CgroupVersion": host::cgroup_version().to_string(),
         "Overlayfs": host::has_overlayfs(),
@@ -51,6 +52,7 @@ pub fn run(g: &GlobalOptions, a: InfoArgs) -> Result<ExitCode> {
         Format::Json => output::json_line(&v)?,
         Format::Table => {
             println!("Root:            {}", store.root().display());
+            println!("Run root:        {}", store.run_root().display());
             println!(
                 "Backends:        {}",
                 if backends.is_empty() {

@@ -90,6 +90,9 @@ pub fn container_json(
         "Driver": "overlay",
         "Platform": "linux",
         "LogPath": store.container_dir(&c.id).join("log.json"),
+        "HostnamePath": store.container_run_dir(&c.id).join("hostname"),
+        "HostsPath": store.container_run_dir(&c.id).join("hosts"),
+        "ResolvConfPath": store.container_run_dir(&c.id).join("resolv.conf"),
         "Config": {
             "Hostname": c.spec.hostname,
             "User": c.spec.user,

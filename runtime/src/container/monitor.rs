@@ -143,7 +143,8 @@ impl Monitor {
     pub fn start(store: &Store, id: &str, attach: Attach) -> Result<Monitor, MonitorError> {
         // One monitor per container: held for the monitor's life, so a second `start` finds
         // it running instead of racing for the same rootfs.
-        let lock_path = store.container_dir(id).join("monitor.lock");
+        let run_dir = store.create_container_run_dir(id)?;
+        let lock_path = run_dir.join("monitor.lock");
         let start_lock = crate::store::lock::try_exclusive(&lock_path)
             .ctx(|| format!("locking {}", lock_path.display()))?
             .ok_or_else(|| MonitorError::State(format!("container {id} is already running")))?;
@@ -162,8 +163,7 @@ impl Monitor {
             // `__init` starts with a clean mask (see `spawn`).
             forwarded_signals().thread_block().map_err(start_err)?;
         }
-        let dir = store.container_dir(id);
-        let plan = rootfs_plan(store, &c, &dir)?;
+        let plan = rootfs_plan(store, &c, &store.container_dir(id), &run_dir)?;
         // Every container gets a cgroup: limits, `top`, OOM reporting, and the device rules
         // that keep CAP_MKNOD from reaching host disks.
         let limits = cgroups::Limits {
@@ -186,12 +186,12 @@ impl Monitor {
             cg.allow_all_devices().map_err(start_err)?;
         }
         let cgroup = Some(cg);
-        let wasm_cache = store.root().join(crate::sandbox::wasi::cache::DIR_NAME);
+        let wasm_cache = crate::sandbox::wasi::cache::CacheLocation::of_store(store);
         let mut config = InitConfig {
             exit_fd: None,
             id: c.id.clone(),
             spec: c.spec.clone(),
-            wasm_module: known_wasm_module(&c, &plan, &wasm_cache),
+            wasm_module: known_wasm_module(&c, &plan, &wasm_cache.cache),
             rootfs: plan,
             // PID 1 joins the cgroup itself, except in a user namespace (see the go pipe).
             cgroup: !c.spec.security.userns,
@@ -238,7 +238,7 @@ impl Monitor {
 
         // The log is opened before the workload exists: nothing can fail between its start
         // and the copying of its output.
-        let log_path = dir.join("log.json");
+        let log_path = store.container_dir(id).join("log.json");
         let open_log = |stream: &'static str| {
             LogWriter::open(&log_path, stream).ctx(|| format!("opening {}", log_path.display()))
         };
@@ -288,9 +288,8 @@ impl Monitor {
         let mut child = spawn::spawn(
             stdio,
             InitHandoff {
-                store,
                 config: &config,
-                config_path: &dir.join("init.json"),
+                config_path: &run_dir.join("init.json"),
                 status_fd: status_write.as_raw_fd(),
                 go_fd: go.as_ref().map(|(r, _)| r.as_raw_fd()),
             },
@@ -672,9 +671,16 @@ fn known_wasm_module(
     }
 }
 
-/// The container's rootfs: its layers' snapshots (top first) under its own upper dir.
-fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, MonitorError> {
-    let mk = |name: &str| -> Result<PathBuf, MonitorError> {
+/// The container's rootfs: its layers' snapshots (top first) under its own upper dir (in the
+/// container's folder `dir`), mounted on a folder in its run folder `run`, with its `/etc` files
+/// from there too.
+fn rootfs_plan(
+    store: &Store,
+    c: &Container,
+    dir: &Path,
+    run: &Path,
+) -> Result<RootfsPlan, MonitorError> {
+    let mk_in = |dir: &Path, name: &str| -> Result<PathBuf, MonitorError> {
         let p = dir.join(name);
         std::fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
         Ok(p)
@@ -695,6 +701,7 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
             lowerdirs.push(p);
         }
     }
+    let mk = |name: &str| mk_in(dir, name);
     if lowerdirs.is_empty() {
         lowerdirs.push(mk("empty")?);
     }
@@ -703,7 +710,7 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
     } else {
         c.spec.hostname.clone()
     };
-    let hostname_file = dir.join("hostname");
+    let hostname_file = run.join("hostname");
     // Written in place: only this container reads them, and only once it runs (which this
     // process, holding its monitor lock, has not let happen yet).
     let write = |path: &Path, bytes: &[u8]| {
@@ -718,9 +725,9 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
-    let hosts_file = dir.join("hosts");
+    let hosts_file = run.join("hosts");
     write(&hosts_file, hosts.as_bytes())?;
-    let resolv_file = dir.join("resolv.conf");
+    let resolv_file = run.join("resolv.conf");
     write(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
     if c.auto_remove {
         // A volatile overlay marks its work folder, and overlayfs refuses to mount it again:
@@ -731,7 +738,7 @@ fn rootfs_plan(store: &Store, c: &Container, dir: &Path) -> Result<RootfsPlan, M
         lowerdirs,
         upperdir: mk("upper")?,
         workdir: mk("work")?,
-        merged: mk("merged")?,
+        merged: mk_in(run, "merged")?,
         etc_files: vec![
             (hostname_file, "/etc/hostname".into()),
             (hosts_file, "/etc/hosts".into()),

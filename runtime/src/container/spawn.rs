@@ -27,7 +27,6 @@ pub(crate) struct InitStdio {
 
 /// What `__init` is handed besides its stdio.
 pub(crate) struct InitHandoff<'a> {
-    pub store: &'a crate::store::Store,
     pub config: &'a InitConfig,
     /// Where the exec path writes the config for `berth __init` to read.
     pub config_path: &'a Path,
@@ -104,12 +103,13 @@ pub(crate) fn spawn(stdio: InitStdio, handoff: InitHandoff<'_>) -> io::Result<In
 }
 
 fn exec_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
-    h.store
-        .write_file_unsynced(
-            h.config_path,
-            &serde_json::to_vec(h.config).expect("serializes"),
-        )
-        .map_err(io::Error::other)?;
+    // Staged beside it: the run folder may be on another filesystem than the store.
+    let dir = h.config_path.parent().unwrap_or(Path::new("."));
+    crate::store::atomic::write_atomic_unsynced(
+        dir,
+        h.config_path,
+        &serde_json::to_vec(h.config).expect("serializes"),
+    )?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg("__init")
         .arg(h.config_path)

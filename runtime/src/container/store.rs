@@ -1,11 +1,13 @@
 //! Containers in the store: `containers/<id>/state.json` each, created with unique names
-//! under a lock, found by name, id or unique id prefix.
+//! under a lock, found by name, id or unique id prefix. What a container needs only while the
+//! machine is up (its locks, its `/etc` files, its rootfs mount point) is in its run folder,
+//! `<run root>/<id>` (see [`crate::store::runroot`]).
 
 use std::fs;
 use std::path::PathBuf;
 
 use super::state::{Container, Status, process_alive};
-use crate::store::{IoContext, Store, StoreError, lock, remove_tree};
+use crate::store::{IoContext, Store, StoreError, lock, remove_tree, runroot};
 
 /// What can go wrong with containers.
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +63,40 @@ impl Store {
         self.containers_dir().join(id)
     }
 
+    /// A container's run folder: its locks, `/etc` files and rootfs mount point.
+    pub fn container_run_dir(&self, id: &str) -> PathBuf {
+        self.run_root().join(id)
+    }
+
+    /// Makes the run folder of an existing container (after a reboot, or the first time).
+    pub fn create_container_run_dir(&self, id: &str) -> Result<PathBuf, ContainerError> {
+        let dir = self.container_run_dir(id);
+        if !self.container_dir(id).join("state.json").exists() {
+            return Err(ContainerError::NotFound(id.to_string()));
+        }
+        runroot::create_private(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Takes the lock that orders changes to a container's state.
+    fn lock_container(&self, id: &str) -> Result<lock::LockGuard, ContainerError> {
+        let path = self.container_run_dir(id).join("lock");
+        match lock::exclusive(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.create_container_run_dir(id)?;
+                lock::exclusive(&path)
+            }
+            held => held,
+        }
+        .ctx(|| format!("locking {}", path.display()))
+        .map_err(ContainerError::from)
+    }
+
     /// Records a new container; its name must be free.
     pub fn create_container(&self, c: &Container) -> Result<(), ContainerError> {
         if !valid_name(&c.name) {
             return Err(ContainerError::BadName(c.name.clone()));
         }
-        fs::create_dir_all(self.containers_dir())
-            .ctx(|| "creating the containers folder".into())?;
         let lock_path = self.root().join("locks/names.lock");
         let _names =
             lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
@@ -78,14 +107,14 @@ impl Store {
             });
         }
         let dir = self.container_dir(&c.id);
-        fs::create_dir(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        // Its writable layer may hold setuid files: no other host user may reach it.
+        // Its writable layer may hold setuid files: no other host user may reach it (0700, which
+        // no umask narrows further).
+        let mut builder = fs::DirBuilder::new();
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-                .ctx(|| format!("securing {}", dir.display()))?;
-        }
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .ctx(|| format!("creating {}", dir.display()))?;
         let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
         if c.auto_remove {
             // A `--rm` container is gone when it ends anyway: one lost to a power cut need
@@ -162,8 +191,7 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut Container),
     ) -> Result<Container, ContainerError> {
-        let lock_path = self.container_dir(id).join("lock");
-        let _g = lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
+        let _g = self.lock_container(id)?;
         let mut c = self.read_state(id)?;
         f(&mut c);
         self.save_container(&c)?;
@@ -212,7 +240,7 @@ impl Store {
         }
     }
 
-    /// Removes a container's folder (its writable layer, log and state).
+    /// Removes a container's folder (its writable layer, log and state) and its run folder.
     pub fn remove_container_files(&self, id: &str) -> Result<(), ContainerError> {
         let dir = self.container_dir(id);
         // Renamed away first: a half-removed container is never listed.
@@ -220,6 +248,24 @@ impl Store {
         if fs::rename(&dir, &tmp).is_ok() {
             remove_tree(&tmp).ctx(|| format!("removing {}", dir.display()))?;
         }
+        let run = self.container_run_dir(id);
+        remove_tree(&run).ctx(|| format!("removing {}", run.display()))?;
         Ok(())
+    }
+
+    /// Removes run folders whose container is gone (its store folder was removed by hand, or
+    /// a removal was interrupted).
+    pub fn remove_stale_run_dirs(&self) {
+        let Ok(entries) = fs::read_dir(self.run_root()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if id.len() == 64 && !self.container_dir(&id).exists() {
+                if let Err(err) = remove_tree(&e.path()) {
+                    tracing::warn!("removing leftover {}: {err}", e.path().display());
+                }
+            }
+        }
     }
 }

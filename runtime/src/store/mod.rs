@@ -8,6 +8,7 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod runroot;
 pub mod writeback;
 
 use std::fs::{self, File};
@@ -81,6 +82,8 @@ impl<T> IoContext<T> for io::Result<T> {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Chosen when first needed (see [`runroot`]).
+    run_root: std::sync::OnceLock<PathBuf>,
 }
 
 impl Store {
@@ -104,16 +107,11 @@ impl Store {
     /// Opens the store at `root`, creating its layout if needed and, when no other process is
     /// using it, removing what an interrupted process left behind.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
-        let store = Store { root: root.into() };
-        for dir in [
-            store.root.join("blobs/sha256"),
-            store.tmp_dir(),
-            store.root.join("locks"),
-            store.snapshots_dir(),
-        ] {
-            fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        }
-        store.secure_permissions()?;
+        let store = Store {
+            root: root.into(),
+            run_root: std::sync::OnceLock::new(),
+        };
+        store.make_layout()?;
         let layout = store.root.join("oci-layout");
         if !layout.exists() {
             store.write_file(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -128,28 +126,42 @@ impl Store {
         Ok(store)
     }
 
-    /// Keeps other host users out: layers and containers' writable layers hold setuid files
-    /// and device nodes that must not work for them (Docker's CVE-2021-41091). The root can be
-    /// traversed (a `--userns` container's root must reach its own folder) but not listed.
-    fn secure_permissions(&self) -> Result<()> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            let me = rustix::process::geteuid().as_raw();
-            for (dir, mode) in [
-                (self.root.clone(), 0o711),
-                (self.snapshots_dir(), 0o700),
-                (self.tmp_dir(), 0o700),
-                (self.root.join("containers"), 0o711),
-                (self.root.join("volumes"), 0o711),
-            ] {
-                fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-                let meta = fs::metadata(&dir).ctx(|| format!("reading {}", dir.display()))?;
+    /// Makes the store's folders, each with its mode, looking at each once when it is there
+    /// already (every command opens the store).
+    ///
+    /// The modes keep other host users out: layers and containers' writable layers hold
+    /// setuid files and device nodes that must not work for them (Docker's CVE-2021-41091).
+    /// The root can be traversed (a `--userns` container's root must reach its own folder) but
+    /// not listed.
+    fn make_layout(&self) -> Result<()> {
+        let dirs: [(PathBuf, Option<u32>); 7] = [
+            (self.root.clone(), Some(0o711)),
+            (self.root.join("blobs/sha256"), None),
+            (self.tmp_dir(), Some(0o700)),
+            (self.root.join("locks"), None),
+            (self.snapshots_dir(), Some(0o700)),
+            (self.root.join("containers"), Some(0o711)),
+            (self.root.join("volumes"), Some(0o711)),
+        ];
+        for (dir, mode) in dirs {
+            let meta = match fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => m,
+                _ => {
+                    fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+                    fs::metadata(&dir).ctx(|| format!("reading {}", dir.display()))?
+                }
+            };
+            #[cfg(unix)]
+            if let Some(mode) = mode {
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                let me = rustix::process::geteuid().as_raw();
                 if meta.uid() == me && meta.mode() & 0o7777 != mode {
                     fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
                         .ctx(|| format!("securing {}", dir.display()))?;
                 }
             }
+            #[cfg(not(unix))]
+            let _ = (meta, mode);
         }
         Ok(())
     }
@@ -157,6 +169,11 @@ impl Store {
     /// The root folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The folder for what containers need only while the machine is up (see [`runroot`]).
+    pub fn run_root(&self) -> &Path {
+        self.run_root.get_or_init(|| runroot::choose(&self.root))
     }
 
     /// Where writes in progress are staged (same filesystem as everything else).

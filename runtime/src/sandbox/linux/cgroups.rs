@@ -210,8 +210,32 @@ impl Limits {
     }
 }
 
-/// The hierarchies of a host, as (mount, controllers, unified).
-fn hierarchies(version: CgroupVersion) -> Vec<(PathBuf, Vec<String>, bool)> {
+/// A hierarchy: its mount, its controllers, whether it is the v2 (unified) one.
+type Hierarchy = (PathBuf, Vec<String>, bool);
+
+/// The host's cgroup version and hierarchies, looked up once per process: a forked `__init`
+/// inherits them from its monitor instead of probing a dozen paths again.
+fn host_layout() -> &'static (CgroupVersion, Vec<Hierarchy>) {
+    static LAYOUT: std::sync::OnceLock<(CgroupVersion, Vec<Hierarchy>)> =
+        std::sync::OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let version = crate::host::cgroup_version();
+        (version, probe_hierarchies(version))
+    })
+}
+
+/// The hierarchies of a host of cgroup `version`.
+fn hierarchies(version: CgroupVersion) -> Vec<Hierarchy> {
+    let (known, found) = host_layout();
+    if *known == version {
+        found.clone()
+    } else {
+        probe_hierarchies(version)
+    }
+}
+
+/// Finds the hierarchies of a host, as (mount, controllers, unified).
+fn probe_hierarchies(version: CgroupVersion) -> Vec<Hierarchy> {
     let root = Path::new(ROOT);
     match version {
         CgroupVersion::None => Vec::new(),
@@ -350,7 +374,7 @@ impl Cgroup {
 
     /// The host's cgroup version.
     pub fn version() -> CgroupVersion {
-        crate::host::cgroup_version()
+        host_layout().0
     }
 
     /// The container's directory in each hierarchy (for `inspect` and debugging).
@@ -642,8 +666,16 @@ impl Cgroup {
         }
         if !v2 && let Some(d) = self.dir_with("devices") {
             self.write(&d.path, "devices.deny", "a")?;
+            // One rule per write, through one open file.
+            let allow = d.path.join("devices.allow");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&allow)
+                .map_err(self.io_err(format!("opening {}", allow.display())))?;
             for rule in DEFAULT_DEVICES {
-                self.write(&d.path, "devices.allow", rule)?;
+                std::io::Write::write_all(&mut f, rule.as_bytes()).map_err(self.io_err(
+                    format!("setting devices.allow to {rule} in {}", d.path.display()),
+                ))?;
             }
         }
         Ok(())

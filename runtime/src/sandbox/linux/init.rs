@@ -49,7 +49,7 @@ pub struct InitConfig {
     pub cgroup: bool,
     /// The store's compiled-module cache, for a WASI program (opened before the pivot hides it).
     #[serde(default)]
-    pub wasm_cache: Option<PathBuf>,
+    pub wasm_cache: Option<wasi::cache::CacheLocation>,
     /// The WASI program's digest, when the monitor knows it.
     #[serde(default)]
     pub wasm_module: Option<wasi::KnownModule>,
@@ -273,15 +273,17 @@ fn enter_userns(cfg: &mut InitConfig) -> Result<(), StartError> {
             .map_err(e("mounting a layer idmapped (needs Linux 5.12 or later)"))?;
         *lower = dir;
     }
-    // The container's folder (0700) and writable layer belong to its root, which must reach
-    // them from inside the user namespace.
-    let container_dir = cfg
-        .rootfs
-        .upperdir
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    for dir in [&container_dir, &cfg.rootfs.upperdir, &cfg.rootfs.workdir] {
+    // The container's folder and run folder (0700 both) and its writable layer belong to its
+    // root, which must reach them from inside the user namespace.
+    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    let container_dir = parent(&cfg.rootfs.upperdir);
+    let run_dir = parent(&cfg.rootfs.merged);
+    for dir in [
+        &container_dir,
+        &run_dir,
+        &cfg.rootfs.upperdir,
+        &cfg.rootfs.workdir,
+    ] {
         std::os::unix::fs::lchown(dir, Some(map.uid), Some(map.gid))
             .map_err(e("handing the writable layer to the container's root"))?;
     }
@@ -333,10 +335,7 @@ fn container_main(
     let spec = &cfg.spec;
     // Opened while the store is still in view; a cache that cannot be opened (a user
     // namespace's root does not own it) only means compiling each run.
-    let wasm_cache = cfg
-        .wasm_cache
-        .as_deref()
-        .and_then(|p| wasi::ModuleCache::open(p).ok());
+    let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
     rootfs::build(&cfg.rootfs).map_err(|e| fail(125, e))?;
     // Docker's `none` keeps loopback too: it has no route out, not no network at all.
     if spec.network != NetworkMode::Host {

@@ -32,7 +32,7 @@ pub struct ExecConfig {
     pub cgroup: bool,
     /// The store's compiled-module cache, for a WebAssembly command.
     #[serde(default)]
-    pub wasm_cache: Option<std::path::PathBuf>,
+    pub wasm_cache: Option<crate::sandbox::wasi::cache::CacheLocation>,
 }
 
 /// Runs `__exec`; never returns.
@@ -79,10 +79,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         .map_err(|e| fail(125, e))?;
     }
     // Opened while the store is in view (the container's mount namespace hides it).
-    let wasm_cache = cfg
-        .wasm_cache
-        .as_deref()
-        .and_then(|p| crate::sandbox::wasi::ModuleCache::open(p).ok());
+    let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
     let mut namespaces = Vec::new();
     // The user namespace first: the others belong to it.
     if cfg.spec.security.userns {

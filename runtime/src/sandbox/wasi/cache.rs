@@ -9,6 +9,14 @@
 //! and the artifact is mapped and checked with xxh3, which runs at memory speed. The checksum
 //! guards against corruption (a torn write, a bad disk, a stray edit); the folder itself is
 //! writable by root only, who could replace berth's binary as easily.
+//!
+//! Checking a large artifact still reads all of it (ten megabytes for ripgrep, a millisecond
+//! and a half with the mapping), where wasmtime itself touches only the pages it runs. So a
+//! check is remembered in the store's run root (a tmpfs, emptied at boot; see
+//! [`crate::store::runroot`]): the artifact's inode, size, modification and change times
+//! beside its checksum. A later start that finds the very same file (any write, truncation or
+//! replacement changes one of those, and the change time cannot be set back) maps it without
+//! reading it. The first start after each boot checks it in full again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,10 +45,40 @@ fn checksum(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
+/// Where the store's compiled modules are, for a container's PID 1 or `exec` helper, which
+/// open them before their rootfs hides the store.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CacheLocation {
+    /// The cache folder.
+    pub cache: PathBuf,
+    /// The folder of remembered checks, in the run root.
+    pub checked: PathBuf,
+}
+
+impl CacheLocation {
+    /// The cache of `store`.
+    pub fn of_store(store: &crate::store::Store) -> CacheLocation {
+        CacheLocation {
+            cache: store.root().join(DIR_NAME),
+            checked: store.run_root().join("wasm-checked"),
+        }
+    }
+
+    /// Opens it; `None` when it cannot be (a user namespace's root does not own it), which
+    /// only means compiling each run.
+    pub fn open(&self) -> Option<ModuleCache> {
+        ModuleCache::open(&self.cache)
+            .ok()
+            .map(|c| c.remembering_checks_in(&self.checked))
+    }
+}
+
 /// An open compiled-module cache.
 pub struct ModuleCache {
     dir: Dir,
     path: PathBuf,
+    /// Where checked artifacts are remembered, when there is such a folder.
+    checked: Option<Dir>,
 }
 
 /// Whether a load hit the cache.
@@ -69,7 +107,18 @@ impl ModuleCache {
         std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))?;
         let dir = Dir::open_ambient_dir(&path, ambient_authority())
             .map_err(io(format!("opening {}", path.display())))?;
-        Ok(ModuleCache { dir, path })
+        Ok(ModuleCache {
+            dir,
+            path,
+            checked: None,
+        })
+    }
+
+    /// Remembers checked artifacts in `dir` (made if missing; without it, every load checks).
+    pub fn remembering_checks_in(mut self, dir: &Path) -> ModuleCache {
+        let _ = crate::store::runroot::create_private(dir);
+        self.checked = Dir::open_ambient_dir(dir, ambient_authority()).ok();
+        self
     }
 
     /// The cache folder.
@@ -192,20 +241,36 @@ impl ModuleCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("opening it: {e}")),
         };
-        // Mapped, not read: the pages are the page cache's, which wasmtime maps again below.
-        // Populated in one go: the checksum reads every page, and faulting them in one at a
-        // time costs a large module a good part of a millisecond.
-        // SAFETY: a private read-only mapping of a file that is replaced only by rename, so its
-        // bytes do not change under us.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-            .map_err(|e| format!("mapping it: {e}"))?;
-        if checksum(&map) != want {
-            return Err("its checksum does not match the one recorded when it was compiled".into());
+        let identity = file_identity(&file, &want);
+        let checked = identity.as_deref().is_some_and(|id| {
+            self.checked
+                .as_ref()
+                .and_then(|d| d.read_to_string(entry).ok())
+                .is_some_and(|seen| seen == id)
+        });
+        if !checked {
+            // Mapped, not read: the pages are the page cache's, which wasmtime maps again
+            // below. Populated in one go: the checksum reads every page, and faulting them in
+            // one at a time costs a large module a good part of a millisecond.
+            // SAFETY: a private read-only mapping of a file that is replaced only by rename, so
+            // its bytes do not change under us.
+            let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+                .map_err(|e| format!("mapping it: {e}"))?;
+            if checksum(&map) != want {
+                return Err(
+                    "its checksum does not match the one recorded when it was compiled".into(),
+                );
+            }
+            drop(map);
+            if let (Some(d), Some(id)) = (&self.checked, &identity) {
+                // Best effort: without it the next start checks again.
+                let _ = d.write(entry, id);
+            }
         }
-        drop(map);
         // SAFETY: wasmtime runs a deserialized artifact as code. This one was written by this
-        // cache (atomically, from wasmtime's own serialize) and its bytes were just checked
-        // against the checksum recorded with it, in a folder only root can write. On Linux the
+        // cache (atomically, from wasmtime's own serialize) and its bytes were checked against
+        // the checksum recorded with it, just now or earlier this boot for this very file (see
+        // the module's header), in a folder only root can write. On Linux the
         // file is mapped through the same descriptor that was checked; elsewhere wasmtime opens
         // it by path with the access its mapping needs (entries are replaced only by rename).
         let path = fd_path(&file, &self.path.join(entry));
@@ -250,6 +315,30 @@ impl ModuleCache {
         self.dir
             .rename(&tmp, &self.dir, name)
             .map_err(io(ctx("renaming")))
+    }
+}
+
+/// What identifies an artifact's file as the one whose checksum is `sum`: its inode, size,
+/// modification and change times. `None` where the platform does not give them all.
+fn file_identity(file: &std::fs::File, sum: &str) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        Some(format!(
+            "{} {} {}.{} {}.{} {sum}\n",
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, sum);
+        None
     }
 }
 
