@@ -455,9 +455,13 @@ impl Monitor {
             p.stop();
         }
         let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
-        if let Some(cg) = self.cgroup.take() {
-            let _ = cg.remove();
-        }
+        // Nothing runs in the cgroup any more: removed on another thread meanwhile (a rmdir
+        // per hierarchy, a few tenths of a millisecond on v1).
+        let cgroup_removed = self.cgroup.take().map(|cg| {
+            std::thread::spawn(move || {
+                let _ = cg.remove();
+            })
+        });
         drop(self.raw_mode.take());
         let record = |store: &Store, id: &str| {
             store.update_container(id, |c| {
@@ -468,23 +472,28 @@ impl Monitor {
                 c.state.pid = None;
             })
         };
-        if self.container.auto_remove {
+        let ended = if self.container.auto_remove {
             // Recorded first (a `berth wait` may be reading it), then removed while the kernel
             // tears the namespaces down; the folder is renamed away in one step, so it is never
             // listed half-removed. `__init` is reaped whatever happened.
             let removed = record(&self.store, &self.container.id)
                 .map_err(MonitorError::from)
                 .and_then(|_| remove_files(&self.store, &self.container, true));
-            self.reap()?;
-            removed?;
+            self.reap().and(removed)
         } else {
             // A container that stays is recorded as exited once `__init` is gone, and with it
             // the namespaces and the overlay mounted in them: a restart can then mount the same
             // writable layer.
-            self.reap()?;
-            record(&self.store, &self.container.id)?;
+            self.reap().and_then(|_| {
+                record(&self.store, &self.container.id)
+                    .map(drop)
+                    .map_err(MonitorError::from)
+            })
+        };
+        if let Some(t) = cgroup_removed {
+            let _ = t.join();
         }
-        Ok(code)
+        ended.map(|()| code)
     }
 
     /// The container's exit code, as soon as `__init` writes it on the exit pipe (before its
