@@ -865,19 +865,38 @@ fn user_namespace_maps_root_to_unprivileged_ids() {
 #[test]
 fn a_start_that_fails_before_the_workload_leaves_no_cgroup() {
     let b = setup();
+    let no_cgroup = |id: &str| {
+        for hierarchy in ["memory", "pids", "unified", ""] {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(hierarchy)
+                .join("berth")
+                .join(id);
+            assert!(!dir.exists(), "{} is left behind", dir.display());
+        }
+    };
     let id = b.ok(&["create", "busybox", "true"]).trim().to_string();
-    // The log cannot be opened: the start fails after the cgroup is made.
-    std::fs::create_dir_all(b.root().join("containers").join(&id).join("log.json")).unwrap();
+    // The log cannot be opened: the start fails before `__init` is started.
+    let log = b.root().join("containers").join(&id).join("log.json");
+    std::fs::create_dir_all(&log).unwrap();
     let (code, err) = b.fail(&["start", &id]);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("log.json"), "{err}");
-    for hierarchy in ["memory", "pids", "unified", ""] {
-        let dir = std::path::Path::new("/sys/fs/cgroup")
-            .join(hierarchy)
-            .join("berth")
-            .join(&id);
-        assert!(!dir.exists(), "{} is left behind", dir.display());
-    }
+    no_cgroup(&id);
+    std::fs::remove_dir(&log).unwrap();
+
+    // The writable layer cannot be made: the start fails while `__init` is already making the
+    // namespaces, before the cgroup is made; `__init` ends without starting anything.
+    let upper = b.root().join("containers").join(&id).join("upper");
+    std::fs::write(&upper, "in the way").unwrap();
+    let (code, err) = b.fail(&["start", "-a", &id]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("upper"), "{err}");
+    no_cgroup(&id);
+    // Nothing else is in the way of a start once the cause is gone.
+    std::fs::remove_file(&upper).unwrap();
+    b.ok(&["start", "-a", &id]);
+    no_cgroup(&id);
+    b.ok(&["rm", &id]);
 }
 
 #[test]

@@ -163,7 +163,7 @@ impl Monitor {
             // `__init` starts with a clean mask (see `spawn`).
             forwarded_signals().thread_block().map_err(start_err)?;
         }
-        let plan = rootfs_plan(store, &c, &store.container_dir(id), &run_dir)?;
+        let (plan, rootfs_files) = rootfs_plan(store, &c, &store.container_dir(id), &run_dir)?;
         // Every container gets a cgroup: limits, `top`, OOM reporting, and the device rules
         // that keep CAP_MKNOD from reaching host disks.
         let limits = cgroups::Limits {
@@ -178,17 +178,10 @@ impl Monitor {
             pids: c.spec.limits.pids,
             ..Default::default()
         };
-        let cg = Cgroup::create(&c.id, &limits).map_err(start_err)?;
-        // Removed again if the start fails before `__init` runs (once it runs, the failure
-        // paths below remove it themselves).
-        let mut cgroup_guard = RemoveCgroupUnlessStarted(Some(c.id.clone()));
-        if c.spec.security.privileged {
-            cg.allow_all_devices().map_err(start_err)?;
-        }
-        let cgroup = Some(cg);
         let wasm_cache = crate::sandbox::wasi::cache::CacheLocation::of_store(store);
         let mut config = InitConfig {
             exit_fd: None,
+            ready_fd: None,
             id: c.id.clone(),
             spec: c.spec.clone(),
             wasm_module: known_wasm_module(&c, &plan, &wasm_cache.cache),
@@ -208,7 +201,6 @@ impl Monitor {
             match Proxy::bind(&mappings) {
                 Ok(b) => ports_bound = Some(b),
                 Err(e) => {
-                    let _ = cgroup.as_ref().map(|cg| cg.remove());
                     let message = e.to_string();
                     store.update_container(id, |c| c.state.error = Some(message.clone()))?;
                     return Err(start_err(message));
@@ -223,6 +215,11 @@ impl Monitor {
         let (exit_read, exit_write) = nix::unistd::pipe().map_err(start_err)?;
         close_on_exec(&exit_read)?;
         config.exit_fd = Some(exit_write.as_raw_fd());
+        // The ready pipe: `__init` makes the namespaces, then waits on it for the rootfs files
+        // and the cgroup, which this process makes meanwhile.
+        let (ready_read, ready_write) = nix::unistd::pipe().map_err(start_err)?;
+        close_on_exec(&ready_write)?;
+        config.ready_fd = Some(ready_read.as_raw_fd());
         let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
         close_on_exec(&status_read)?;
         // The go pipe, when this process moves PID 1 into the cgroup (a user namespace's root
@@ -235,7 +232,6 @@ impl Monitor {
             close_on_exec(&go_write)?;
             Some((go_read, go_write))
         };
-
         // The log is opened before the workload exists: nothing can fail between its start
         // and the copying of its output.
         let log_path = store.container_dir(id).join("log.json");
@@ -295,11 +291,37 @@ impl Monitor {
             },
         )
         .map_err(|e| start_err(format!("starting the container's init: {e}")))?;
-        cgroup_guard.0 = None;
         drop(status_write);
         drop(exit_write);
+        drop(ready_read);
         let go_write = go.map(|(_, w)| w);
         drop(spawning);
+
+        // While `__init` makes the namespaces (the network one alone takes half a millisecond):
+        // the writable layer's folders, the /etc files and the cgroup.
+        let mut cgroup = None;
+        let prepared = rootfs_files.make().and_then(|()| {
+            let cg = Cgroup::create(&c.id, &limits).map_err(start_err)?;
+            let cg = cgroup.insert(cg);
+            if c.spec.security.privileged {
+                cg.allow_all_devices().map_err(start_err)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = prepared {
+            // The ready pipe closes unwritten: `__init` ends without starting anything.
+            drop(ready_write);
+            let _ = child.wait();
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            drop(raw_mode);
+            let message = e.to_string();
+            store.update_container(id, |c| c.state.error = Some(message.clone()))?;
+            return Err(e);
+        }
+        // `__init` may have failed and gone already: the status pipe then says why.
+        let _ = File::from(ready_write).write_all(b"1");
 
         let join = |pid: i32| -> Result<(), MonitorError> {
             let Some(go_write) = &go_write else {
@@ -566,18 +588,6 @@ fn close_on_exec(fd: &OwnedFd) -> Result<(), MonitorError> {
     .map_err(start_err)
 }
 
-/// Removes the container's cgroup when dropped, unless its id was taken out (the start got
-/// as far as `__init`).
-struct RemoveCgroupUnlessStarted(Option<String>);
-
-impl Drop for RemoveCgroupUnlessStarted {
-    fn drop(&mut self) {
-        if let Some(cg) = self.0.as_deref().and_then(|id| Cgroup::open(id).ok()) {
-            let _ = cg.remove();
-        }
-    }
-}
-
 /// Held while the inheritable pipe ends for one `__init` are open in this process.
 static CHILD_ENDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -661,7 +671,11 @@ fn known_wasm_module(
         .chain(plan.etc_files.iter().map(|(_, d)| d.as_str()))
         .chain(plan.mounts.iter().map(|m| m.destination.as_str()))
         .any(under);
-    let fresh = std::fs::read_dir(&plan.upperdir).is_ok_and(|mut d| d.next().is_none());
+    // Not made yet (a new container) counts as empty.
+    let fresh = match std::fs::read_dir(&plan.upperdir) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    };
     if mounted || !fresh {
         return None;
     }
@@ -682,18 +696,14 @@ fn known_wasm_module(
 
 /// The container's rootfs: its layers' snapshots (top first) under its own upper dir (in the
 /// container's folder `dir`), mounted on a folder in its run folder `run`, with its `/etc` files
-/// from there too.
+/// from there too. Nothing is made yet: [`RootfsFiles::make`] does that, while `__init` makes
+/// the namespaces.
 fn rootfs_plan(
     store: &Store,
     c: &Container,
     dir: &Path,
     run: &Path,
-) -> Result<RootfsPlan, MonitorError> {
-    let mk_in = |dir: &Path, name: &str| -> Result<PathBuf, MonitorError> {
-        let p = dir.join(name);
-        std::fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
-        Ok(p)
-    };
+) -> Result<(RootfsPlan, RootfsFiles), MonitorError> {
     let mut lowerdirs = Vec::new();
     for diff_id in c.layers.iter().rev() {
         let p = store.snapshot_path(diff_id);
@@ -710,22 +720,16 @@ fn rootfs_plan(
             lowerdirs.push(p);
         }
     }
-    let mk = |name: &str| mk_in(dir, name);
+    let mut dirs = Vec::new();
     if lowerdirs.is_empty() {
-        lowerdirs.push(mk("empty")?);
+        lowerdirs.push(dir.join("empty"));
+        dirs.push(dir.join("empty"));
     }
     let hostname = if c.spec.hostname.is_empty() {
         c.short_id().to_string()
     } else {
         c.spec.hostname.clone()
     };
-    let hostname_file = run.join("hostname");
-    // Written in place: only this container reads them, and only once it runs (which this
-    // process, holding its monitor lock, has not let happen yet).
-    let write = |path: &Path, bytes: &[u8]| {
-        std::fs::write(path, bytes).ctx(|| format!("writing {}", path.display()))
-    };
-    write(&hostname_file, format!("{hostname}\n").as_bytes())?;
     let mut hosts = format!(
         "127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     );
@@ -734,20 +738,18 @@ fn rootfs_plan(
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
-    let hosts_file = run.join("hosts");
-    write(&hosts_file, hosts.as_bytes())?;
-    let resolv_file = run.join("resolv.conf");
-    write(&resolv_file, resolv_conf(c.spec.network).as_bytes())?;
-    if c.auto_remove {
-        // A volatile overlay marks its work folder, and overlayfs refuses to mount it again:
-        // a `--rm` container that outlived its monitor starts with a fresh one.
-        let _ = std::fs::remove_dir_all(dir.join("work"));
-    }
-    Ok(RootfsPlan {
+    let (hostname_file, hosts_file, resolv_file) =
+        (run.join("hostname"), run.join("hosts"), run.join("resolv.conf"));
+    let files = vec![
+        (hostname_file.clone(), format!("{hostname}\n")),
+        (hosts_file.clone(), hosts),
+        (resolv_file.clone(), resolv_conf(c.spec.network)),
+    ];
+    let plan = RootfsPlan {
         lowerdirs,
-        upperdir: mk("upper")?,
-        workdir: mk("work")?,
-        merged: mk_in(run, "merged")?,
+        upperdir: dir.join("upper"),
+        workdir: dir.join("work"),
+        merged: run.join("merged"),
         etc_files: vec![
             (hostname_file, "/etc/hostname".into()),
             (hosts_file, "/etc/hosts".into()),
@@ -760,7 +762,46 @@ fn rootfs_plan(
         userxattr: false,
         wasi_guest: c.spec.backend == crate::backend::Backend::Wasi,
         volatile: c.auto_remove,
-    })
+    };
+    dirs.extend([
+        plan.upperdir.clone(),
+        plan.workdir.clone(),
+        plan.merged.clone(),
+    ]);
+    let files = RootfsFiles {
+        dirs,
+        files,
+        // A volatile overlay marks its work folder, and overlayfs refuses to mount it again:
+        // a `--rm` container that outlived its monitor starts with a fresh one.
+        fresh_work: c.auto_remove.then(|| plan.workdir.clone()),
+    };
+    Ok((plan, files))
+}
+
+/// What a rootfs plan needs made before PID 1 mounts it.
+struct RootfsFiles {
+    dirs: Vec<PathBuf>,
+    /// The `/etc` files and their content.
+    files: Vec<(PathBuf, String)>,
+    /// A work folder to empty first.
+    fresh_work: Option<PathBuf>,
+}
+
+impl RootfsFiles {
+    fn make(&self) -> Result<(), MonitorError> {
+        if let Some(work) = &self.fresh_work {
+            let _ = std::fs::remove_dir_all(work);
+        }
+        for d in &self.dirs {
+            std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+        }
+        // Written in place: only this container reads them, and only once it runs (which this
+        // process, holding its monitor lock, has not let happen yet).
+        for (path, content) in &self.files {
+            std::fs::write(path, content).ctx(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The host's resolv.conf; in a namespace of its own, loopback name servers (unreachable

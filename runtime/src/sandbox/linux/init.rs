@@ -56,6 +56,10 @@ pub struct InitConfig {
     /// The exit pipe's fd: `__init` writes the container's exit code on it before it exits.
     #[serde(default)]
     pub exit_fd: Option<RawFd>,
+    /// The ready pipe's fd: the monitor writes a byte on it once the rootfs files and the
+    /// cgroup are made, which it does while `__init` makes the namespaces.
+    #[serde(default)]
+    pub ready_fd: Option<RawFd>,
 }
 
 /// A failure before the workload runs, with Docker's exit code for it.
@@ -97,7 +101,7 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
 pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
     // Nothing the monitor inherited from its own caller may stay open here: an `--init` PID 1
     // lives on beside the workload, and an fd to a host folder is a way out of the rootfs.
-    let mut keep: Vec<RawFd> = [Some(status_fd), go_fd, cfg.exit_fd]
+    let mut keep: Vec<RawFd> = [Some(status_fd), go_fd, cfg.exit_fd, cfg.ready_fd]
         .into_iter()
         .flatten()
         .collect();
@@ -120,6 +124,30 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             fail(125, "the monitor ended before the container started"),
         );
     }
+    // The namespaces first, while the monitor makes the rootfs files and the cgroup; a user
+    // namespace's needs those files (it hands the writable layer to its root), so it waits.
+    let userns = cfg.spec.security.userns;
+    if !userns && let Err(e) = enter(&mut cfg) {
+        report_and_exit(&mut status, e);
+    }
+    if let Some(fd) = cfg.ready_fd.take() {
+        // SAFETY: the monitor passed this fd for us alone.
+        let mut ready = unsafe { File::from_raw_fd(fd) };
+        let mut byte = [0u8; 1];
+        let got = loop {
+            match std::io::Read::read(&mut ready, &mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                got => break got,
+            }
+        };
+        if !matches!(got, Ok(1)) {
+            // The monitor gave the start up (and says why itself).
+            std::process::exit(125);
+        }
+    }
+    if userns && let Err(e) = enter(&mut cfg) {
+        report_and_exit(&mut status, e);
+    }
     // PID 1 is forked into the cgroup's v2 directory and joins the v1 ones itself.
     let (fork_target, cgroup) = if cfg.cgroup {
         match cgroups::Cgroup::open(&cfg.id).and_then(|cg| Ok((cg.fork_target()?, Some(cg)))) {
@@ -129,9 +157,6 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     } else {
         (cgroups::ForkTarget::default(), None)
     };
-    if let Err(e) = enter(&mut cfg) {
-        report_and_exit(&mut status, e);
-    }
     // PID 1 tells by this pipe's write end closing that `__init` is gone (its parent is outside
     // its pid namespace, so getppid says nothing). This process holds the end until it exits.
     let (alive_read, alive_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
