@@ -51,6 +51,11 @@ done
 cleanup() {
     local rc=$?
     set +e
+    # The store's run root is on a tmpfs outside the work folder (see README.md).
+    if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
+        rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
+        [[ -n $rr && $rr != "$work"* ]] && rm -rf "$rr"
+    fi
     podman "${popts[@]}" rmi -af >/dev/null 2>&1
     awk -v w="$work" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
         sort -r | while read -r m; do umount -l "$m"; done

@@ -113,6 +113,11 @@ done
 cleanup() {
     local rc=$?
     set +e
+    # The store's run root is on a tmpfs outside the work folder (see README.md).
+    if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
+        rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
+        [[ -n $rr && $rr != "$work"* ]] && rm -rf "$rr"
+    fi
     if [[ -d $work/podman/root ]]; then
         podman_ rm -af >/dev/null 2>&1
         podman_ rmi -af >/dev/null 2>&1

@@ -74,6 +74,11 @@ chmod +x "$work/reset-registry.sh"
 cleanup() {
     local rc=$?
     set +e
+    # The store's run root is on a tmpfs outside the work folder (see README.md).
+    if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
+        rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
+        [[ -n $rr && $rr != "$work"* ]] && rm -rf "$rr"
+    fi
     [[ -f $work/registry.pid ]] && kill "$(cat "$work/registry.pid")" 2>/dev/null
     if [[ ${KEEP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
     exit "$rc"

@@ -912,7 +912,15 @@ fn a_containers_run_files_are_on_a_tmpfs_and_go_with_it() {
     };
     let id = b
         .ok(&[
-            "run", "-d", "--name", "runfiles", "--hostname", "h1", "busybox", "sleep", "1000",
+            "run",
+            "-d",
+            "--name",
+            "runfiles",
+            "--hostname",
+            "h1",
+            "busybox",
+            "sleep",
+            "1000",
         ])
         .trim()
         .to_string();
@@ -957,7 +965,9 @@ fn a_containers_run_files_are_on_a_tmpfs_and_go_with_it() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    let id = run(&["run", "-d", "busybox", "sleep", "1000"]).trim().to_string();
+    let id = run(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
     assert!(elsewhere.join(&id).join("hosts").is_file());
     run(&["rm", "-f", &id]);
     assert!(!elsewhere.join(&id).exists());

@@ -90,9 +90,7 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
         pid,
         spec,
         cgroup,
-        wasm_cache: Some(berth_runtime::sandbox::wasi::cache::CacheLocation::of_store(
-            &store,
-        )),
+        wasm_cache: Some(berth_runtime::sandbox::wasi::cache::CacheLocation::of_store(&store)),
     };
     let path = store.temp_path("exec");
     store.write_file(&path, &serde_json::to_vec(&config)?)?;

@@ -738,8 +738,11 @@ fn rootfs_plan(
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
-    let (hostname_file, hosts_file, resolv_file) =
-        (run.join("hostname"), run.join("hosts"), run.join("resolv.conf"));
+    let (hostname_file, hosts_file, resolv_file) = (
+        run.join("hostname"),
+        run.join("hosts"),
+        run.join("resolv.conf"),
+    );
     let files = vec![
         (hostname_file.clone(), format!("{hostname}\n")),
         (hosts_file.clone(), hosts),

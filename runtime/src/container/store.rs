@@ -261,10 +261,11 @@ impl Store {
         };
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
-            if id.len() == 64 && !self.container_dir(&id).exists() {
-                if let Err(err) = remove_tree(&e.path()) {
-                    tracing::warn!("removing leftover {}: {err}", e.path().display());
-                }
+            if id.len() == 64
+                && !self.container_dir(&id).exists()
+                && let Err(err) = remove_tree(&e.path())
+            {
+                tracing::warn!("removing leftover {}: {err}", e.path().display());
             }
         }
     }
