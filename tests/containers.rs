@@ -934,6 +934,13 @@ fn a_containers_run_files_are_on_a_tmpfs_and_go_with_it() {
         assert_eq!(fs_type(&hosts), "tmpfs", "{}", hosts.display());
         assert!(!b.root().join("containers").join(&id).join("hosts").exists());
     }
+    // Whatever the umask, a `--userns` container's root can reach its own run folder, and
+    // nobody else can look into one.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&run_root), 0o711, "{}", run_root.display());
+    assert_eq!(mode(run_root.parent().unwrap()), 0o711);
+    assert_eq!(mode(&run_root.join(&id)), 0o700);
     b.ok(&["rm", "-f", "runfiles"]);
     assert!(!run_root.join(&id).exists(), "removed with its container");
     b.ok(&["run", "--rm", "busybox", "true"]);
@@ -953,22 +960,53 @@ fn a_containers_run_files_are_on_a_tmpfs_and_go_with_it() {
     std::fs::create_dir_all(&stale).unwrap();
     b.ok(&["container", "prune", "-f"]);
     assert!(!stale.exists());
+}
 
-    // BERTH_RUNROOT puts it elsewhere, for every command that is given it.
-    let elsewhere = b.path("run-elsewhere");
-    let run = |args: &[&str]| {
-        let out = b
-            .cmd(args)
-            .env("BERTH_RUNROOT", &elsewhere)
+#[test]
+fn the_callers_umask_does_not_reach_the_container() {
+    let b = setup();
+    // berth run by someone whose umask lets nobody else in.
+    let run = |args: &[&str]| -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 077; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .env("BERTH_ROOT", b.root())
+            .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
-    let id = run(&["run", "-d", "busybox", "sleep", "1000"])
-        .trim()
-        .to_string();
-    assert!(elsewhere.join(&id).join("hosts").is_file());
-    run(&["rm", "-f", &id]);
-    assert!(!elsewhere.join(&id).exists());
+    // Docker's umask inside; `/`, /etc and the /etc files readable by any user.
+    let probe = "umask; stat -c '%a %n' / /etc /etc/hosts /etc/hostname; head -1 /etc/hosts";
+    let out = run(&[
+        "run", "--rm", "--user", "1000", "busybox", "sh", "-c", probe,
+    ]);
+    assert!(out.starts_with("0022\n"), "{out}");
+    assert!(
+        out.contains("755 /\n") && out.contains("644 /etc/hosts"),
+        "{out}"
+    );
+    assert!(out.contains("127.0.0.1"), "{out}");
+    // A user namespace's root reaches its rootfs and run folder.
+    let out = run(&[
+        "run",
+        "--rm",
+        "--userns",
+        "private",
+        "busybox",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert!(!out.trim().is_empty());
+    // And an exec'd command gets Docker's umask too.
+    run(&["run", "-d", "--name", "masked", "busybox", "sleep", "1000"]);
+    assert_eq!(run(&["exec", "masked", "sh", "-c", "umask"]), "0022\n");
+    b.ok(&["rm", "-f", "masked"]);
 }

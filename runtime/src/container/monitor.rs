@@ -723,7 +723,7 @@ fn rootfs_plan(
     let mut dirs = Vec::new();
     if lowerdirs.is_empty() {
         lowerdirs.push(dir.join("empty"));
-        dirs.push(dir.join("empty"));
+        dirs.push((dir.join("empty"), 0o755));
     }
     let hostname = if c.spec.hostname.is_empty() {
         c.short_id().to_string()
@@ -767,9 +767,9 @@ fn rootfs_plan(
         volatile: c.auto_remove,
     };
     dirs.extend([
-        plan.upperdir.clone(),
-        plan.workdir.clone(),
-        plan.merged.clone(),
+        (plan.upperdir.clone(), 0o755),
+        (plan.workdir.clone(), 0o700),
+        (plan.merged.clone(), 0o755),
     ]);
     let files = RootfsFiles {
         dirs,
@@ -783,7 +783,9 @@ fn rootfs_plan(
 
 /// What a rootfs plan needs made before PID 1 mounts it.
 struct RootfsFiles {
-    dirs: Vec<PathBuf>,
+    /// Folders and their modes, which no umask narrows: the upper folder's mode is the
+    /// container's `/`, and a `--userns` container's root must reach the mount point.
+    dirs: Vec<(PathBuf, u32)>,
     /// The `/etc` files and their content.
     files: Vec<(PathBuf, String)>,
     /// A work folder to empty first.
@@ -795,13 +797,21 @@ impl RootfsFiles {
         if let Some(work) = &self.fresh_work {
             let _ = std::fs::remove_dir_all(work);
         }
-        for d in &self.dirs {
-            std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        for (d, mode) in &self.dirs {
+            std::fs::create_dir_all(d)
+                .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(*mode)))
+                .ctx(|| format!("creating {}", d.display()))?;
         }
         // Written in place: only this container reads them, and only once it runs (which this
-        // process, holding its monitor lock, has not let happen yet).
+        // process, holding its monitor lock, has not let happen yet). Readable by every user of
+        // the container, whatever the umask.
         for (path, content) in &self.files {
-            std::fs::write(path, content).ctx(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, content)
+                .and_then(|()| {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+                })
+                .ctx(|| format!("writing {}", path.display()))?;
         }
         Ok(())
     }

@@ -35,27 +35,11 @@ pub fn write_atomic(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<(
 /// without (a container's per-start files, its run state).
 pub fn write_atomic_unsynced(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(tmp_dir, "write");
-    let result = fs::write(&tmp, bytes).and_then(|()| replace(&tmp, target));
-    // After an exchange, `tmp` holds the old content.
-    let _ = fs::remove_file(&tmp);
-    result
-}
-
-/// Moves `from` over `to`. An existing `to` is swapped with `from` (`RENAME_EXCHANGE`) where
-/// the filesystem can: ext4 flushes a file renamed over another to disk at once
-/// (`auto_da_alloc`), which a write that skips fsync on purpose must not pay for either.
-fn replace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::fs::{CWD, RenameFlags, renameat_with};
-        match renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE) {
-            Ok(()) => return Ok(()),
-            // No `to` yet, or a filesystem without exchange: a plain rename.
-            Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, target));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(from, to)
+    result
 }
 
 /// Renames `from` to `to` and fsyncs `to`'s directory so the rename survives a crash.

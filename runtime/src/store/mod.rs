@@ -83,7 +83,7 @@ impl<T> IoContext<T> for io::Result<T> {
 pub struct Store {
     root: PathBuf,
     /// Chosen when first needed (see [`runroot`]).
-    run_root: std::sync::OnceLock<PathBuf>,
+    run_root: std::sync::OnceLock<runroot::RunRoot>,
 }
 
 impl Store {
@@ -173,6 +173,15 @@ impl Store {
 
     /// The folder for what containers need only while the machine is up (see [`runroot`]).
     pub fn run_root(&self) -> &Path {
+        &self.run_root_info().path
+    }
+
+    /// Whether the run root is emptied at every boot (it is on a tmpfs).
+    pub fn run_root_is_volatile(&self) -> bool {
+        self.run_root_info().volatile
+    }
+
+    fn run_root_info(&self) -> &runroot::RunRoot {
         self.run_root.get_or_init(|| runroot::choose(&self.root))
     }
 

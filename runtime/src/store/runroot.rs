@@ -8,72 +8,107 @@
 //! bookkeeping cost more than the whole container's start. What must outlive a reboot (the
 //! container's state, its log and its writable layer) stays under the store root.
 //!
-//! The folder is chosen in this order: `BERTH_RUNROOT`; `/run/berth/KEY` when `/run` is a
-//! tmpfs; `$XDG_RUNTIME_DIR/berth/KEY`; `/dev/shm/berth-UID/KEY`; else `ROOT/run`. KEY names
-//! the store's root folder (its device and inode), so every process using one store, whatever
-//! path it was given, agrees on the folder, and two stores never share one.
+//! The folder is `/run/berth/KEY` when `/run` is a tmpfs and berth runs as root, else
+//! `/dev/shm/berth-UID/KEY`, else `ROOT/run`. KEY names the store's root folder (its device and
+//! inode), so every process using one store, whatever path it was given, agrees on the folder,
+//! and two stores never share one. Nothing in the environment changes the choice: processes
+//! that disagreed on it would take their locks in different places.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The environment variable that sets the run root.
-pub const ENV: &str = "BERTH_RUNROOT";
-
-/// Picks the run root of the store at `root`.
-pub fn choose(root: &Path) -> PathBuf {
-    if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    #[cfg(target_os = "linux")]
-    if let Some(dir) = linux::on_tmpfs(root) {
-        return dir;
-    }
-    root.join("run")
+/// A store's run root.
+#[derive(Debug, Clone)]
+pub struct RunRoot {
+    /// The folder.
+    pub path: PathBuf,
+    /// It is on a tmpfs, so it is emptied at every boot.
+    pub volatile: bool,
 }
 
-/// Creates `dir` (and its parents) if missing, readable by its owner only.
+/// Picks the run root of the store at `root`.
+pub fn choose(root: &Path) -> RunRoot {
+    #[cfg(target_os = "linux")]
+    if let Some(path) = linux::on_tmpfs(root) {
+        return RunRoot {
+            path,
+            volatile: true,
+        };
+    }
+    RunRoot {
+        path: root.join("run"),
+        volatile: false,
+    }
+}
+
+/// Creates `dir` if missing, readable by its owner only, and its parents if missing, which
+/// anyone may traverse (a `--userns` container's root must reach its own run folder).
 pub fn create_private(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    match builder.create(dir) {
+    match mkdir(dir, 0o700) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent)?;
+                create_traversable(parent)?;
             }
-            match builder.create(dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-                _ => Ok(()),
-            }
+            mkdir(dir, 0o700)
         }
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
+        done => done,
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0711, whatever the umask.
+fn create_traversable(dir: &Path) -> io::Result<()> {
+    match mkdir(dir, 0o711) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                create_traversable(parent)?;
+            }
+            mkdir(dir, 0o711)
+        }
+        done => done,
+    }
+}
+
+/// Makes one folder with exactly `mode` (the umask would narrow it); one that exists is left
+/// as it is.
+fn mkdir(dir: &Path, mode: u32) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    match builder.create(dir) {
+        Ok(()) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+            }
+            #[cfg(not(unix))]
+            let _ = mode;
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::{Path, PathBuf};
 
-    /// A folder for this store under a tmpfs this user owns a part of, if there is one.
+    /// A folder for this store under a tmpfs, in a part of it this user owns, if there is one.
     pub fn on_tmpfs(root: &Path) -> Option<PathBuf> {
         let meta = std::fs::metadata(root).ok()?;
         let key = format!("{:x}-{:x}", meta.dev(), meta.ino());
         let uid = rustix::process::geteuid();
-        let mut bases: Vec<PathBuf> = Vec::new();
-        if uid.is_root() {
-            bases.push("/run/berth".into());
-        }
-        if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
-            bases.push(PathBuf::from(x).join("berth"));
-        }
-        bases.push(format!("/dev/shm/berth-{}", uid.as_raw()).into());
-        bases
-            .into_iter()
-            .find(|base| base.parent().is_some_and(is_tmpfs) && owned_by_us(base, uid))
-            .map(|base| base.join(key))
+        let base: PathBuf = if uid.is_root() && is_tmpfs(Path::new("/run")) {
+            "/run/berth".into()
+        } else if is_tmpfs(Path::new("/dev/shm")) {
+            format!("/dev/shm/berth-{}", uid.as_raw()).into()
+        } else {
+            return None;
+        };
+        owned_by_us(&base, uid).then(|| base.join(key))
     }
 
     fn is_tmpfs(dir: &Path) -> bool {
@@ -81,20 +116,20 @@ mod linux {
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
     }
 
-    /// Makes `base` if missing and checks that it is a real folder of this user that no one
-    /// else may write: `/dev/shm` is everyone's, and a folder someone else made there first
-    /// must not receive our containers' files.
+    /// Makes `base` if missing and checks that it is a real folder of this user, 0711: `/dev/shm`
+    /// is everyone's, and a folder someone else made there first must not receive our
+    /// containers' files (berth then falls back to the store root).
     fn owned_by_us(base: &Path, uid: rustix::process::Uid) -> bool {
-        let _ = std::fs::DirBuilder::new().mode(0o711).create(base);
+        if super::mkdir(base, 0o711).is_err() {
+            return false;
+        }
         let Ok(meta) = std::fs::symlink_metadata(base) else {
             return false;
         };
         if !meta.is_dir() || meta.uid() != uid.as_raw() {
             return false;
         }
-        if meta.mode() & 0o022 != 0 {
-            return std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711)).is_ok();
-        }
-        true
+        meta.mode() & 0o7777 == 0o711
+            || std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711)).is_ok()
     }
 }

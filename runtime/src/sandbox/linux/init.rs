@@ -107,6 +107,9 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         .collect();
     keep.sort_unstable();
     let closed = close_all_but(&keep);
+    // Docker's umask for everything of the container (the folders made for it, its mount
+    // points, its workload), not the one berth's caller happened to have.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
     let mut status = unsafe { File::from_raw_fd(status_fd) };
     if let Err(e) = closed {

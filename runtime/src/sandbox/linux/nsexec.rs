@@ -62,6 +62,8 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         })?;
     // Read and gone: `berth exec -d` returns once it sees the file removed.
     let _ = std::fs::remove_file(config);
+    // Docker's umask for an exec'd command, as for the container's workload.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // Into the cgroup before the namespaces (the container's mount namespace hides it): this
     // process joins the v1 hierarchies (single-threaded, without the wait a cgroup.procs write
     // costs) and forks the command into the v2 one. A user namespace's root cannot fork into

@@ -12,11 +12,15 @@
 //!
 //! Checking a large artifact still reads all of it (ten megabytes for ripgrep, a millisecond
 //! and a half with the mapping), where wasmtime itself touches only the pages it runs. So a
-//! check is remembered in the store's run root (a tmpfs, emptied at boot; see
-//! [`crate::store::runroot`]): the artifact's inode, size, modification and change times
-//! beside its checksum. A later start that finds the very same file (any write, truncation or
-//! replacement changes one of those, and the change time cannot be set back) maps it without
-//! reading it. The first start after each boot checks it in full again.
+//! check is remembered in the store's run root when that is a tmpfs, emptied at boot (see
+//! [`crate::store::runroot`]): the artifact's device, inode, size, modification and change
+//! times beside its checksum. A later start that finds the very same file (a write, truncation
+//! or replacement through the filesystem changes one of those, and the change time cannot be
+//! set back) maps it without reading it. The first start after each boot checks it in full
+//! again. What this gives up: a disk that corrupts the file's blocks under an unchanged inode
+//! is caught only at the next boot's first start (if the page cache dropped the checked pages
+//! meanwhile), and on a filesystem with one-second times an edit of the same size in the very
+//! second of the check goes unseen.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,8 +55,9 @@ fn checksum(bytes: &[u8]) -> String {
 pub struct CacheLocation {
     /// The cache folder.
     pub cache: PathBuf,
-    /// The folder of remembered checks, in the run root.
-    pub checked: PathBuf,
+    /// The folder of remembered checks, in the run root when that is emptied at boot (else
+    /// every load checks).
+    pub checked: Option<PathBuf>,
 }
 
 impl CacheLocation {
@@ -60,16 +65,20 @@ impl CacheLocation {
     pub fn of_store(store: &crate::store::Store) -> CacheLocation {
         CacheLocation {
             cache: store.root().join(DIR_NAME),
-            checked: store.run_root().join("wasm-checked"),
+            checked: store
+                .run_root_is_volatile()
+                .then(|| store.run_root().join("wasm-checked")),
         }
     }
 
     /// Opens it; `None` when it cannot be (a user namespace's root does not own it), which
     /// only means compiling each run.
     pub fn open(&self) -> Option<ModuleCache> {
-        ModuleCache::open(&self.cache)
-            .ok()
-            .map(|c| c.remembering_checks_in(&self.checked))
+        let cache = ModuleCache::open(&self.cache).ok()?;
+        Some(match &self.checked {
+            Some(dir) => cache.remembering_checks_in(dir),
+            None => cache,
+        })
     }
 }
 
@@ -318,15 +327,16 @@ impl ModuleCache {
     }
 }
 
-/// What identifies an artifact's file as the one whose checksum is `sum`: its inode, size,
-/// modification and change times. `None` where the platform does not give them all.
+/// What identifies an artifact's file as the one whose checksum is `sum`: its device, inode,
+/// size, modification and change times. `None` where the platform does not give them all.
 fn file_identity(file: &std::fs::File, sum: &str) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let m = file.metadata().ok()?;
         Some(format!(
-            "{} {} {}.{} {}.{} {sum}\n",
+            "{} {} {} {}.{} {}.{} {sum}\n",
+            m.dev(),
             m.ino(),
             m.size(),
             m.mtime(),
