@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Berth, sh};
+use common::{Berth, sh, succeed};
 
 fn setup() -> Berth {
     let b = Berth::new();
@@ -967,21 +967,15 @@ fn the_callers_umask_does_not_reach_the_container() {
     let b = setup();
     // berth run by someone whose umask lets nobody else in.
     let run = |args: &[&str]| -> String {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("umask 077; exec \"$0\" \"$@\"")
-            .arg(env!("CARGO_BIN_EXE_berth"))
-            .args(args)
-            .env("BERTH_ROOT", b.root())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "berth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeed(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg("umask 077; exec \"$0\" \"$@\"")
+                .arg(env!("CARGO_BIN_EXE_berth"))
+                .args(args)
+                .env("BERTH_ROOT", b.root())
+                .stdin(Stdio::null()),
+        )
     };
     // Docker's umask inside; `/`, /etc and the /etc files readable by any user.
     let probe = "umask; stat -c '%a %n' / /etc /etc/hosts /etc/hostname; head -1 /etc/hosts";

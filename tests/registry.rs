@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Berth, busybox_rootfs, require, sh};
+use common::{Berth, busybox_rootfs, require, sh, succeed};
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
@@ -863,18 +863,7 @@ fn tls_with_a_test_ca() {
     let certs_d = b.path("certs.d");
     std::fs::create_dir_all(certs_d.join(reg.host())).unwrap();
     std::fs::copy(c.join("ca.pem"), certs_d.join(reg.host()).join("ca.crt")).unwrap();
-    let with_ca = |args: &[&str]| {
-        let out = cmd_env(&b, args)
-            .env("BERTH_CERTS_D", &certs_d)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let with_ca = |args: &[&str]| succeed(cmd_env(&b, args).env("BERTH_CERTS_D", &certs_d));
     let pushed = pushed_digest(&with_ca(&["push", &name]));
     ok(&b, &["rmi", "bb", &name]);
     assert_eq!(pulled_digest(&with_ca(&["pull", &name])), pushed);

@@ -140,6 +140,18 @@ pub fn require(tool: &str) {
 }
 
 /// Runs a host command and panics with its output unless it succeeds.
+/// Runs `cmd`, panics unless it succeeds, returns its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh")
         .args(["-c", cmd])

@@ -45,25 +45,17 @@ pub fn choose(root: &Path) -> RunRoot {
 /// Creates `dir` if missing, readable by its owner only, and its parents if missing, which
 /// anyone may traverse (a `--userns` container's root must reach its own run folder).
 pub fn create_private(dir: &Path) -> io::Result<()> {
-    match mkdir(dir, 0o700) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                create_traversable(parent)?;
-            }
-            mkdir(dir, 0o700)
-        }
-        done => done,
-    }
+    create_all(dir, 0o700)
 }
 
-/// Creates `dir` and its missing parents with mode 0711, whatever the umask.
-fn create_traversable(dir: &Path) -> io::Result<()> {
-    match mkdir(dir, 0o711) {
+/// Creates `dir` with `mode` and its missing parents with mode 0711, whatever the umask.
+fn create_all(dir: &Path, mode: u32) -> io::Result<()> {
+    match mkdir(dir, mode) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                create_traversable(parent)?;
+                create_all(parent, 0o711)?;
             }
-            mkdir(dir, 0o711)
+            mkdir(dir, mode)
         }
         done => done,
     }
