@@ -1004,3 +1004,20 @@ fn the_callers_umask_does_not_reach_the_container() {
     assert_eq!(run(&["exec", "masked", "sh", "-c", "umask"]), "0022\n");
     b.ok(&["rm", "-f", "masked"]);
 }
+
+#[test]
+fn what_a_container_did_to_its_root_folder_survives_a_restart() {
+    let b = setup();
+    b.ok(&[
+        "create",
+        "--name",
+        "chmodder",
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c %a /; chmod 700 /",
+    ]);
+    assert_eq!(b.ok(&["start", "-a", "chmodder"]), "755\n");
+    assert_eq!(b.ok(&["start", "-a", "chmodder"]), "700\n");
+    b.ok(&["rm", "chmodder"]);
+}

@@ -783,8 +783,9 @@ fn rootfs_plan(
 
 /// What a rootfs plan needs made before PID 1 mounts it.
 struct RootfsFiles {
-    /// Folders and their modes, which no umask narrows: the upper folder's mode is the
-    /// container's `/`, and a `--userns` container's root must reach the mount point.
+    /// Folders and the modes they are made with, which no umask narrows: the upper folder's
+    /// mode is the container's `/`, and a `--userns` container's root must reach the mount
+    /// point.
     dirs: Vec<(PathBuf, u32)>,
     /// The `/etc` files and their content.
     files: Vec<(PathBuf, String)>,
@@ -799,9 +800,14 @@ impl RootfsFiles {
         }
         use std::os::unix::fs::PermissionsExt;
         for (d, mode) in &self.dirs {
-            std::fs::create_dir_all(d)
-                .and_then(|()| std::fs::set_permissions(d, std::fs::Permissions::from_mode(*mode)))
-                .ctx(|| format!("creating {}", d.display()))?;
+            // Only in folders that exist: a container removed meanwhile is not made again. One
+            // made before (a restart) keeps the mode its container gave it.
+            match std::fs::create_dir(d) {
+                Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(*mode)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => Ok(()),
+                Err(e) => Err(e),
+            }
+            .ctx(|| format!("creating {}", d.display()))?;
         }
         // Written in place: only this container reads them, and only once it runs (which this
         // process, holding its monitor lock, has not let happen yet). Readable by every user of
