@@ -798,17 +798,12 @@ impl RootfsFiles {
         if let Some(work) = &self.fresh_work {
             let _ = std::fs::remove_dir_all(work);
         }
-        use std::os::unix::fs::PermissionsExt;
         for (d, mode) in &self.dirs {
             // Only in folders that exist: a container removed meanwhile is not made again. One
             // made before (a restart) keeps the mode its container gave it.
-            match std::fs::create_dir(d) {
-                Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(*mode)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => Ok(()),
-                Err(e) => Err(e),
-            }
-            .ctx(|| format!("creating {}", d.display()))?;
+            crate::store::make_dir(d, *mode).ctx(|| format!("creating {}", d.display()))?;
         }
+        use std::os::unix::fs::PermissionsExt;
         // Written in place: only this container reads them, and only once it runs (which this
         // process, holding its monitor lock, has not let happen yet). Readable by every user of
         // the container, whatever the umask.

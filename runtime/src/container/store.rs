@@ -109,6 +109,7 @@ impl Store {
         let dir = self.container_dir(&c.id);
         // Its writable layer may hold setuid files: no other host user may reach it (0700, which
         // no umask narrows further).
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut builder = fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

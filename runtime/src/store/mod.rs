@@ -386,6 +386,29 @@ impl Store {
     }
 }
 
+/// Makes the folder `dir` with exactly `mode`, which the umask would narrow; a folder already
+/// there is left as it is (its mode too). Its parent must exist.
+pub fn make_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    match builder.create(dir) {
+        Ok(()) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+            }
+            #[cfg(not(unix))]
+            let _ = mode;
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes a folder tree, first making folders writable so a read-only folder from an image
 /// does not stop it.
 pub fn remove_tree(path: &Path) -> io::Result<()> {

@@ -14,7 +14,6 @@
 //! and two stores never share one. Nothing in the environment changes the choice: processes
 //! that disagreed on it would take their locks in different places.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -50,36 +49,14 @@ pub fn create_private(dir: &Path) -> io::Result<()> {
 
 /// Creates `dir` with `mode` and its missing parents with mode 0711, whatever the umask.
 fn create_all(dir: &Path, mode: u32) -> io::Result<()> {
-    match mkdir(dir, mode) {
+    match super::make_dir(dir, mode) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
                 create_all(parent, 0o711)?;
             }
-            mkdir(dir, mode)
+            super::make_dir(dir, mode)
         }
         done => done,
-    }
-}
-
-/// Makes one folder with exactly `mode` (the umask would narrow it); one that exists is left
-/// as it is.
-fn mkdir(dir: &Path, mode: u32) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
-    match builder.create(dir) {
-        Ok(()) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
-            }
-            #[cfg(not(unix))]
-            let _ = mode;
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
@@ -112,7 +89,7 @@ mod linux {
     /// is everyone's, and a folder someone else made there first must not receive our
     /// containers' files (berth then falls back to the store root).
     fn owned_by_us(base: &Path, uid: rustix::process::Uid) -> bool {
-        if super::mkdir(base, 0o711).is_err() {
+        if super::super::make_dir(base, 0o711).is_err() {
             return false;
         }
         let Ok(meta) = std::fs::symlink_metadata(base) else {

@@ -224,14 +224,9 @@ fn host_layout() -> &'static (CgroupVersion, Vec<Hierarchy>) {
     })
 }
 
-/// The hierarchies of a host of cgroup `version`.
-fn hierarchies(version: CgroupVersion) -> Vec<Hierarchy> {
-    let (known, found) = host_layout();
-    if *known == version {
-        found.clone()
-    } else {
-        probe_hierarchies(version)
-    }
+/// The host's hierarchies.
+fn hierarchies() -> Vec<Hierarchy> {
+    host_layout().1.clone()
 }
 
 /// Finds the hierarchies of a host, as (mount, controllers, unified).
@@ -295,7 +290,7 @@ impl Cgroup {
         if version == CgroupVersion::None {
             return Err(CgroupError::NoCgroups(short(id)));
         }
-        let found = hierarchies(version);
+        let found = hierarchies();
         let has = |c: &str| found.iter().any(|h| h.1.iter().any(|x| x == c));
         let how = if version == CgroupVersion::V2 {
             "enable for berth"
@@ -340,7 +335,7 @@ impl Cgroup {
     pub fn open(id: &str) -> Result<Cgroup, CgroupError> {
         check_id(id)?;
         let version = Self::version();
-        let dirs: Vec<Dir> = hierarchies(version)
+        let dirs: Vec<Dir> = hierarchies()
             .into_iter()
             .map(|(mount, controllers, unified)| {
                 let path = mount.join(PARENT).join(id);

@@ -113,9 +113,16 @@ impl ModuleCache {
     /// Opens (making it if needed) the cache folder `path`.
     pub fn open(path: &Path) -> Result<ModuleCache, WasiError> {
         let path = path.to_path_buf();
-        std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))?;
-        let dir = Dir::open_ambient_dir(&path, ambient_authority())
-            .map_err(io(format!("opening {}", path.display())))?;
+        // Opened first, made only when missing: every container start opens it.
+        let open = || Dir::open_ambient_dir(&path, ambient_authority());
+        let dir = match open() {
+            Ok(dir) => dir,
+            Err(_) => {
+                std::fs::create_dir_all(&path)
+                    .map_err(io(format!("creating {}", path.display())))?;
+                open().map_err(io(format!("opening {}", path.display())))?
+            }
+        };
         Ok(ModuleCache {
             dir,
             path,
@@ -125,8 +132,11 @@ impl ModuleCache {
 
     /// Remembers checked artifacts in `dir` (made if missing; without it, every load checks).
     pub fn remembering_checks_in(mut self, dir: &Path) -> ModuleCache {
-        let _ = crate::store::runroot::create_private(dir);
-        self.checked = Dir::open_ambient_dir(dir, ambient_authority()).ok();
+        let open = || Dir::open_ambient_dir(dir, ambient_authority());
+        // Opened first, made only when missing, as the cache itself.
+        self.checked = open()
+            .or_else(|_| crate::store::runroot::create_private(dir).and_then(|()| open()))
+            .ok();
         self
     }
 
