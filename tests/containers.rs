@@ -699,10 +699,10 @@ fn a_killed_monitor_is_noticed() {
         .to_string();
     let monitor = inspect(&b, &id);
     let pid = monitor["State"]["Pid"].as_i64().unwrap();
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap(),
-    )
-    .unwrap();
+    // The state file is a log of records, one per line: the last is current.
+    let file =
+        std::fs::read_to_string(b.root().join("containers").join(&id).join("state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(file.lines().last().unwrap()).unwrap();
     let monitor_pid = state["state"]["monitor_pid"].as_i64().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(monitor_pid as i32),
@@ -1020,4 +1020,90 @@ fn what_a_container_did_to_its_root_folder_survives_a_restart() {
     assert_eq!(b.ok(&["start", "-a", "chmodder"]), "755\n");
     assert_eq!(b.ok(&["start", "-a", "chmodder"]), "700\n");
     b.ok(&["rm", "chmodder"]);
+}
+
+#[test]
+fn a_state_file_cut_short_keeps_its_last_whole_record() {
+    let b = setup();
+    let id = b
+        .ok(&["create", "--name", "torn", "busybox", "sh", "-c", "exit 3"])
+        .trim()
+        .to_string();
+    b.output(&["start", "-a", "torn"]);
+    let state = b.root().join("containers").join(&id).join("state.json");
+    let records = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        records.lines().count() >= 2,
+        "a change is appended, not written over: {records}"
+    );
+    let exited = |b: &Berth| {
+        let i = inspect(b, "torn");
+        (i["State"]["Status"].clone(), i["State"]["ExitCode"].clone())
+    };
+    assert_eq!(exited(&b), ("exited".into(), 3.into()));
+
+    // A record half-written when the machine stopped: zeros where its bytes never landed.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&state)
+        .unwrap();
+    f.write_all(b"{\"id\":\"").unwrap();
+    f.write_all(&[0; 300]).unwrap();
+    drop(f);
+    assert_eq!(
+        exited(&b),
+        ("exited".into(), 3.into()),
+        "the last whole record"
+    );
+    assert!(b.ok(&["ps", "-a"]).contains("torn"));
+    // The next change lands whole after the torn one.
+    b.output(&["start", "-a", "torn"]);
+    let i = inspect(&b, "torn");
+    assert_eq!(i["State"]["ExitCode"], 3);
+    assert!(i["State"]["StartedAt"] != serde_json::Value::Null);
+
+    // A state file from before the log: one record over several lines.
+    let last = std::fs::read_to_string(&state).unwrap();
+    let record: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    std::fs::write(&state, serde_json::to_string_pretty(&record).unwrap()).unwrap();
+    assert_eq!(exited(&b), ("exited".into(), 3.into()));
+    b.output(&["start", "-a", "torn"]);
+    assert_eq!(exited(&b), ("exited".into(), 3.into()));
+    b.ok(&["rm", "torn"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn a_removed_containers_files_go_after_run_returns() {
+    let b = setup();
+    // What the container wrote goes too, whatever its modes.
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "--name",
+        "gone",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /a/b && echo x > /a/b/f && chmod 0 /a/b /a && exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    // Out of the store when `run` returns: not listed, its name free at once.
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    b.ok(&["run", "--rm", "--name", "gone", "busybox", "true"]);
+    // Its folder is removed by the container's init once `run` has returned.
+    let tmp = b.root().join("tmp");
+    let left = || std::fs::read_dir(&tmp).unwrap().count();
+    for _ in 0..200 {
+        if left() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        left(),
+        0,
+        "{:?}",
+        std::fs::read_dir(&tmp).unwrap().collect::<Vec<_>>()
+    );
 }

@@ -182,6 +182,8 @@ impl Monitor {
         let mut config = InitConfig {
             exit_fd: None,
             ready_fd: None,
+            cleanup_fd: None,
+            cleanup_in: None,
             id: c.id.clone(),
             spec: c.spec.clone(),
             wasm_module: known_wasm_module(&c, &plan, &wasm_cache.cache),
@@ -220,6 +222,17 @@ impl Monitor {
         let (ready_read, ready_write) = nix::unistd::pipe().map_err(start_err)?;
         close_on_exec(&ready_write)?;
         config.ready_fd = Some(ready_read.as_raw_fd());
+        // The cleanup pipe, with `--rm`: `__init` removes the container's folder after the end
+        // (see `Monitor::wait`).
+        let cleanup = if c.auto_remove {
+            let (cleanup_read, cleanup_write) = nix::unistd::pipe().map_err(start_err)?;
+            close_on_exec(&cleanup_write)?;
+            config.cleanup_fd = Some(cleanup_read.as_raw_fd());
+            config.cleanup_in = Some(store.tmp_dir());
+            Some((cleanup_read, cleanup_write))
+        } else {
+            None
+        };
         let (status_read, status_write) = nix::unistd::pipe().map_err(start_err)?;
         close_on_exec(&status_read)?;
         // The go pipe, when this process moves PID 1 into the cgroup (a user namespace's root
@@ -281,6 +294,9 @@ impl Monitor {
                 stderr: err_write,
             }
         };
+        // `__init` opens the cgroup the moment it may: the host's layout is looked up here,
+        // before the fork, for both processes.
+        cgroups::probe_host();
         let mut child = spawn::spawn(
             stdio,
             InitHandoff {
@@ -294,6 +310,10 @@ impl Monitor {
         drop(status_write);
         drop(exit_write);
         drop(ready_read);
+        if let Some((cleanup_read, cleanup_write)) = cleanup {
+            drop(cleanup_read);
+            child.set_cleanup(File::from(cleanup_write));
+        }
         let go_write = go.map(|(_, w)| w);
         drop(spawning);
 
@@ -466,7 +486,7 @@ impl Monitor {
     }
 
     /// Waits for the container to end, records its exit, cleans up (and removes it with
-    /// `--rm`). Returns its exit code.
+    /// `--rm`, returning before the kernel has ended its namespaces). Returns its exit code.
     pub fn wait(mut self) -> Result<i32, MonitorError> {
         let code = self.exit_code()?;
         stop_forwarding(self.pid);
@@ -497,11 +517,32 @@ impl Monitor {
         let ended = if self.container.auto_remove {
             // Recorded first (a `berth wait` may be reading it), then removed while the kernel
             // tears the namespaces down; the folder is renamed away in one step, so it is never
-            // listed half-removed. `__init` is reaped whatever happened.
+            // listed half-removed. `__init` has reaped PID 1 and reported the exit code: what
+            // is left of it is the kernel ending its namespaces (the mount namespace's RCU
+            // grace periods take most of a millisecond), which nothing here waits for. It is
+            // reaped now if it is gone, else by whoever inherits it when this process ends
+            // (the only callers with `--rm` end once this returns).
             let removed = record(&self.store, &self.container.id)
                 .map_err(MonitorError::from)
-                .and_then(|_| remove_files(&self.store, &self.container, true));
-            self.reap().and(removed)
+                .and_then(|_| {
+                    // `__init` removes the folder (its writable layer, log and state) once this
+                    // process no longer waits: most of a millisecond of directory removals on
+                    // some disks. The container is out of the store from the rename on.
+                    let id = &self.container.id;
+                    let owner = self.child.pid().as_raw() as u32;
+                    if let Some(folder) = self.store.retire_container_files(id, owner)?
+                        && !folder
+                            .file_name()
+                            .is_some_and(|name| self.child.remove_after(name))
+                    {
+                        crate::store::remove_tree(&folder)
+                            .ctx(|| format!("removing {}", folder.display()))?;
+                    }
+                    remove_volumes(&self.store, &self.container);
+                    Ok(())
+                });
+            self.child.try_wait();
+            removed
         } else {
             // A container that stays is recorded as exited once `__init` is gone, and with it
             // the namespaces and the overlay mounted in them: a restart can then mount the same
@@ -604,15 +645,20 @@ pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(
 fn remove_files(store: &Store, c: &Container, volumes: bool) -> Result<(), MonitorError> {
     store.remove_container_files(&c.id)?;
     if volumes {
-        for m in &c.spec.mounts {
-            if let Some(v) = &m.volume
-                && store.volume(v).is_ok_and(|v| v.anonymous)
-            {
-                let _ = store.remove_volume(v, true);
-            }
-        }
+        remove_volumes(store, c);
     }
     Ok(())
+}
+
+/// Removes a container's anonymous volumes.
+fn remove_volumes(store: &Store, c: &Container) {
+    for m in &c.spec.mounts {
+        if let Some(v) = &m.volume
+            && store.volume(v).is_ok_and(|v| v.anonymous)
+        {
+            let _ = store.remove_volume(v, true);
+        }
+    }
 }
 
 /// Reads the init's status lines: the container's pid (handed to `on_pid` as soon as it is

@@ -38,6 +38,8 @@ pub(crate) struct InitHandoff<'a> {
 pub(crate) struct InitChild {
     pid: Pid,
     code: Option<i32>,
+    /// The write end of its cleanup pipe, with `--rm` (see [`InitChild::remove_after`]).
+    cleanup: Option<File>,
 }
 
 impl InitChild {
@@ -46,11 +48,32 @@ impl InitChild {
         self.pid
     }
 
+    /// Holds the write end of its cleanup pipe (its read end is `InitConfig::cleanup_fd`).
+    pub fn set_cleanup(&mut self, pipe: File) {
+        self.cleanup = Some(pipe);
+    }
+
+    /// Hands it the folder `name` of the store's `tmp/` to remove once the container has ended
+    /// and it has reported the exit code, and closes the cleanup pipe: this process need not
+    /// wait for the removal (a millisecond or more on a disk that discards freed blocks at
+    /// once). `false` when it cannot take it (no cleanup pipe, or it is gone), and the caller
+    /// removes the folder.
+    pub fn remove_after(&mut self, name: &std::ffi::OsStr) -> bool {
+        use std::io::Write as _;
+        use std::os::unix::ffi::OsStrExt;
+        self.cleanup
+            .take()
+            .is_some_and(|mut pipe| pipe.write_all(name.as_bytes()).is_ok())
+    }
+
     /// Waits for it to end; its exit code (128 + the signal that killed it).
     pub fn wait(&mut self) -> io::Result<i32> {
         if let Some(code) = self.code {
             return Ok(code);
         }
+        // It waits on the cleanup pipe before it ends: closed, the pipe says there is nothing
+        // to remove.
+        self.cleanup = None;
         loop {
             match waitpid(self.pid, None) {
                 Ok(WaitStatus::Exited(_, code)) => {
@@ -65,6 +88,19 @@ impl InitChild {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Reaps it if it has ended; `true` then.
+    pub fn try_wait(&mut self) -> bool {
+        if self.code.is_some() {
+            return true;
+        }
+        match waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => self.code = Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => self.code = Some(128 + sig as i32),
+            _ => {}
+        }
+        self.code.is_some()
     }
 
     /// Kills it, unless it was reaped already (its pid may be another process' by then).
@@ -128,6 +164,7 @@ fn exec_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
     Ok(InitChild {
         pid: Pid::from_raw(child.id() as i32),
         code: None,
+        cleanup: None,
     })
 }
 
@@ -142,6 +179,7 @@ fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
         ForkResult::Parent { child } => Ok(InitChild {
             pid: child,
             code: None,
+            cleanup: None,
         }),
         ForkResult::Child => {
             // A panic must not unwind into the monitor's frames this child copied (their

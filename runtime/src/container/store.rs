@@ -2,6 +2,13 @@
 //! under a lock, found by name, id or unique id prefix. What a container needs only while the
 //! machine is up (its locks, its `/etc` files, its rootfs mount point) is in its run folder,
 //! `<run root>/<id>` (see [`crate::store::runroot`]).
+//!
+//! A state file is a log: one JSON record per line, the last complete one current. A change
+//! is appended under the container's lock, which costs the disk no new inode and no rename
+//! (on ext4, a rename over a file also writes the new one out at once); the file is rewritten
+//! whole, atomically, once it has grown past [`REWRITE_AT`]. A reader takes the last line that
+//! parses: an append caught half-written, or cut short by a power cut, leaves the record
+//! before it. A file of one pretty-printed record (written before the log) reads too.
 
 use std::fs;
 use std::path::PathBuf;
@@ -44,6 +51,32 @@ pub enum ContainerError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The size past which a state file is rewritten with its current record alone instead of
+/// growing (a container restarted in a loop appends a record or two per start).
+const REWRITE_AT: usize = 64 * 1024;
+
+/// One record of a state file: the container on one line.
+fn record(c: &Container) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(c).expect("a container serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The current record of a state file: its last line that parses (see the module's doc).
+pub(crate) fn parse_state(bytes: &[u8]) -> Result<Container, serde_json::Error> {
+    let last = bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .find_map(|line| serde_json::from_slice(line).ok());
+    match last {
+        Some(c) => Ok(c),
+        // One record over several lines (the format before the log), or nothing that parses:
+        // the error says what is wrong with the whole.
+        None => serde_json::from_slice(bytes),
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -116,7 +149,7 @@ impl Store {
         builder
             .create(&dir)
             .ctx(|| format!("creating {}", dir.display()))?;
-        let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
+        let bytes = record(c);
         if c.auto_remove {
             // A `--rm` container is gone when it ends anyway: one lost to a power cut need
             // not cost every start two disk flushes.
@@ -127,11 +160,26 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a container's state atomically. Not fsynced: state changes are frequent, and a
-    /// power loss at worst loses the latest one, which the monitor check repairs.
-    pub fn save_container(&self, c: &Container) -> Result<(), ContainerError> {
-        let bytes = serde_json::to_vec_pretty(c).expect("a container serializes");
-        self.write_file_unsynced(&self.container_dir(&c.id).join("state.json"), &bytes)?;
+    /// Appends a container's new state to its state file, whose bytes are `file` (read under
+    /// the container's lock, which the caller holds). Not fsynced: state changes are frequent,
+    /// and a power loss at worst loses the latest one, which the monitor check repairs.
+    fn save_container(&self, c: &Container, file: &[u8]) -> Result<(), ContainerError> {
+        use std::io::Write;
+        let path = self.container_dir(&c.id).join("state.json");
+        let mut bytes = record(c);
+        if file.len() + bytes.len() > REWRITE_AT {
+            self.write_file_unsynced(&path, &bytes)?;
+            return Ok(());
+        }
+        if !file.is_empty() && !file.ends_with(b"\n") {
+            // A torn last record (a full disk, a crash) must not swallow this one's start.
+            bytes.insert(0, b'\n');
+        }
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&bytes))
+            .ctx(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
@@ -145,11 +193,10 @@ impl Store {
                 cause: e,
             }),
         })?;
-        let mut c: Container =
-            serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
-                id: id.to_string(),
-                reason: e.to_string(),
-            })?;
+        let mut c = parse_state(&bytes).map_err(|e| ContainerError::Corrupt {
+            id: id.to_string(),
+            reason: e.to_string(),
+        })?;
         if matches!(c.state.status, Status::Running | Status::Restarting)
             && !c
                 .state
@@ -172,18 +219,20 @@ impl Store {
                     c.state.pid = None;
                 }
             })?;
-            c = self.read_state(id)?;
+            c = self.read_state(id)?.0;
         }
         Ok(c)
     }
 
-    fn read_state(&self, id: &str) -> Result<Container, ContainerError> {
+    /// A container's state, and the bytes of its state file.
+    fn read_state(&self, id: &str) -> Result<(Container, Vec<u8>), ContainerError> {
         let path = self.container_dir(id).join("state.json");
         let bytes = fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
+        let c = parse_state(&bytes).map_err(|e| ContainerError::Corrupt {
             id: id.to_string(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((c, bytes))
     }
 
     /// Changes a container's state under its lock and returns the new state.
@@ -193,9 +242,9 @@ impl Store {
         f: impl FnOnce(&mut Container),
     ) -> Result<Container, ContainerError> {
         let _g = self.lock_container(id)?;
-        let mut c = self.read_state(id)?;
+        let (mut c, file) = self.read_state(id)?;
         f(&mut c);
-        self.save_container(&c)?;
+        self.save_container(&c, &file)?;
         Ok(c)
     }
 
@@ -243,15 +292,27 @@ impl Store {
 
     /// Removes a container's folder (its writable layer, log and state) and its run folder.
     pub fn remove_container_files(&self, id: &str) -> Result<(), ContainerError> {
-        let dir = self.container_dir(id);
-        // Renamed away first: a half-removed container is never listed.
-        let tmp = self.temp_path("container");
-        if fs::rename(&dir, &tmp).is_ok() {
-            remove_tree(&tmp).ctx(|| format!("removing {}", dir.display()))?;
+        if let Some(tmp) = self.retire_container_files(id, std::process::id())? {
+            remove_tree(&tmp).ctx(|| format!("removing {}", tmp.display()))?;
         }
+        Ok(())
+    }
+
+    /// Takes a container out of the store: its run folder is removed, and its folder renamed
+    /// into `tmp/` in one step (a half-removed container is never listed), named for `owner`,
+    /// the process that removes it from there (no cleanup takes it for a leftover while that
+    /// process lives). Returns where the folder went, `None` if it was gone already.
+    pub fn retire_container_files(
+        &self,
+        id: &str,
+        owner: u32,
+    ) -> Result<Option<PathBuf>, ContainerError> {
+        let dir = self.container_dir(id);
+        let tmp = crate::store::atomic::temp_path_owned(&self.tmp_dir(), "container", owner);
+        let moved = fs::rename(&dir, &tmp).is_ok();
         let run = self.container_run_dir(id);
         remove_tree(&run).ctx(|| format!("removing {}", run.display()))?;
-        Ok(())
+        Ok(moved.then_some(tmp))
     }
 
     /// Removes run folders whose container is gone (its store folder was removed by hand, or

@@ -247,10 +247,10 @@ impl Store {
             let Ok(bytes) = std::fs::read(e.path().join("state.json")) else {
                 continue;
             };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            let Ok(c) = crate::container::store::parse_state(&bytes) else {
                 continue;
             };
-            if v.get("image_id").and_then(|i| i.as_str()) == Some(&image_id.to_string()) {
+            if c.image_id == *image_id {
                 ids.push(e.file_name().to_string_lossy().into_owned());
             }
         }

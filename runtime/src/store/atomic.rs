@@ -10,8 +10,14 @@ use rand::Rng;
 
 /// A unique name for a temp file or folder in `dir`.
 pub fn temp_path(dir: &Path, hint: &str) -> PathBuf {
+    temp_path_owned(dir, hint, std::process::id())
+}
+
+/// [`temp_path`] for a file that the process `owner` will finish with: no cleanup takes it
+/// for a leftover while that process lives.
+pub fn temp_path_owned(dir: &Path, hint: &str, owner: u32) -> PathBuf {
     let n: u64 = rand::rng().random();
-    dir.join(format!("{hint}-{}-{n:016x}", std::process::id()))
+    dir.join(format!("{hint}-{owner}-{n:016x}"))
 }
 
 /// Writes `bytes` to `target` atomically, staging in `tmp_dir` (same filesystem).

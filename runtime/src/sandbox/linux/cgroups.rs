@@ -224,6 +224,12 @@ fn host_layout() -> &'static (CgroupVersion, Vec<Hierarchy>) {
     })
 }
 
+/// Looks the host's cgroup layout up now, in a process about to fork `__init`: the child then
+/// finds it in memory.
+pub fn probe_host() {
+    host_layout();
+}
+
 /// The host's hierarchies.
 fn hierarchies() -> Vec<Hierarchy> {
     host_layout().1.clone()

@@ -60,6 +60,16 @@ pub struct InitConfig {
     /// cgroup are made, which it does while `__init` makes the namespaces.
     #[serde(default)]
     pub ready_fd: Option<RawFd>,
+    /// The cleanup pipe's fd (with `--rm`): once the exit code is reported, `__init` reads the
+    /// name of a folder to remove from it, in [`InitConfig::cleanup_in`] (the container's,
+    /// taken out of the store by the monitor), until the monitor closes it; the monitor need
+    /// not wait for the removal.
+    #[serde(default)]
+    pub cleanup_fd: Option<RawFd>,
+    /// Where the folders named on the cleanup pipe are: the store's `tmp/`. Opened before PID 1
+    /// pivots into the rootfs, which moves the root of `__init`'s mount namespace too.
+    #[serde(default)]
+    pub cleanup_in: Option<PathBuf>,
 }
 
 /// A failure before the workload runs, with Docker's exit code for it.
@@ -101,10 +111,16 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
 pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
     // Nothing the monitor inherited from its own caller may stay open here: an `--init` PID 1
     // lives on beside the workload, and an fd to a host folder is a way out of the rootfs.
-    let mut keep: Vec<RawFd> = [Some(status_fd), go_fd, cfg.exit_fd, cfg.ready_fd]
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut keep: Vec<RawFd> = [
+        Some(status_fd),
+        go_fd,
+        cfg.exit_fd,
+        cfg.ready_fd,
+        cfg.cleanup_fd,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     keep.sort_unstable();
     let closed = close_all_but(&keep);
     // Docker's umask for everything of the container (the folders made for it, its mount
@@ -160,6 +176,19 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     } else {
         (cgroups::ForkTarget::default(), None)
     };
+    // Opened while the host's files are in view (see `cleanup_in`); without it, the monitor
+    // removes the folder itself.
+    let cleanup = cfg.cleanup_fd.take().and_then(|fd| {
+        // SAFETY: the monitor passed this fd for us alone.
+        let pipe = unsafe { File::from_raw_fd(fd) };
+        let dir = cfg.cleanup_in.as_ref().and_then(|d| {
+            cap_std::fs::Dir::open_ambient_dir(d, cap_std::ambient_authority()).ok()
+        })?;
+        Some((pipe, dir))
+    });
+    // Opened now: once PID 1 has pivoted into the rootfs, so has this process (the same mount
+    // namespace), and a WASI rootfs has no /dev.
+    let null = File::options().read(true).write(true).open("/dev/null");
     // PID 1 tells by this pipe's write end closing that `__init` is gone (its parent is outside
     // its pid namespace, so getppid says nothing). This process holds the end until it exits.
     let (alive_read, alive_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -181,10 +210,11 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 std::process::exit(125);
             }
             drop(alive_read);
+            // The exit and cleanup pipes are __init's alone.
             if let Some(fd) = cfg.exit_fd {
-                // The exit pipe is __init's alone.
                 let _ = nix::unistd::close(fd);
             }
+            drop((cleanup, null));
             // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
             // one), before anything of the container runs.
             let joined = fork_target
@@ -204,13 +234,25 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             status_line(&status, &format!("pid {child}"));
             drop(status);
             // Our copies of the container's stdio would keep its output open until this
-            // process is gone.
-            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-                let _ = nix::unistd::dup2_stdin(&null);
-                let _ = nix::unistd::dup2_stdout(&null);
-                let _ = nix::unistd::dup2_stderr(&null);
+            // process is gone (and the monitor waits for the end of that output).
+            match null {
+                Ok(null) => {
+                    let _ = nix::unistd::dup2_stdin(&null);
+                    let _ = nix::unistd::dup2_stdout(&null);
+                    let _ = nix::unistd::dup2_stderr(&null);
+                }
+                Err(_) => {
+                    for fd in 0..3 {
+                        let _ = nix::unistd::close(fd);
+                    }
+                }
             }
             let code = wait_exit_code(child);
+            if cleanup.is_some() {
+                // The container has ended: the monitor's end no longer needs to end this
+                // process, which has its folder to remove after the monitor has gone.
+                let _ = nix::sys::prctl::set_pdeathsig(None);
+            }
             if let Some(fd) = cfg.exit_fd {
                 // SAFETY: the monitor passed this fd for us alone.
                 let mut exit = unsafe { File::from_raw_fd(fd) };
@@ -218,8 +260,25 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 // Closed now: the monitor reads to the end, and exit does not run drops.
                 drop(exit);
             }
+            if let Some((pipe, dir)) = cleanup {
+                remove_handed_over(pipe, &dir);
+            }
             std::process::exit(code)
         }
+    }
+}
+
+/// Removes the folder of `dir` the monitor names on the cleanup pipe, if it names one before
+/// it closes the pipe. Named for this process, the folder is a leftover for the store's cleanup
+/// only once this process is gone, which then removes what this one could not.
+fn remove_handed_over(mut pipe: File, dir: &cap_std::fs::Dir) {
+    use std::os::unix::ffi::OsStrExt;
+    // Background work from here on: woken on the monitor's CPU, this process would otherwise
+    // take it from the monitor before it returns.
+    let _ = rustix::process::setpriority_process(None, 19);
+    let mut name = Vec::new();
+    if std::io::Read::read_to_end(&mut pipe, &mut name).is_ok() && !name.is_empty() {
+        let _ = dir.remove_dir_all(std::ffi::OsStr::from_bytes(&name));
     }
 }
 
