@@ -1090,20 +1090,16 @@ fn a_removed_containers_files_go_after_run_returns() {
     assert_eq!(out.status.code(), Some(4));
     // Out of the store when `run` returns: not listed, its name free at once.
     assert_eq!(b.ok(&["ps", "-aq"]), "");
-    b.ok(&["run", "--rm", "--name", "gone", "busybox", "true"]);
-    // Its folder is removed by the container's init once `run` has returned.
-    let tmp = b.root().join("tmp");
-    let left = || std::fs::read_dir(&tmp).unwrap().count();
-    for _ in 0..200 {
-        if left() == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(
-        left(),
-        0,
-        "{:?}",
-        std::fs::read_dir(&tmp).unwrap().collect::<Vec<_>>()
-    );
+    // Its folder and cgroup are removed by the container's init once `run` has returned, in
+    // the foreground or detached.
+    let id = b
+        .ok(&["run", "-d", "--rm", "--name", "gone", "busybox", "true"])
+        .trim()
+        .to_string();
+    b.wait_until_gone(&id);
+    // The same for a container given up before its workload ran.
+    let (code, _) = b.fail(&["run", "--rm", "busybox", "nosuchcommand"]);
+    assert_eq!(code, 127);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(std::fs::read_dir(b.root().join("tmp")).unwrap().count(), 0);
 }

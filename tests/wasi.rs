@@ -120,6 +120,13 @@ fn build_marks_the_image_wasi_and_run_gives_output_args_env_and_exit_codes() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
     assert_eq!(b.ok(&["ps", "-aq"]), "", "--rm removed every container");
+    // A guest reports its exit before its process has ended: what it leaves (its folder, its
+    // cgroup) goes after `run` returns.
+    let id = b
+        .ok(&["run", "-d", "--rm", "probe", "exit", "3"])
+        .trim()
+        .to_string();
+    b.wait_until_gone(&id);
 }
 
 #[test]

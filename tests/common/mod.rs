@@ -111,6 +111,41 @@ impl Berth {
     }
 
     /// Imports the busybox rootfs as `name` and returns the image id.
+    /// Waits (up to 5 s) until nothing of the container `id` is left: its folder, a folder of
+    /// the store's `tmp/`, its run folder, its cgroup directories. Panics with what is left.
+    pub fn wait_until_gone(&self, id: &str) {
+        let run_root: serde_json::Value =
+            serde_json::from_str(&self.ok(&["info", "--format", "json"])).unwrap();
+        let run_root = PathBuf::from(run_root["RunRoot"].as_str().unwrap());
+        let left = || {
+            let mut left: Vec<PathBuf> =
+                [self.root().join("containers").join(id), run_root.join(id)]
+                    .into_iter()
+                    .filter(|p| p.exists())
+                    .collect();
+            left.extend(
+                std::fs::read_dir(self.root().join("tmp"))
+                    .unwrap()
+                    .map(|e| e.unwrap().path()),
+            );
+            left.extend(
+                std::fs::read_dir("/sys/fs/cgroup")
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.unwrap().path().join("berth").join(id))
+                    .filter(|p| p.exists()),
+            );
+            left
+        };
+        for _ in 0..500 {
+            if left().is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("left of container {id}: {:?}", left());
+    }
+
     pub fn import_busybox(&self, name: &str) -> String {
         let rootfs = busybox_rootfs(&self.path("busybox-rootfs"));
         self.ok(&[

@@ -131,6 +131,8 @@ pub struct Monitor {
     io: Vec<JoinHandle<()>>,
     proxy: Option<Proxy>,
     cgroup: Option<Cgroup>,
+    /// `__init` removes the cgroup once PID 1 has ended (`--rm`, without a user namespace).
+    cgroup_by_init: bool,
     raw_mode: Option<RawMode>,
     /// Kept open so a detached `-i` container's stdin does not see end-of-file.
     _stdin_hold: Option<Box<dyn Send>>,
@@ -465,6 +467,7 @@ impl Monitor {
             c.state.oom_killed = false;
             c.ports = bound.clone();
         })?;
+        let cgroup_by_init = c.auto_remove && !c.spec.security.userns;
         Ok(Monitor {
             store: store.clone(),
             child,
@@ -474,6 +477,7 @@ impl Monitor {
             io,
             proxy,
             cgroup,
+            cgroup_by_init,
             raw_mode,
             _stdin_hold: stdin_hold,
             _start_lock: start_lock,
@@ -497,13 +501,20 @@ impl Monitor {
             p.stop();
         }
         let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed());
-        // Nothing runs in the cgroup any more: removed on another thread meanwhile (a rmdir
-        // per hierarchy, a few tenths of a millisecond on v1).
-        let cgroup_removed = self.cgroup.take().map(|cg| {
-            std::thread::spawn(move || {
-                let _ = cg.remove();
+        // With `--rm`, `__init` removes the cgroup once it has reaped PID 1, which may still be
+        // ending (a WASI guest's reports its code first). Else nothing runs in it any more:
+        // removed on another thread meanwhile (a rmdir per hierarchy, a few tenths of a
+        // millisecond on v1).
+        let mut cgroup = self.cgroup.take();
+        let cgroup_removed = if self.cgroup_by_init {
+            None
+        } else {
+            cgroup.take().map(|cg| {
+                std::thread::spawn(move || {
+                    let _ = cg.remove();
+                })
             })
-        });
+        };
         drop(self.raw_mode.take());
         let record = |store: &Store, id: &str| {
             store.update_container(id, |c| {
@@ -530,13 +541,20 @@ impl Monitor {
                     // some disks. The container is out of the store from the rename on.
                     let id = &self.container.id;
                     let owner = self.child.pid().as_raw() as u32;
-                    if let Some(folder) = self.store.retire_container_files(id, owner)?
-                        && !folder
-                            .file_name()
-                            .is_some_and(|name| self.child.remove_after(name))
-                    {
-                        crate::store::remove_tree(&folder)
-                            .ctx(|| format!("removing {}", folder.display()))?;
+                    let folder = self.store.retire_container_files(id, owner)?;
+                    let handed = folder
+                        .as_ref()
+                        .and_then(|f| f.file_name())
+                        .is_some_and(|n| self.child.remove_after(n));
+                    if !handed {
+                        // `__init` is gone, perhaps without removing the cgroup.
+                        if let Some(cg) = cgroup.take() {
+                            let _ = cg.remove();
+                        }
+                        if let Some(f) = &folder {
+                            crate::store::remove_tree(f)
+                                .ctx(|| format!("removing {}", f.display()))?;
+                        }
                     }
                     remove_volumes(&self.store, &self.container);
                     Ok(())

@@ -520,6 +520,25 @@ impl Cgroup {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// A way to remove this (empty) cgroup later by handle, for a process whose paths are about
+    /// to change: `__init`, whose mount namespace PID 1 pivots into the rootfs.
+    pub fn remover(&self) -> Remover {
+        Remover {
+            dirs: self
+                .dirs
+                .iter()
+                .filter_map(|d| {
+                    let parent = cap_std::fs::Dir::open_ambient_dir(
+                        d.path.parent()?,
+                        cap_std::ambient_authority(),
+                    )
+                    .ok()?;
+                    Some((parent, d.path.file_name()?.to_owned()))
+                })
+                .collect(),
+        }
+    }
+
     /// The directory whose `cgroup.procs` lists every process: the unified one if any (it has
     /// cgroup.kill and cgroup.freeze too), else pids', else any.
     fn tracking_dir(&self) -> Option<&Dir> {
@@ -790,6 +809,36 @@ impl Cgroup {
                     return Err(self.io_err(format!("removing cgroup {}", dir.display()))(e));
                 }
             }
+        }
+    }
+}
+
+/// A cgroup's directories as handles on their parents (see [`Cgroup::remover`]).
+pub struct Remover {
+    dirs: Vec<(cap_std::fs::Dir, std::ffi::OsString)>,
+}
+
+impl Remover {
+    /// Removes the cgroup, and the sub-groups its processes made, once nothing runs in it:
+    /// best effort (what is busy stays for `berth rm`'s or the next removal's kill).
+    pub fn remove(&self) {
+        fn remove_in(parent: &cap_std::fs::Dir, name: &std::ffi::OsStr) {
+            if parent.remove_dir(name).is_ok() {
+                return;
+            }
+            if let Ok(dir) = parent.open_dir(name)
+                && let Ok(entries) = dir.entries()
+            {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        remove_in(&dir, &e.file_name());
+                    }
+                }
+            }
+            let _ = parent.remove_dir(name);
+        }
+        for (parent, name) in &self.dirs {
+            remove_in(parent, name);
         }
     }
 }

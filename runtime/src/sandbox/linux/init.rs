@@ -186,8 +186,23 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         })?;
         Some((pipe, dir))
     });
-    // Opened now: once PID 1 has pivoted into the rootfs, so has this process (the same mount
-    // namespace), and a WASI rootfs has no /dev.
+    // With `--rm` (a cleanup pipe), this process removes the cgroup after PID 1's end, so PID 1
+    // may report a WASI guest's exit code before that end (see the fork's child), if this
+    // process can then watch PID 1 and the monitor at once (pidfds: Linux 5.3).
+    let early_exit_report = cleanup.is_some()
+        && cgroup.is_some()
+        && rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .is_ok();
+    // Opened now, as the store's tmp/ and /dev/null are: once PID 1 has pivoted into the
+    // rootfs, so has this process (the same mount namespace).
+    let cgroup_remover = cgroup
+        .as_ref()
+        .filter(|_| cleanup.is_some())
+        .map(|cg| cg.remover());
+    // A WASI rootfs has no /dev.
     let null = File::options().read(true).write(true).open("/dev/null");
     // PID 1 tells by this pipe's write end closing that `__init` is gone (its parent is outside
     // its pid namespace, so getppid says nothing). This process holds the end until it exits.
@@ -210,11 +225,19 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 std::process::exit(125);
             }
             drop(alive_read);
-            // The exit and cleanup pipes are __init's alone.
-            if let Some(fd) = cfg.exit_fd {
-                let _ = nix::unistd::close(fd);
-            }
-            drop((cleanup, null));
+            // The exit pipe is __init's, except that with `--rm` a WASI guest's code goes on it
+            // the moment the guest ends (this process' own end, a few tenths of a millisecond
+            // of unmapping, is then not waited for): __init removes the cgroup once it has
+            // reaped this process. The cleanup pipe is __init's alone.
+            let exit_fd = if early_exit_report {
+                cfg.exit_fd
+            } else {
+                if let Some(fd) = cfg.exit_fd {
+                    let _ = nix::unistd::close(fd);
+                }
+                None
+            };
+            drop((cleanup, cgroup_remover, null));
             // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
             // one), before anything of the container runs.
             let joined = fork_target
@@ -224,7 +247,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 report_and_exit(&mut status, fail(125, e));
             }
             drop((fork_target, cgroup));
-            let e = match container_main(&cfg, &status, go_fd) {
+            let e = match container_main(&cfg, &status, go_fd, exit_fd) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -247,39 +270,106 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                     }
                 }
             }
-            let code = wait_exit_code(child);
-            if cleanup.is_some() {
-                // The container has ended: the monitor's end no longer needs to end this
-                // process, which has its folder to remove after the monitor has gone.
-                let _ = nix::sys::prctl::set_pdeathsig(None);
+            let report = |code: i32| {
+                if let Some(fd) = cfg.exit_fd {
+                    // SAFETY: the monitor passed this fd for us alone.
+                    let mut exit = unsafe { File::from_raw_fd(fd) };
+                    let _ = exit.write_all(format!("{code}\n").as_bytes());
+                    // Closed now: the monitor reads to the end, and exit does not run drops.
+                    drop(exit);
+                }
+            };
+            match cleanup {
+                Some((pipe, dir)) => end_with_cleanup(child, pipe, &dir, cgroup_remover, report),
+                None => {
+                    let code = wait_exit_code(child);
+                    report(code);
+                    std::process::exit(code)
+                }
             }
-            if let Some(fd) = cfg.exit_fd {
-                // SAFETY: the monitor passed this fd for us alone.
-                let mut exit = unsafe { File::from_raw_fd(fd) };
-                let _ = exit.write_all(format!("{code}\n").as_bytes());
-                // Closed now: the monitor reads to the end, and exit does not run drops.
-                drop(exit);
-            }
-            if let Some((pipe, dir)) = cleanup {
-                remove_handed_over(pipe, &dir);
-            }
-            std::process::exit(code)
         }
     }
 }
 
-/// Removes the folder of `dir` the monitor names on the cleanup pipe, if it names one before
-/// it closes the pipe. Named for this process, the folder is a leftover for the store's cleanup
-/// only once this process is gone, which then removes what this one could not.
-fn remove_handed_over(mut pipe: File, dir: &cap_std::fs::Dir) {
+/// `__init`'s end with `--rm`: waits for PID 1 (reports its exit code, removes the cgroup) and
+/// for the monitor to close the cleanup pipe, then removes the folder of `dir` the monitor
+/// named on it, and exits with the container's code.
+///
+/// The monitor may end before PID 1 does (a WASI guest's PID 1 reports its own code first), so
+/// no death signal links this process to the monitor here, which would end it before its
+/// cleanup: the pipe does. Closed with no name while PID 1 runs, it says the monitor gave the
+/// container up (or died), and PID 1 is killed, as the death signal would have.
+///
+/// The folder is named for this process: it is a leftover for the store's cleanup only once
+/// this process is gone, which then removes what this one could not.
+fn end_with_cleanup(
+    child: Pid,
+    mut pipe: File,
+    dir: &cap_std::fs::Dir,
+    cgroup: Option<cgroups::Remover>,
+    report: impl Fn(i32),
+) -> ! {
+    use rustix::event::{PollFd, PollFlags, poll};
     use std::os::unix::ffi::OsStrExt;
-    // Background work from here on: woken on the monitor's CPU, this process would otherwise
-    // take it from the monitor before it returns.
-    let _ = rustix::process::setpriority_process(None, 19);
+    let pidfd = rustix::process::Pid::from_raw(child.as_raw())
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    if pidfd.is_some() {
+        let _ = nix::sys::prctl::set_pdeathsig(None);
+    }
+    let mut code = None;
     let mut name = Vec::new();
-    if std::io::Read::read_to_end(&mut pipe, &mut name).is_ok() && !name.is_empty() {
+    let mut pipe_open = true;
+    let end = |code: &mut Option<i32>| {
+        let c = wait_exit_code(child);
+        report(c);
+        // Background work from here on: woken on the monitor's CPU, this process would
+        // otherwise take it from the monitor before it returns.
+        let _ = rustix::process::setpriority_process(None, 19);
+        if let Some(cg) = &cgroup {
+            // PID 1 is reaped: nothing runs in it any more.
+            cg.remove();
+        }
+        *code = Some(c);
+    };
+    while code.is_none() || pipe_open {
+        let (pid_ended, pipe_ready) = match (&pidfd, code.is_none(), pipe_open) {
+            (Some(pidfd), true, true) => {
+                let mut fds = [
+                    PollFd::new(pidfd, PollFlags::IN),
+                    PollFd::new(&pipe, PollFlags::IN),
+                ];
+                match poll(&mut fds, None) {
+                    Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => (true, false),
+                }
+            }
+            // No pidfd (Linux before 5.3): the death signal still holds, and PID 1 is waited
+            // for first.
+            (None, true, _) => (true, false),
+            (_, false, _) => (false, true),
+            (_, true, false) => (true, false),
+        };
+        if pid_ended {
+            end(&mut code);
+        }
+        if pipe_ready {
+            let mut buf = [0u8; 512];
+            match std::io::Read::read(&mut pipe, &mut buf) {
+                Ok(0) | Err(_) => {
+                    pipe_open = false;
+                    if name.is_empty() && code.is_none() {
+                        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    }
+                }
+                Ok(n) => name.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+    if !name.is_empty() {
         let _ = dir.remove_dir_all(std::ffi::OsStr::from_bytes(&name));
     }
+    std::process::exit(code.unwrap_or(137))
 }
 
 /// Closes every fd from 3 up except `keep` (sorted).
@@ -413,6 +503,7 @@ fn container_main(
     cfg: &InitConfig,
     status: &File,
     go_fd: Option<RawFd>,
+    exit_fd: Option<RawFd>,
 ) -> Result<std::convert::Infallible, StartError> {
     nix::unistd::setsid().map_err(|e| fail(125, format!("setsid: {e}")))?;
     if cfg.spec.tty {
@@ -460,9 +551,14 @@ fn container_main(
             &who,
             wasm_cache,
             cfg.wasm_module.as_ref(),
+            exit_fd,
         );
     }
     drop(wasm_cache);
+    if let Some(fd) = exit_fd {
+        // Only a WASI guest reports its own exit (see `run`).
+        let _ = nix::unistd::close(fd);
+    }
     drop_privileges(spec, &who)?;
 
     // The status pipe must close when the workload starts.
@@ -561,6 +657,7 @@ pub(crate) fn wasi_main(
     who: &user::ResolvedUser,
     cache: Option<wasi::ModuleCache>,
     known: Option<&wasi::KnownModule>,
+    exit_fd: Option<RawFd>,
 ) -> Result<std::convert::Infallible, StartError> {
     // While single-threaded (a mount namespace of its own needs it).
     rootfs::hide_system_mounts().map_err(|e| fail(125, e))?;
@@ -631,6 +728,18 @@ pub(crate) fn wasi_main(
             e.exit_code()
         }
     };
+    if let Some(fd) = exit_fd {
+        // The guest's output is complete (the monitor copies it to the end before it records
+        // the exit), then its code: the monitor goes on while this process ends.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        for stdio in 0..3 {
+            let _ = nix::unistd::close(stdio);
+        }
+        // SAFETY: the exit pipe's end was passed to this process for this alone.
+        let mut exit = unsafe { File::from_raw_fd(fd) };
+        let _ = exit.write_all(format!("{code}\n").as_bytes());
+    }
     std::process::exit(code)
 }
 

@@ -147,7 +147,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     // In a WASI container, exec runs another module of its filesystem as a guest.
     if let Some(kind) = wasm_program(spec, &program)? {
         return wasi_main(
-            spec, None, None, &program, kind, env, &who, wasm_cache, None,
+            spec, None, None, &program, kind, env, &who, wasm_cache, None, None,
         );
     }
     drop_privileges(spec, &who)?;
