@@ -84,8 +84,9 @@ impl Store {
         })
     }
 
-    /// Every image in the store, newest first.
-    pub fn images(&self) -> Result<Vec<Image>, ImageError> {
+    /// The images of the index by manifest digest, with their names (sorted), without reading
+    /// their manifests.
+    fn image_names(&self) -> Result<BTreeMap<Digest, Vec<ImageRef>>, ImageError> {
         let mut by_digest: BTreeMap<Digest, Vec<ImageRef>> = BTreeMap::new();
         for d in self.read_index()?.manifests() {
             if !is_manifest(d) {
@@ -98,9 +99,16 @@ impl Store {
                 names.push(name);
             }
         }
-        let mut images = Vec::new();
-        for (digest, mut names) in by_digest {
+        for names in by_digest.values_mut() {
             names.sort_by_key(|n| n.to_string());
+        }
+        Ok(by_digest)
+    }
+
+    /// Every image in the store, newest first.
+    pub fn images(&self) -> Result<Vec<Image>, ImageError> {
+        let mut images = Vec::new();
+        for (digest, names) in self.image_names()? {
             match self.load_image(&digest, names) {
                 Ok(image) => images.push(image),
                 // One broken image must not hide the others; `rmi` can still remove it by name.
@@ -114,11 +122,27 @@ impl Store {
     /// Finds an image as Docker does: a name (`busybox`, `busybox:1.36`, `name@sha256:…`),
     /// a full id (`sha256:…`) or a unique id prefix.
     pub fn find_image(&self, input: &str) -> Result<Image, ImageError> {
-        let images = self.images()?;
         let hex = input.strip_prefix("sha256:").unwrap_or(input);
         let looks_like_id =
             !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-        if input.starts_with("sha256:") || (looks_like_id && hex.len() == 64) {
+        let full_id = input.starts_with("sha256:") || (looks_like_id && hex.len() == 64);
+        // A name is looked up in the index alone: only its image's manifest and config are
+        // read (a `run` in a store of many images reads two blobs, not two per image).
+        if !full_id && let Ok(r) = ImageRef::parse(input) {
+            let by_digest = self.image_names()?;
+            let found = match r.digest() {
+                // A pull by an index digest names the platform's image with that digest.
+                Some(d) => by_digest
+                    .iter()
+                    .find(|(digest, names)| digest.to_string() == d || names.contains(&r)),
+                None => by_digest.iter().find(|(_, names)| names.contains(&r)),
+            };
+            if let Some((digest, names)) = found {
+                return self.load_image(digest, names.clone());
+            }
+        }
+        let images = self.images()?;
+        if full_id {
             if let Some(i) = images
                 .iter()
                 .find(|i| i.id.hex() == hex || i.digest.hex() == hex)
@@ -126,18 +150,6 @@ impl Store {
                 return Ok(i.clone());
             }
             return Err(ImageError::NotFound(input.to_string()));
-        }
-        if let Ok(r) = ImageRef::parse(input) {
-            let found = match r.digest() {
-                // A pull by an index digest names the platform's image with that digest.
-                Some(d) => images
-                    .iter()
-                    .find(|i| i.digest.to_string() == d || i.names.contains(&r)),
-                None => images.iter().find(|i| i.names.contains(&r)),
-            };
-            if let Some(i) = found {
-                return Ok(i.clone());
-            }
         }
         if looks_like_id {
             let hits: Vec<&Image> = images
