@@ -110,7 +110,6 @@ impl Berth {
             .expect("run script")
     }
 
-    /// Imports the busybox rootfs as `name` and returns the image id.
     /// Waits (up to 5 s) until nothing of the container `id` is left: its folder, a folder of
     /// the store's `tmp/`, its run folder, its cgroup directories. Panics with what is left.
     pub fn wait_until_gone(&self, id: &str) {
@@ -128,11 +127,13 @@ impl Berth {
                     .unwrap()
                     .map(|e| e.unwrap().path()),
             );
+            // v1 (and hybrid): a directory per hierarchy; v2: the one hierarchy.
             left.extend(
                 std::fs::read_dir("/sys/fs/cgroup")
                     .into_iter()
                     .flatten()
                     .map(|e| e.unwrap().path().join("berth").join(id))
+                    .chain([PathBuf::from("/sys/fs/cgroup/berth").join(id)])
                     .filter(|p| p.exists()),
             );
             left
@@ -146,6 +147,7 @@ impl Berth {
         panic!("left of container {id}: {:?}", left());
     }
 
+    /// Imports the busybox rootfs as `name` and returns the image id.
     pub fn import_busybox(&self, name: &str) -> String {
         let rootfs = busybox_rootfs(&self.path("busybox-rootfs"));
         self.ok(&[

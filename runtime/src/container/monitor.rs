@@ -123,7 +123,8 @@ pub struct Monitor {
     /// `__init`.
     child: InitChild,
     /// Where `__init` writes the container's exit code, before its own exit (which tears down
-    /// the namespaces, a millisecond or more that the cleanup overlaps).
+    /// the namespaces, a millisecond or more that the cleanup overlaps); with `--rm`, a WASI
+    /// guest's PID 1 writes it first, before its own end.
     exit: File,
     /// The container as it was started (`--rm`, its volumes).
     container: Container,
@@ -528,11 +529,12 @@ impl Monitor {
         let ended = if self.container.auto_remove {
             // Recorded first (a `berth wait` may be reading it), then removed while the kernel
             // tears the namespaces down; the folder is renamed away in one step, so it is never
-            // listed half-removed. `__init` has reaped PID 1 and reported the exit code: what
-            // is left of it is the kernel ending its namespaces (the mount namespace's RCU
-            // grace periods take most of a millisecond), which nothing here waits for. It is
-            // reaped now if it is gone, else by whoever inherits it when this process ends
-            // (the only callers with `--rm` end once this returns).
+            // listed half-removed. The exit code is in: what is left is PID 1's end (a WASI
+            // guest's reports its code before it), `__init`'s cleanup and the kernel ending the
+            // namespaces (the mount namespace's RCU grace periods take most of a millisecond),
+            // which nothing here waits for. `__init` is reaped now if it is gone, else by
+            // whoever inherits it when this process ends (the only callers with `--rm` end
+            // once this returns).
             let removed = record(&self.store, &self.container.id)
                 .map_err(MonitorError::from)
                 .and_then(|_| {
@@ -559,7 +561,13 @@ impl Monitor {
                     remove_volumes(&self.store, &self.container);
                     Ok(())
                 });
-            self.child.try_wait();
+            if self.child.try_wait()
+                && let Some(cg) = cgroup.take()
+            {
+                // `__init` has ended already: perhaps killed before it removed the cgroup
+                // (removing it twice is harmless).
+                let _ = cg.remove();
+            }
             removed
         } else {
             // A container that stays is recorded as exited once `__init` is gone, and with it

@@ -64,6 +64,19 @@ fn record(c: &Container) -> Vec<u8> {
     bytes
 }
 
+/// The image id a state file records (see the module's doc), read without the rest of the
+/// record: a record another version of berth wrote, which does not parse as a [`Container`]
+/// here, still names the image it keeps from removal.
+pub(crate) fn state_image_id(bytes: &[u8]) -> Option<String> {
+    let image_id = |v: serde_json::Value| v.get("image_id")?.as_str().map(str::to_string);
+    bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find_map(image_id)
+        .or_else(|| image_id(serde_json::from_slice(bytes).ok()?))
+}
+
 /// The current record of a state file: its last line that parses (see the module's doc).
 pub(crate) fn parse_state(bytes: &[u8]) -> Result<Container, serde_json::Error> {
     let last = bytes
@@ -203,8 +216,9 @@ impl Store {
                 .monitor_pid
                 .is_some_and(|p| process_alive(p, c.state.monitor_start))
         {
-            // The monitor was killed: its container died with it (it runs with a parent-death
-            // signal), so record it as killed.
+            // The monitor was killed: its container died with it (its init runs with a
+            // parent-death signal, or with `--rm` watches the monitor's cleanup pipe), so
+            // record it as killed.
             self.update_container(&c.id, |c| {
                 if matches!(c.state.status, Status::Running | Status::Restarting)
                     && !c
@@ -311,7 +325,11 @@ impl Store {
         let tmp = crate::store::atomic::temp_path_owned(&self.tmp_dir(), "container", owner);
         let moved = fs::rename(&dir, &tmp).is_ok();
         let run = self.container_run_dir(id);
-        remove_tree(&run).ctx(|| format!("removing {}", run.display()))?;
+        // The container is gone from the store with the rename: a run folder left behind is
+        // for `container prune`, not a failure of the removal.
+        if let Err(e) = remove_tree(&run) {
+            tracing::warn!("removing {}: {e}", run.display());
+        }
         Ok(moved.then_some(tmp))
     }
 

@@ -259,10 +259,9 @@ impl Store {
             let Ok(bytes) = std::fs::read(e.path().join("state.json")) else {
                 continue;
             };
-            let Ok(c) = crate::container::store::parse_state(&bytes) else {
-                continue;
-            };
-            if c.image_id == *image_id {
+            if crate::container::store::state_image_id(&bytes).as_deref()
+                == Some(&image_id.to_string())
+            {
                 ids.push(e.file_name().to_string_lossy().into_owned());
             }
         }

@@ -819,26 +819,40 @@ pub struct Remover {
 }
 
 impl Remover {
-    /// Removes the cgroup, and the sub-groups its processes made, once nothing runs in it:
-    /// best effort (what is busy stays for `berth rm`'s or the next removal's kill).
+    /// Removes the cgroup and the sub-groups its processes made, as [`Cgroup::remove`] does: a
+    /// directory still busy (a `berth exec` helper that joined it and has not ended yet) has
+    /// what runs in it killed, and its removal is tried again for a while.
     pub fn remove(&self) {
-        fn remove_in(parent: &cap_std::fs::Dir, name: &std::ffi::OsStr) {
-            if parent.remove_dir(name).is_ok() {
-                return;
-            }
-            if let Ok(dir) = parent.open_dir(name)
-                && let Ok(entries) = dir.entries()
-            {
-                for e in entries.flatten() {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        remove_in(&dir, &e.file_name());
+        fn remove_in(parent: &cap_std::fs::Dir, name: &std::ffi::OsStr, deadline: Instant) {
+            loop {
+                match parent.remove_dir(name) {
+                    Ok(()) => return,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                    Err(_) => return,
+                }
+                if Instant::now() >= deadline {
+                    return;
+                }
+                if let Ok(dir) = parent.open_dir(name) {
+                    if let Ok(entries) = dir.entries() {
+                        for e in entries.flatten() {
+                            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                                remove_in(&dir, &e.file_name(), deadline);
+                            }
+                        }
+                    }
+                    let procs = dir.read_to_string("cgroup.procs").unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill has no memory effects.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
                     }
                 }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = parent.remove_dir(name);
         }
+        let deadline = Instant::now() + SETTLE;
         for (parent, name) in &self.dirs {
-            remove_in(parent, name);
+            remove_in(parent, name, deadline);
         }
     }
 }

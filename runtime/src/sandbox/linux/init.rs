@@ -5,8 +5,12 @@
 //! monitor): it may unshare and fork freely (nothing unsafe runs between a fork and an exec
 //! in a threaded process). It joins
 //! the container's cgroup, unshares the namespaces and forks PID 1 of the new pid namespace,
-//! then waits for it and exits with its status. PID 1 builds the rootfs, pivots into it,
-//! drops privileges and execs the workload (or, with `--init`, forks it and reaps zombies).
+//! then waits for it, reports its exit code on the exit pipe and exits with it. With `--rm` it
+//! then also removes the cgroup and the container's folder, which the monitor hands it on the
+//! cleanup pipe, so the monitor need not wait for either (see `end_with_cleanup`). PID 1
+//! builds the rootfs, pivots into it, drops privileges and execs the workload (or, with
+//! `--init`, forks it and reaps zombies; with `--rm`, a WASI guest's PID 1 reports its exit
+//! code itself the moment the guest ends).
 //!
 //! Progress goes to the monitor over the status pipe `FD`, one line each:
 //! `pid N` (the container's first process, as the host sees it) and, if the workload could
@@ -53,17 +57,20 @@ pub struct InitConfig {
     /// The WASI program's digest, when the monitor knows it.
     #[serde(default)]
     pub wasm_module: Option<wasi::KnownModule>,
-    /// The exit pipe's fd: `__init` writes the container's exit code on it before it exits.
+    /// The exit pipe's fd: `__init` writes the container's exit code on it before it exits
+    /// (with `--rm`, a WASI guest's PID 1 may have written it first: the monitor reads the
+    /// first line).
     #[serde(default)]
     pub exit_fd: Option<RawFd>,
     /// The ready pipe's fd: the monitor writes a byte on it once the rootfs files and the
     /// cgroup are made, which it does while `__init` makes the namespaces.
     #[serde(default)]
     pub ready_fd: Option<RawFd>,
-    /// The cleanup pipe's fd (with `--rm`): once the exit code is reported, `__init` reads the
-    /// name of a folder to remove from it, in [`InitConfig::cleanup_in`] (the container's,
-    /// taken out of the store by the monitor), until the monitor closes it; the monitor need
-    /// not wait for the removal.
+    /// The cleanup pipe's fd (with `--rm`): `__init` watches it while PID 1 runs (closed with
+    /// nothing on it, it means the monitor gave the container up) and reads from it the name
+    /// of a folder to remove, in [`InitConfig::cleanup_in`] (the container's, taken out of the
+    /// store by the monitor), until the monitor closes it; the monitor need not wait for the
+    /// removal.
     #[serde(default)]
     pub cleanup_fd: Option<RawFd>,
     /// Where the folders named on the cleanup pipe are: the store's `tmp/`. Opened before PID 1
@@ -291,9 +298,10 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     }
 }
 
-/// `__init`'s end with `--rm`: waits for PID 1 (reports its exit code, removes the cgroup) and
-/// for the monitor to close the cleanup pipe, then removes the folder of `dir` the monitor
-/// named on it, and exits with the container's code.
+/// `__init`'s end with `--rm`: waits for PID 1 (and reports its exit code) and for the monitor
+/// to close the cleanup pipe, then removes the cgroup (the monitor has read what it needs from
+/// it by then) and the folder of `dir` the monitor named on the pipe, and exits with the
+/// container's code.
 ///
 /// The monitor may end before PID 1 does (a WASI guest's PID 1 reports its own code first), so
 /// no death signal links this process to the monitor here, which would end it before its
@@ -321,14 +329,13 @@ fn end_with_cleanup(
     let mut pipe_open = true;
     let end = |code: &mut Option<i32>| {
         let c = wait_exit_code(child);
+        // PID 1 is gone: the monitor's end no longer needs to end this process (without a
+        // pidfd, the death signal was kept until now).
+        let _ = nix::sys::prctl::set_pdeathsig(None);
         report(c);
         // Background work from here on: woken on the monitor's CPU, this process would
         // otherwise take it from the monitor before it returns.
         let _ = rustix::process::setpriority_process(None, 19);
-        if let Some(cg) = &cgroup {
-            // PID 1 is reaped: nothing runs in it any more.
-            cg.remove();
-        }
         *code = Some(c);
     };
     while code.is_none() || pipe_open {
@@ -344,8 +351,7 @@ fn end_with_cleanup(
                     Err(_) => (true, false),
                 }
             }
-            // No pidfd (Linux before 5.3): the death signal still holds, and PID 1 is waited
-            // for first.
+            // No pidfd (Linux before 5.3): the death signal holds until PID 1 is waited for.
             (None, true, _) => (true, false),
             (_, false, _) => (false, true),
             (_, true, false) => (true, false),
@@ -356,15 +362,21 @@ fn end_with_cleanup(
         if pipe_ready {
             let mut buf = [0u8; 512];
             match std::io::Read::read(&mut pipe, &mut buf) {
-                Ok(0) | Err(_) => {
+                Ok(0) => {
                     pipe_open = false;
                     if name.is_empty() && code.is_none() {
                         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                     }
                 }
                 Ok(n) => name.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => pipe_open = false,
             }
         }
+    }
+    if let Some(cg) = &cgroup {
+        // PID 1 is reaped: nothing of the container runs in it any more.
+        cg.remove();
     }
     if !name.is_empty() {
         let _ = dir.remove_dir_all(std::ffi::OsStr::from_bytes(&name));
@@ -739,6 +751,10 @@ pub(crate) fn wasi_main(
         // SAFETY: the exit pipe's end was passed to this process for this alone.
         let mut exit = unsafe { File::from_raw_fd(fd) };
         let _ = exit.write_all(format!("{code}\n").as_bytes());
+        // Nothing is left to flush, and nothing may hold this process' end up now that the
+        // monitor goes on: no exit handlers.
+        // SAFETY: _exit ends the process at once.
+        unsafe { nix::libc::_exit(code) };
     }
     std::process::exit(code)
 }
