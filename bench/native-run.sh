@@ -116,6 +116,8 @@ cleanup() {
     # The store's run root is on a tmpfs outside the work folder (see README.md).
     if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
         rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
+        # Network namespaces made ahead are mounts there.
+        for s in "${rr:-/nonexistent}"/netns/spare-*; do umount -l "$s" 2>/dev/null || true; done
         [[ -n $rr && $rr != "$work"* ]] && rm -rf "$rr"
     fi
     if [[ -d $work/podman/root ]]; then

@@ -1103,3 +1103,99 @@ fn a_removed_containers_files_go_after_run_returns() {
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     assert_eq!(std::fs::read_dir(b.root().join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn network_namespaces_made_ahead_are_fresh_and_never_shared() {
+    let b = setup();
+    let info: serde_json::Value =
+        serde_json::from_str(&b.ok(&["info", "--format", "json"])).unwrap();
+    let spares = std::path::PathBuf::from(info["RunRoot"].as_str().unwrap()).join("netns");
+    let waiting = || {
+        std::fs::read_dir(&spares)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("spare-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let wait_for_spare = || {
+        for _ in 0..500 {
+            if waiting() > 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "no network namespace was made ahead in {}",
+            spares.display()
+        );
+    };
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    // A container that changes its namespace leaves nothing for the next one: the --rm
+    // container's end makes a new namespace for it.
+    let first = b.ok(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+        "sh",
+        "-c",
+        "ip addr add 10.9.9.9/32 dev lo && readlink /proc/self/ns/net",
+    ]);
+    wait_for_spare();
+    let second = b.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip addr show lo && readlink /proc/self/ns/net && ping -c 1 -W 2 127.0.0.1",
+    ]);
+    assert!(!second.contains("10.9.9.9"), "{second}");
+    assert!(second.contains("LOOPBACK,UP"), "lo is up: {second}");
+    assert!(second.contains("1 packets received"), "{second}");
+    let ns_of = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("net:["))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(ns_of(&first), ns_of(&second));
+    for out in [&first, &second] {
+        assert_ne!(ns_of(out), host.to_string_lossy(), "not the host's");
+    }
+    // Containers running at once never share one, whichever got the spare.
+    wait_for_spare();
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            b.ok(&["run", "-d", "--rm", "busybox", "sleep", "1000"])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let namespaces: Vec<String> = ids
+        .iter()
+        .map(|id| b.ok(&["exec", id, "readlink", "/proc/1/ns/net"]))
+        .collect();
+    assert_ne!(namespaces[0], namespaces[1]);
+    for id in &ids {
+        b.ok(&["rm", "-f", id]);
+    }
+    // `system prune` lets the waiting ones go.
+    wait_for_spare();
+    b.ok(&["system", "prune", "-f"]);
+    assert_eq!(waiting(), 0);
+    // With --network host there is no namespace to take or make.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(out.trim(), host.to_string_lossy());
+}

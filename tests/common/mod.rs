@@ -25,6 +25,12 @@ impl Drop for Berth {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
             && let Some(run_root) = v["RunRoot"].as_str()
         {
+            // Network namespaces made ahead are mounts there.
+            if let Ok(spares) = std::fs::read_dir(std::path::Path::new(run_root).join("netns")) {
+                for s in spares.flatten() {
+                    let _ = nix::mount::umount2(&s.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
             let _ = std::fs::remove_dir_all(run_root);
         }
     }

@@ -24,7 +24,8 @@ pub struct SystemArgs {
 /// `berth system` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Remove stopped containers, dangling images, the build cache and leftovers
+    /// Remove stopped containers, dangling images, the build cache, network namespaces made
+    /// ahead and leftovers
     Prune {
         /// Remove every image no container uses, not just dangling ones
         #[arg(short, long)]
@@ -59,6 +60,10 @@ pub fn run(g: &GlobalOptions, a: SystemArgs) -> Result<ExitCode> {
             let images = super::image::prune_images(&store, all)?;
             let cache = Cache::new(&store).prune(&store)?;
             let gc = store.collect_garbage()?;
+            // The network namespaces made ahead for the next containers: kernel memory, and
+            // mounts in the run root (made again by the next `run --rm`).
+            #[cfg(target_os = "linux")]
+            berth_runtime::network::spare::release_all(&store.run_root().join("netns"));
             if !containers.is_empty() {
                 println!("Deleted Containers:");
                 containers.iter().for_each(|c| println!("{c}"));

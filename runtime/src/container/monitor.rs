@@ -187,6 +187,8 @@ impl Monitor {
             ready_fd: None,
             cleanup_fd: None,
             cleanup_in: None,
+            netns_spares: (c.spec.network != NetworkMode::Host && !c.spec.security.userns)
+                .then(|| store.run_root().join("netns")),
             id: c.id.clone(),
             spec: c.spec.clone(),
             wasm_module: known_wasm_module(&c, &plan, &wasm_cache.cache),

@@ -1,6 +1,8 @@
-//! Container networking: a private network namespace with loopback, and published ports
-//! served by a userspace proxy that connects into the container's namespace.
+//! Container networking: a private network namespace with loopback (made ahead where it can
+//! be), and published ports served by a userspace proxy that connects into the container's
+//! namespace.
 
 pub mod loopback;
 pub mod ports;
 pub mod proxy;
+pub mod spare;

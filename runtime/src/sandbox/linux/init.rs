@@ -73,6 +73,10 @@ pub struct InitConfig {
     /// removal.
     #[serde(default)]
     pub cleanup_fd: Option<RawFd>,
+    /// The store's folder of network namespaces made ahead (`network::spare`), when the
+    /// container may take one (a network namespace of its own, no user namespace).
+    #[serde(default)]
+    pub netns_spares: Option<PathBuf>,
     /// Where the folders named on the cleanup pipe are: the store's `tmp/`. Opened before PID 1
     /// pivots into the rootfs, which moves the root of `__init`'s mount namespace too.
     #[serde(default)]
@@ -150,6 +154,12 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             fail(125, "the monitor ended before the container started"),
         );
     }
+    // With `--rm`, the next container's network namespace is made at the end (see
+    // `end_with_cleanup`), in the host's mount namespace, which this one is left for next.
+    let host_mounts = cfg
+        .cleanup_fd
+        .and(cfg.netns_spares.as_ref())
+        .and_then(|_| File::open("/proc/self/ns/mnt").ok());
     // The namespaces first, while the monitor makes the rootfs files and the cgroup; a user
     // namespace's needs those files (it hands the writable layer to its root), so it waits.
     let userns = cfg.spec.security.userns;
@@ -244,7 +254,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 }
                 None
             };
-            drop((cleanup, cgroup_remover, null));
+            drop((cleanup, cgroup_remover, null, host_mounts));
             // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
             // one), before anything of the container runs.
             let joined = fork_target
@@ -287,7 +297,10 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 }
             };
             match cleanup {
-                Some((pipe, dir)) => end_with_cleanup(child, pipe, &dir, cgroup_remover, report),
+                Some((pipe, dir)) => {
+                    let spare = host_mounts.zip(cfg.netns_spares.clone());
+                    end_with_cleanup(child, pipe, &dir, cgroup_remover, spare, report)
+                }
                 None => {
                     let code = wait_exit_code(child);
                     report(code);
@@ -300,8 +313,9 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
 
 /// `__init`'s end with `--rm`: waits for PID 1 (and reports its exit code) and for the monitor
 /// to close the cleanup pipe, then removes the cgroup (the monitor has read what it needs from
-/// it by then) and the folder of `dir` the monitor named on the pipe, and exits with the
-/// container's code.
+/// it by then) and the folder of `dir` the monitor named on the pipe, makes a network
+/// namespace for the next container in `spare`'s folder (back in the host's mount namespace,
+/// `spare`'s file), and exits with the container's code.
 ///
 /// The monitor may end before PID 1 does (a WASI guest's PID 1 reports its own code first), so
 /// no death signal links this process to the monitor here, which would end it before its
@@ -315,6 +329,7 @@ fn end_with_cleanup(
     mut pipe: File,
     dir: &cap_std::fs::Dir,
     cgroup: Option<cgroups::Remover>,
+    spare: Option<(File, PathBuf)>,
     report: impl Fn(i32),
 ) -> ! {
     use rustix::event::{PollFd, PollFlags, poll};
@@ -380,6 +395,11 @@ fn end_with_cleanup(
     }
     if !name.is_empty() {
         let _ = dir.remove_dir_all(std::ffi::OsStr::from_bytes(&name));
+    }
+    if let Some((host_mounts, spares)) = spare
+        && nix::sched::setns(&host_mounts, CloneFlags::CLONE_NEWNS).is_ok()
+    {
+        let _ = crate::network::spare::make(&spares);
     }
     std::process::exit(code.unwrap_or(137))
 }
@@ -491,7 +511,14 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID;
     if cfg.spec.network != NetworkMode::Host {
-        flags |= CloneFlags::CLONE_NEWNET;
+        // A namespace made ahead, else a new one.
+        let spare = cfg
+            .netns_spares
+            .as_deref()
+            .and_then(crate::network::spare::take);
+        if spare.is_none_or(|ns| nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).is_err()) {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
     }
     nix::sched::unshare(flags).map_err(|e| fail(125, format!("creating namespaces: {e}")))?;
     Ok(())
