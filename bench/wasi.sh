@@ -39,8 +39,11 @@
 # - berth does what a user's `berth run --rm` does: open the store, resolve the image, record
 #   the container, overlay rootfs, namespaces (mount, pid, uts, ipc, net), cgroup, seccomp,
 #   then in the container's PID 1 look the module up in the compile cache (the module's
-#   sha256 remembered for its layer, the artifact's xxh3 checked), map it, run it through wasmtime-wasi p1 with the rootfs as
-#   the guest's `/`, log its output, record the exit, remove the container.
+#   sha256 remembered for its layer, the artifact's xxh3 checked), map it, run it through
+#   wasmtime-wasi p1 with the rootfs as the guest's `/`, log its output, record the exit,
+#   take the container out of the store. berth returns then; the container's init removes its
+#   folder and cgroup afterwards, and makes a network namespace for the next container, in
+#   the background (at nice 19), which overlaps the next run.
 # - wasmtime runs the module in-process with no isolation beyond WASI's own, the floor.
 #   For the big module it gets the same files: the image's files unpacked into a folder
 #   preopened as the guest's `/` (--dir D::/), so both search the same file by the same path.
@@ -230,6 +233,11 @@ if hyperfine --help 2>/dev/null | grep -q -- '^ *-N'; then noshell=(-N); else no
 measure() { # name, runs, warmup, hyperfine args...
     local name=$1 runs=$2 warmup=$3
     shift 3
+    # What the steps before wrote (the builds' layers and compiled artifacts, the previous
+    # case) goes to disk before a case is timed: its writeback would otherwise land in the
+    # berth runs of the next case, which use that disk, and not in wasmtime's. Once per case,
+    # not per run: what berth's own runs write stays in its times.
+    sync
     hyperfine "${noshell[@]}" --warmup "$warmup" --runs "$runs" \
         --export-json "$work/$name.json" "$@"
 }

@@ -64,6 +64,7 @@ pub fn run(g: &GlobalOptions, a: SystemArgs) -> Result<ExitCode> {
             // mounts in the run root (made again by the next `run --rm`).
             #[cfg(target_os = "linux")]
             berth_runtime::network::spare::release_all(&store.run_root().join("netns"));
+            berth_runtime::container::store::remove_spare_folders(&store.containers_dir());
             if !containers.is_empty() {
                 println!("Deleted Containers:");
                 containers.iter().for_each(|c| println!("{c}"));

@@ -189,6 +189,7 @@ impl Monitor {
             cleanup_in: None,
             netns_spares: (c.spec.network != NetworkMode::Host && !c.spec.security.userns)
                 .then(|| store.run_root().join("netns")),
+            spare_folders: None,
             id: c.id.clone(),
             spec: c.spec.clone(),
             wasm_module: known_wasm_module(&c, &plan, &wasm_cache.cache),
@@ -234,6 +235,7 @@ impl Monitor {
             close_on_exec(&cleanup_write)?;
             config.cleanup_fd = Some(cleanup_read.as_raw_fd());
             config.cleanup_in = Some(store.tmp_dir());
+            config.spare_folders = Some(store.containers_dir());
             Some((cleanup_read, cleanup_write))
         } else {
             None
@@ -869,7 +871,11 @@ struct RootfsFiles {
 
 impl RootfsFiles {
     fn make(&self) -> Result<(), MonitorError> {
-        if let Some(work) = &self.fresh_work {
+        if let Some(work) = &self.fresh_work
+            && work.join("incompat").exists()
+        {
+            // What a `volatile` overlay that was not unmounted cleanly leaves: it would refuse
+            // to be mounted again.
             let _ = std::fs::remove_dir_all(work);
         }
         for (d, mode) in &self.dirs {

@@ -53,6 +53,61 @@ pub enum ContainerError {
     Store(#[from] StoreError),
 }
 
+/// How many container folders made ahead wait at most (see [`make_spare_folder`]).
+const SPARE_FOLDERS: usize = 1;
+
+/// Makes a container folder ahead in `containers` (the store's `containers/`), unless one
+/// waits already: `.spare-*`, with the empty writable layer's `upper` and `work` and an empty
+/// log, so that the next new container makes none of them. A `--rm` container's init calls
+/// this at its end, as background work: on the disk a store is on, a new inode costs a start
+/// more than anything else it does (ext4 without a journal skips, for each, every inode freed
+/// in the last half minute). Listings skip these folders (they have no state); a new container
+/// takes one by renaming it to its id, which only one can.
+pub fn make_spare_folder(containers: &std::path::Path) -> std::io::Result<()> {
+    let is_spare = |e: &fs::DirEntry| e.file_name().to_string_lossy().starts_with(".spare-");
+    if fs::read_dir(containers)?.flatten().filter(is_spare).count() >= SPARE_FOLDERS {
+        return Ok(());
+    }
+    let n: u64 = rand::random();
+    // Made under a temporary name, then renamed: a folder named `.spare-*` is complete.
+    let tmp = containers.join(format!(".making-{n:016x}"));
+    let made = (|| {
+        crate::store::make_dir(&tmp, 0o700)?;
+        crate::store::make_dir(&tmp.join("upper"), 0o755)?;
+        crate::store::make_dir(&tmp.join("work"), 0o700)?;
+        fs::File::create(tmp.join("log.json"))?;
+        fs::rename(&tmp, containers.join(format!(".spare-{n:016x}")))
+    })();
+    if made.is_err() {
+        let _ = remove_tree(&tmp);
+    }
+    made
+}
+
+/// Removes the container folders made ahead in `containers`, and half-made ones
+/// (`berth system prune`).
+pub fn remove_spare_folders(containers: &std::path::Path) {
+    let Ok(entries) = fs::read_dir(containers) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".spare-") || name.starts_with(".making-") {
+            let _ = remove_tree(&e.path());
+        }
+    }
+}
+
+/// Takes a container folder made ahead in `containers` as `to`; whether there was one.
+fn take_spare_folder(containers: &std::path::Path, to: &std::path::Path) -> bool {
+    let Ok(entries) = fs::read_dir(containers) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(".spare-") && fs::rename(e.path(), to).is_ok()
+    })
+}
+
 /// The size past which a state file is rewritten with its current record alone instead of
 /// growing (a container restarted in a loop appends a record or two per start).
 const REWRITE_AT: usize = 64 * 1024;
@@ -159,9 +214,11 @@ impl Store {
         let mut builder = fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&dir)
-            .ctx(|| format!("creating {}", dir.display()))?;
+        if !take_spare_folder(&self.containers_dir(), &dir) {
+            builder
+                .create(&dir)
+                .ctx(|| format!("creating {}", dir.display()))?;
+        }
         let bytes = record(c);
         if c.auto_remove {
             // A `--rm` container is gone when it ends anyway: one lost to a power cut need

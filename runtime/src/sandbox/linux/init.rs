@@ -77,6 +77,10 @@ pub struct InitConfig {
     /// container may take one (a network namespace of its own, no user namespace).
     #[serde(default)]
     pub netns_spares: Option<PathBuf>,
+    /// With `--rm`, where `__init` makes a container folder ahead for the next container at its
+    /// end (`container::store::make_spare_folder`): the store's `containers/`.
+    #[serde(default)]
+    pub spare_folders: Option<PathBuf>,
     /// Where the folders named on the cleanup pipe are: the store's `tmp/`. Opened before PID 1
     /// pivots into the rootfs, which moves the root of `__init`'s mount namespace too.
     #[serde(default)]
@@ -158,7 +162,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     // `end_with_cleanup`), in the host's mount namespace, which this one is left for next.
     let host_mounts = cfg
         .cleanup_fd
-        .and(cfg.netns_spares.as_ref())
+        .filter(|_| cfg.netns_spares.is_some() || cfg.spare_folders.is_some())
         .and_then(|_| File::open("/proc/self/ns/mnt").ok());
     // The namespaces first, while the monitor makes the rootfs files and the cgroup; a user
     // namespace's needs those files (it hands the writable layer to its root), so it waits.
@@ -298,8 +302,12 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             };
             match cleanup {
                 Some((pipe, dir)) => {
-                    let spare = host_mounts.zip(cfg.netns_spares.clone());
-                    end_with_cleanup(child, pipe, &dir, cgroup_remover, spare, report)
+                    let ahead = host_mounts.map(|host_mounts| MadeAhead {
+                        host_mounts,
+                        netns: cfg.netns_spares.clone(),
+                        folders: cfg.spare_folders.clone(),
+                    });
+                    end_with_cleanup(child, pipe, &dir, cgroup_remover, ahead, report)
                 }
                 None => {
                     let code = wait_exit_code(child);
@@ -311,11 +319,20 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     }
 }
 
+/// What `__init` makes ahead for the next container at its end, in the host's mount namespace.
+struct MadeAhead {
+    /// The host's mount namespace (`/proc/self/ns/mnt`, opened before this one was made).
+    host_mounts: File,
+    /// Where a network namespace is made (`network::spare`).
+    netns: Option<PathBuf>,
+    /// Where a container folder is made (`container::store::make_spare_folder`).
+    folders: Option<PathBuf>,
+}
+
 /// `__init`'s end with `--rm`: waits for PID 1 (and reports its exit code) and for the monitor
 /// to close the cleanup pipe, then removes the cgroup (the monitor has read what it needs from
-/// it by then) and the folder of `dir` the monitor named on the pipe, makes a network
-/// namespace for the next container in `spare`'s folder (back in the host's mount namespace,
-/// `spare`'s file), and exits with the container's code.
+/// it by then) and the folder of `dir` the monitor named on the pipe, makes what it can ahead
+/// for the next container (`ahead`), and exits with the container's code.
 ///
 /// The monitor may end before PID 1 does (a WASI guest's PID 1 reports its own code first), so
 /// no death signal links this process to the monitor here, which would end it before its
@@ -329,7 +346,7 @@ fn end_with_cleanup(
     mut pipe: File,
     dir: &cap_std::fs::Dir,
     cgroup: Option<cgroups::Remover>,
-    spare: Option<(File, PathBuf)>,
+    ahead: Option<MadeAhead>,
     report: impl Fn(i32),
 ) -> ! {
     use rustix::event::{PollFd, PollFlags, poll};
@@ -396,10 +413,15 @@ fn end_with_cleanup(
     if !name.is_empty() {
         let _ = dir.remove_dir_all(std::ffi::OsStr::from_bytes(&name));
     }
-    if let Some((host_mounts, spares)) = spare
-        && nix::sched::setns(&host_mounts, CloneFlags::CLONE_NEWNS).is_ok()
+    if let Some(ahead) = ahead
+        && nix::sched::setns(&ahead.host_mounts, CloneFlags::CLONE_NEWNS).is_ok()
     {
-        let _ = crate::network::spare::make(&spares);
+        if let Some(folders) = &ahead.folders {
+            let _ = crate::container::store::make_spare_folder(folders);
+        }
+        if let Some(netns) = &ahead.netns {
+            let _ = crate::network::spare::make(netns);
+        }
     }
     std::process::exit(code.unwrap_or(137))
 }
