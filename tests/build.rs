@@ -155,12 +155,7 @@ CMD ["echo from cmd"]
     );
     // The RUN container is gone and was never listed.
     assert_eq!(b.ok(&["ps", "-a", "-q"]).trim(), "");
-    assert_eq!(
-        std::fs::read_dir(b.root().join("containers"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0
-    );
+    assert_eq!(b.container_folders(), 0);
 }
 
 #[test]
@@ -1202,12 +1197,7 @@ fn ctrl_c_stops_the_running_step_and_leaves_nothing() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("Dockerfile:4: step 4/4"), "{err}");
     assert!(b.fail(&["inspect", "never"]).1.contains("never"));
-    assert_eq!(
-        std::fs::read_dir(b.root().join("containers"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0
-    );
+    assert_eq!(b.container_folders(), 0);
 }
 
 #[test]
@@ -1293,12 +1283,7 @@ fn independent_stages_build_at_the_same_time() {
         "{err}"
     );
     assert!(!err.contains("another stage"), "{err}");
-    assert_eq!(
-        std::fs::read_dir(b.root().join("containers"))
-            .map(|d| d.count())
-            .unwrap_or(0),
-        0
-    );
+    assert_eq!(b.container_folders(), 0);
 }
 
 /// The diff_ids of an image's layers.

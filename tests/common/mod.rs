@@ -116,6 +116,18 @@ impl Berth {
             .expect("run script")
     }
 
+    /// How many container folders the store holds (not counting the one a `--rm` container's
+    /// end makes ahead for the next container, `.spare-*`).
+    pub fn container_folders(&self) -> usize {
+        std::fs::read_dir(self.root().join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits (up to 5 s) until nothing of the container `id` is left: its folder, a folder of
     /// the store's `tmp/`, its run folder, its cgroup directories. Panics with what is left.
     pub fn wait_until_gone(&self, id: &str) {
