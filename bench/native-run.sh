@@ -117,8 +117,14 @@ cleanup() {
     if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
         rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
         # Network namespaces made ahead are mounts there.
-        for s in "${rr:-/nonexistent}"/netns/spare-*; do umount -l "$s" 2>/dev/null || true; done
-        [[ -n $rr && $rr != "$work"* ]] && rm -rf "$rr"
+        if [[ -n $rr && $rr != "$work"* ]]; then
+            # (A --rm container's init may still be making one: again until the folder goes.)
+            for _ in 1 2 3 4 5 6 7 8 9 10; do
+                for s in "$rr"/netns/spare-*; do umount -l "$s" 2>/dev/null || true; done
+                rm -rf "$rr" 2>/dev/null && break
+                sleep 0.2
+            done
+        fi
     fi
     if [[ -d $work/podman/root ]]; then
         podman_ rm -af >/dev/null 2>&1

@@ -42,8 +42,9 @@
 #   sha256 remembered for its layer, the artifact's xxh3 checked), map it, run it through
 #   wasmtime-wasi p1 with the rootfs as the guest's `/`, log its output, record the exit,
 #   take the container out of the store. berth returns then; the container's init removes its
-#   folder and cgroup afterwards, and makes a network namespace for the next container, in
-#   the background (at nice 19), which overlaps the next run.
+#   folder and cgroup afterwards, and makes a network namespace and a container folder for the
+#   next container, in the background (at nice 19), which overlaps the next run: that work is
+#   moved off each start's path, not saved.
 # - wasmtime runs the module in-process with no isolation beyond WASI's own, the floor.
 #   For the big module it gets the same files: the image's files unpacked into a folder
 #   preopened as the guest's `/` (--dir D::/), so both search the same file by the same path.
@@ -166,8 +167,14 @@ cleanup() {
     if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
         rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
         # Network namespaces made ahead are mounts there.
-        for s in "${rr:-/nonexistent}"/netns/spare-*; do umount -l "$s" 2>/dev/null || true; done
-        [[ -n $rr && $rr != "$work"* ]] && rm -rf "$rr"
+        if [[ -n $rr && $rr != "$work"* ]]; then
+            # (A --rm container's init may still be making one: again until the folder goes.)
+            for _ in 1 2 3 4 5 6 7 8 9 10; do
+                for s in "$rr"/netns/spare-*; do umount -l "$s" 2>/dev/null || true; done
+                rm -rf "$rr" 2>/dev/null && break
+                sleep 0.2
+            done
+        fi
     fi
     awk -v w="$work" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
         sort -r | while read -r m; do umount -l "$m"; done

@@ -25,13 +25,22 @@ impl Drop for Berth {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
             && let Some(run_root) = v["RunRoot"].as_str()
         {
-            // Network namespaces made ahead are mounts there.
-            if let Ok(spares) = std::fs::read_dir(std::path::Path::new(run_root).join("netns")) {
-                for s in spares.flatten() {
-                    let _ = nix::mount::umount2(&s.path(), nix::mount::MntFlags::MNT_DETACH);
+            // Network namespaces made ahead are mounts there, and a `--rm` container's init
+            // may still be making one: unmounted until the folder goes (a few seconds at most).
+            let netns = std::path::Path::new(run_root).join("netns");
+            for _ in 0..200 {
+                if let Ok(spares) = std::fs::read_dir(&netns) {
+                    for s in spares.flatten() {
+                        let _ = nix::mount::umount2(&s.path(), nix::mount::MntFlags::MNT_DETACH);
+                    }
                 }
+                if std::fs::remove_dir_all(run_root).is_ok()
+                    || !std::path::Path::new(run_root).exists()
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            let _ = std::fs::remove_dir_all(run_root);
         }
     }
 }

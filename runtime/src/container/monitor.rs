@@ -872,10 +872,10 @@ struct RootfsFiles {
 impl RootfsFiles {
     fn make(&self) -> Result<(), MonitorError> {
         if let Some(work) = &self.fresh_work
-            && work.join("incompat").exists()
+            && work.join("work/incompat").exists()
         {
-            // What a `volatile` overlay that was not unmounted cleanly leaves: it would refuse
-            // to be mounted again.
+            // The mark a `volatile` overlay leaves (and keeps after it is unmounted): overlayfs
+            // refuses to mount it again (a `--rm` container started a second time).
             let _ = std::fs::remove_dir_all(work);
         }
         for (d, mode) in &self.dirs {

@@ -68,6 +68,16 @@ pub fn make_spare_folder(containers: &std::path::Path) -> std::io::Result<()> {
     if fs::read_dir(containers)?.flatten().filter(is_spare).count() >= SPARE_FOLDERS {
         return Ok(());
     }
+    // What a maker killed half-way left (a minute is far longer than making one takes).
+    for e in fs::read_dir(containers)?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".making-")
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60))
+        {
+            let _ = remove_tree(&e.path());
+        }
+    }
     let n: u64 = rand::random();
     // Made under a temporary name, then renamed: a folder named `.spare-*` is complete.
     let tmp = containers.join(format!(".making-{n:016x}"));
@@ -85,7 +95,8 @@ pub fn make_spare_folder(containers: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Removes the container folders made ahead in `containers`, and half-made ones
-/// (`berth system prune`).
+/// (`berth system prune`). Each is renamed away first, as a new container takes one by rename:
+/// a folder is removed only if no container took it.
 pub fn remove_spare_folders(containers: &std::path::Path) {
     let Ok(entries) = fs::read_dir(containers) else {
         return;
@@ -93,6 +104,12 @@ pub fn remove_spare_folders(containers: &std::path::Path) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(".spare-") || name.starts_with(".making-") {
+            let n: u64 = rand::random();
+            let away = containers.join(format!(".removing-{n:016x}"));
+            if fs::rename(e.path(), &away).is_ok() {
+                let _ = remove_tree(&away);
+            }
+        } else if name.starts_with(".removing-") {
             let _ = remove_tree(&e.path());
         }
     }

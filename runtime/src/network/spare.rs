@@ -1,20 +1,27 @@
 //! Network namespaces made ahead. Making one is most of the kernel's share of a container's
 //! start (about half a millisecond here: every protocol's per-namespace setup), so the init of
 //! a `--rm` container, once its container has ended and its cleanup is background work, makes
-//! one for the next container, which takes it instead of making its own.
+//! one for the next container, which takes it instead of making its own. This moves the work
+//! off the next start's path; it is not less work.
 //!
-//! A spare is a fresh namespace (`lo` up, nothing else) kept alive by a bind mount of its nsfs
-//! file on a file of the spares folder, `<run root>/netns` (root's alone). One waits at most. A
-//! start takes a spare by opening it, then unmounting it: only the process whose unmount
-//! succeeds uses it (another that opened it meanwhile lets it go), so no two containers ever
-//! share one. A copy of the mount that a container's mount namespace got when it was made goes
-//! when PID 1 detaches the host's tree in its pivot. The run root's tmpfs goes at reboot, and
+//! A spare is a fresh namespace, made from the host's (`lo` up, nothing else), kept alive by a
+//! bind mount of its nsfs file on `<run root>/netns/spare-N` (root's alone), with a ticket
+//! beside it, `spare-N.ticket`, holding the namespace's inode number. One waits at most. A
+//! start takes a spare by unlinking its ticket: a file is unlinked once, whatever mount
+//! namespace the unlinking process is in (a copy of the bind mount in another mount namespace
+//! is no second claim), so no two containers ever share one. The taker then opens the
+//! namespace, checks its inode against the ticket's, and unmounts it.
+//!
+//! A copy of the mount that another mount namespace made while a spare waited keeps that
+//! namespace alive (unused) as long as the copy lives: a container's copy goes when PID 1
+//! detaches the host's tree in its pivot, except under `--userns` (copied mounts are locked
+//! there), where it lives as long as the container. The run root's tmpfs goes at reboot, and
 //! `berth system prune` lets the waiting spares go.
 
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
@@ -22,65 +29,64 @@ use nix::mount::{MntFlags, MsFlags};
 /// How many spares wait at most: one per start in flight is what a loop of `run --rm` uses.
 const KEEP: usize = 1;
 
-/// nsfs' magic number (`statfs`): the file is a namespace's, not the plain file it was
-/// mounted on.
-const NSFS_MAGIC: u64 = 0x6e73_6673;
-
-fn is_spare(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|n| n.starts_with("spare-"))
-}
-
-/// Whether `file` is a mounted namespace file (else the plain file left under a spare).
-fn is_namespace(file: &fs::File) -> bool {
-    rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type as u64 == NSFS_MAGIC)
+fn ticket_of(name: &str) -> Option<&str> {
+    name.strip_suffix(".ticket")
+        .filter(|n| n.starts_with("spare-"))
 }
 
 /// Takes a spare from `dir` for the calling process: the namespace's file, for `setns`.
 pub fn take(dir: &Path) -> Option<OwnedFd> {
     for entry in fs::read_dir(dir).ok()?.flatten() {
-        if !is_spare(&entry.file_name()) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(file) = fs::File::open(&path) else {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(spare) = ticket_of(&name) else {
             continue;
         };
-        if !is_namespace(&file) {
+        let ticket = entry.path();
+        let Ok(inode) = fs::read_to_string(&ticket) else {
+            continue;
+        };
+        // The claim: only one process unlinks the ticket.
+        if fs::remove_file(&ticket).is_err() {
             continue;
         }
-        // Only one taker's unmount succeeds: the spare is that one's alone.
-        if nix::mount::umount2(&path, MntFlags::MNT_DETACH).is_ok() {
-            let _ = fs::remove_file(&path);
-            return Some(file.into());
+        let path = dir.join(spare);
+        let ns = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .ok()
+            .filter(|f| {
+                f.metadata()
+                    .is_ok_and(|m| inode.trim().parse() == Ok(m.ino()))
+            });
+        let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+        let _ = fs::remove_file(&path);
+        if let Some(ns) = ns {
+            return Some(ns.into());
         }
     }
     None
 }
 
 /// Makes a spare in `dir` (made if missing), unless enough wait. The calling process moves into
-/// the new namespace, so only a process done with its own calls this; it must be in the host's
-/// mount namespace, where the next container's init looks.
-pub fn make(dir: &Path) -> io::Result<()> {
+/// the new namespace, made from `host_net` (the host's network namespace: a new namespace
+/// may inherit settings from the one it is made in), so only a process done with its own
+/// calls this; it must be in the host's mount namespace, where the next container's init
+/// looks.
+pub fn make(dir: &Path, host_net: &fs::File) -> io::Result<()> {
     match fs::metadata(dir) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => crate::store::make_dir(dir, 0o700)?,
         Err(e) => return Err(e),
     }
-    let mut waiting = 0;
-    for entry in fs::read_dir(dir)?.flatten() {
-        if !is_spare(&entry.file_name()) {
-            continue;
-        }
-        if fs::File::open(entry.path()).is_ok_and(|f| is_namespace(&f)) {
-            waiting += 1;
-        } else {
-            // Left by a reboot (a run root that is not a tmpfs) or a maker that died.
-            let _ = fs::remove_file(entry.path());
-        }
-    }
+    let waiting = fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| ticket_of(&e.file_name().to_string_lossy()).is_some())
+        .count();
     if waiting >= KEEP {
         return Ok(());
     }
+    nix::sched::setns(host_net, nix::sched::CloneFlags::CLONE_NEWNET)?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
     crate::network::loopback::bring_up_loopback().map_err(io::Error::other)?;
     let n: u64 = rand::random();
@@ -90,18 +96,26 @@ pub fn make(dir: &Path) -> io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&path)?;
-    let pinned = nix::mount::mount(
+    let made = nix::mount::mount(
         Some("/proc/self/ns/net"),
         &path,
         None::<&str>,
         MsFlags::MS_BIND,
         None::<&str>,
-    );
-    if let Err(e) = pinned {
+    )
+    .map_err(io::Error::from)
+    .and_then(|()| {
+        let inode = fs::metadata(&path)?.ino();
+        // Last, and whole (written aside, then renamed): a ticket names a spare ready to take.
+        let tmp = dir.join(format!(".ticket-{n:016x}"));
+        fs::write(&tmp, inode.to_string())?;
+        fs::rename(&tmp, dir.join(format!("spare-{n:016x}.ticket")))
+    });
+    if made.is_err() {
+        let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
         let _ = fs::remove_file(&path);
-        return Err(e.into());
     }
-    Ok(())
+    made
 }
 
 /// Lets every spare of `dir` go (`berth system prune`, and before a run root is removed).
@@ -110,9 +124,10 @@ pub fn release_all(dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if is_spare(&entry.file_name()) {
-            let _ = nix::mount::umount2(&entry.path(), MntFlags::MNT_DETACH);
-            let _ = fs::remove_file(entry.path());
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with("spare-") {
+            let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
         }
+        let _ = fs::remove_file(path);
     }
 }

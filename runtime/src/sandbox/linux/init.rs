@@ -78,7 +78,8 @@ pub struct InitConfig {
     #[serde(default)]
     pub netns_spares: Option<PathBuf>,
     /// With `--rm`, where `__init` makes a container folder ahead for the next container at its
-    /// end (`container::store::make_spare_folder`): the store's `containers/`.
+    /// end (`container::store::make_spare_folder`): the store's `containers/`. Not under
+    /// `--userns`, whose init cannot go back to the host's mount namespace.
     #[serde(default)]
     pub spare_folders: Option<PathBuf>,
     /// Where the folders named on the cleanup pipe are: the store's `tmp/`. Opened before PID 1
@@ -164,6 +165,11 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         .cleanup_fd
         .filter(|_| cfg.netns_spares.is_some() || cfg.spare_folders.is_some())
         .and_then(|_| File::open("/proc/self/ns/mnt").ok());
+    // A network namespace made ahead is made from the host's, as a container's own would be.
+    let host_net = host_mounts
+        .as_ref()
+        .and(cfg.netns_spares.as_ref())
+        .and_then(|_| File::open("/proc/self/ns/net").ok());
     // The namespaces first, while the monitor makes the rootfs files and the cgroup; a user
     // namespace's needs those files (it hands the writable layer to its root), so it waits.
     let userns = cfg.spec.security.userns;
@@ -258,7 +264,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 }
                 None
             };
-            drop((cleanup, cgroup_remover, null, host_mounts));
+            drop((cleanup, cgroup_remover, null, host_mounts, host_net));
             // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
             // one), before anything of the container runs.
             let joined = fork_target
@@ -304,7 +310,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
                 Some((pipe, dir)) => {
                     let ahead = host_mounts.map(|host_mounts| MadeAhead {
                         host_mounts,
-                        netns: cfg.netns_spares.clone(),
+                        netns: cfg.netns_spares.clone().zip(host_net),
                         folders: cfg.spare_folders.clone(),
                     });
                     end_with_cleanup(child, pipe, &dir, cgroup_remover, ahead, report)
@@ -323,8 +329,8 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
 struct MadeAhead {
     /// The host's mount namespace (`/proc/self/ns/mnt`, opened before this one was made).
     host_mounts: File,
-    /// Where a network namespace is made (`network::spare`).
-    netns: Option<PathBuf>,
+    /// Where a network namespace is made (`network::spare`), and the host's, it is made from.
+    netns: Option<(PathBuf, File)>,
     /// Where a container folder is made (`container::store::make_spare_folder`).
     folders: Option<PathBuf>,
 }
@@ -419,8 +425,8 @@ fn end_with_cleanup(
         if let Some(folders) = &ahead.folders {
             let _ = crate::container::store::make_spare_folder(folders);
         }
-        if let Some(netns) = &ahead.netns {
-            let _ = crate::network::spare::make(netns);
+        if let Some((netns, host_net)) = &ahead.netns {
+            let _ = crate::network::spare::make(netns, host_net);
         }
     }
     std::process::exit(code.unwrap_or(137))
