@@ -20,6 +20,8 @@
 #   more: it also unpacks every layer into its snapshot (ready to run), which skopeo does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 repo=$PWD
 RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
@@ -76,16 +78,7 @@ cleanup() {
     set +e
     # The store's run root is on a tmpfs outside the work folder (see README.md).
     if [[ ${KEEP:-0} != 1 && -d ${BERTH_ROOT:-/nonexistent} && -x ${berth_bin:-} ]]; then
-        rr=$("$berth_bin" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
-        # Network namespaces made ahead are mounts there.
-        if [[ -n $rr && $rr != "$work"* ]]; then
-            # (A --rm container's init may still be making one: again until the folder goes.)
-            for _ in 1 2 3 4 5 6 7 8 9 10; do
-                for s in "$rr"/netns/spare-*; do umount -l "$s" 2>/dev/null || true; done
-                rm -rf "$rr" 2>/dev/null && break
-                sleep 0.2
-            done
-        fi
+        remove_run_root "$berth_bin" "$work"
     fi
     [[ -f $work/registry.pid ]] && kill "$(cat "$work/registry.pid")" 2>/dev/null
     if [[ ${KEEP:-0} == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
