@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Berth, sh, succeed};
+use common::{Berth, eventually, sh, succeed};
 
 fn setup() -> Berth {
     let b = Berth::new();
@@ -1100,19 +1100,16 @@ fn a_removed_containers_files_go_after_run_returns() {
     // Its init made a folder ahead for the next container, which the next one takes; listings
     // never show it, and `system prune` removes one left waiting.
     let containers = b.root().join("containers");
-    let spares = || {
+    let names = || -> Vec<_> {
         std::fs::read_dir(&containers)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".spare-"))
-            .count()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".spare-"))
+            .collect()
     };
-    for _ in 0..500 {
-        if spares() > 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let spares = || names().len();
+    eventually(|| spares() > 0);
     // (Two inits ending at once may each make one.)
     let made = spares();
     assert!((1..=2).contains(&made), "a folder made ahead: {made}");
@@ -1141,20 +1138,7 @@ fn a_removed_containers_files_go_after_run_returns() {
     assert!(out.contains("bin") && !out.contains("mine"), "{out}");
     b.ok(&["rm", "next"]);
     b.ok(&["run", "--rm", "busybox", "true"]);
-    for _ in 0..500 {
-        if spares() > 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let names = || -> Vec<_> {
-        std::fs::read_dir(&containers)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .filter(|n| n.to_string_lossy().starts_with(".spare-"))
-            .collect()
-    };
+    eventually(|| spares() > 0);
     let before = names();
     b.ok(&["system", "prune", "-f"]);
     let after = names();
@@ -1164,12 +1148,7 @@ fn a_removed_containers_files_go_after_run_returns() {
     assert_eq!(code, 127);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     let tmp = || std::fs::read_dir(b.root().join("tmp")).unwrap().count();
-    for _ in 0..500 {
-        if tmp() == 0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(|| tmp() == 0);
     assert_eq!(tmp(), 0);
 }
 
@@ -1189,11 +1168,8 @@ fn network_namespaces_made_ahead_are_fresh_and_never_shared() {
             .unwrap_or(0)
     };
     let wait_for_spare = || {
-        for _ in 0..500 {
-            if waiting() > 0 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if eventually(|| waiting() > 0) {
+            return;
         }
         panic!(
             "no network namespace was made ahead in {}",

@@ -165,13 +165,9 @@ impl Berth {
             );
             left
         };
-        for _ in 0..500 {
-            if left().is_empty() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if !eventually(|| left().is_empty()) {
+            panic!("left of container {id}: {:?}", left());
         }
-        panic!("left of container {id}: {:?}", left());
     }
 
     /// Imports the busybox rootfs as `name` and returns the image id.
@@ -214,6 +210,18 @@ pub fn succeed(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Whether `cond` holds within 5 s (checked every 10 ms): for what a container's init does
+/// after the command that started it has returned.
+pub fn eventually(cond: impl Fn() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cond()
 }
 
 pub fn sh(cmd: &str) -> String {

@@ -132,8 +132,6 @@ pub struct Monitor {
     io: Vec<JoinHandle<()>>,
     proxy: Option<Proxy>,
     cgroup: Option<Cgroup>,
-    /// `__init` removes the cgroup once PID 1 has ended (`--rm`, without a user namespace).
-    cgroup_by_init: bool,
     raw_mode: Option<RawMode>,
     /// Kept open so a detached `-i` container's stdin does not see end-of-file.
     _stdin_hold: Option<Box<dyn Send>>,
@@ -472,7 +470,6 @@ impl Monitor {
             c.state.oom_killed = false;
             c.ports = bound.clone();
         })?;
-        let cgroup_by_init = c.auto_remove && !c.spec.security.userns;
         Ok(Monitor {
             store: store.clone(),
             child,
@@ -482,11 +479,16 @@ impl Monitor {
             io,
             proxy,
             cgroup,
-            cgroup_by_init,
             raw_mode,
             _stdin_hold: stdin_hold,
             _start_lock: start_lock,
         })
+    }
+
+    /// Whether `__init` removes the cgroup once PID 1 has ended: with `--rm` (its cleanup
+    /// pipe) and no user namespace (its `InitConfig::cgroup`).
+    fn cgroup_by_init(&self) -> bool {
+        self.container.auto_remove && !self.container.spec.security.userns
     }
 
     /// The host pid of the container's first process.
@@ -511,7 +513,7 @@ impl Monitor {
         // removed on another thread meanwhile (a rmdir per hierarchy, a few tenths of a
         // millisecond on v1).
         let mut cgroup = self.cgroup.take();
-        let cgroup_removed = if self.cgroup_by_init {
+        let cgroup_removed = if self.cgroup_by_init() {
             None
         } else {
             cgroup.take().map(|cg| {
@@ -547,7 +549,7 @@ impl Monitor {
                     // some disks. The container is out of the store from the rename on.
                     let id = &self.container.id;
                     let owner = self.child.pid().as_raw() as u32;
-                    let folder = self.store.retire_container_files(id, owner)?;
+                    let folder = self.store.retire_container_files(id, owner);
                     let handed = folder
                         .as_ref()
                         .and_then(|f| f.file_name())

@@ -64,19 +64,22 @@ const SPARE_FOLDERS: usize = 1;
 /// in the last half minute). Listings skip these folders (they have no state); a new container
 /// takes one by renaming it to its id, which only one can.
 pub fn make_spare_folder(containers: &std::path::Path) -> std::io::Result<()> {
-    let is_spare = |e: &fs::DirEntry| e.file_name().to_string_lossy().starts_with(".spare-");
-    if fs::read_dir(containers)?.flatten().filter(is_spare).count() >= SPARE_FOLDERS {
-        return Ok(());
-    }
-    // What a maker killed half-way left (a minute is far longer than making one takes).
+    let mut waiting = 0;
     for e in fs::read_dir(containers)?.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".making-")
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".spare-") {
+            waiting += 1;
+        } else if name.starts_with(".making-")
             && e.metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60))
         {
+            // What a maker killed half-way left (a minute is far longer than making one takes).
             let _ = remove_tree(&e.path());
         }
+    }
+    if waiting >= SPARE_FOLDERS {
+        return Ok(());
     }
     let n: u64 = rand::random();
     // Made under a temporary name, then renamed: a folder named `.spare-*` is complete.
@@ -380,7 +383,7 @@ impl Store {
 
     /// Removes a container's folder (its writable layer, log and state) and its run folder.
     pub fn remove_container_files(&self, id: &str) -> Result<(), ContainerError> {
-        if let Some(tmp) = self.retire_container_files(id, std::process::id())? {
+        if let Some(tmp) = self.retire_container_files(id, std::process::id()) {
             remove_tree(&tmp).ctx(|| format!("removing {}", tmp.display()))?;
         }
         Ok(())
@@ -390,11 +393,7 @@ impl Store {
     /// into `tmp/` in one step (a half-removed container is never listed), named for `owner`,
     /// the process that removes it from there (no cleanup takes it for a leftover while that
     /// process lives). Returns where the folder went, `None` if it was gone already.
-    pub fn retire_container_files(
-        &self,
-        id: &str,
-        owner: u32,
-    ) -> Result<Option<PathBuf>, ContainerError> {
+    pub fn retire_container_files(&self, id: &str, owner: u32) -> Option<PathBuf> {
         let dir = self.container_dir(id);
         let tmp = crate::store::atomic::temp_path_owned(&self.tmp_dir(), "container", owner);
         let moved = fs::rename(&dir, &tmp).is_ok();
@@ -404,7 +403,7 @@ impl Store {
         if let Err(e) = remove_tree(&run) {
             tracing::warn!("removing {}: {e}", run.display());
         }
-        Ok(moved.then_some(tmp))
+        moved.then_some(tmp)
     }
 
     /// Removes run folders whose container is gone (its store folder was removed by hand, or

@@ -74,11 +74,7 @@ pub fn take(dir: &Path) -> Option<OwnedFd> {
 /// calls this; it must be in the host's mount namespace, where the next container's init
 /// looks.
 pub fn make(dir: &Path, host_net: &fs::File) -> io::Result<()> {
-    match fs::metadata(dir) {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => crate::store::make_dir(dir, 0o700)?,
-        Err(e) => return Err(e),
-    }
+    crate::store::make_dir(dir, 0o700)?;
     let waiting = fs::read_dir(dir)?
         .flatten()
         .filter(|e| ticket_of(&e.file_name().to_string_lossy()).is_some())

@@ -159,8 +159,9 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             fail(125, "the monitor ended before the container started"),
         );
     }
-    // With `--rm`, the next container's network namespace is made at the end (see
-    // `end_with_cleanup`), in the host's mount namespace, which this one is left for next.
+    // With `--rm`, what the next container would make at its start (a network namespace, a
+    // container folder) is made at the end (see `end_with_cleanup`), back in the host's mount
+    // namespace, which this process is about to leave.
     let host_mounts = cfg
         .cleanup_fd
         .filter(|_| cfg.netns_spares.is_some() || cfg.spare_folders.is_some())
@@ -299,11 +300,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             }
             let report = |code: i32| {
                 if let Some(fd) = cfg.exit_fd {
-                    // SAFETY: the monitor passed this fd for us alone.
-                    let mut exit = unsafe { File::from_raw_fd(fd) };
-                    let _ = exit.write_all(format!("{code}\n").as_bytes());
-                    // Closed now: the monitor reads to the end, and exit does not run drops.
-                    drop(exit);
+                    report_exit(fd, code);
                 }
             };
             match cleanup {
@@ -323,6 +320,14 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             }
         }
     }
+}
+
+/// Writes the container's exit code on the exit pipe `fd` (the monitor reads its first line)
+/// and closes it.
+fn report_exit(fd: RawFd, code: i32) {
+    // SAFETY: the monitor passed the exit pipe's end to this process for this alone.
+    let mut exit = unsafe { File::from_raw_fd(fd) };
+    let _ = exit.write_all(format!("{code}\n").as_bytes());
 }
 
 /// What `__init` makes ahead for the next container at its end, in the host's mount namespace.
@@ -803,9 +808,7 @@ pub(crate) fn wasi_main(
         for stdio in 0..3 {
             let _ = nix::unistd::close(stdio);
         }
-        // SAFETY: the exit pipe's end was passed to this process for this alone.
-        let mut exit = unsafe { File::from_raw_fd(fd) };
-        let _ = exit.write_all(format!("{code}\n").as_bytes());
+        report_exit(fd, code);
         // Nothing is left to flush, and nothing may hold this process' end up now that the
         // monitor goes on: no exit handlers.
         // SAFETY: _exit ends the process at once.
