@@ -587,14 +587,28 @@ impl Cgroup {
         needs: &[(bool, &'static str, &'static str)],
     ) -> Result<(), CgroupError> {
         let parent = mount.join(PARENT);
+        let path = parent.join(&self.id);
         let controllers = if self.version == CgroupVersion::V2 {
-            self.enable_v2(mount, &parent, &controllers, needs)?
+            let controllers = self.enable_v2(mount, &parent, &controllers, needs)?;
+            self.mkdir(&path)?;
+            controllers
         } else {
-            self.mkdir(&parent)?;
+            // `berth/` is there but for the first container: made only when missing, which
+            // saves a syscall per hierarchy at each start.
+            match std::fs::create_dir(&path) {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.mkdir(&parent)?;
+                    self.mkdir(&path)?;
+                }
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                    return Err(self.io_err(format!("creating cgroup {}", path.display()))(
+                        e,
+                    ));
+                }
+                _ => {}
+            }
             controllers
         };
-        let path = parent.join(&self.id);
-        self.mkdir(&path)?;
         self.dirs.push(Dir {
             path,
             controllers,
