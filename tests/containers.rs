@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Berth, eventually, sh, succeed};
+use common::{Berth, busybox_rootfs, eventually, sh, succeed, tree};
 
 fn setup() -> Berth {
     let b = Berth::new();
@@ -1264,4 +1265,111 @@ fn network_namespaces_made_ahead_are_fresh_and_never_shared() {
         "/proc/self/ns/net",
     ]);
     assert_eq!(out.trim(), host.to_string_lossy());
+}
+
+#[test]
+fn mount_points_are_made_once_per_image_in_its_init_layer() {
+    let b = Berth::new();
+    // An image whose /etc has a mode and times of its own, and no /etc/hosts, hostname or
+    // resolv.conf (busybox has passwd and group).
+    let rootfs = busybox_rootfs(&b.path("busybox-rootfs"));
+    let mtime = sh(&format!(
+        "chmod 0750 {0}/etc && touch -d @981173106 {0}/etc && stat -c %Y {0}/etc",
+        rootfs.display()
+    ));
+    assert_eq!(mtime, "981173106\n");
+    b.import_busybox("busybox");
+    let init_layers = b.root().join("init-layers");
+    let entries = || -> Vec<PathBuf> {
+        std::fs::read_dir(&init_layers)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let probe = "stat -c '%a %Y' /etc; cat /etc/hostname; grep -c ip6-allnodes /etc/hosts; ls /etc";
+    let run = |name: &str| {
+        b.ok(&[
+            "run",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "busybox",
+            "sh",
+            "-c",
+            probe,
+        ])
+    };
+    let out = run("first");
+    // The image's /etc as it is, with the container's own files bound in it.
+    assert_eq!(
+        out, "750 981173106\nfirst\n1\ngroup\nhostname\nhosts\npasswd\nresolv.conf\n",
+        "{out}"
+    );
+    let made = entries();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(
+        tree(&made[0]),
+        [
+            "dev",
+            "etc",
+            "etc/hostname",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "proc",
+            "sys"
+        ]
+    );
+    // Not in the container's writable layer: nothing of its own there.
+    let id = inspect(&b, "first")["Id"].as_str().unwrap().to_string();
+    let upper = b.root().join("containers").join(id).join("upper");
+    assert_eq!(tree(&upper), Vec::<String>::new());
+    // The next container of the image shares it.
+    assert!(run("second").starts_with("750 981173106\nsecond\n"));
+    assert_eq!(entries(), made);
+
+    // An image with an /etc/hosts of its own: the layer makes only the other two.
+    let ctx = b.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hosts"), "10.1.2.3 mine\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY hosts /etc/hosts\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "withhosts", ctx.to_str().unwrap()]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "withhosts",
+        "sh",
+        "-c",
+        "grep -c mine /etc/hosts; true",
+    ]);
+    assert_eq!(
+        out, "0\n",
+        "the container's hosts file is bound over the image's"
+    );
+    let other: Vec<_> = entries()
+        .into_iter()
+        .filter(|p| !made.contains(p))
+        .collect();
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert_eq!(
+        tree(&other[0]),
+        [
+            "dev",
+            "etc",
+            "etc/hostname",
+            "etc/resolv.conf",
+            "proc",
+            "sys"
+        ]
+    );
+
+    // Removing an image removes its init layer; the other image keeps its own.
+    b.ok(&["rmi", "withhosts"]);
+    assert_eq!(entries(), made);
+    b.ok(&["rm", "first", "second"]);
+    b.ok(&["rmi", "busybox"]);
+    assert_eq!(entries(), Vec::<PathBuf>::new());
 }

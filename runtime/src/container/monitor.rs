@@ -798,6 +798,15 @@ fn rootfs_plan(
             lowerdirs.push(p);
         }
     }
+    // The mount points of the files bound below, made once per image (not for a build's
+    // steps, whose layers are each new).
+    let init_layer = (!c.labels.contains_key(super::BUILD_LABEL))
+        .then(|| {
+            let native = c.spec.backend != crate::backend::Backend::Wasi;
+            crate::image::init_layer::ensure(store.root(), &c.layers, &lowerdirs, native)
+        })
+        .flatten();
+    lowerdirs.splice(0..0, init_layer);
     let mut dirs = Vec::new();
     if lowerdirs.is_empty() {
         lowerdirs.push(dir.join("empty"));

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod config;
 #[cfg(unix)]
 pub mod import;
+pub mod init_layer;
 pub mod layer;
 pub mod snapshot;
 pub mod store;

@@ -357,6 +357,7 @@ impl Store {
     fn collect_garbage_locked(&self) -> Result<GcStats, ImageError> {
         let mut blobs: BTreeSet<String> = BTreeSet::new();
         let mut snapshots: BTreeSet<String> = BTreeSet::new();
+        let mut init_layers: BTreeSet<String> = BTreeSet::new();
         for d in self.read_index()?.manifests() {
             let digest =
                 Digest::from_oci(d.digest()).map_err(|e| ImageError::Invalid(e.to_string()))?;
@@ -380,6 +381,9 @@ impl Store {
                 && let Ok(cfg) = serde_json::from_slice::<ImageConfig>(&cfg)
             {
                 snapshots.extend(cfg.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+                for native in [true, false] {
+                    init_layers.insert(super::init_layer::key(&cfg.rootfs.diff_ids, native));
+                }
             }
         }
         // The build cache (berth-builder's `build-cache/<key>.json`, each naming the layer a
@@ -428,6 +432,10 @@ impl Store {
                 stats.snapshots += 1;
             }
         }
+        super::init_layer::collect_garbage(
+            &self.root().join(super::init_layer::DIR_NAME),
+            &init_layers,
+        );
         Ok(stats)
     }
 }
