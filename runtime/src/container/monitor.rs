@@ -799,8 +799,17 @@ fn rootfs_plan(
         }
     }
     // The mount points of the files bound below, made once per image (not for a build's
-    // steps, whose layers are each new).
-    let init_layer = (!c.labels.contains_key(super::BUILD_LABEL))
+    // steps, whose layers are each new), unless its path would push overlayfs' options past
+    // the page the kernel takes them in, which a deep image may come near.
+    // (lowerdir=…:…, upperdir=<dir>/upper, workdir=<dir>/work, the init layer's path, flags)
+    let options_len = lowerdirs
+        .iter()
+        .map(|p| p.as_os_str().len() + 1)
+        .sum::<usize>()
+        + 2 * (dir.as_os_str().len() + 16)
+        + store.root().as_os_str().len()
+        + 100;
+    let init_layer = (!c.labels.contains_key(super::BUILD_LABEL) && options_len < 4000)
         .then(|| {
             let native = c.spec.backend != crate::backend::Backend::Wasi;
             crate::image::init_layer::ensure(store.root(), &c.layers, &lowerdirs, native)

@@ -5,12 +5,15 @@
 //! layer: up to seven new inodes through overlayfs on the start's path, and entries in the
 //! container's layer that were never its own.
 //!
-//! It is `init-layers/<key>` in the store, the key naming the image's layers: a folder, or an
-//! empty file when the image needs none (it has every mount point, or an `/etc` that is not a
-//! plain folder, which a folder above would change: the start then makes what is missing in
-//! the writable layer, as before). The garbage collection removes those no image names.
+//! It is `init-layers/<key>` in the store, the key naming the image's layers and the kind of
+//! container: a folder, or an empty file when the image needs none (it has every mount point).
+//! An `/etc` that a folder above would change (a symlink, a file, or a folder with extended
+//! attributes such as an ACL) is left out: the start then makes what is missing there in the
+//! writable layer, as before. The garbage collection removes the layers no image names.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(target_os = "linux")]
+use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
@@ -78,7 +81,9 @@ pub fn ensure(
 struct Merged {
     /// The topmost folder's metadata (the merged folder's), if there is one.
     folder: Option<std::fs::Metadata>,
-    /// Whether it is something a folder above would change: a symlink or a file.
+    /// Whether it is something a folder above would change: a symlink, a file, or a folder
+    /// with extended attributes of its own (an ACL, a label), which the one above would not
+    /// have.
     not_a_folder: bool,
     /// Which of the names asked for the merged folder holds (any kind of entry).
     present: Vec<bool>,
@@ -120,6 +125,10 @@ fn merged(lowerdirs: &[PathBuf], folder: Option<&str>, names: &[&str]) -> std::i
                 }
                 if out.folder.is_none() {
                     out.folder = Some(std::fs::symlink_metadata(lower.join(f))?);
+                    if has_own_xattrs(&lower.join(f)) {
+                        out.not_a_folder = true;
+                        break;
+                    }
                 }
                 layer.open_dir_nofollow(f)?
             }
@@ -137,15 +146,31 @@ fn merged(lowerdirs: &[PathBuf], folder: Option<&str>, names: &[&str]) -> std::i
                 Err(e) => return Err(e),
             }
         }
+        // By path: the folder's handle is an O_PATH one, which has no xattrs to read.
         let mut v = [0u8; 1];
-        let opaque = folder.is_some()
-            && rustix::fs::fgetxattr(&dir, "trusted.overlay.opaque", &mut v)
-                .is_ok_and(|n| n == 1 && v[0] == b'y');
+        let opaque = folder.is_some_and(|f| {
+            rustix::fs::lgetxattr(lower.join(f), "trusted.overlay.opaque", &mut v)
+                .is_ok_and(|n| n == 1 && v[0] == b'y')
+        });
         if opaque {
             break;
         }
     }
     Ok(out)
+}
+
+/// Whether the folder `path` has extended attributes other than overlayfs' own.
+#[cfg(target_os = "linux")]
+fn has_own_xattrs(path: &Path) -> bool {
+    let mut names = vec![0u8; 4096];
+    match rustix::fs::llistxattr(path, &mut names) {
+        Ok(n) => names[..n]
+            .split(|&b| b == 0)
+            .any(|name| !name.is_empty() && !name.starts_with(b"trusted.overlay.")),
+        // A file system without them has none; too many to list is some.
+        Err(rustix::io::Errno::OPNOTSUPP) => false,
+        Err(_) => true,
+    }
 }
 
 /// Makes the init layer `path` in `dir`: staged in a folder of its own, renamed into place,

@@ -322,10 +322,11 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     }
 }
 
-/// Lowers this process (all its threads: it leads its own process group) to the least
-/// priority before it reports its exit: its end (unmapping a guest's memory and a compiled
-/// module, tenths of a millisecond) then never keeps the monitor, woken by the report, off the
-/// CPU it shares.
+/// Lowers this process to the least priority once it has reported its exit: its end (unmapping
+/// a guest's memory and a compiled module, tenths of a millisecond) then does not keep the
+/// monitor, woken by the report, off the CPU they share. Every thread goes to nice 19 (this
+/// process leads its own process group), and the calling one to SCHED_IDLE too. After the
+/// report, so that the report itself never waits at that priority.
 fn yield_to_the_monitor() {
     let _ = rustix::process::setpriority_pgrp(None, 19);
     let idle = nix::libc::sched_param { sched_priority: 0 };
@@ -819,8 +820,8 @@ pub(crate) fn wasi_main(
         for stdio in 0..3 {
             let _ = nix::unistd::close(stdio);
         }
-        yield_to_the_monitor();
         report_exit(fd, code);
+        yield_to_the_monitor();
         // Nothing is left to flush, and nothing may hold this process' end up now that the
         // monitor goes on: no exit handlers.
         // SAFETY: _exit ends the process at once.
