@@ -195,8 +195,8 @@ pub fn default_profile(caps: &CapSet) -> Result<Filter, SeccompError> {
     // The syscalls refused outright go in a program of their own that finds a number by
     // binary search; seccompiler's programs test one number after another. The kernel runs a
     // new filter once for every syscall number when it is installed (to learn which numbers it
-    // always allows), so a linear one of 400 instructions took a quarter of a millisecond of
-    // each container's start, and this one a tenth of that.
+    // always allows): the linear one of 400 instructions took a quarter of a millisecond of
+    // each container's start.
     let mut denied: Vec<u32> = restricted()
         .into_iter()
         .filter(|r| (r.unless & caps.bits()).is_empty())
@@ -204,7 +204,7 @@ pub fn default_profile(caps: &CapSet) -> Result<Filter, SeccompError> {
         .collect();
     denied.sort_unstable();
     denied.dedup();
-    let eperm = deny_list_program(arch, &denied)?;
+    let eperm = deny_list_program(arch, &denied, sys_admin)?;
 
     // What is refused by argument, through seccompiler.
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -241,10 +241,11 @@ pub fn default_profile(caps: &CapSet) -> Result<Filter, SeccompError> {
     .and_then(BpfProgram::try_from)
     .map_err(|e| SeccompError::Compile(e.to_string()))?;
 
-    // ENOSYS last: of two errno answers, the filter installed last wins (clone3).
-    let mut programs = vec![eperm, by_argument];
-    programs.extend(enosys_program(arch, sys_admin));
-    Ok(Filter { programs })
+    // Two programs (each install has a cost of its own): the kernel answers with the most
+    // restrictive of their answers, and no syscall gets two different errnos.
+    Ok(Filter {
+        programs: vec![eperm, by_argument],
+    })
 }
 
 /// seccomp_data's fields, as a filter loads them.
@@ -281,17 +282,44 @@ fn audit_arch(arch: TargetArch) -> (u32, bool) {
 }
 
 /// A program that refuses the syscalls `denied` (sorted, no duplicates) with EPERM and
-/// allows every other; another architecture's syscalls kill the process, as in seccompiler's
-/// programs. The numbers are found by a binary search: a few jumps for any syscall.
-fn deny_list_program(arch: TargetArch, denied: &[u32]) -> Result<BpfProgram, SeccompError> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let (audit_arch, _) = audit_arch(arch);
+/// allows every other, except what must answer ENOSYS: clone3 without `sys_admin` (its flags
+/// sit in memory a filter cannot read, so glibc falls back to clone, which the argument rules
+/// check) and on x86_64 the whole x32 ABI, whose numbers the rules do not cover. Another
+/// architecture's syscalls kill the process, as in seccompiler's programs. The numbers are
+/// found by a binary search: a few jumps for any syscall.
+fn deny_list_program(
+    arch: TargetArch,
+    denied: &[u32],
+    sys_admin: bool,
+) -> Result<BpfProgram, SeccompError> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let (audit_arch, x32) = audit_arch(arch);
     let mut p = vec![
         stmt(BPF_LD | BPF_W | BPF_ABS, ARCH_OFFSET),
         jump(BPF_JMP | BPF_JEQ | BPF_K, audit_arch, 1, 0),
         stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
         stmt(BPF_LD | BPF_W | BPF_ABS, NR_OFFSET),
     ];
+    let enosys = || {
+        stmt(
+            BPF_RET | BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        )
+    };
+    // Each: a match falls through to the ENOSYS return, anything else skips it.
+    if x32 {
+        p.push(jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1));
+        p.push(enosys());
+    }
+    if !sys_admin {
+        p.push(jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            libc::SYS_clone3 as u32,
+            0,
+            1,
+        ));
+        p.push(enosys());
+    }
     p.extend(search(denied)?);
     Ok(p)
 }
@@ -331,51 +359,6 @@ fn search(denied: &[u32]) -> Result<Vec<sock_filter>, SeccompError> {
     p.extend(below);
     p.extend(from_middle);
     Ok(p)
-}
-
-/// A program for what must answer ENOSYS rather than EPERM (seccompiler gives one action per
-/// program): clone3, whose flags sit in memory a filter cannot read, so glibc falls back to
-/// clone, which is checked; and on x86_64 the whole x32 ABI, whose numbers the EPERM rules do
-/// not cover.
-fn enosys_program(arch: TargetArch, sys_admin: bool) -> Option<BpfProgram> {
-    use libc::{
-        BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
-        SECCOMP_RET_ERRNO,
-    };
-    let (audit_arch, x32) = audit_arch(arch);
-    let mut checks = Vec::new();
-    if x32 {
-        checks.push(X32_SYSCALL_BIT);
-    }
-    if !sys_admin {
-        checks.push(libc::SYS_clone3 as u32);
-    }
-    if checks.is_empty() {
-        return None;
-    }
-    // Layout: load arch; other arch → allow (the EPERM program kills it); load nr; one jump
-    // per check to the final ENOSYS; allow; ENOSYS.
-    let n = checks.len() as u8;
-    let mut p = vec![
-        stmt(BPF_LD | BPF_W | BPF_ABS, ARCH_OFFSET),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, audit_arch, 0, n + 1),
-        stmt(BPF_LD | BPF_W | BPF_ABS, NR_OFFSET),
-    ];
-    for (i, k) in checks.iter().enumerate() {
-        let to_enosys = n - i as u8;
-        let op = if *k == X32_SYSCALL_BIT {
-            BPF_JGE
-        } else {
-            BPF_JEQ
-        };
-        p.push(jump(BPF_JMP | op | BPF_K, *k, to_enosys, 0));
-    }
-    p.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
-    p.push(stmt(
-        BPF_RET | BPF_K,
-        SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-    ));
-    Some(p)
 }
 
 /// Sets no_new_privs: execve can no longer grant privileges (setuid bits, file
@@ -479,11 +462,17 @@ mod tests {
                 .collect();
             denied.sort_unstable();
             denied.dedup();
-            let program = deny_list_program(arch, &denied).unwrap();
+            let sys_admin = caps.bits().contains(Bits::SYS_ADMIN);
+            let program = deny_list_program(arch, &denied, sys_admin).unwrap();
             // Far shorter than one comparison per number.
             assert!(program.len() < 4 * denied.len(), "{}", program.len());
+            let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+            let (_, x32) = audit_arch(arch);
             for nr in (0..1024).chain([X32_SYSCALL_BIT, X32_SYSCALL_BIT | 165, u32::MAX]) {
-                let want = if denied.contains(&nr) {
+                let clone3 = nr == libc::SYS_clone3 as u32 && !sys_admin;
+                let want = if (x32 && nr >= X32_SYSCALL_BIT) || clone3 {
+                    enosys
+                } else if denied.contains(&nr) {
                     eperm
                 } else {
                     libc::SECCOMP_RET_ALLOW
@@ -498,7 +487,7 @@ mod tests {
         // Any length, odd or even, down to none.
         for n in 0..40u32 {
             let denied: Vec<u32> = (0..n).map(|i| 3 * i + 1).collect();
-            let program = deny_list_program(arch, &denied).unwrap();
+            let program = deny_list_program(arch, &denied, true).unwrap();
             for nr in 0..130 {
                 let refused = answer(&program, audit, nr) == eperm;
                 assert_eq!(refused, denied.contains(&nr), "{n} numbers, syscall {nr}");
