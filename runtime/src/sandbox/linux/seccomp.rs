@@ -197,14 +197,7 @@ pub fn default_profile(caps: &CapSet) -> Result<Filter, SeccompError> {
     // new filter once for every syscall number when it is installed (to learn which numbers it
     // always allows): the linear one of 400 instructions took a quarter of a millisecond of
     // each container's start.
-    let mut denied: Vec<u32> = restricted()
-        .into_iter()
-        .filter(|r| (r.unless & caps.bits()).is_empty())
-        .map(|r| r.nr as u32)
-        .collect();
-    denied.sort_unstable();
-    denied.dedup();
-    let eperm = deny_list_program(arch, &denied, sys_admin)?;
+    let eperm = deny_list_program(arch, &denied(caps), sys_admin)?;
 
     // What is refused by argument, through seccompiler.
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -246,6 +239,18 @@ pub fn default_profile(caps: &CapSet) -> Result<Filter, SeccompError> {
     Ok(Filter {
         programs: vec![eperm, by_argument],
     })
+}
+
+/// The numbers of the syscalls refused outright to a container with `caps`, sorted.
+fn denied(caps: &CapSet) -> Vec<u32> {
+    let mut denied: Vec<u32> = restricted()
+        .into_iter()
+        .filter(|r| (r.unless & caps.bits()).is_empty())
+        .map(|r| r.nr as u32)
+        .collect();
+    denied.sort_unstable();
+    denied.dedup();
+    denied
 }
 
 /// seccomp_data's fields, as a filter loads them.
@@ -455,13 +460,7 @@ mod tests {
         let (audit, _) = audit_arch(arch);
         let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
         for caps in [CapSet::default(), sys_admin()] {
-            let mut denied: Vec<u32> = restricted()
-                .into_iter()
-                .filter(|r| (r.unless & caps.bits()).is_empty())
-                .map(|r| r.nr as u32)
-                .collect();
-            denied.sort_unstable();
-            denied.dedup();
+            let denied = denied(&caps);
             let sys_admin = caps.bits().contains(Bits::SYS_ADMIN);
             let program = deny_list_program(arch, &denied, sys_admin).unwrap();
             // Far shorter than one comparison per number.
