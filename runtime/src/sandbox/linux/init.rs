@@ -224,6 +224,14 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             rustix::process::PidfdFlags::empty(),
         )
         .is_ok();
+    if early_exit_report {
+        // PID 1 may then run its guest to the end and report, and the monitor end, before
+        // this process is scheduled again after the fork (they may share a CPU, and this one
+        // may wait on a page of its code): the death signal would then kill it before it
+        // removes the cgroup. From here the cleanup pipe alone links it to the monitor (see
+        // `end_with_cleanup`, which kills PID 1 if the monitor ends first).
+        let _ = nix::sys::prctl::set_pdeathsig(None);
+    }
     // Opened now, as the store's tmp/ and /dev/null are: once PID 1 has pivoted into the
     // rootfs, so has this process (the same mount namespace).
     let cgroup_remover = cgroup
