@@ -214,24 +214,24 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         })?;
         Some((pipe, dir))
     });
-    // With `--rm` (a cleanup pipe), this process removes the cgroup after PID 1's end, so PID 1
-    // may report a WASI guest's exit code before that end (see the fork's child), if this
-    // process can then watch PID 1 and the monitor at once (pidfds: Linux 5.3).
-    let early_exit_report = cleanup.is_some()
-        && cgroup.is_some()
+    // With `--rm` (a cleanup pipe) and pidfds (Linux 5.3), this process watches the monitor
+    // through the cleanup pipe, not a death signal (see `end_with_cleanup`, which kills PID 1
+    // if the pipe closes while it runs). Dropped before the fork: PID 1 may run a WASI guest to
+    // the end and report (below), and the monitor end, before this process runs again after the
+    // fork (they may share a CPU, and this one may wait on a page of its code); the signal
+    // would then kill it before it removes the cgroup.
+    let watched_by_pipe = cleanup.is_some()
         && rustix::process::pidfd_open(
             rustix::process::getpid(),
             rustix::process::PidfdFlags::empty(),
         )
         .is_ok();
-    if early_exit_report {
-        // PID 1 may then run its guest to the end and report, and the monitor end, before
-        // this process is scheduled again after the fork (they may share a CPU, and this one
-        // may wait on a page of its code): the death signal would then kill it before it
-        // removes the cgroup. From here the cleanup pipe alone links it to the monitor (see
-        // `end_with_cleanup`, which kills PID 1 if the monitor ends first).
+    if watched_by_pipe {
         let _ = nix::sys::prctl::set_pdeathsig(None);
     }
+    // This process then removes the cgroup after PID 1's end, so PID 1 may report a WASI
+    // guest's exit code before that end (see the fork's child).
+    let early_exit_report = watched_by_pipe && cgroup.is_some();
     // Opened now, as the store's tmp/ and /dev/null are: once PID 1 has pivoted into the
     // rootfs, so has this process (the same mount namespace).
     let cgroup_remover = cgroup
@@ -382,11 +382,9 @@ fn end_with_cleanup(
 ) -> ! {
     use rustix::event::{PollFd, PollFlags, poll};
     use std::os::unix::ffi::OsStrExt;
+    // (The death signal was dropped before the fork when pidfds work.)
     let pidfd = rustix::process::Pid::from_raw(child.as_raw())
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    if pidfd.is_some() {
-        let _ = nix::sys::prctl::set_pdeathsig(None);
-    }
     let mut code = None;
     let mut name = Vec::new();
     let mut pipe_open = true;
