@@ -20,6 +20,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# tests/hardening.rs compiles its attack programs (tests/attacks/*.c) statically.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
 # The multi-stage example's compiler image (examples/multi-stage/make-gcc-image.sh).
 dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # berth.exe: cross-compiled with mingw-w64 and run under wine by tests/windows.rs.

@@ -1,12 +1,13 @@
 //! `berth exec`: run a command in a running container, by joining its namespaces.
 
 use std::fs::File;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 use berth_runtime::container::Status;
 use berth_runtime::container::monitor::{copy_stdin, forward_signals};
 use berth_runtime::container::tty::{RawMode, terminal_size};
+use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use berth_runtime::sandbox::linux::nsexec::ExecConfig;
 use clap::Args;
 
@@ -94,7 +95,9 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     };
     let path = store.temp_path("exec");
     store.write_file(&path, &serde_json::to_vec(&config)?)?;
-    let mut cmd = Command::new("/proc/self/exe");
+    // Never the host's file: the exec process joins the container (see `exe_seal`).
+    let exe = SealedExe::of_self(store.run_root()).context("sealing berth's binary")?;
+    let mut cmd = exe.command();
     cmd.arg("__exec").arg(&path).env_clear();
     let mut relay = None;
     if a.detach {

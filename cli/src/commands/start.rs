@@ -2,11 +2,12 @@
 //! holds each) or attached with `-a`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, anyhow};
 use berth_runtime::Store;
 use berth_runtime::container::monitor::MonitorError;
+use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use clap::Args;
 
 use crate::app::GlobalOptions;
@@ -31,7 +32,10 @@ pub struct StartArgs {
 pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
     let log = std::fs::File::create(store.container_dir(id).join("monitor.log"))
         .context("creating the monitor's log")?;
-    let mut child = Command::new("/proc/self/exe")
+    // Sealed: the monitor forks the container's init, which then runs the same file.
+    let exe = SealedExe::of_self(store.run_root()).context("sealing berth's binary")?;
+    let mut child = exe
+        .command()
         .arg("--root")
         .arg(store.root())
         .arg("--log-level")

@@ -309,6 +309,7 @@ impl Monitor {
                 config_path: &run_dir.join("init.json"),
                 status_fd: status_write.as_raw_fd(),
                 go_fd: go.as_ref().map(|(r, _)| r.as_raw_fd()),
+                run_root: store.run_root(),
             },
         )
         .map_err(|e| start_err(format!("starting the container's init: {e}")))?;

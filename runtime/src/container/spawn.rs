@@ -10,12 +10,13 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
+use crate::sandbox::linux::exe_seal::{self, SealedExe};
 use crate::sandbox::linux::init::{self, InitConfig};
 
 /// The container's stdio as `__init` gets it (0, 1, 2).
@@ -32,6 +33,8 @@ pub(crate) struct InitHandoff<'a> {
     pub config_path: &'a Path,
     pub status_fd: RawFd,
     pub go_fd: Option<RawFd>,
+    /// The store's run root, where the exec path seals berth's binary (see `exe_seal`).
+    pub run_root: &'a Path,
 }
 
 /// A started `__init`, reaped with [`InitChild::wait`].
@@ -128,10 +131,20 @@ fn single_threaded() -> bool {
 ///
 /// With berth's own logging above warnings (`--debug`), `__init` is exec'd too: a fork would
 /// log berth's debug lines into the container's output, where an exec'd `__init` logs at warn.
+///
+/// A fork runs the host's berth binary until PID 1 execs the workload, which landlock keeps
+/// from reaching that file (see `exe_seal`): without landlock, or for a privileged container
+/// (which landlock does not confine), `__init` is exec'd from the sealed binary instead.
 pub(crate) fn spawn(stdio: InitStdio, handoff: InitHandoff<'_>) -> io::Result<InitChild> {
     let quiet =
         tracing::level_filters::LevelFilter::current() <= tracing::level_filters::LevelFilter::WARN;
-    if !handoff.config.spec.init && quiet && single_threaded() {
+    let spec = &handoff.config.spec;
+    if !spec.init
+        && !spec.security.privileged
+        && quiet
+        && single_threaded()
+        && exe_seal::landlock_available()
+    {
         fork_init(stdio, handoff)
     } else {
         exec_init(stdio, handoff)
@@ -146,7 +159,9 @@ fn exec_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
         h.config_path,
         &serde_json::to_vec(h.config).expect("serializes"),
     )?;
-    let mut cmd = Command::new("/proc/self/exe");
+    // Never the host's file: `__init` and PID 1 run in the container's namespaces.
+    let exe = SealedExe::of_self(h.run_root)?;
+    let mut cmd = exe.command();
     cmd.arg("__init")
         .arg(h.config_path)
         .arg(h.status_fd.to_string())

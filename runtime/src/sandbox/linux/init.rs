@@ -31,7 +31,7 @@ use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::rootfs::{self, RootfsPlan};
-use super::{capabilities, cgroups, seccomp, user, userns};
+use super::{capabilities, cgroups, exe_seal, seccomp, user, userns};
 use crate::backend::Backend;
 use crate::sandbox::wasi;
 use crate::workload::{NetworkMode, WorkloadSpec};
@@ -125,6 +125,10 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
 /// `__init` with its config in hand: called by [`main`], or straight after the fork by a
 /// single-threaded monitor (see `container::spawn`). Never returns.
 pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
+    // No process of the container may open this one's /proc/PID/exe (berth's binary) or
+    // memory: PID 1 runs berth until it execs the workload (for good with `--init` or a WASI
+    // guest), and an exec gives the workload its own dumpable state.
+    let _ = nix::sys::prctl::set_dumpable(false);
     // Nothing the monitor inherited from its own caller may stay open here: an `--init` PID 1
     // lives on beside the workload, and an fd to a host folder is a way out of the rootfs.
     let mut keep: Vec<RawFd> = [
@@ -751,6 +755,7 @@ pub(crate) fn wasi_main(
 ) -> Result<std::convert::Infallible, StartError> {
     // While single-threaded (a mount namespace of its own needs it).
     rootfs::hide_system_mounts().map_err(|e| fail(125, e))?;
+
     // Before wasmtime starts any thread, so all of them inherit the held mask.
     wasi::stop::hold_signals();
     let name = spec.args[0].clone();
@@ -904,6 +909,11 @@ pub(crate) fn drop_privileges(
     let sec = &spec.security;
     let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged)
         .map_err(|e| fail(125, e))?;
+    if !sec.privileged {
+        // While still privileged: restricting ourselves needs CAP_SYS_ADMIN or no_new_privs.
+        exe_seal::confine_exec_to_root()
+            .map_err(|e| fail(125, format!("confining the container's executables: {e}")))?;
+    }
     let filter = if sec.seccomp && !sec.privileged {
         Some(seccomp::default_profile(&caps).map_err(|e| fail(125, e))?)
     } else {

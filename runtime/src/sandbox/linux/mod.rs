@@ -3,6 +3,7 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod exe_seal;
 pub mod init;
 pub mod nsexec;
 pub mod rootfs;

@@ -54,6 +54,9 @@ fn fail(code: i32, m: impl std::fmt::Display) -> StartError {
 }
 
 fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
+    // Berth's binary in the container until the command's exec: nothing there may open this
+    // process' /proc/PID/exe or memory meanwhile (the exec makes the command dumpable again).
+    let _ = nix::sys::prctl::set_dumpable(false);
     let cfg: ExecConfig = std::fs::read(config)
         .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
         .and_then(|b| {
