@@ -7,28 +7,29 @@
 //! `127.0.0.1:CONTAINER_PORT`, where one bound to `0.0.0.0` or `127.0.0.1` listens. No veth,
 //! bridge or iptables rule is needed.
 //!
-//! TCP: one thread per listener accepts; each connection gets a thread that connects inside
-//! the container and copies client-to-container, plus a helper thread for the other way.
-//! When one side finishes sending, the other side's write half is shut down, so half-closed
-//! protocols work. UDP: one thread per host socket keeps a flow (a connected socket inside the
+//! TCP (see [`tcp`]): one thread per listener runs an event loop that relays every connection
+//! as a task, within a budget of file descriptors. When one side finishes sending, the other
+//! side's write half is shut down, so half-closed protocols work. UDP: one thread per host socket keeps a flow (a connected socket inside the
 //! container) per client address and forgets flows idle for 30 s.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, UdpSocket};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::thread::LinkNameSpaceType;
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 
 use super::ports::{PortMapping, Protocol, format_mapping};
+
+mod tcp;
 
 /// How long a UDP flow lives without traffic either way (Docker's proxy uses 90 s; DNS-style
 /// request/response traffic needs far less, and every flow holds a socket). Tests shorten it
@@ -44,8 +45,9 @@ const UDP_MAX_FLOWS: usize = 1024;
 /// Longest a connection waits for the container to accept; a server that is up answers in
 /// microseconds, one that is not refuses at once, so this only bounds a full backlog.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `stop` waits for connection threads to notice their sockets were shut down.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Descriptors the monitor keeps for everything but TCP connections (its own files, the
+/// container's pipes, the listeners).
+const FD_RESERVE: u64 = 128;
 /// Pending connections the kernel queues per listener (capped by net.core.somaxconn).
 const BACKLOG: i32 = 1024;
 /// Bytes copied per read; the largest UDP datagram fits.
@@ -182,64 +184,21 @@ struct Shared {
     /// An eventfd that becomes readable, for good, when the proxy stops; every serving thread
     /// polls it next to its socket, so no blocking accept or recv outlives the proxy.
     stop: OwnedFd,
-    /// Open connections, so stop can shut them down.
-    conns: Mutex<Conns>,
-    /// Signalled whenever a connection thread ends.
-    conn_ended: Condvar,
+    /// TCP connections open across all TCP mappings.
+    live: AtomicUsize,
+    /// How many TCP connections may be open at once: each holds two descriptors.
+    budget: usize,
+    /// Whether connections are being refused (so the warning is logged once per episode).
+    refusing: AtomicBool,
     /// UDP flows open across all UDP mappings, so leaks show.
     udp_flows: AtomicUsize,
 }
 
-/// Live TCP connections.
-#[derive(Default)]
-struct Conns {
-    /// Set by stop; no connection starts after it.
-    stopping: bool,
-    /// Connection threads running (including ones still connecting).
-    live: usize,
-    /// The next id for `open`.
-    next_id: u64,
-    /// Both sockets of every connection, by id.
-    open: HashMap<u64, [Arc<Socket>; 2]>,
-}
-
 impl Shared {
-    fn conns(&self) -> MutexGuard<'_, Conns> {
-        // A panicking connection thread cannot leave Conns inconsistent: every update is
-        // a single statement.
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a connection's sockets so stop can shut them down; None once stopping.
-    fn track(&self, client: &Arc<Socket>, inner: &Arc<Socket>) -> Option<u64> {
-        let mut conns = self.conns();
-        if conns.stopping {
-            return None;
-        }
-        let id = conns.next_id;
-        conns.next_id += 1;
-        conns.open.insert(id, [client.clone(), inner.clone()]);
-        Some(id)
-    }
-
-    fn untrack(&self, id: u64) {
-        self.conns().open.remove(&id);
-    }
-
     fn signal_stop(&self) {
         // Errors are impossible here short of a bad fd: an eventfd counter cannot overflow
         // from a handful of writes.
         let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
-    }
-}
-
-/// Counts a connection thread as live until dropped, even if the thread panics or never runs.
-struct Live(Arc<Shared>);
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.conns().live -= 1;
-        self.0.conn_ended.notify_all();
     }
 }
 
@@ -300,13 +259,24 @@ impl BoundPorts {
 
     /// Serves the bound sockets, connecting into the network namespace `netns`.
     pub fn serve(self, netns: &Path) -> Result<Proxy, ProxyError> {
+        let udp = self
+            .bound
+            .iter()
+            .filter(|m| m.protocol == Protocol::Udp)
+            .count();
+        self.serve_within(netns, tcp_budget(udp))
+    }
+
+    /// [`BoundPorts::serve`] with at most `budget` TCP connections open at once.
+    fn serve_within(self, netns: &Path, budget: usize) -> Result<Proxy, ProxyError> {
         let BoundPorts { bound, listeners } = self;
         let stop = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(|e| ProxyError::Resources(e.into()))?;
         let shared = Arc::new(Shared {
             stop,
-            conns: Mutex::default(),
-            conn_ended: Condvar::new(),
+            live: AtomicUsize::new(0),
+            budget,
+            refusing: AtomicBool::new(false),
             udp_flows: AtomicUsize::new(0),
         });
         let mut proxy = Proxy {
@@ -341,7 +311,7 @@ impl BoundPorts {
                 drop(ready);
                 if ok {
                     match listener {
-                        Listener::Tcp(l) => serve_tcp(&l, port, &shared),
+                        Listener::Tcp(l) => tcp::serve(l, port, &shared),
                         Listener::Udp(s) => serve_udp(&s, port, &shared),
                     }
                 }
@@ -371,10 +341,10 @@ impl Proxy {
         drop(self);
     }
 
-    /// Connection threads still running; for tests that check nothing leaks.
+    /// TCP connections open; for tests that check nothing leaks.
     #[cfg(test)]
     fn live_connections(&self) -> usize {
-        self.shared.conns().live
+        self.shared.live.load(Ordering::Acquire)
     }
 
     /// UDP flows open (as of each UDP thread's last wakeup); for tests.
@@ -387,28 +357,28 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.signal_stop();
+        // A TCP server's thread ends after its event loop has dropped every connection.
         for server in self.servers.drain(..) {
             let _ = server.join();
         }
-        // The servers are gone, so no connection starts from here on.
-        let mut conns = self.shared.conns();
-        conns.stopping = true;
-        for socket in conns.open.values().flatten() {
-            // Wakes the connection's threads out of read, write or connect.
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        let (conns, waited) = self
-            .shared
-            .conn_ended
-            .wait_timeout_while(conns, STOP_GRACE, |c| c.live > 0)
-            .unwrap_or_else(|e| e.into_inner());
-        if waited.timed_out() {
-            tracing::warn!(
-                live = conns.live,
-                "port proxy stopped with connection threads still ending"
-            );
+    }
+}
+
+/// Raises this process' soft limit on open files to its hard limit (the monitor's own: the
+/// container got its limits when its init was started) and returns how many TCP connections
+/// fit in it, beside `udp_mappings` UDP mappings with their flows.
+fn tcp_budget(udp_mappings: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+            limit = getrlimit(Resource::Nofile);
         }
     }
+    let fds = limit.current.unwrap_or(1 << 20);
+    let udp = (udp_mappings * (UDP_MAX_FLOWS + 1)) as u64;
+    (fds.saturating_sub(FD_RESERVE + udp) / 2).max(1) as usize
 }
 
 /// Binds the host side of one mapping; returns it with the actual host port.
@@ -473,156 +443,6 @@ fn wait(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> bool {
             }
         }
     }
-}
-
-/// Accepts on one TCP listener until stop, starting a connection thread per client.
-fn serve_tcp(listener: &Socket, port: u16, shared: &Arc<Shared>) {
-    loop {
-        let mut fds = [
-            PollFd::new(&shared.stop, PollFlags::IN),
-            PollFd::new(listener, PollFlags::IN),
-        ];
-        if !wait(&mut fds, None) {
-            return;
-        }
-        // Take every pending connection before polling again.
-        loop {
-            match listener.accept() {
-                Ok((client, _)) => spawn_connection(client, port, shared),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if is_transient_accept_error(&e) => continue,
-                Err(e) => {
-                    // Out of fds or memory: the pending connection keeps the listener readable,
-                    // so pause instead of spinning, and try again.
-                    tracing::warn!(error = %e, port, "port proxy: cannot accept a connection");
-                    thread::sleep(Duration::from_millis(100));
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Errors that concern only the connection being accepted.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-    ) || e.raw_os_error() == Some(libc::EPROTO)
-}
-
-/// Starts the thread for one accepted connection; the client is closed if it cannot start.
-fn spawn_connection(client: Socket, port: u16, shared: &Arc<Shared>) {
-    shared.conns().live += 1;
-    let live = Live(shared.clone());
-    // The new thread shares this thread's (the container's) network namespace, which is where
-    // the sockets it makes must live.
-    let spawned = thread::Builder::new()
-        .name(format!("proxy-conn-{port}"))
-        .spawn(move || {
-            let live = live;
-            relay(client, port, &live.0);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(
-            error = %e,
-            port,
-            "port proxy: cannot start a connection thread; dropping the connection"
-        );
-    }
-}
-
-/// Connects to the container's port and copies bytes both ways until both directions end.
-fn relay(client: Socket, port: u16, shared: &Shared) {
-    // Accepted sockets do not inherit O_NONBLOCK on Linux, but say so rather than rely on it.
-    if client.set_nonblocking(false).is_err() {
-        return;
-    }
-    let client = Arc::new(client);
-    let Some((id, inner)) = connect_inside(port, &client, shared) else {
-        return;
-    };
-    let back = {
-        let (client, inner) = (client.clone(), inner.clone());
-        thread::Builder::new()
-            .name(format!("proxy-back-{port}"))
-            .spawn(move || pump(&inner, &client))
-    };
-    match back {
-        Ok(back) => {
-            pump(&client, &inner);
-            let _ = back.join();
-        }
-        Err(e) => {
-            tracing::warn!(
-                error = %e,
-                port,
-                "port proxy: cannot start a copy thread; dropping the connection"
-            );
-        }
-    }
-    shared.untrack(id);
-}
-
-/// Connects to `port` on the container's loopback: 127.0.0.1, then ::1 for servers that only
-/// listen on IPv6. Returns the tracked socket, or None (and logs) when nothing answers.
-fn connect_inside(port: u16, client: &Arc<Socket>, shared: &Shared) -> Option<(u64, Arc<Socket>)> {
-    let targets = [
-        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-        SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
-    ];
-    let mut first_error = None;
-    for target in targets {
-        let inner = match Socket::new(Domain::for_address(target), Type::STREAM, None) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                first_error.get_or_insert(e);
-                continue;
-            }
-        };
-        // Tracked before connecting, so stop can abort a connect stuck on a full backlog.
-        let id = shared.track(client, &inner)?;
-        match inner.connect_timeout(&SockAddr::from(target), CONNECT_TIMEOUT) {
-            Ok(()) => return Some((id, inner)),
-            Err(e) => {
-                shared.untrack(id);
-                let refused = e.kind() == io::ErrorKind::ConnectionRefused;
-                first_error.get_or_insert(e);
-                if !refused {
-                    break;
-                }
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        // Usually the server in the container is not listening (yet); the client sees its
-        // connection closed, as with Docker.
-        tracing::debug!(error = %e, port, "port proxy: cannot connect inside the container");
-    }
-    None
-}
-
-/// Copies `from` to `to` until `from` finishes sending, then shuts down `to`'s write half so
-/// the other end sees the same end of stream.
-fn pump(from: &Socket, to: &Socket) {
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        let n = match (&*from).read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Reset or shut down by stop: end this direction like an end of stream.
-            Err(_) => break,
-        };
-        if (&*to).write_all(&buf[..n]).is_err() {
-            // The receiver is gone, so nothing more from either side can be delivered: end
-            // both directions, which also wakes the other copy thread.
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
-            return;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
 }
 
 /// One UDP client's flow: a socket inside the container connected to the container's port.
@@ -795,7 +615,8 @@ impl std::fmt::Debug for Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{Ipv6Addr, Shutdown};
     use std::net::{TcpListener, TcpStream};
     use std::process::{Child, Command, Stdio};
     use std::sync::Barrier;
@@ -916,10 +737,9 @@ while True:
     fn assert_no_live_connections(proxy: &Proxy) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while proxy.live_connections() > 0 {
-            assert!(Instant::now() < deadline, "connection threads did not end");
+            assert!(Instant::now() < deadline, "connections did not end");
             thread::sleep(Duration::from_millis(10));
         }
-        assert!(proxy.shared.conns().open.is_empty());
     }
 
     #[test]
@@ -1197,10 +1017,39 @@ while True:
         let shared = proxy.shared.clone();
 
         proxy.stop();
-        assert_eq!(shared.conns().live, 0, "stop waits for connection threads");
-        assert!(shared.conns().open.is_empty());
+        assert_eq!(
+            shared.live.load(Ordering::Acquire),
+            0,
+            "stop ends every connection"
+        );
         assert!(matches!(idle.read(&mut buf), Ok(0) | Err(_)));
         TcpListener::bind(addr).expect("stop left the listener open");
+    }
+
+    #[test]
+    fn connections_past_the_budget_are_refused_and_the_rest_still_served() {
+        let server = tcp_echo(9004);
+        let proxy = Proxy::bind(&[tcp(LOCAL, 9004)])
+            .unwrap()
+            .serve_within(&server.netns(), 2)
+            .unwrap();
+        let addr = host_addr_of(&proxy, 0);
+        let held: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut s = connect(addr);
+                s.write_all(b"x").unwrap();
+                s.read_exact(&mut [0u8; 1]).unwrap();
+                s
+            })
+            .collect();
+        assert_eq!(proxy.live_connections(), 2);
+        // The third is reset at once, not left hanging.
+        let mut third = connect(addr);
+        let _ = third.write_all(b"x");
+        assert!(matches!(third.read(&mut [0u8; 1]), Ok(0) | Err(_)));
+        drop(held);
+        assert_no_live_connections(&proxy);
+        assert_eq!(echo_through(addr, b"after"), b"after");
     }
 
     #[test]
