@@ -254,3 +254,364 @@ fn a_volume_under_proc_or_sys_is_not_filled_from_the_kernel() {
         assert_eq!(out, "0\n0\n", "{image}: the volumes were filled: {out}");
     }
 }
+
+/// Compiles the attack program `tests/attacks/NAME.c` statically (it runs in a busybox
+/// container) into the test's scratch folder `attack/`, which the test mounts at /attack.
+fn compile_attack(b: &Berth, name: &str) -> std::path::PathBuf {
+    common::require("gcc");
+    let dir = b.path("attack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name);
+    let src = format!("{}/../tests/attacks/{name}.c", env!("CARGO_MANIFEST_DIR"));
+    common::succeed(Command::new("gcc").args([
+        "-static",
+        "-O2",
+        "-o",
+        out.to_str().unwrap(),
+        &src,
+    ]));
+    out
+}
+
+/// The host's glibc, mounted into a busybox container: berth's binary is dynamically linked,
+/// and an image with a C library (as most have) is what lets it run in there.
+const GLIBC: [&str; 2] = ["/usr/lib:/lib:ro", "/usr/lib64:/lib64:ro"];
+
+/// A file's identity and what an append would change: the attack must leave all of it be.
+fn fingerprint(path: &std::path::Path) -> (u64, u64, u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.dev(), m.ino(), m.len(), m.modified().unwrap())
+}
+
+/// CVE-2019-5736 as the probe ran it: a program in the container watches /proc for berth
+/// processes, keeps an O_PATH handle on their executable and reopens it for writing once
+/// they are gone, while `berth exec` runs a `#!/proc/self/exe` script. `exec` runs from a
+/// copy of berth and the monitor from the original, so without the seal nothing would keep
+/// the copy busy and the write would land.
+#[test]
+fn a_container_cannot_take_or_overwrite_the_host_berth_binary() {
+    let b = setup();
+    compile_attack(&b, "proc_exe");
+    let copy = b.path("berth-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_berth"), &copy).unwrap();
+    let host_files = [
+        fingerprint(std::path::Path::new(env!("CARGO_BIN_EXE_berth"))),
+        fingerprint(&copy),
+    ];
+    let attack = format!("{}:/attack", b.path("attack").display());
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "-v",
+        &attack,
+        "-v",
+        GLIBC[0],
+        "-v",
+        GLIBC[1],
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /usr/local/bin && printf '#!/proc/self/exe\\n' > /usr/local/bin/evilsh && \
+         chmod +x /usr/local/bin/evilsh && exec /attack/proc_exe /attack/report 8",
+    ]);
+    let report = b.path("attack/report");
+    let read = || std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(
+        common::eventually(|| read().starts_with("ready")),
+        "{}",
+        read()
+    );
+    let from_copy = |args: &[&str]| {
+        Command::new(&copy)
+            .args(args)
+            .env("BERTH_ROOT", b.root())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut interpreted = Vec::new();
+    for _ in 0..4 {
+        // The script's interpreter is the exec'ing process' own binary: berth's, unsealed.
+        let out = from_copy(&["exec", "victim", "/usr/local/bin/evilsh"]);
+        interpreted.push((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+        // A plain exec: its process is berth in the container until the command runs.
+        let out = from_copy(&["exec", "victim", "true"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for _ in 0..300 {
+        if read().contains("done") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let report = read();
+    eprintln!("the attack's report:\n{report}");
+    assert!(
+        report.contains("done"),
+        "the attack did not finish:\n{report}"
+    );
+    assert!(
+        !report.contains("wrote"),
+        "a berth binary was written:\n{report}"
+    );
+    for line in report.lines().filter(|l| l.starts_with("handle ")) {
+        let f: Vec<u64> = line
+            .split(' ')
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert!(
+            !host_files.iter().any(|h| (h.0, h.1) == (f[0], f[1])),
+            "the container held the host's berth binary: {line}\n{report}"
+        );
+    }
+    assert_eq!(
+        fingerprint(&copy),
+        host_files[1],
+        "the copy of berth changed"
+    );
+    // Landlock refused the interpreter: berth never ran in the container.
+    for (code, stderr) in interpreted {
+        assert_eq!(code, Some(126), "{stderr}");
+        assert!(stderr.contains("permission denied"), "{stderr}");
+    }
+    b.ok(&["rm", "-f", "victim"]);
+}
+
+/// A `#!/proc/self/exe` workload: PID 1 is a fork of berth until it execs the workload, so
+/// the script's interpreter would be the host's berth binary, running in the container.
+/// Landlock keeps every exec in the container to files under its root.
+#[test]
+fn a_workload_cannot_run_the_host_binary_as_its_interpreter() {
+    let b = setup();
+    let dir = b.path("attack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("evil");
+    std::fs::write(&script, "#!/proc/self/exe version\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let attack = format!("{}:/attack", dir.display());
+    let glibc = ["-v", GLIBC[0], "-v", GLIBC[1]];
+    let out = b.output(
+        &[
+            &["run", "--rm", "-v", &attack][..],
+            &glibc,
+            &["busybox", "/attack/evil"],
+        ]
+        .concat(),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(126), "{stdout}{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(!stdout.to_lowercase().contains("berth"), "{stdout}");
+    // The same from an exec'd command, and from a build's RUN step.
+    b.ok(&[
+        &["run", "-d", "--name", "box", "-v", &attack][..],
+        &glibc,
+        &["busybox", "sleep", "100"],
+    ]
+    .concat());
+    let out = b.output(&["exec", "box", "/attack/evil"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout)
+            .to_lowercase()
+            .contains("berth")
+    );
+    b.ok(&["rm", "-f", "box"]);
+    let ctx = b.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(&script, ctx.join("evil")).unwrap();
+    // berth's loader and libraries, as an image with glibc has them.
+    let libs = ctx.join("lib/x86_64-linux-gnu");
+    std::fs::create_dir_all(&libs).unwrap();
+    std::fs::create_dir_all(ctx.join("lib64")).unwrap();
+    for lib in [
+        "ld-linux-x86-64.so.2",
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+    ] {
+        std::fs::copy(format!("/lib/x86_64-linux-gnu/{lib}"), libs.join(lib)).unwrap();
+    }
+    std::fs::copy(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        ctx.join("lib64/ld-linux-x86-64.so.2"),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY lib /lib\nCOPY lib64 /lib64\nCOPY evil /evil\nRUN [\"/evil\"]\n",
+    )
+    .unwrap();
+    let out = b.output(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "evil",
+        ctx.to_str().unwrap(),
+    ]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("permission denied"), "{all}");
+}
+
+/// With `--init`, PID 1 is berth for the container's whole life: the container may neither
+/// open its executable nor write it.
+#[test]
+fn an_init_pid_1_cannot_be_opened_from_the_container() {
+    let b = setup();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/exe >/dev/null 2>&1 && echo readable || echo unreadable; \
+         (echo x >> /proc/1/exe) 2>/dev/null && echo written || echo unwritten; \
+         cat /proc/1/environ >/dev/null 2>&1 && echo environ || echo no-environ",
+    ]);
+    assert_eq!(out, "unreadable\nunwritten\nno-environ\n");
+}
+
+/// The container's monitor: the `__monitor` process that holds container `id`.
+fn monitor_of(id: &str) -> i32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.contains(&&b"__monitor"[..]) && args.contains(&id.as_bytes()) {
+            return pid;
+        }
+    }
+    panic!("no monitor for {id}");
+}
+
+/// A process' threads and open descriptors.
+fn threads_and_fds(pid: i32) -> (usize, usize) {
+    let count = |what| {
+        std::fs::read_dir(format!("/proc/{pid}/{what}"))
+            .unwrap()
+            .count()
+    };
+    (count("task"), count("fd"))
+}
+
+/// One HTTP request on a fresh connection; its response, or what went wrong.
+fn http_get(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(10);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The probe's flood: 9,000 idle connections to a published port, then a normal request,
+/// then 2,000 more. The proxy holds them with a bounded number of threads, serves the request,
+/// refuses what is past its descriptor budget at once, and returns to its baseline threads
+/// and descriptors once the clients close; the container stays up throughout.
+#[test]
+fn a_connection_flood_on_a_published_port_never_takes_the_container_down() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    use std::io::{ErrorKind, Read, Write};
+    let b = setup();
+    compile_attack(&b, "hold_server");
+    // This test holds both ends' client sockets.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let idle_count = 9_000.min((hard as usize).saturating_sub(1_000) * 3 / 4);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let attack = format!("{}:/attack", b.path("attack").display());
+    let publish = format!("127.0.0.1:{port}:80");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "-p",
+        &publish,
+        "-v",
+        &attack,
+        "busybox",
+        "/attack/hold_server",
+        "80",
+    ]);
+    let id = id.trim();
+    let hello = |r: std::io::Result<String>| r.is_ok_and(|r| r.ends_with("\r\n\r\nhello\n"));
+    assert!(common::eventually(|| hello(http_get(addr))));
+    let monitor = monitor_of(id);
+    let (threads, fds) = threads_and_fds(monitor);
+
+    let idle: Vec<std::net::TcpStream> = (0..idle_count)
+        .map(|i| {
+            std::net::TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect();
+    assert!(
+        hello(http_get(addr)),
+        "a request among {idle_count} idle connections"
+    );
+    let (mut served, mut refused) = (0, 0);
+    let more: Vec<_> = (0..2_000)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    refused += 2_000 - more.len();
+    for mut s in more {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let mut out = String::new();
+        match s.read_to_string(&mut out) {
+            Ok(_) if out.ends_with("hello\n") => served += 1,
+            Ok(_) => refused += 1,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => refused += 1,
+            Err(e) => panic!("a connection past the flood hung or failed: {e}"),
+        }
+    }
+    assert_eq!(served + refused, 2_000);
+    let (flood_threads, _) = threads_and_fds(monitor);
+    assert!(
+        flood_threads <= threads + 2,
+        "the monitor went from {threads} to {flood_threads} threads"
+    );
+    drop(idle);
+    assert!(
+        common::eventually(|| threads_and_fds(monitor) == (threads, fds)),
+        "the monitor kept {:?} threads and fds, from {:?}",
+        threads_and_fds(monitor),
+        (threads, fds)
+    );
+    assert!(hello(http_get(addr)));
+    let ps = b.ok(&["ps", "--format", "json"]);
+    assert!(ps.contains(&id[..12]) && ps.contains("running"), "{ps}");
+    eprintln!("{idle_count} idle held; of 2000 more, {served} served and {refused} refused");
+    b.ok(&["rm", "-f", id]);
+}
