@@ -530,6 +530,22 @@ fn refused_flags_leave_nothing_behind() {
         let id = b.ok(&full).trim().to_string();
         b.ok(&["rm", "-v", &id]);
     }
+    // --log-driver none keeps no log, and logs says so.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox",
+        "echo",
+        "hi",
+    ]);
+    b.ok(&["wait", "quiet"]);
+    let (_, err) = b.fail(&["logs", "quiet"]);
+    assert!(err.contains("--log-driver none"), "{err}");
+    b.ok(&["rm", "quiet"]);
     let out = b.ok(&[
         "run",
         "--rm",

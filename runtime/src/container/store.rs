@@ -624,3 +624,34 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_left_of_a_record_cut_short_is_read_back() {
+        let record = br#"{"id":"0123","name":"web","image":"busybox","image_id":"sha256:00","layers":["sha256:01","sha2"#;
+        let found = salvage(record);
+        assert_eq!(found.name.as_deref(), Some("web"));
+        assert_eq!(found.image.as_deref(), Some("busybox"));
+        assert!(found.created.is_none());
+        // The newest record that says wins; garbage says nothing.
+        let file = [
+            &br#"{"id":"0123","name":"old","created":"2026-01-02T03:04:05Z"}"#[..],
+            b"\n",
+            br#"{"id":"0123","name":"new","ima"#,
+        ]
+        .concat();
+        let found = salvage(&file);
+        assert_eq!(found.name.as_deref(), Some("new"));
+        assert_eq!(
+            found.created.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-01-02T03:04:05+00:00")
+        );
+        let found = salvage(b"\x00\xffgarbage{{");
+        assert!(found.name.is_none() && found.image.is_none());
+        // A name no container could have is not taken for one.
+        assert!(salvage(br#"{"name":"../x"}"#).name.is_none());
+    }
+}
