@@ -1131,6 +1131,7 @@ impl Builder<'_> {
             stop_signal: "SIGKILL".into(),
             stop_timeout: 0,
             labels: BTreeMap::from([(BUILD_LABEL.to_string(), "1".to_string())]),
+            log_config: Default::default(),
             state: RunState::default(),
         };
         self.store

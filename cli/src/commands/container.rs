@@ -88,14 +88,22 @@ pub fn run(g: &GlobalOptions, a: ContainerArgs) -> Result<ExitCode> {
     }
 }
 
-/// Removes every stopped container; returns their ids. Their volumes stay, as Docker's
+/// Removes every stopped container, and every one whose state file is damaged and of which
+/// nothing runs (Docker's "dead"); returns their ids. Their volumes stay, as Docker's
 /// (`system prune --volumes` and `volume prune` take the anonymous ones).
 pub fn prune_containers(store: &berth_runtime::Store) -> Result<Vec<String>> {
+    use berth_runtime::container::lifecycle;
     let mut removed = Vec::new();
     for c in store.containers()? {
         if matches!(c.state.status, Status::Exited | Status::Created) {
             berth_runtime::container::monitor::remove_container(store, &c, false)?;
             removed.push(c.id);
+        }
+    }
+    for r in store.damaged_containers() {
+        if !lifecycle::remains_running(store, &r) {
+            lifecycle::remove_remains(store, &r, false)?;
+            removed.push(r.id);
         }
     }
     store.remove_stale_run_dirs();

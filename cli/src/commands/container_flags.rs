@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use berth_runtime::backend::Backend;
 use berth_runtime::container::create::CreateOptions;
+use berth_runtime::container::log::LogConfig;
 use berth_runtime::workload::{Limits, NetworkMode, Security};
 use clap::Args;
 
@@ -85,14 +86,14 @@ pub struct ContainerFlags {
     /// User namespace: private (container root maps to unprivileged host ids) or host
     #[arg(long)]
     pub userns: Option<String>,
-    /// Memory limit (e.g. 512m, 1g)
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Number of CPUs (e.g. 0.5)
-    #[arg(long)]
+    /// Memory limit (e.g. 512m, 1g; at least 6m)
+    #[arg(short, long, value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// Number of CPUs (e.g. 0.5; from 0.01 to the host's CPUs, 0 for no limit)
+    #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<f64>,
-    /// Most processes at once (-1 for unlimited)
-    #[arg(long = "pids-limit")]
+    /// Most processes at once (0 or -1 for unlimited)
+    #[arg(long = "pids-limit", value_parser = parse_pids_limit, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     /// Signal to stop the container
     #[arg(long = "stop-signal")]
@@ -106,6 +107,13 @@ pub struct ContainerFlags {
     /// Add a host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
+    /// Logging driver: json-file (the default) or none
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log options: max-size=SIZE (k, m or g; default 20m), max-file=N (default 5): the log
+    /// is rotated past max-size and at most max-file files are kept (100 MB by default)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Runtime backend: native or wasi (default: chosen from the image)
     #[arg(long)]
     pub runtime: Option<String>,
@@ -119,47 +127,94 @@ pub struct ContainerFlags {
     pub command: Vec<String>,
 }
 
-/// Parses Docker's memory sizes: a number with an optional b, k, m or g suffix (binary units).
-pub fn parse_memory(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix('b')
-        .filter(|r| !r.is_empty() && r.chars().last().is_some_and(|c| c.is_ascii_alphabetic()))
-        .unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('b') => (&t[..t.len() - 1], 1),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().with_context(|| {
-        format!(
-            "invalid size {s:?}: expected a number with an optional unit b, k, m or g (e.g. 512m)"
-        )
-    })?;
-    let bytes = (n * mult as f64) as u64;
+/// Parses Docker's memory sizes (`--memory`): a number with an optional unit b, k, m or g
+/// (powers of 1024), at least Docker's 6 MiB and small enough for the kernel's counters.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => {
+                format!("{s} is more memory than a limit can hold; give a size such as 512m or 2g")
+            }
+            _ => format!(
+                "expected a number with an optional unit b, k, m or g (e.g. 512m), not {s:?}"
+            ),
+        })?;
     if bytes < 6 << 20 {
-        bail!("minimum memory limit allowed is 6MB (got {s})");
+        return Err(format!("minimum memory limit allowed is 6MB (got {s})"));
+    }
+    if bytes > i64::MAX as u64 {
+        return Err(format!(
+            "{s} is more memory than a limit can hold; give a size such as 512m or 2g"
+        ));
     }
     Ok(bytes)
+}
+
+/// Parses `--cpus` as Docker checks it: a finite number of CPUs from 0.01 to the CPUs this
+/// host gives berth, or 0 for no limit.
+pub fn parse_cpus(s: &str) -> Result<f64, String> {
+    let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let range = || {
+        format!(
+            "Range of CPUs is from 0.01 to {host}.00, as there are only {host} CPUs available (0 sets no limit)"
+        )
+    };
+    let cpus: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of CPUs; {}", range()))?;
+    if !cpus.is_finite() || cpus < 0.0 || (cpus > 0.0 && cpus < 0.01) || cpus > host as f64 {
+        return Err(range());
+    }
+    Ok(cpus)
+}
+
+/// Parses `--pids-limit`: a positive count, or 0 or -1 for no limit.
+pub fn parse_pids_limit(s: &str) -> Result<i64, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n >= -1 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a process count: give a positive number, or 0 or -1 for no limit"
+        )),
+    }
+}
+
+/// Checks one `-e` value as Docker does: a name is needed before any `=`.
+fn check_env(e: &str) -> Result<()> {
+    if e.split_once('=').map_or(e, |(k, _)| k).is_empty() {
+        bail!(
+            "invalid environment variable: {e} (-e takes KEY=VALUE, or KEY to pass this shell's value)"
+        );
+    }
+    Ok(())
 }
 
 fn read_env_file(path: &PathBuf) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --env-file {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            if l.contains('=') {
-                Some(l.to_string())
-            } else {
-                std::env::var(l).ok().map(|v| format!("{l}={v}"))
-            }
-        })
-        .collect())
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let name = l.split_once('=').map_or(l, |(k, _)| k);
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            bail!(
+                "invalid --env-file {} line {}: {line:?} needs a variable name without spaces before '=' (KEY=VALUE or KEY)",
+                path.display(),
+                n + 1
+            );
+        }
+        if l.contains('=') {
+            out.push(l.to_string());
+        } else if let Ok(v) = std::env::var(l) {
+            out.push(format!("{l}={v}"));
+        }
+    }
+    Ok(out)
 }
 
 impl ContainerFlags {
@@ -170,6 +225,7 @@ impl ContainerFlags {
             env.extend(read_env_file(f)?);
         }
         for e in &self.env {
+            check_env(e)?;
             if e.contains('=') {
                 env.push(e.clone());
             } else if let Ok(v) = std::env::var(e) {
@@ -214,6 +270,9 @@ impl ContainerFlags {
         let mut labels = BTreeMap::new();
         for l in &self.label {
             let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            if k.trim().is_empty() {
+                bail!("invalid label {l:?}: empty name (-l takes KEY=VALUE or KEY)");
+            }
             labels.insert(k.to_string(), v.to_string());
         }
         #[cfg(target_os = "linux")]
@@ -243,11 +302,8 @@ impl ContainerFlags {
             init: self.init,
             security,
             limits: Limits {
-                memory: self.memory.as_deref().map(parse_memory).transpose()?,
-                cpus: match self.cpus {
-                    Some(c) if c <= 0.0 => bail!("invalid --cpus {c}: must be more than 0"),
-                    c => c,
-                },
+                memory: self.memory,
+                cpus: self.cpus.filter(|c| *c > 0.0),
                 pids: self.pids_limit.filter(|p| *p > 0),
             },
             stop_signal: self.stop_signal.clone(),
@@ -260,6 +316,7 @@ impl ContainerFlags {
                 .map(Backend::parse)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!(e))?,
+            log_config: LogConfig::parse(self.log_driver.as_deref(), &self.log_opt)?,
         })
     }
 }
@@ -276,5 +333,17 @@ mod tests {
         assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
         assert!(parse_memory("1k").is_err(), "below Docker's minimum");
         assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("99999999999g").is_err(), "overflows");
+        assert!(parse_memory("9000000000g").is_err(), "past i64");
+    }
+
+    #[test]
+    fn cpus_in_docker_range() {
+        assert_eq!(parse_cpus("0.5").unwrap(), 0.5);
+        assert_eq!(parse_cpus("0").unwrap(), 0.0);
+        for bad in ["nan", "inf", "-inf", "-1", "0.001", "1e9", "x"] {
+            let e = parse_cpus(bad).unwrap_err();
+            assert!(e.contains("Range of CPUs is from 0.01"), "{bad}: {e}");
+        }
     }
 }

@@ -81,7 +81,8 @@ pub fn prune_images(
     store: &berth_runtime::Store,
     all: bool,
 ) -> Result<Vec<berth_runtime::image::store::Removed>> {
-    let mut deleted = Vec::new();
+    // Entries whose manifest or config is gone: nothing can use them.
+    let mut deleted = store.remove_broken_images()?;
     for image in store.images()? {
         if (!all && !image.names.is_empty()) || !store.containers_using(&image.id).is_empty() {
             continue;

@@ -89,7 +89,7 @@ pub fn container_json(
         "RestartCount": st.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
-        "LogPath": store.container_dir(&c.id).join("log.json"),
+        "LogPath": store.container_dir(&c.id).join(berth_runtime::container::log::FILE_NAME),
         "HostnamePath": store.container_run_dir(&c.id).join("hostname"),
         "HostsPath": store.container_run_dir(&c.id).join("hosts"),
         "ResolvConfPath": store.container_run_dir(&c.id).join("resolv.conf"),
@@ -123,6 +123,10 @@ pub fn container_json(
             "NanoCpus": c.spec.limits.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
             "PidsLimit": c.spec.limits.pids,
             "Init": c.spec.init,
+            "LogConfig": {
+                "Type": c.log_config.driver.as_str(),
+                "Config": c.log_config.options(),
+            },
         },
         "Mounts": c.spec.mounts.iter().map(|m| json!({
             "Type": m.kind,
@@ -135,6 +139,29 @@ pub fn container_json(
     })
 }
 
+/// What `inspect` knows of a container whose state file is damaged: Docker's "dead" state,
+/// with why in `State.Error`.
+fn dead_json(store: &berth_runtime::Store, r: &berth_runtime::container::store::Remains) -> Value {
+    json!({
+        "Id": r.id,
+        "Name": r.name.as_ref().map(|n| format!("/{n}")).unwrap_or_default(),
+        "Created": r.created.to_rfc3339(),
+        "State": {
+            "Status": "dead",
+            // Its monitor still holds it: its processes run until `rm -f`.
+            "Running": store.monitor_holds(&r.id),
+            "Dead": true,
+            "Error": format!(
+                "its state file is corrupt: {}; remove it with `berth rm -f {}`",
+                r.reason,
+                r.short_id()
+            ),
+        },
+        "Config": { "Image": r.image },
+        "LogPath": store.container_dir(&r.id).join(berth_runtime::container::log::FILE_NAME),
+    })
+}
+
 /// Prints a JSON array with one object per target (a container, else an image); exits 1 if
 /// any was not found.
 pub fn run(g: &GlobalOptions, a: InspectArgs) -> Result<ExitCode> {
@@ -144,6 +171,10 @@ pub fn run(g: &GlobalOptions, a: InspectArgs) -> Result<ExitCode> {
     for t in &a.targets {
         if let Ok(c) = store.find_container(t) {
             out.push(container_json(&store, &c));
+            continue;
+        }
+        if let Ok(r) = store.find_remains(t) {
+            out.push(dead_json(&store, &r));
             continue;
         }
         match store.find_image(t) {

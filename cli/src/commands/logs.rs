@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use berth_runtime::container::Status;
-use berth_runtime::container::log::{self, ReadOptions, Record};
+use berth_runtime::container::log::{self, LogDriver, ReadOptions, Record};
 use chrono::{DateTime, Utc};
 use clap::Args;
 
@@ -76,32 +76,34 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     Ok(Utc::now() - chrono::Duration::milliseconds((total * 1000.0) as i64))
 }
 
-fn print(records: &[Record], timestamps: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    for r in records {
-        let w: &mut dyn Write = if r.stream == "stderr" {
-            &mut err
-        } else {
-            &mut out
-        };
-        if timestamps {
-            write!(
-                w,
-                "{} ",
-                r.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-            )?;
-        }
-        w.write_all(r.log.as_bytes())?;
+/// Writes one record to stdout or stderr, as the container wrote it.
+fn print(
+    out: &mut impl Write,
+    err: &mut impl Write,
+    r: &Record,
+    timestamps: bool,
+) -> std::io::Result<()> {
+    let w: &mut dyn Write = if r.stream == "stderr" { err } else { out };
+    if timestamps {
+        write!(
+            w,
+            "{} ",
+            r.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        )?;
     }
-    out.flush()?;
-    Ok(())
+    w.write_all(r.log.as_bytes())
 }
 
 /// Prints the log.
 pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
     let store = super::open_store(g)?;
     let c = store.find_container(&a.container)?;
+    if c.log_config.driver == LogDriver::None {
+        bail!(
+            "container {} keeps no log: it was created with --log-driver none (create it again without that flag to read its output with `berth logs`)",
+            c.name
+        );
+    }
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
@@ -114,21 +116,35 @@ pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
         since: a.since.as_deref().map(parse_time).transpose()?,
         until: a.until.as_deref().map(parse_time).transpose()?,
     };
-    let path = store.container_dir(&c.id).join("log.json");
-    let (records, mut offset) = log::read(&path, &opts)?;
-    print(&records, a.timestamps)?;
+    let path = store.container_dir(&c.id).join(log::FILE_NAME);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut err = std::io::stderr().lock();
+    let mut follower = log::read(&path, &opts, |r| {
+        print(&mut out, &mut err, &r, a.timestamps)
+    })?;
+    out.flush()?;
     if a.follow {
+        // What comes in after --until is not shown: following ends there.
+        let before_until = |r: &Record| opts.until.is_none_or(|u| r.time < u);
         loop {
             let running = store
                 .load_container(&c.id)
                 .is_ok_and(|c| c.state.status == Status::Running);
-            let (more, next) = log::read_from(&path, offset).unwrap_or((Vec::new(), offset));
-            offset = next;
-            print(&more, a.timestamps)?;
-            if !running && more.is_empty() {
+            let more = follower
+                .poll(|r| {
+                    if before_until(&r) {
+                        print(&mut out, &mut err, &r, a.timestamps)?;
+                    }
+                    Ok(())
+                })
+                .unwrap_or(0);
+            out.flush()?;
+            if !running && more == 0 {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            if more == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

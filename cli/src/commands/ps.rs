@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use berth_runtime::container::store::Remains;
 use berth_runtime::container::{Container, Status};
 use clap::Args;
 use serde::Serialize;
@@ -74,6 +75,88 @@ fn matches(c: &Container, filters: &[(String, String)]) -> bool {
     })
 }
 
+/// A row of the listing: a container, or what is left of one whose state file is damaged.
+enum Listed<'a> {
+    Live(&'a Container),
+    Dead(&'a Remains),
+}
+
+impl Listed<'_> {
+    fn created(&self) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Listed::Live(c) => c.created,
+            Listed::Dead(r) => r.created,
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Listed::Live(c) => &c.id,
+            Listed::Dead(r) => &r.id,
+        }
+    }
+}
+
+/// Whether a damaged container passes the filters: only what is known of it can match.
+fn matches_dead(r: &Remains, filters: &[(String, String)]) -> bool {
+    filters.iter().all(|(k, v)| match k.as_str() {
+        "status" => v == "dead",
+        "name" => r.name.as_deref().is_some_and(|n| n.contains(v.as_str())),
+        "id" => r.id.starts_with(v.as_str()),
+        "ancestor" => r.image.as_deref() == Some(v.as_str()),
+        _ => false,
+    })
+}
+
+fn live_row(c: &Container, no_trunc: bool) -> Row {
+    let cmd = c.spec.args.join(" ");
+    Row {
+        id: if no_trunc {
+            c.id.clone()
+        } else {
+            c.short_id().to_string()
+        },
+        image: c.image.clone(),
+        command: if no_trunc {
+            format!("\"{cmd}\"")
+        } else {
+            format!("\"{}\"", output::truncate(&cmd, 20))
+        },
+        created_at: c.created.to_rfc3339(),
+        running_for: output::ago(Some(c.created)),
+        status: c.status_text(output::ago),
+        state: c.state.status.to_string(),
+        ports: c.ports.join(", "),
+        names: c.name.clone(),
+        labels: c
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Docker's row for a dead container; the status says why, and how to remove it.
+fn dead_row(r: &Remains, no_trunc: bool) -> Row {
+    Row {
+        id: if no_trunc {
+            r.id.clone()
+        } else {
+            r.short_id().to_string()
+        },
+        image: r.image.clone().unwrap_or_default(),
+        command: String::new(),
+        created_at: r.created.to_rfc3339(),
+        running_for: output::ago(Some(r.created)),
+        status: "Dead (corrupt state file)".into(),
+        state: "dead".into(),
+        ports: String::new(),
+        names: r.name.clone().unwrap_or_default(),
+        labels: String::new(),
+    }
+}
+
 /// Lists containers.
 pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
     let mut filters = Vec::new();
@@ -92,7 +175,16 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
         filters.push((k.to_string(), v.to_string()));
     }
     let store = super::open_store(g)?;
-    let mut all = store.containers()?;
+    let live = store.containers()?;
+    // Containers whose state file is damaged are listed as Docker lists its dead ones, so
+    // they can be found and removed (`berth rm -f`).
+    let dead = store.damaged_containers();
+    let mut all: Vec<Listed> = live
+        .iter()
+        .map(Listed::Live)
+        .chain(dead.iter().map(Listed::Dead))
+        .collect();
+    all.sort_by_key(|l| std::cmp::Reverse(l.created()));
     let show_all = a.all
         || a.latest
         || a.last.is_some()
@@ -103,48 +195,29 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
     if let Some(n) = a.last {
         all.truncate(n);
     }
-    let shown: Vec<&Container> = all
+    let shown: Vec<&Listed> = all
         .iter()
-        .filter(|c| show_all || c.state.status == Status::Running)
-        // A build's RUN containers are the builder's business, as BuildKit's are.
-        .filter(|c| !c.labels.contains_key(berth_runtime::container::BUILD_LABEL))
-        .filter(|c| matches(c, &filters))
+        .filter(|l| match l {
+            Listed::Live(c) => {
+                (show_all || c.state.status == Status::Running)
+                    // A build's RUN containers are the builder's business, as BuildKit's are.
+                    && !c.labels.contains_key(berth_runtime::container::BUILD_LABEL)
+                    && matches(c, &filters)
+            }
+            Listed::Dead(r) => show_all && matches_dead(r, &filters),
+        })
         .collect();
     if a.quiet {
-        for c in shown {
-            println!("{}", if a.no_trunc { &c.id } else { c.short_id() });
+        for l in shown {
+            println!("{}", if a.no_trunc { l.id() } else { &l.id()[..12] });
         }
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<Row> = shown
         .iter()
-        .map(|c| {
-            let cmd = c.spec.args.join(" ");
-            Row {
-                id: if a.no_trunc {
-                    c.id.clone()
-                } else {
-                    c.short_id().to_string()
-                },
-                image: c.image.clone(),
-                command: if a.no_trunc {
-                    format!("\"{cmd}\"")
-                } else {
-                    format!("\"{}\"", output::truncate(&cmd, 20))
-                },
-                created_at: c.created.to_rfc3339(),
-                running_for: output::ago(Some(c.created)),
-                status: c.status_text(output::ago),
-                state: c.state.status.to_string(),
-                ports: c.ports.join(", "),
-                names: c.name.clone(),
-                labels: c
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            }
+        .map(|l| match l {
+            Listed::Live(c) => live_row(c, a.no_trunc),
+            Listed::Dead(r) => dead_row(r, a.no_trunc),
         })
         .collect();
     output::print_rows(

@@ -93,6 +93,7 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 eprintln!("berth: {e:#}");
+                remove_unstarted(&store, &c.id);
                 Ok(ExitCode::from(
                     e.downcast_ref::<MonitorError>()
                         .map_or(125, |m| m.exit_code()) as u8,
@@ -100,7 +101,19 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
             }
         };
     }
-    Ok(foreground(&store, &c.id))
+    Ok(foreground(&store, &c.id, true))
+}
+
+/// Removes the container a `run` made and could not start (with its anonymous volumes): the
+/// failed command leaves nothing behind (a container made by `create` stays, as Docker's).
+#[cfg(target_os = "linux")]
+fn remove_unstarted(store: &Store, id: &str) {
+    if let Ok(c) = store.load_container(id)
+        && c.state.status != berth_runtime::container::Status::Running
+        && let Err(e) = berth_runtime::container::lifecycle::remove(store, &c, true, true)
+    {
+        eprintln!("berth: removing container {}: {e}", c.short_id());
+    }
 }
 
 /// Creates a container from the flags (the image must be in the store).
@@ -118,21 +131,24 @@ pub fn create(
     Ok(create_container(store, &image, &f.image, &opts)?)
 }
 
-/// Runs a created container with this process as its monitor; returns the exit code.
+/// Runs a created container with this process as its monitor; returns the exit code. One that
+/// fails to start is removed when `run` made it (`made_here`), or has `--rm`.
 #[cfg(target_os = "linux")]
-pub fn foreground(store: &Store, id: &str) -> ExitCode {
-    let result = Monitor::start(store, id, Attach::Foreground).and_then(|m| m.wait());
-    match result {
+pub fn foreground(store: &Store, id: &str, made_here: bool) -> ExitCode {
+    let monitor = match Monitor::start(store, id, Attach::Foreground) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            if made_here || store.load_container(id).is_ok_and(|c| c.auto_remove) {
+                remove_unstarted(store, id);
+            }
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match monitor.wait() {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("berth: {e}");
-            // A container that never started is removed with --rm too.
-            if let Ok(c) = store.load_container(id)
-                && c.auto_remove
-                && c.state.status != berth_runtime::container::Status::Running
-            {
-                let _ = berth_runtime::container::monitor::remove_container(store, &c, true);
-            }
             ExitCode::from(e.exit_code().clamp(0, 255) as u8)
         }
     }

@@ -83,7 +83,7 @@ pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
         if a.interactive && !c.spec.stdin {
             store.update_container(&c.id, |c| c.spec.stdin = true)?;
         }
-        return Ok(super::run::foreground(&store, &c.id));
+        return Ok(super::run::foreground(&store, &c.id, false));
     }
     drop(store);
     super::stop::each(g, &a.containers, |store, c| {

@@ -132,11 +132,32 @@ pub fn restart(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
     })
 }
 
-/// Removes containers.
+/// Removes containers; one whose state file is damaged is removed from what is left of it.
 pub fn rm(g: &GlobalOptions, a: RmArgs) -> Result<ExitCode> {
-    each(g, &a.containers, |store, c| {
-        lifecycle::remove(store, c, a.force, a.volumes)?;
-        Ok(None)
+    use berth_runtime::container::store::ContainerError;
+    let store = super::open_store(g)?;
+    let mut failed = false;
+    for name in &a.containers {
+        let removed = match store.find_container(name) {
+            Ok(c) => lifecycle::remove(&store, &c, a.force, a.volumes).map_err(anyhow::Error::from),
+            Err(ContainerError::Corrupt { .. }) => store
+                .find_remains(name)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| Ok(lifecycle::remove_remains(&store, &r, a.force)?)),
+            Err(e) => Err(e.into()),
+        };
+        match removed {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

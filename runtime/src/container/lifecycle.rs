@@ -8,6 +8,8 @@ use nix::unistd::Pid;
 
 use super::monitor::{MonitorError, remove_container};
 use super::state::{Container, Status};
+use super::store::Remains;
+use crate::sandbox::linux::cgroups::Cgroup;
 use crate::store::Store;
 
 /// Parses a signal as Docker accepts it: `SIGTERM`, `TERM`, `term` or `15`.
@@ -103,4 +105,46 @@ pub fn remove(
         }
     }
     remove_container(store, c, volumes)
+}
+
+/// Whether anything of a damaged container still runs: its monitor, or a process in its
+/// cgroup.
+pub fn remains_running(store: &Store, r: &Remains) -> bool {
+    store.monitor_holds(&r.id)
+        || Cgroup::open(&r.id).is_ok_and(|cg| !cg.pids().unwrap_or_default().is_empty())
+}
+
+/// Removes a container whose state file is damaged, from what is left of it: the processes
+/// in its cgroup are killed (only with `force` if any run), its monitor given time to end,
+/// its rootfs unmounted, its folder and run folder removed, which frees its name. Its
+/// anonymous volumes are not known any more (`berth volume prune` takes them).
+pub fn remove_remains(store: &Store, r: &Remains, force: bool) -> Result<(), MonitorError> {
+    let name = r.name.as_deref().unwrap_or(r.short_id());
+    if !force && remains_running(store, r) {
+        return Err(MonitorError::State(format!(
+            "cannot remove container {name}: its state file is corrupt and its processes still run; force removal with -f (`berth rm -f {name}`)"
+        )));
+    }
+    if let Ok(cg) = Cgroup::open(&r.id) {
+        let _ = cg.kill_all(Signal::SIGKILL as i32);
+    }
+    // Its monitor ends once the container has: it still holds the log and the rootfs' mount
+    // point until then.
+    let start = Instant::now();
+    while store.monitor_holds(&r.id) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Ok(cg) = Cgroup::open(&r.id)
+        && let Err(e) = cg.remove()
+    {
+        return Err(MonitorError::State(format!(
+            "removing container {name}: {e}"
+        )));
+    }
+    // Mounted in the container's own mount namespace, which is gone with its processes; a
+    // mount left on the host by an older berth or by hand goes too.
+    let merged = store.container_run_dir(&r.id).join("merged");
+    let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+    store.remove_container_files(&r.id)?;
+    Ok(())
 }

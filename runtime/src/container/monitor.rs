@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use chrono::Utc;
 use nix::sys::signal::{SigSet, Signal};
 
-use super::log::LogWriter;
+use super::log::{Log, LogWriter};
 use super::spawn::{self, InitChild, InitHandoff, InitStdio};
 use super::state::{Container, Status, process_start_time};
 use super::store::ContainerError;
@@ -252,15 +252,14 @@ impl Monitor {
         };
         // The log is opened before the workload exists: nothing can fail between its start
         // and the copying of its output.
-        let log_path = store.container_dir(id).join("log.json");
-        let open_log = |stream: &'static str| {
-            LogWriter::open(&log_path, stream).ctx(|| format!("opening {}", log_path.display()))
-        };
-        let stdout_log = open_log("stdout")?;
+        let log_path = store.container_dir(id).join(super::log::FILE_NAME);
+        let log = Log::open(&log_path, &c.log_config)
+            .ctx(|| format!("opening {}", log_path.display()))?;
+        let stdout_log = log.writer("stdout");
         let stderr_log = if c.spec.tty {
             None
         } else {
-            Some(open_log("stderr")?)
+            Some(log.writer("stderr"))
         };
         let cloexec_pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(start_err);
         let mut tty_master: Option<OwnedFd> = None;

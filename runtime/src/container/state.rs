@@ -108,6 +108,10 @@ pub struct Container {
     /// Labels.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Where its output goes and how the log is rotated (`--log-driver`, `--log-opt`); a
+    /// container recorded before these existed gets the default cap.
+    #[serde(default)]
+    pub log_config: super::log::LogConfig,
     /// The run state.
     pub state: RunState,
 }

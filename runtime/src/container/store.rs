@@ -13,6 +13,8 @@
 use std::fs;
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
+
 use super::state::{Container, Status, process_alive};
 use crate::store::{IoContext, Store, StoreError, lock, remove_tree, runroot};
 
@@ -167,6 +169,143 @@ pub(crate) fn parse_state(bytes: &[u8]) -> Result<Container, serde_json::Error> 
     }
 }
 
+/// What is left of a container whose state file no longer parses (cut short, overwritten,
+/// emptied): Docker's "dead" container. Enough to list it, keep its name taken and remove it
+/// (`rm -f`), from its folder, its run folder and its cgroup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remains {
+    /// The container's id (its folder's name).
+    pub id: String,
+    /// Its name: from its folder's `user.berth.name` attribute, else what of its record is left.
+    pub name: Option<String>,
+    /// Its image as the user named it, if what is left of its record says.
+    pub image: Option<String>,
+    /// When it was made, if what is left of its record says; else when its folder last changed.
+    pub created: DateTime<Utc>,
+    /// Why its state file cannot be read.
+    pub reason: String,
+}
+
+impl Remains {
+    /// The 12-character id Docker shows.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// The extended attribute of a container's folder that holds its name, so that a damaged
+/// state file does not take the name with it.
+#[cfg(target_os = "linux")]
+const NAME_XATTR: &str = "user.berth.name";
+
+/// Records `name` on the container folder `dir` (best effort: a file system without user
+/// extended attributes keeps the name in the state file only).
+fn remember_name(dir: &std::path::Path, name: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::fs::setxattr(
+            dir,
+            NAME_XATTR,
+            name.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (dir, name);
+}
+
+/// The name recorded on the container folder `dir`, if any.
+fn remembered_name(dir: &std::path::Path) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut buf = [0u8; 256];
+        let n = rustix::fs::getxattr(dir, NAME_XATTR, &mut buf).ok()?;
+        String::from_utf8(buf[..n].to_vec())
+            .ok()
+            .filter(|n| valid_name(n))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// The fields of a record that can be read back from what is left of it: a record cut
+/// short still starts `{"id":…,"name":…,"image":…`.
+#[derive(Default)]
+struct Salvage {
+    name: Option<String>,
+    image: Option<String>,
+    created: Option<DateTime<Utc>>,
+}
+
+/// Reads the leading fields of one record into a [`Salvage`], keeping each as it comes: the
+/// error that ends a damaged record loses none of those read before it.
+struct SalvageSeed<'a>(&'a mut Salvage);
+
+impl<'de> serde::de::DeserializeSeed<'de> for SalvageSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SalvageSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a container record")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => self.0.name = Some(map.next_value()?),
+                "image" => self.0.image = Some(map.next_value()?),
+                "created" => self.0.created = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What can be read of the records of a damaged state file, newest record first.
+fn salvage(bytes: &[u8]) -> Salvage {
+    use serde::de::DeserializeSeed;
+    let mut out = Salvage::default();
+    for line in bytes.split(|&b| b == b'\n').rev() {
+        let mut found = Salvage::default();
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let _ = SalvageSeed(&mut found).deserialize(&mut de);
+        out.name = out.name.or(found.name.filter(|n| valid_name(n)));
+        out.image = out.image.or(found.image);
+        out.created = out.created.or(found.created);
+    }
+    out
+}
+
+/// The one of `damaged` that `input` names (a name, an id or a unique id prefix).
+fn find_remains_in(damaged: &[Remains], input: &str) -> Result<Remains, ContainerError> {
+    let name = input.trim_start_matches('/');
+    if let Some(r) = damaged
+        .iter()
+        .find(|r| r.id == input || r.name.as_deref() == Some(name))
+    {
+        return Ok(r.clone());
+    }
+    let hits: Vec<&Remains> = damaged
+        .iter()
+        .filter(|r| !input.is_empty() && r.id.starts_with(input))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ContainerError::NotFound(input.to_string())),
+        _ => Err(ContainerError::Ambiguous(input.to_string())),
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -221,10 +360,23 @@ impl Store {
         let lock_path = self.root().join("locks/names.lock");
         let _names =
             lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
-        if let Some(other) = self.containers()?.into_iter().find(|o| o.name == c.name) {
+        // A container whose state file is damaged keeps its name until it is removed: its
+        // processes may still run.
+        let (good, damaged) = self.scan();
+        let holder = good
+            .iter()
+            .find(|o| o.name == c.name)
+            .map(|o| o.short_id().to_string())
+            .or_else(|| {
+                damaged
+                    .iter()
+                    .find(|r| r.name.as_deref() == Some(c.name.as_str()))
+                    .map(|r| r.short_id().to_string())
+            });
+        if let Some(id) = holder {
             return Err(ContainerError::NameInUse {
                 name: c.name.clone(),
-                id: other.short_id().to_string(),
+                id,
             });
         }
         let dir = self.container_dir(&c.id);
@@ -239,6 +391,7 @@ impl Store {
                 .create(&dir)
                 .ctx(|| format!("creating {}", dir.display()))?;
         }
+        remember_name(&dir, &c.name);
         let bytes = record(c);
         if c.auto_remove {
             // A `--rm` container is gone when it ends anyway: one lost to a power cut need
@@ -339,13 +492,23 @@ impl Store {
         Ok(c)
     }
 
-    /// Every container, newest first.
+    /// Every container, newest first (not those whose state file is damaged: see
+    /// [`Store::damaged_containers`]).
     pub fn containers(&self) -> Result<Vec<Container>, ContainerError> {
-        let dir = self.containers_dir();
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return Ok(Vec::new());
+        Ok(self.scan().0)
+    }
+
+    /// What is left of every container whose state file cannot be read, newest first.
+    pub fn damaged_containers(&self) -> Vec<Remains> {
+        self.scan().1
+    }
+
+    /// Every container, and the remains of those whose state file cannot be read.
+    fn scan(&self) -> (Vec<Container>, Vec<Remains>) {
+        let (mut out, mut damaged) = (Vec::new(), Vec::new());
+        let Ok(entries) = fs::read_dir(self.containers_dir()) else {
+            return (out, damaged);
         };
-        let mut out = Vec::new();
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             if id.len() != 64 || !e.path().join("state.json").exists() {
@@ -354,20 +517,40 @@ impl Store {
             match self.load_container(&id) {
                 Ok(c) => out.push(c),
                 Err(ContainerError::NotFound(_)) => {}
+                Err(ContainerError::Corrupt { reason, .. }) => {
+                    damaged.push(self.remains(&id, reason));
+                }
                 Err(e) => tracing::warn!("{e}"),
             }
         }
         out.sort_by_key(|c| std::cmp::Reverse(c.created));
-        Ok(out)
+        damaged.sort_by_key(|r| std::cmp::Reverse(r.created));
+        (out, damaged)
     }
 
-    /// Finds a container by name, full id or unique id prefix.
+    /// What is left of the container `id`, whose state file cannot be read for `reason`.
+    fn remains(&self, id: &str, reason: String) -> Remains {
+        let dir = self.container_dir(id);
+        let found = salvage(&fs::read(dir.join("state.json")).unwrap_or_default());
+        let changed = fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(DateTime::<Utc>::from);
+        Remains {
+            id: id.to_string(),
+            name: remembered_name(&dir).or(found.name),
+            image: found.image,
+            created: found.created.or(changed).unwrap_or_else(Utc::now),
+            reason,
+        }
+    }
+
+    /// Finds a container by name, full id or unique id prefix. One whose state file is
+    /// damaged is an error that says how to remove it.
     pub fn find_container(&self, input: &str) -> Result<Container, ContainerError> {
-        let all = self.containers()?;
-        if let Some(c) = all
-            .iter()
-            .find(|c| c.id == input || c.name == input || c.name == input.trim_start_matches('/'))
-        {
+        let (all, damaged) = self.scan();
+        let name = input.trim_start_matches('/');
+        if let Some(c) = all.iter().find(|c| c.id == input || c.name == name) {
             return Ok(c.clone());
         }
         let hits: Vec<&Container> = all
@@ -376,9 +559,27 @@ impl Store {
             .collect();
         match hits.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(ContainerError::NotFound(input.to_string())),
+            [] => match find_remains_in(&damaged, input) {
+                Ok(r) => Err(ContainerError::Corrupt {
+                    id: r.short_id().to_string(),
+                    reason: r.reason,
+                }),
+                Err(e) => Err(e),
+            },
             _ => Err(ContainerError::Ambiguous(input.to_string())),
         }
+    }
+
+    /// Finds a container whose state file is damaged, by name, full id or unique id prefix.
+    pub fn find_remains(&self, input: &str) -> Result<Remains, ContainerError> {
+        find_remains_in(&self.damaged_containers(), input)
+    }
+
+    /// Whether a monitor process holds the container `id` now (its lock in the run folder).
+    pub fn monitor_holds(&self, id: &str) -> bool {
+        let path = self.container_run_dir(id).join("monitor.lock");
+        fs::File::open(path)
+            .is_ok_and(|f| matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock)))
     }
 
     /// Removes a container's folder (its writable layer, log and state) and its run folder.
@@ -421,5 +622,36 @@ impl Store {
                 tracing::warn!("removing leftover {}: {err}", e.path().display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_left_of_a_record_cut_short_is_read_back() {
+        let record = br#"{"id":"0123","name":"web","image":"busybox","image_id":"sha256:00","layers":["sha256:01","sha2"#;
+        let found = salvage(record);
+        assert_eq!(found.name.as_deref(), Some("web"));
+        assert_eq!(found.image.as_deref(), Some("busybox"));
+        assert!(found.created.is_none());
+        // The newest record that says wins; garbage says nothing.
+        let file = [
+            &br#"{"id":"0123","name":"old","created":"2026-01-02T03:04:05Z"}"#[..],
+            b"\n",
+            br#"{"id":"0123","name":"new","ima"#,
+        ]
+        .concat();
+        let found = salvage(&file);
+        assert_eq!(found.name.as_deref(), Some("new"));
+        assert_eq!(
+            found.created.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-01-02T03:04:05+00:00")
+        );
+        let found = salvage(b"\x00\xffgarbage{{");
+        assert!(found.name.is_none() && found.image.is_none());
+        // A name no container could have is not taken for one.
+        assert!(salvage(br#"{"name":"../x"}"#).name.is_none());
     }
 }

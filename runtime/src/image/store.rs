@@ -13,7 +13,7 @@ use super::config::{self, ImageConfig};
 use super::{DOCKER_MANIFEST, Image, ImageError, LayerRef, OCI_MANIFEST};
 use crate::digest::Digest;
 use crate::reference::ImageRef;
-use crate::store::{IoContext, REF_NAME, Store};
+use crate::store::{IoContext, REF_NAME, Store, StoreError};
 
 /// What `remove_image` did, in Docker's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,26 @@ pub enum Removed {
     Untagged(String),
     /// The image itself is gone.
     Deleted(Digest),
+}
+
+/// An `index.json` entry whose image cannot be read.
+#[derive(Debug, Clone)]
+pub struct BrokenImage {
+    /// The manifest digest the entry points at.
+    pub digest: Digest,
+    /// The names pointing at it.
+    pub names: Vec<ImageRef>,
+    /// Why it cannot be read.
+    pub reason: String,
+}
+
+/// Whether `e` says an image's own blobs are gone or damaged (not that reading failed).
+fn unreadable(e: &ImageError) -> bool {
+    matches!(
+        e,
+        ImageError::Invalid(_)
+            | ImageError::Store(StoreError::MissingBlob(_) | StoreError::Corrupt { .. })
+    )
 }
 
 /// What garbage collection freed.
@@ -109,10 +129,15 @@ impl Store {
     pub fn images(&self) -> Result<Vec<Image>, ImageError> {
         let mut images = Vec::new();
         for (digest, names) in self.image_names()? {
-            match self.load_image(&digest, names) {
+            match self.load_image(&digest, names.clone()) {
                 Ok(image) => images.push(image),
-                // One broken image must not hide the others; `rmi` can still remove it by name.
-                Err(e) => tracing::warn!("skipping image {digest}: {e}"),
+                // One broken image must not hide the others; `rmi` removes it by name.
+                Err(e) => {
+                    let name = names.first().map_or(digest.to_string(), |n| n.familiar());
+                    tracing::warn!(
+                        "skipping image {name}: {e}; remove it with `berth rmi {name}` (or every such image with `berth system prune`), then pull, load or build it again"
+                    )
+                }
             }
         }
         images.sort_by(|a, b| b.created().cmp(&a.created()).then(a.id.cmp(&b.id)));
@@ -269,13 +294,122 @@ impl Store {
         ids
     }
 
+    /// The entries of `index.json` whose image cannot be read: its manifest or config blob is
+    /// missing or damaged. Nothing can run them; [`Store::remove_image`] removes one by name
+    /// (or manifest digest), [`Store::remove_broken_images`] all.
+    pub fn broken_images(&self) -> Result<Vec<BrokenImage>, ImageError> {
+        let mut out = Vec::new();
+        for (digest, names) in self.image_names()? {
+            if let Err(e) = self.load_image(&digest, names.clone())
+                && unreadable(&e)
+            {
+                out.push(BrokenImage {
+                    digest,
+                    names,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every entry of `index.json` whose image cannot be read (`system prune`), then
+    /// what nothing needs any more.
+    pub fn remove_broken_images(&self) -> Result<Vec<Removed>, ImageError> {
+        let _gc = self.lock_gc()?;
+        let mut out = Vec::new();
+        for broken in self.broken_images()? {
+            out.extend(self.drop_entries(&broken.digest, None)?);
+        }
+        if !out.is_empty() {
+            self.collect_garbage_locked()?;
+        }
+        Ok(out)
+    }
+
+    /// The broken image `input` names: by one of its names (then that name alone is meant), or
+    /// by its manifest digest, whole or a unique prefix.
+    fn find_broken(
+        &self,
+        input: &str,
+    ) -> Result<Option<(BrokenImage, Option<ImageRef>)>, ImageError> {
+        let broken = self.broken_images()?;
+        if let Ok(r) = ImageRef::parse(input)
+            && let Some(b) = broken
+                .iter()
+                .find(|b| b.names.contains(&r) || r.digest() == Some(b.digest.to_string().as_str()))
+        {
+            let name = r.digest().is_none().then_some(r);
+            return Ok(Some((b.clone(), name)));
+        }
+        let hex = input.strip_prefix("sha256:").unwrap_or(input);
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let hits: Vec<&BrokenImage> = broken
+            .iter()
+            .filter(|b| b.digest.hex().starts_with(hex))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(Some(((*one).clone(), None))),
+            [] => Ok(None),
+            _ => Err(ImageError::Ambiguous(input.to_string())),
+        }
+    }
+
+    /// Takes `name` (or, with `None`, every name and the dangling entry) of the image whose
+    /// manifest is `digest` out of `index.json`; an entry left with no name goes too, as
+    /// nothing can use the image. Returns what went.
+    fn drop_entries(
+        &self,
+        digest: &Digest,
+        name: Option<&ImageRef>,
+    ) -> Result<Vec<Removed>, ImageError> {
+        let digest_str = digest.to_string();
+        let key = name.map(|n| n.to_string());
+        let mut untagged = Vec::new();
+        let gone = self.update_index(|descs| {
+            descs.retain(|d| {
+                if d.digest().to_string() != digest_str {
+                    return true;
+                }
+                let this = ref_name(d).cloned();
+                let take = match (&key, &this) {
+                    (None, _) | (Some(_), None) => true,
+                    (Some(k), Some(n)) => k == n,
+                };
+                if take && let Some(n) = this.and_then(|n| ImageRef::parse(&n).ok()) {
+                    untagged.push(Removed::Untagged(n.familiar()));
+                }
+                !take
+            });
+            Ok(!descs.iter().any(|d| d.digest().to_string() == digest_str))
+        })?;
+        if gone {
+            untagged.push(Removed::Deleted(digest.clone()));
+        }
+        Ok(untagged)
+    }
+
     /// Removes an image or one of its names, as `docker rmi` does, then collects garbage.
     ///
     /// Naming one tag of an image with several removes only that tag. Naming an id whose image
-    /// has several names, or an image a container uses, is refused unless `force`.
+    /// has several names, or an image a container uses, is refused unless `force`. An image
+    /// that cannot be read (its manifest or config is gone) is removed by name or manifest
+    /// digest all the same: nothing can use it.
     pub fn remove_image(&self, input: &str, force: bool) -> Result<Vec<Removed>, ImageError> {
         let _gc = self.lock_gc()?;
-        let image = self.find_image(input)?;
+        let image = match self.find_image(input) {
+            Ok(image) => image,
+            Err(e) => {
+                let Some((broken, name)) = self.find_broken(input)? else {
+                    return Err(e);
+                };
+                let out = self.drop_entries(&broken.digest, name.as_ref())?;
+                self.collect_garbage_locked()?;
+                return Ok(out);
+            }
+        };
         let by_name = ImageRef::parse(input)
             .ok()
             .filter(|r| r.digest().is_none() && image.names.contains(r));

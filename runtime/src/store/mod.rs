@@ -47,7 +47,7 @@ pub enum StoreError {
     },
     /// A blob the store needs is not there.
     #[error(
-        "blob {0} is missing from the store (run `berth system prune` and pull or import the image again)"
+        "blob {0} is missing from the store: pull, load or import its image again, or remove the image (`berth rmi IMAGE`; `berth system prune` removes every image whose manifest or config is missing)"
     )]
     MissingBlob(Digest),
     /// A file in the store could not be parsed.
