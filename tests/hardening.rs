@@ -332,14 +332,11 @@ fn a_container_cannot_take_or_overwrite_the_host_berth_binary() {
             .output()
             .unwrap()
     };
-    let mut interpreted = Vec::new();
     for _ in 0..4 {
-        // The script's interpreter is the exec'ing process' own binary: berth's, unsealed.
+        // The script's interpreter is the exec'ing process' own binary: berth's, sealed, which
+        // then runs in the container (and fails on its arguments) for the attack to grab.
         let out = from_copy(&["exec", "victim", "/usr/local/bin/evilsh"]);
-        interpreted.push((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+        assert_ne!(out.status.code(), Some(0));
         // A plain exec: its process is berth in the container until the command runs.
         let out = from_copy(&["exec", "victim", "true"]);
         assert!(
@@ -380,11 +377,6 @@ fn a_container_cannot_take_or_overwrite_the_host_berth_binary() {
         host_files[1],
         "the copy of berth changed"
     );
-    // Landlock refused the interpreter: berth never ran in the container.
-    for (code, stderr) in interpreted {
-        assert_eq!(code, Some(126), "{stderr}");
-        assert!(stderr.contains("permission denied"), "{stderr}");
-    }
     b.ok(&["rm", "-f", "victim"]);
 }
 
@@ -417,21 +409,7 @@ fn a_workload_cannot_run_the_host_binary_as_its_interpreter() {
     assert_eq!(out.status.code(), Some(126), "{stdout}{stderr}");
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(!stdout.to_lowercase().contains("berth"), "{stdout}");
-    // The same from an exec'd command, and from a build's RUN step.
-    b.ok(&[
-        &["run", "-d", "--name", "box", "-v", &attack][..],
-        &glibc,
-        &["busybox", "sleep", "100"],
-    ]
-    .concat());
-    let out = b.output(&["exec", "box", "/attack/evil"]);
-    assert_eq!(out.status.code(), Some(126));
-    assert!(
-        !String::from_utf8_lossy(&out.stdout)
-            .to_lowercase()
-            .contains("berth")
-    );
-    b.ok(&["rm", "-f", "box"]);
+    // The same from a build's RUN step.
     let ctx = b.path("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::copy(&script, ctx.join("evil")).unwrap();

@@ -14,7 +14,7 @@
 //!
 //! A container that `berth run` forks straight from the caller (no exec, for speed) runs the
 //! host's file until its PID 1 execs the workload; `landlock` keeps that exec, and every later
-//! one in the container, from reaching any file outside the container's root, so a
+//! one of the workload's, from reaching any file outside the container's root, so a
 //! `#!/proc/self/exe` workload cannot run the host's binary in the container.
 
 use std::fs::File;
@@ -116,11 +116,13 @@ fn memfd_copy() -> io::Result<OwnedFd> {
     Ok(dst.into())
 }
 
-/// Keeps every process of the container (this one, once it execs, and all it starts) from
-/// executing a file outside the container's root: the host's berth binary reached through
-/// `/proc/PID/exe` or a `#!/proc/self/exe` interpreter, a memfd, a file passed in. Called in
-/// the container, after pivot_root and while still privileged. `Ok(false)` when the kernel
-/// has no landlock, where callers must not rely on it.
+/// Keeps the container's workload (PID 1, once it execs, and all it starts) from executing a
+/// file outside the container's root: the host's berth binary reached through `/proc/PID/exe`
+/// or a `#!/proc/self/exe` interpreter, a memfd, a file passed in. Called in the container,
+/// after pivot_root and while still privileged. `Ok(false)` when the kernel has no landlock,
+/// where callers must not rely on it. `berth exec`'d commands stay outside the domain (a
+/// domain's processes cannot trace, or read the /proc entries of, processes outside it, and an
+/// exec'd `ps` must see PID 1's): they come from the sealed binary.
 pub fn confine_exec_to_root() -> io::Result<bool> {
     use landlock::{
         AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,

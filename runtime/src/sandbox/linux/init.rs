@@ -653,6 +653,13 @@ fn container_main(
         // Only a WASI guest reports its own exit (see `run`).
         let _ = nix::unistd::close(fd);
     }
+    if !spec.security.privileged {
+        // While still privileged: restricting ourselves needs CAP_SYS_ADMIN or no_new_privs.
+        // Only the workload's own tree: a landlock domain cannot trace processes outside it,
+        // and `berth exec`'d commands (from the sealed binary) must still see PID 1's /proc.
+        exe_seal::confine_exec_to_root()
+            .map_err(|e| fail(125, format!("confining the container's executables: {e}")))?;
+    }
     drop_privileges(spec, &who)?;
 
     // The status pipe must close when the workload starts.
@@ -909,11 +916,6 @@ pub(crate) fn drop_privileges(
     let sec = &spec.security;
     let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged)
         .map_err(|e| fail(125, e))?;
-    if !sec.privileged {
-        // While still privileged: restricting ourselves needs CAP_SYS_ADMIN or no_new_privs.
-        exe_seal::confine_exec_to_root()
-            .map_err(|e| fail(125, format!("confining the container's executables: {e}")))?;
-    }
     let filter = if sec.seccomp && !sec.privileged {
         Some(seccomp::default_profile(&caps).map_err(|e| fail(125, e))?)
     } else {
