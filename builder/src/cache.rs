@@ -177,6 +177,8 @@ fn hash_into(dir: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
         .collect::<Result<_, _>>()?;
     names.sort();
     for name in names {
+        crate::cancel::check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::Interrupted, e))?;
         let child = if rel.is_empty() {
             name
         } else {

@@ -2,7 +2,7 @@
 //! WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL, MAINTAINER) to an image config, as BuildKit's
 //! dispatchers do. Used by `berth import --change` and by the build executor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use berth_runtime::image::config::{HealthConfig, ImageConfig};
 
@@ -30,6 +30,50 @@ pub enum EditError {
     Invalid(String),
 }
 
+/// A config's environment as a map (for substitution) and where each variable's entry sits in
+/// the config's `Env` list, so ENV replaces it in place without scanning the list: a build
+/// keeps one beside its config, so a thousand ENV lines cost a thousand small steps.
+#[derive(Debug, Clone, Default)]
+pub struct EnvIndex {
+    /// Name to value; the last entry of a name wins, as a process sees its environment.
+    values: BTreeMap<String, String>,
+    /// Name to the index of its first entry in the list, the one ENV replaces.
+    slots: HashMap<String, usize>,
+}
+
+impl EnvIndex {
+    /// The index of `config`'s environment.
+    pub fn of(config: &ImageConfig) -> EnvIndex {
+        let mut index = EnvIndex::default();
+        let list = config.config.as_ref().and_then(|c| c.env.as_ref());
+        for (slot, entry) in list.into_iter().flatten().enumerate() {
+            let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
+            index.slots.entry(name.to_string()).or_insert(slot);
+            index.values.insert(name.to_string(), value.to_string());
+        }
+        index
+    }
+
+    /// The variables and their values.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    /// Sets `name` to `value` in `config` (replacing its entry, else adding one) and here.
+    fn set(&mut self, config: &mut ImageConfig, name: &str, value: &str) {
+        let list = config.run_config_mut().env.get_or_insert_with(Vec::new);
+        let entry = format!("{name}={value}");
+        match self.slots.get(name) {
+            Some(&slot) if slot < list.len() => list[slot] = entry,
+            _ => {
+                self.slots.insert(name.to_string(), list.len());
+                list.push(entry);
+            }
+        }
+        self.values.insert(name.to_string(), value.to_string());
+    }
+}
+
 /// An image config being edited instruction by instruction.
 #[derive(Debug)]
 pub struct ConfigEditor<'a> {
@@ -49,19 +93,7 @@ impl<'a> ConfigEditor<'a> {
 
     /// The config's environment as a lookup for substitution.
     pub fn env(&self) -> BTreeMap<String, String> {
-        self.config
-            .config
-            .as_ref()
-            .and_then(|c| c.env.as_ref())
-            .map(|env| {
-                env.iter()
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (kv.clone(), String::new()),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        EnvIndex::of(self.config).values
     }
 
     fn shell(&self) -> Vec<String> {
@@ -104,10 +136,20 @@ impl<'a> ConfigEditor<'a> {
         escape: char,
         args: &BTreeMap<String, String>,
     ) -> Result<(), EditError> {
-        let mut scope = args.clone();
-        scope.extend(self.env());
-        let lookup = |k: &str| scope.get(k).cloned();
+        let mut env = EnvIndex::of(self.config);
+        let lookup = |k: &str| env.values.get(k).or_else(|| args.get(k)).cloned();
         let instr = instr.expand(&lookup, escape)?;
+        self.apply_expanded(&instr, &mut env)
+    }
+
+    /// Applies a metadata instruction whose variables are already substituted; `env` is the
+    /// index of the config's environment, kept up to date (a build keeps one per stage instead
+    /// of rebuilding it for every instruction).
+    pub fn apply_expanded(
+        &mut self,
+        instr: &Instruction,
+        env: &mut EnvIndex,
+    ) -> Result<(), EditError> {
         match &instr.kind {
             InstructionKind::Cmd(c) => {
                 let argv = self.argv(c);
@@ -124,17 +166,8 @@ impl<'a> ConfigEditor<'a> {
                 }
             }
             InstructionKind::Env(pairs) => {
-                let rc = self.config.run_config_mut();
-                let env = rc.env.get_or_insert_with(Vec::new);
                 for (k, v) in pairs {
-                    let entry = format!("{k}={v}");
-                    match env
-                        .iter_mut()
-                        .find(|e| e.split_once('=').map_or(e.as_str(), |p| p.0) == k)
-                    {
-                        Some(e) => *e = entry,
-                        None => env.push(entry),
-                    }
+                    env.set(self.config, k, v);
                 }
             }
             InstructionKind::Expose(ports) => {

@@ -1,8 +1,12 @@
 //! The build context: a folder on the host, filtered by `.dockerignore` with Docker's pattern
 //! semantics (Go `filepath.Match` per path element, `**` for any number of elements, anchored
-//! at the context root, `!` exceptions, the last matching pattern wins).
+//! at the context root, `!` exceptions, the last matching pattern wins); the patterns
+//! themselves are [`crate::glob`]'s.
 
 use std::path::{Component, Path, PathBuf};
+
+use crate::glob::PathPattern;
+pub use crate::glob::match_element;
 
 /// Why the context could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +19,9 @@ pub enum ContextError {
         /// Why it failed.
         cause: std::io::Error,
     },
+    /// A signal stopped the build while it read the context.
+    #[error(transparent)]
+    Interrupted(#[from] crate::cancel::Interrupted),
     /// A `.dockerignore` pattern is malformed.
     #[error("{file}: invalid pattern {pattern:?}: {message}")]
     Pattern {
@@ -30,8 +37,8 @@ pub enum ContextError {
 /// One `.dockerignore` line.
 #[derive(Debug, Clone)]
 struct Rule {
-    /// The cleaned pattern split on `/`.
-    elements: Vec<String>,
+    /// The cleaned pattern, compiled.
+    pattern: PathPattern,
     /// `!pattern`: re-includes what earlier patterns excluded.
     exception: bool,
 }
@@ -70,20 +77,12 @@ impl IgnoreRules {
             if cleaned.is_empty() {
                 continue;
             }
-            let elements: Vec<String> = cleaned.split('/').map(str::to_string).collect();
-            for e in &elements {
-                if e != "**" {
-                    match_element(e, "").map_err(|message| ContextError::Pattern {
-                        file: file.into(),
-                        pattern: line.into(),
-                        message,
-                    })?;
-                }
-            }
-            rules.push(Rule {
-                elements,
-                exception,
-            });
+            let pattern = PathPattern::new(&cleaned).map_err(|message| ContextError::Pattern {
+                file: file.into(),
+                pattern: line.into(),
+                message,
+            })?;
+            rules.push(Rule { pattern, exception });
         }
         Ok(IgnoreRules { rules })
     }
@@ -97,14 +96,12 @@ impl IgnoreRules {
     /// pattern matcher, a pattern also matches everything under a folder it matches.
     pub fn excluded(&self, rel: &str) -> bool {
         let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-        let mut excluded = false;
-        for rule in &self.rules {
-            let hit = (1..=parts.len()).any(|n| match_path(&rule.elements, &parts[..n]));
-            if hit {
-                excluded = !rule.exception;
-            }
-        }
-        excluded
+        // The last matching rule decides, so look from the end.
+        self.rules
+            .iter()
+            .rev()
+            .find(|rule| rule.pattern.matches_or_parent(&parts))
+            .is_some_and(|rule| !rule.exception)
     }
 }
 
@@ -121,113 +118,6 @@ fn clean_pattern(p: &str) -> String {
         }
     }
     out.join("/")
-}
-
-/// Matches pattern elements against path elements; `**` takes any number of elements.
-fn match_path(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_path(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((p, path_rest)) => {
-                match_element(first, p).unwrap_or(false) && match_path(rest, path_rest)
-            }
-            None => false,
-        },
-    }
-}
-
-/// Go's `filepath.Match` for one path element: `*`, `?`, `[class]` (with `^`/`!` negation and
-/// ranges) and `\` escapes. An error means the pattern is malformed.
-pub fn match_element(pattern: &str, name: &str) -> Result<bool, String> {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    // Validate the whole pattern first, as Go reports ErrBadPattern even after a mismatch.
-    validate(&p)?;
-    Ok(match_from(&p, &n))
-}
-
-fn validate(p: &[char]) -> Result<(), String> {
-    let mut i = 0;
-    while i < p.len() {
-        match p[i] {
-            '\\' => {
-                if i + 1 >= p.len() {
-                    return Err("trailing backslash".into());
-                }
-                i += 2;
-            }
-            '[' => {
-                let (_, end) = parse_class(p, i).ok_or("unterminated character class")?;
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    Ok(())
-}
-
-/// Parses `[...]` starting at `start`; returns (negated, ranges) via a closure-free form:
-/// the ranges and the index after `]`.
-#[allow(clippy::type_complexity)]
-fn parse_class(p: &[char], start: usize) -> Option<((bool, Vec<(char, char)>), usize)> {
-    let mut i = start + 1;
-    let negated = matches!(p.get(i), Some('^' | '!'));
-    if negated {
-        i += 1;
-    }
-    let mut ranges = Vec::new();
-    let mut first = true;
-    loop {
-        let c = *p.get(i)?;
-        if c == ']' && !first {
-            return Some(((negated, ranges), i + 1));
-        }
-        first = false;
-        let lo = if c == '\\' {
-            i += 1;
-            *p.get(i)?
-        } else {
-            c
-        };
-        i += 1;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
-            i += 1;
-            hi = if p[i] == '\\' {
-                i += 1;
-                *p.get(i)?
-            } else {
-                p[i]
-            };
-            i += 1;
-        }
-        ranges.push((lo, hi));
-    }
-}
-
-fn match_from(p: &[char], n: &[char]) -> bool {
-    let Some(&c) = p.first() else {
-        return n.is_empty();
-    };
-    match c {
-        '*' => (0..=n.len()).any(|k| match_from(&p[1..], &n[k..])),
-        '?' => !n.is_empty() && match_from(&p[1..], &n[1..]),
-        '[' => {
-            let Some(((negated, ranges), end)) = parse_class(p, 0) else {
-                return false;
-            };
-            let Some(&ch) = n.first() else {
-                return false;
-            };
-            let inside = ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi);
-            inside != negated && match_from(&p[end..], &n[1..])
-        }
-        '\\' => p.len() > 1 && n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
-        _ => n.first() == Some(&c) && match_from(&p[1..], &n[1..]),
-    }
 }
 
 /// Whether a source word holds glob metacharacters.
@@ -297,6 +187,7 @@ impl Context {
             cause,
         })?;
         for entry in read {
+            crate::cancel::check()?;
             let entry = entry.map_err(|cause| ContextError::Io {
                 context: format!("reading {}", dir.display()),
                 cause,
@@ -398,5 +289,215 @@ mod tests {
         assert!(r.excluded("README.md"));
         let r = rules("/./build/../dist\n");
         assert!(r.excluded("dist/x"));
+    }
+
+    /// The matcher as first written (recursive, exponential in the stars), kept as the
+    /// reference the compiled one must agree with.
+    mod reference {
+        /// Whether `rel` is excluded by `lines` (pattern, exception): the last match wins.
+        pub fn excluded(lines: &[(Vec<String>, bool)], rel: &str) -> bool {
+            let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+            let mut excluded = false;
+            for (elements, exception) in lines {
+                if (1..=parts.len()).any(|n| match_path(elements, &parts[..n])) {
+                    excluded = !exception;
+                }
+            }
+            excluded
+        }
+
+        fn match_path(pattern: &[String], path: &[&str]) -> bool {
+            match pattern.split_first() {
+                None => path.is_empty(),
+                Some((first, rest)) if first == "**" => {
+                    (0..=path.len()).any(|skip| match_path(rest, &path[skip..]))
+                }
+                Some((first, rest)) => match path.split_first() {
+                    Some((p, path_rest)) => match_element(first, p) && match_path(rest, path_rest),
+                    None => false,
+                },
+            }
+        }
+
+        pub fn match_element(pattern: &str, name: &str) -> bool {
+            let p: Vec<char> = pattern.chars().collect();
+            let n: Vec<char> = name.chars().collect();
+            match_from(&p, &n)
+        }
+
+        fn match_from(p: &[char], n: &[char]) -> bool {
+            let Some(&c) = p.first() else {
+                return n.is_empty();
+            };
+            match c {
+                '*' => (0..=n.len()).any(|k| match_from(&p[1..], &n[k..])),
+                '?' => !n.is_empty() && match_from(&p[1..], &n[1..]),
+                '[' => {
+                    let Some(((negated, ranges), end)) = parse_class(p, 0) else {
+                        return false;
+                    };
+                    let Some(&ch) = n.first() else {
+                        return false;
+                    };
+                    let inside = ranges.iter().any(|&(lo, hi)| lo <= ch && ch <= hi);
+                    inside != negated && match_from(&p[end..], &n[1..])
+                }
+                '\\' => p.len() > 1 && n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
+                _ => n.first() == Some(&c) && match_from(&p[1..], &n[1..]),
+            }
+        }
+
+        #[allow(clippy::type_complexity)]
+        fn parse_class(p: &[char], start: usize) -> Option<((bool, Vec<(char, char)>), usize)> {
+            let mut i = start + 1;
+            let negated = matches!(p.get(i), Some('^' | '!'));
+            if negated {
+                i += 1;
+            }
+            let mut ranges = Vec::new();
+            let mut first = true;
+            loop {
+                let c = *p.get(i)?;
+                if c == ']' && !first {
+                    return Some(((negated, ranges), i + 1));
+                }
+                first = false;
+                let lo = if c == '\\' {
+                    i += 1;
+                    *p.get(i)?
+                } else {
+                    c
+                };
+                i += 1;
+                let mut hi = lo;
+                if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
+                    i += 1;
+                    hi = if p[i] == '\\' {
+                        i += 1;
+                        *p.get(i)?
+                    } else {
+                        p[i]
+                    };
+                    i += 1;
+                }
+                ranges.push((lo, hi));
+            }
+        }
+    }
+
+    /// The reference's view of an ignore file (the same cleaning and `!` handling).
+    fn reference_lines(text: &str) -> Vec<(Vec<String>, bool)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let l = l.trim();
+                let (exception, pattern) = match l.strip_prefix('!') {
+                    Some(rest) => (true, rest.trim()),
+                    None => (false, l),
+                };
+                let cleaned = clean_pattern(pattern);
+                (!cleaned.is_empty())
+                    .then(|| (cleaned.split('/').map(str::to_string).collect(), exception))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn agrees_with_the_first_matcher_on_the_known_cases() {
+        let files = [
+            "*.log\n",
+            "**/*.log\n",
+            "# comment\nsecret\n*.md\n!README.md\n",
+            "!README.md\n*.md\n",
+            "/./build/../dist\n",
+            "a/**/b\n**\n!x/**/y?\n",
+            "[a-c]x\n[^a-c]y/*\n\\*\n",
+        ];
+        let paths = [
+            "a.log",
+            "sub/a.log",
+            "sub/deep/a.log",
+            "secret/key",
+            "notes.md",
+            "README.md",
+            "dist/x",
+            "a/b",
+            "a/q/b/c",
+            "x/1/y2",
+            "bx",
+            "dy/z",
+            "*",
+            "plain",
+        ];
+        for text in files {
+            let (new, old) = (rules(text), reference_lines(text));
+            for path in paths {
+                assert_eq!(
+                    new.excluded(path),
+                    reference::excluded(&old, path),
+                    "{text:?} on {path}"
+                );
+            }
+        }
+        for (pattern, name) in [
+            ("*.txt", "a.txt"),
+            ("*.txt", "a.txt.bak"),
+            ("a?c", "abc"),
+            ("[a-c]x", "bx"),
+            ("[^a-c]x", "bx"),
+            ("\\*", "*"),
+        ] {
+            assert_eq!(
+                match_element(pattern, name).unwrap(),
+                reference::match_element(pattern, name),
+                "{pattern} on {name}"
+            );
+        }
+    }
+
+    /// Small patterns and paths over a few letters, so matches are frequent.
+    fn pattern_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let element = prop_oneof![
+            3 => "[ab*?]{0,3}",
+            1 => Just("**".to_string()),
+            1 => "\\[[!^]?[ab](-b)?\\]",
+            1 => "\\\\[ab*]",
+        ];
+        let line = (any::<bool>(), prop::collection::vec(element, 1..4)).prop_map(
+            |(exception, elements)| {
+                format!("{}{}", if exception { "!" } else { "" }, elements.join("/"))
+            },
+        );
+        prop::collection::vec(line, 1..4).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn agrees_with_the_first_matcher(
+            text in pattern_text(),
+            paths in proptest::collection::vec("[ab]{0,2}(/[ab*]{0,2}){0,3}", 1..6),
+        ) {
+            let Ok(new) = IgnoreRules::parse(&text, ".dockerignore") else {
+                return Ok(());
+            };
+            let old = reference_lines(&text);
+            for path in &paths {
+                proptest::prop_assert_eq!(
+                    new.excluded(path),
+                    reference::excluded(&old, path),
+                    "{:?} on {:?}", text, path
+                );
+            }
+        }
+
+        #[test]
+        fn parsing_and_matching_never_panic(text in "\\PC{0,40}", path in "\\PC{0,40}") {
+            if let Ok(rules) = IgnoreRules::parse(&text, ".dockerignore") {
+                let _ = rules.excluded(&path);
+            }
+        }
     }
 }

@@ -26,6 +26,9 @@ pub enum CopyError {
     /// A value is malformed or unsupported.
     #[error("{0}")]
     Invalid(String),
+    /// A signal stopped the build while it copied.
+    #[error(transparent)]
+    Interrupted(#[from] crate::cancel::Interrupted),
     /// A file operation failed.
     #[error("{context}: {cause}")]
     Io {
@@ -88,6 +91,8 @@ impl Source<'_> {
                 names.sort();
                 names
                     .into_iter()
+                    // A stopped build stops matching here; the caller's next check says why.
+                    .take_while(|_| crate::cancel::check().is_ok())
                     .filter(|n| {
                         let child = join(rel, n);
                         !c.excluded(&child) || (c.ignore.has_exceptions() && dir.join(n).is_dir())
@@ -318,6 +323,9 @@ impl<'a> CopyJob<'a> {
         for element in pattern.split('/') {
             let mut next = Vec::new();
             for c in &candidates {
+                if crate::cancel::check().is_err() {
+                    return Vec::new();
+                }
                 if is_glob(element) {
                     for child in self.source.children(c) {
                         if match_element(element, &child).unwrap_or(false) {
@@ -396,6 +404,7 @@ impl<'a> CopyJob<'a> {
     }
 
     fn copy_entry(&mut self, src_rel: &str, dst_rel: &str) -> Result<(), CopyError> {
+        crate::cancel::check()?;
         if self.is_excluded(src_rel) {
             return Ok(());
         }

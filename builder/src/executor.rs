@@ -19,14 +19,16 @@ use berth_runtime::workload::{
 };
 use chrono::Utc;
 
+use crate::budget::Budget;
 use crate::cache::{Cache, CachedLayer, Entry, Key, hash_tree};
-use crate::config_edit::{ConfigEditor, DEFAULT_SHELL};
+use crate::cancel::{self, Interrupted};
+use crate::config_edit::{ConfigEditor, DEFAULT_SHELL, EnvIndex};
 use crate::context::Context;
 use crate::copy::{CopyJob, Source, parse_chmod, resolve_owner};
 use crate::dockerfile::{self, Command, Instruction, InstructionKind};
 use crate::layered::LayeredFs;
 use crate::output::Progress;
-use crate::plan::{PREDEFINED_ARGS, Plan, stage_index};
+use crate::plan::{PREDEFINED_ARGS, Plan, PlanError, short};
 
 pub use berth_runtime::container::BUILD_LABEL;
 
@@ -127,6 +129,17 @@ pub enum BuildError {
         /// Why.
         source: crate::plan::PlanError,
     },
+    /// The Dockerfile is over [`dockerfile::MAX_DOCKERFILE_SIZE`].
+    #[error("{file}: {}", dockerfile::too_large(*.size))]
+    TooLarge {
+        /// The Dockerfile's name.
+        file: String,
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// SIGINT, SIGTERM, SIGHUP or SIGQUIT stopped the build; nothing was named.
+    #[error("{0}; nothing was tagged, and a new build picks up from the cached steps")]
+    Interrupted(#[from] Interrupted),
     /// The store failed.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -145,9 +158,27 @@ struct StageState {
     args: BTreeMap<String, String>,
     /// Whether a CMD was set in this stage (ENTRYPOINT resets only an inherited CMD).
     cmd_set: bool,
+    /// The config's environment, kept beside it for substitution and ENV.
+    env: EnvIndex,
+    /// Indices in the config's history of metadata steps still without a time: a run of them
+    /// shares one cache entry, written when it ends (see [`Builder::settle_edits`]).
+    unsettled: Vec<usize>,
 }
 
 impl StageState {
+    /// A stage starting from `config` (with `layers` and cache key `key`).
+    fn new(config: ImageConfig, layers: Vec<LayerRef>, key: Key) -> StageState {
+        StageState {
+            env: EnvIndex::of(&config),
+            config,
+            layers,
+            key,
+            args: BTreeMap::new(),
+            cmd_set: false,
+            unsettled: Vec::new(),
+        }
+    }
+
     fn fs(&self, store: &Store) -> LayeredFs {
         LayeredFs::new(
             self.layers
@@ -155,27 +186,6 @@ impl StageState {
                 .map(|l| store.snapshot_path(&l.diff_id))
                 .collect(),
         )
-    }
-
-    fn env(&self) -> BTreeMap<String, String> {
-        let mut config = self.config.clone();
-        ConfigEditor::new(&mut config).env()
-    }
-
-    /// Variables for substitution: build args, then ENV (ENV wins over an ARG).
-    fn scope(&self) -> BTreeMap<String, String> {
-        let mut s = self.args.clone();
-        s.extend(self.env());
-        s
-    }
-}
-
-fn short(text: &str) -> String {
-    let first = text.lines().next().unwrap_or("");
-    if first.chars().count() > 80 {
-        format!("{}...", first.chars().take(77).collect::<String>())
-    } else {
-        first.to_string()
     }
 }
 
@@ -192,10 +202,16 @@ struct Builder<'a> {
     escape: char,
     /// Set when a stage failed, so stages building beside it stop at their next step.
     failed: std::sync::atomic::AtomicBool,
+    /// What variable substitution may still produce.
+    budget: Budget,
 }
+
+/// The most stages one build runs at the same time.
+const MAX_PARALLEL_STAGES: usize = 8;
 
 /// Builds the image and names it; returns the image.
 pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
+    check_size(&opts.dockerfile_name, opts.dockerfile.len())?;
     let file = dockerfile::parse(&opts.dockerfile).map_err(|e| BuildError::Parse {
         file: opts.dockerfile_name.clone(),
         line: e.line,
@@ -203,13 +219,30 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
         message: e.message.clone(),
     })?;
     let escape = file.directives.escape;
-    let plan =
-        Plan::new(&file, opts.target.as_deref(), &opts.build_args, escape).map_err(|source| {
-            BuildError::Plan {
-                file: opts.dockerfile_name.clone(),
-                source,
-            }
-        })?;
+    let budget = Budget::default();
+    let plan = Plan::new(
+        &file,
+        opts.target.as_deref(),
+        &opts.build_args,
+        escape,
+        &budget,
+    )
+    .map_err(|source| match source {
+        PlanError::Expand {
+            line,
+            instruction,
+            message,
+        } => BuildError::Step {
+            file: opts.dockerfile_name.clone(),
+            line,
+            instruction,
+            message,
+        },
+        source => BuildError::Plan {
+            file: opts.dockerfile_name.clone(),
+            source,
+        },
+    })?;
     let total = plan
         .needed
         .iter()
@@ -220,8 +253,8 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
     remove_stale_step_containers(store);
     // Blocked before any stage thread starts, so every thread inherits the mask and Ctrl-C
     // goes to the runtime's forwarder (and on to the running step), never killing berth
-    // with a step's container left behind.
-    let _ = berth_runtime::container::monitor::forwarded_signals().thread_block();
+    // with a step's container left behind; with no step running, the build stops itself.
+    cancel::watch();
     let b = Builder {
         store,
         opts,
@@ -229,9 +262,12 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
         progress: Progress::new(total, opts.progress.clone()),
         escape,
         failed: std::sync::atomic::AtomicBool::new(false),
+        budget,
     };
     let mut done: Vec<Option<StageState>> = vec![None; plan.stages.len()];
-    for wave in plan.waves() {
+    // A wave of thousands of stages would be thousands of threads at once: a few at a time.
+    let waves = plan.waves();
+    for wave in waves.iter().flat_map(|w| w.chunks(MAX_PARALLEL_STAGES)) {
         let results: Vec<(usize, Result<StageState, BuildError>)> = if wave.len() == 1 {
             vec![(wave[0], b.stage(&plan, wave[0], &done))]
         } else {
@@ -266,6 +302,7 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
             return Err(e);
         }
     }
+    cancel::check()?;
     let mut state = done[plan.target].take().expect("the target was built");
     if !opts.labels.is_empty() {
         let labels = state
@@ -288,6 +325,18 @@ pub fn build(store: &Store, opts: &BuildOptions) -> Result<Image, BuildError> {
     crate::wasi::mark_wasi_entrypoint(store, &mut config, b.progress.quiet());
     let image = store.commit_image(&config, &state.layers, &opts.tags)?;
     Ok(image)
+}
+
+/// Refuses a Dockerfile of `size` bytes over [`dockerfile::MAX_DOCKERFILE_SIZE`]; the CLI asks
+/// before it reads a file that large.
+pub fn check_size(file: &str, size: usize) -> Result<(), BuildError> {
+    if size > dockerfile::MAX_DOCKERFILE_SIZE {
+        return Err(BuildError::TooLarge {
+            file: file.to_string(),
+            size,
+        });
+    }
+    Ok(())
 }
 
 impl Builder<'_> {
@@ -335,6 +384,8 @@ impl Builder<'_> {
         for instr in &instructions {
             self.instruction(plan, index, done, &mut state, instr)?;
         }
+        let key = state.key.clone();
+        self.settle_edits(&mut state, &key);
         Ok(state)
     }
 
@@ -348,12 +399,17 @@ impl Builder<'_> {
     ) -> Result<(StageState, Vec<Instruction>), BuildError> {
         let stage = &plan.stages[index];
         let from = stage.from;
-        let base = dockerfile::expand_word(stage.image, &plan.global_args, self.escape)
-            .map_err(|e| self.step_err(from, e))?;
+        let none = BTreeMap::new();
+        let expand = |word: &str| {
+            let vars = self.budget.meter(&plan.global_args, &none);
+            let expanded = dockerfile::expand_word(word, &vars, self.escape);
+            vars.charge().map_err(|e| self.step_err(from, e))?;
+            expanded.map_err(|e| self.step_err(from, e))
+        };
+        let base = expand(stage.image)?;
         let mut platform = self.opts.platform.clone();
         if let Some(p) = stage.platform {
-            let p = dockerfile::expand_word(p, &plan.global_args, self.escape)
-                .map_err(|e| self.step_err(from, e))?;
+            let p = expand(p)?;
             if !p.is_empty() {
                 platform = Some(parse_build_platform(&p).map_err(|e| self.step_err(from, e))?);
             }
@@ -363,18 +419,13 @@ impl Builder<'_> {
                 let (os, arch) = host_platform();
                 (os.into(), arch.into())
             });
-            StageState {
-                config: ImageConfig {
-                    os,
-                    architecture: arch,
-                    ..ImageConfig::default()
-                },
-                layers: Vec::new(),
-                key: Key::base("scratch"),
-                args: BTreeMap::new(),
-                cmd_set: false,
-            }
-        } else if let Some(dep) = stage_index(&plan.stages, &base, index) {
+            let config = ImageConfig {
+                os,
+                architecture: arch,
+                ..ImageConfig::default()
+            };
+            StageState::new(config, Vec::new(), Key::base("scratch"))
+        } else if let Some(dep) = plan.names.index(&base, index) {
             let s = done[dep].clone().expect("stages are built in order");
             StageState {
                 args: BTreeMap::new(),
@@ -388,13 +439,11 @@ impl Builder<'_> {
             for l in &layers {
                 self.store.ensure_snapshot(l)?;
             }
-            StageState {
-                config: image.config.clone(),
+            StageState::new(
+                image.config.clone(),
                 layers,
-                key: Key::base(&image.id.to_string()),
-                args: BTreeMap::new(),
-                cmd_set: false,
-            }
+                Key::base(&image.id.to_string()),
+            )
         };
         // Triggers run first, as instructions of this stage; the result does not inherit them.
         let triggers: Vec<String> = state
@@ -432,8 +481,23 @@ impl Builder<'_> {
         if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(BuildError::Cancelled);
         }
+        cancel::check()?;
+        if matches!(
+            instr.kind,
+            InstructionKind::Run { .. } | InstructionKind::Copy(_) | InstructionKind::Add(_)
+        ) {
+            let key = state.key.clone();
+            self.settle_edits(state, &key);
+        }
         let label = self.progress.step(&instr.with_heredocs());
-        let result = self.execute(plan, index, done, state, instr, &label);
+        let result = match self.execute(plan, index, done, state, instr, &label) {
+            // A step that failed because a signal stopped the build says so (a RUN step's
+            // own exit code still tells what became of its command).
+            Err(e) if !matches!(e, BuildError::RunFailed { .. }) => {
+                cancel::check().map_err(BuildError::from).and(Err(e))
+            }
+            result => result,
+        };
         self.progress.end(&label, result.is_ok());
         result
     }
@@ -448,12 +512,16 @@ impl Builder<'_> {
         instr: &Instruction,
         label: &str,
     ) -> Result<(), BuildError> {
-        let scope = state.scope();
-        let expanded = instr
-            .expand(&scope, self.escape)
-            .map_err(|e| self.step_err(instr, e))?;
+        let vars = self.budget.meter(state.env.values(), &state.args);
+        let expanded = instr.expand(&vars, self.escape);
+        vars.charge().map_err(|e| self.step_err(instr, e))?;
+        let expanded = expanded.map_err(|e| self.step_err(instr, e))?;
         match &expanded.kind {
             InstructionKind::Arg(decls) => {
+                // The key takes what this ARG sets (not every arg in scope, which made a
+                // Dockerfile of many ARG lines quadratic): the stage's args start empty, so
+                // the chain of changes still tells them all.
+                let mut changes = vec!["ARG"];
                 for d in decls {
                     let value = if let Some(v) = self.opts.build_args.get(&d.name) {
                         Some(v.clone())
@@ -468,8 +536,15 @@ impl Builder<'_> {
                         state.args.remove(&d.name);
                     }
                 }
-                let args = format!("{:?}", state.args);
-                state.key = state.key.then(&["ARG", &args]);
+                for d in decls {
+                    // A name never is `=`, so the parts read back one way only.
+                    changes.push(&d.name);
+                    match state.args.get(&d.name) {
+                        Some(v) => changes.extend(["=", v.as_str()]),
+                        None => changes.push("unset"),
+                    }
+                }
+                state.key = state.key.then(&changes);
                 Ok(())
             }
             InstructionKind::Run {
@@ -667,7 +742,8 @@ impl Builder<'_> {
                 result
             }
             InstructionKind::Workdir(_) => {
-                self.edit(state, instr)?;
+                let before = state.key.clone();
+                self.edit(state, instr, &expanded)?;
                 let dir = workdir(&state.config);
                 let rel = dir.trim_start_matches('/').to_string();
                 let stage_fs = state.fs(self.store);
@@ -680,8 +756,11 @@ impl Builder<'_> {
                     CopyJob::new(Source::Stage(&stage_fs), &stage_fs, &tmp)
                         .make_dir(&dir)
                         .map_err(|e| self.step_err(instr, e))?;
-                    // The step makes a layer after all: its history entry says so.
+                    // The step makes a layer after all: its history entry says so, and the
+                    // metadata steps before it are a finished run.
                     state.config.history.pop();
+                    state.unsettled.pop();
+                    self.settle_edits(state, &before);
                     let key = state.key.then(&["WORKDIR-LAYER", &dir]);
                     self.layer_step(state, instr, label, key, &tmp)
                 })();
@@ -691,7 +770,7 @@ impl Builder<'_> {
                 result
             }
             InstructionKind::From { .. } => unreachable!("FROM starts a stage"),
-            _ => self.edit(state, instr),
+            _ => self.edit(state, instr, &expanded),
         }
     }
 
@@ -705,7 +784,7 @@ impl Builder<'_> {
         instr: &Instruction,
         name: &str,
     ) -> Result<(LayeredFs, String), BuildError> {
-        if let Some(dep) = stage_index(&plan.stages, name, index) {
+        if let Some(dep) = plan.names.index(name, index) {
             let s = done[dep].as_ref().expect("dependencies are built first");
             return Ok((s.fs(self.store), format!("stage {}", s.key.as_str())));
         }
@@ -878,11 +957,23 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    /// A metadata instruction: the config changes, a history entry records it.
-    fn edit(&self, state: &mut StageState, instr: &Instruction) -> Result<(), BuildError> {
-        let saved_cmd = state.config.config.as_ref().and_then(|c| c.cmd.clone());
+    /// A metadata instruction (`expanded` is `instr` with its variables substituted): the
+    /// config changes, a history entry records it. Its time comes when the run of metadata
+    /// steps it belongs to ends ([`Builder::settle_edits`]).
+    fn edit(
+        &self,
+        state: &mut StageState,
+        instr: &Instruction,
+        expanded: &Instruction,
+    ) -> Result<(), BuildError> {
+        let saved_cmd = match instr.kind {
+            InstructionKind::Entrypoint(_) if state.cmd_set => {
+                state.config.config.as_ref().and_then(|c| c.cmd.clone())
+            }
+            _ => None,
+        };
         ConfigEditor::new(&mut state.config)
-            .apply(instr, self.escape, &state.args)
+            .apply_expanded(expanded, &mut state.env)
             .map_err(|e| self.step_err(instr, e))?;
         match instr.kind {
             InstructionKind::Cmd(_) => state.cmd_set = true,
@@ -893,15 +984,30 @@ impl Builder<'_> {
             }
             _ => {}
         }
-        let text = format!(
-            "{:?}",
-            instr.expand(&state.scope(), self.escape).map(|i| i.kind)
-        );
+        // Spelled as the keys of earlier berth versions, so their cache entries still serve.
+        let text = format!("{:?}", Ok::<_, ()>(&expanded.kind));
         state.key = state.key.then(&["EDIT", &text]);
-        // Metadata steps are cached (silently) only for their time, so a rebuild with nothing
-        // changed gives the very same config, hence the same image id.
+        state.unsettled.push(state.config.history.len());
+        state.config.history.push(History {
+            created: None,
+            created_by: Some(instr.original.clone()),
+            comment: Some("berth build".into()),
+            empty_layer: true,
+            ..History::default()
+        });
+        Ok(())
+    }
+
+    /// Ends a run of metadata steps at cache key `key`: their history entries take the time
+    /// the cache holds for `key`, or now (recorded there). One entry for the run, not one per
+    /// step: a Dockerfile of thousands of LABEL lines wrote thousands of files. Cached only
+    /// for the time, so a rebuild with nothing changed gives the very same image id.
+    fn settle_edits(&self, state: &mut StageState, key: &Key) {
+        if state.unsettled.is_empty() {
+            return;
+        }
         let cached = (!self.opts.no_cache)
-            .then(|| self.cache.get(self.store, &state.key))
+            .then(|| self.cache.get(self.store, key))
             .flatten();
         let created = match cached {
             Some(e) => e.created,
@@ -910,18 +1016,13 @@ impl Builder<'_> {
                     layer: None,
                     created: now(),
                 };
-                self.cache.put(self.store, &state.key, &entry);
+                self.cache.put(self.store, key, &entry);
                 entry.created
             }
         };
-        state.config.history.push(History {
-            created: Some(created),
-            created_by: Some(instr.original.clone()),
-            comment: Some("berth build".into()),
-            empty_layer: true,
-            ..History::default()
-        });
-        Ok(())
+        for i in state.unsettled.drain(..) {
+            state.config.history[i].created = Some(created.clone());
+        }
     }
 
     /// Makes the folder `tmp` the step's layer (or reuses the cached one for `key`).
@@ -1042,7 +1143,7 @@ impl Builder<'_> {
             }
         };
         // Build args reach the command as environment variables; ENV wins.
-        let env_map = state.env();
+        let env_map = state.env.values();
         let mut env: Vec<String> = rc.env.clone().unwrap_or_default();
         for (k, v) in &state.args {
             if !env_map.contains_key(k) {

@@ -6,12 +6,15 @@
 //! reusing results from the [`cache`] and reporting through [`output`]; ADD of a URL downloads
 //! through [`remote`].
 
+pub mod budget;
 pub mod cache;
+pub mod cancel;
 pub mod config_edit;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
 pub mod executor;
+pub mod glob;
 pub mod layered;
 pub mod output;
 pub mod plan;

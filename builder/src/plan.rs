@@ -2,8 +2,9 @@
 //! chain and every `COPY --from` it reads, transitively), and the global ARGs that FROM lines
 //! see.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::budget::Budget;
 use crate::dockerfile::{Dockerfile, InstructionKind, Stage, expand_word};
 
 /// Build args that are usable without an ARG declaration, as Docker's.
@@ -28,13 +29,25 @@ pub enum PlanError {
     #[error("target stage {0:?} could not be found; the stages are: {1}")]
     NoTarget(String, String),
     /// A substitution failed.
-    #[error("line {line}: {message}")]
+    #[error("line {line}: {instruction}: {message}")]
     Expand {
         /// The Dockerfile line.
         line: usize,
+        /// The instruction, shortened.
+        instruction: String,
         /// Why.
         message: String,
     },
+}
+
+/// An instruction's first line, shortened for an error message.
+pub fn short(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("");
+    if first.chars().count() > 80 {
+        format!("{}...", first.chars().take(77).collect::<String>())
+    } else {
+        first.to_string()
+    }
 }
 
 /// What to build.
@@ -42,6 +55,8 @@ pub enum PlanError {
 pub struct Plan<'a> {
     /// The stages in order.
     pub stages: Vec<Stage<'a>>,
+    /// Their names.
+    pub names: StageNames,
     /// Global ARG values (declared before the first FROM), for FROM lines and redeclarations.
     pub global_args: BTreeMap<String, String>,
     /// Names of the global ARGs (set or not).
@@ -54,16 +69,31 @@ pub struct Plan<'a> {
     pub deps: Vec<BTreeSet<usize>>,
 }
 
-/// Finds an earlier stage by name (case-insensitive) or index, as FROM and `--from` refer.
-pub fn stage_index(stages: &[Stage<'_>], name: &str, before: usize) -> Option<usize> {
-    let lower = name.to_ascii_lowercase();
-    if let Some(i) = stages[..before]
-        .iter()
-        .position(|s| s.name == Some(lower.as_str()))
-    {
-        return Some(i);
+/// Where each stage name first appears, for [`StageNames::index`].
+#[derive(Debug, Default)]
+pub struct StageNames(HashMap<String, usize>);
+
+impl StageNames {
+    /// The names of `stages`.
+    pub fn of(stages: &[Stage<'_>]) -> StageNames {
+        let mut names = HashMap::new();
+        for (i, stage) in stages.iter().enumerate() {
+            if let Some(name) = stage.name {
+                names.entry(name.to_string()).or_insert(i);
+            }
+        }
+        StageNames(names)
     }
-    name.parse::<usize>().ok().filter(|i| *i < before)
+
+    /// Finds a stage before `before` by name (case-insensitive) or index, as FROM and `--from`
+    /// refer; a lookup, not a scan, so a Dockerfile of many stages stays linear.
+    pub fn index(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(&i) = self.0.get(&lower).filter(|&&i| i < before) {
+            return Some(i);
+        }
+        name.parse::<usize>().ok().filter(|i| *i < before)
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -89,17 +119,21 @@ impl<'a> Plan<'a> {
         waves
     }
 
-    /// Plans the build of `target` (the last stage if `None`) with `build_args`.
+    /// Plans the build of `target` (the last stage if `None`) with `build_args`; what global
+    /// ARGs and FROM lines substitute is charged to `budget`.
     pub fn new(
         file: &'a Dockerfile,
         target: Option<&str>,
         build_args: &BTreeMap<String, String>,
         escape: char,
+        budget: &Budget,
     ) -> Result<Plan<'a>, PlanError> {
+        let none = BTreeMap::new();
         let (globals, stages) = file.stages();
         if stages.is_empty() {
             return Err(PlanError::NoStages);
         }
+        let names = StageNames::of(&stages);
         let mut global_args = BTreeMap::new();
         let mut global_declared = BTreeSet::new();
         for instr in globals {
@@ -109,12 +143,15 @@ impl<'a> Plan<'a> {
                     let value = match (build_args.get(&d.name), &d.default) {
                         (Some(v), _) => Some(v.clone()),
                         (None, Some(def)) => {
-                            Some(expand_word(def, &global_args, escape).map_err(|e| {
-                                PlanError::Expand {
-                                    line: instr.line,
-                                    message: e.to_string(),
-                                }
-                            })?)
+                            let err = |message: String| PlanError::Expand {
+                                line: instr.line,
+                                instruction: short(&instr.original),
+                                message,
+                            };
+                            let vars = budget.meter(&global_args, &none);
+                            let value = expand_word(def, &vars, escape);
+                            vars.charge().map_err(err)?;
+                            Some(value.map_err(|e| err(e.to_string()))?)
                         }
                         (None, None) => None,
                     };
@@ -126,7 +163,8 @@ impl<'a> Plan<'a> {
         }
         let target = match target {
             None => stages.len() - 1,
-            Some(t) => stage_index(&stages, t, stages.len())
+            Some(t) => names
+                .index(t, stages.len())
                 .filter(|_| t.parse::<usize>().is_err())
                 .ok_or_else(|| {
                     let names: Vec<String> = stages
@@ -147,8 +185,14 @@ impl<'a> Plan<'a> {
             }
             let before = todo.len();
             let stage = &stages[i];
-            let base = expand_word(stage.image, &global_args, escape).unwrap_or_default();
-            if let Some(dep) = stage_index(&stages, &base, i) {
+            let vars = budget.meter(&global_args, &none);
+            let base = expand_word(stage.image, &vars, escape).unwrap_or_default();
+            vars.charge().map_err(|message| PlanError::Expand {
+                line: stage.from.line,
+                instruction: short(&stage.from.original),
+                message,
+            })?;
+            if let Some(dep) = names.index(&base, i) {
                 todo.push(dep);
             }
             for instr in stage.instructions {
@@ -161,12 +205,13 @@ impl<'a> Plan<'a> {
                     }
                     _ => Vec::new(),
                 };
-                todo.extend(froms.into_iter().filter_map(|f| stage_index(&stages, f, i)));
+                todo.extend(froms.into_iter().filter_map(|f| names.index(f, i)));
             }
             deps[i].extend(todo[before..].iter().copied());
         }
         Ok(Plan {
             stages,
+            names,
             global_args,
             global_declared,
             target,

@@ -27,7 +27,7 @@ impl ParseError {
 
 /// A word whose variable substitution failed, e.g. `${NAME:?must be set}` with `NAME` unset.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("failed to process {word:?}: {message}")]
+#[error("failed to process {:?}: {}", shorten(.word, 120), shorten(.message, 400))]
 pub struct ExpandError {
     /// The word as written (or the expanded value, for checks done after substitution).
     pub word: String,
@@ -43,4 +43,14 @@ impl ExpandError {
             message: message.into(),
         }
     }
+}
+
+/// `text` cut to `max_chars` for an error message: a hostile word (or a message quoting a
+/// pattern) may be megabytes long.
+fn shorten(text: &str, max_chars: usize) -> String {
+    if text.chars().nth(max_chars).is_none() {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max_chars - 3).collect();
+    format!("{head}...")
 }

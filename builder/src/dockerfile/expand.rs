@@ -4,12 +4,30 @@
 //! `${V#p}`, `${V##p}`, `${V%p}`, `${V%%p}`, `${V/p/r}`, `${V//p/r}`, single and double quotes
 //! (removed from the result), and the escape character. Unset variables expand to nothing.
 //! No command substitution, globbing or arithmetic: this is substitution, not a shell.
+//!
+//! Hostile input stays bounded: substitution adds at most [`MAX_GROWTH`] to a word (a doubling
+//! `ARG` chain would otherwise take the host's memory), `${...}` nests at most [`MAX_NESTING`]
+//! deep (each level is a recursion), and a pattern operation does at most [`MAX_PATTERN_WORK`]
+//! steps. Each limit is an error, never a crash.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 
 use super::error::ExpandError;
 use super::pattern::Pattern;
+
+/// How much longer than the word as written its expansion may be: 1 MiB.
+///
+/// BuildKit has no such bound; a Dockerfile of 30 `ARG A{i}=${A{i-1}}${A{i-1}}` lines would
+/// ask for gigabytes. Real values (paths, versions, flags) are far below it.
+pub const MAX_GROWTH: usize = 1 << 20;
+
+/// How deeply `${...}` may nest (`${A:-${B:-${C}}}` is 3): each level recurses in the lexer.
+pub const MAX_NESTING: usize = 100;
+
+/// The most steps one pattern operation (`${V#p}`, `${V%p}`, `${V/p/r}`) may take: the value's
+/// length times the pattern's, about 134 million.
+pub const MAX_PATTERN_WORK: usize = 1 << 27;
 
 /// Where variable values come from during substitution.
 pub trait Env {
@@ -106,6 +124,8 @@ impl Lexer {
             pos: 0,
             env,
             lexer: *self,
+            depth: 0,
+            max_len: word.len().saturating_add(MAX_GROWTH),
         };
         scanner
             .process_stop_on(None, self.raw_escapes)
@@ -160,11 +180,31 @@ struct Scanner<'e, E: ?Sized> {
     pos: usize,
     env: &'e E,
     lexer: Lexer,
+    /// How many `${` are open around the current position.
+    depth: usize,
+    /// The longest any piece of the result may grow (bytes).
+    max_len: usize,
 }
 
 const MISSING_BRACE: &str = "syntax error: missing '}'";
 
+/// The error for a result over `max_len` bytes.
+fn too_long(max_len: usize) -> String {
+    format!(
+        "the substituted value would be over {max_len} bytes (1 MiB more than the word as written, berth's limit): build large values in a RUN step or COPY them from a file"
+    )
+}
+
 impl<E: Env + ?Sized> Scanner<'_, E> {
+    /// Appends `value` to `result` unless that makes it longer than the limit.
+    fn append(&self, result: &mut String, value: &str) -> Result<(), String> {
+        if result.len().saturating_add(value.len()) > self.max_len {
+            return Err(too_long(self.max_len));
+        }
+        result.push_str(value);
+        Ok(())
+    }
+
     fn peek(&self) -> Option<char> {
         self.chars.get(self.pos).copied()
     }
@@ -194,17 +234,17 @@ impl<E: Env + ?Sized> Scanner<'_, E> {
             match ch {
                 '$' => {
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    self.append(&mut result, &value)?;
                     words.add_string(&value);
                 }
                 '\'' if quotes_special => {
                     let value = self.process_single_quote()?;
-                    result.push_str(&value);
+                    self.append(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 '"' if quotes_special => {
                     let value = self.process_double_quote(raw_escapes)?;
-                    result.push_str(&value);
+                    self.append(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 _ => {
@@ -281,7 +321,10 @@ impl<E: Env + ?Sized> Scanner<'_, E> {
                     }
                     return Ok(result);
                 }
-                Some('$') => result.push_str(&self.process_dollar()?),
+                Some('$') => {
+                    let value = self.process_dollar()?;
+                    self.append(&mut result, &value)?;
+                }
                 Some(ch) => {
                     self.next();
                     if ch == self.lexer.escape {
@@ -322,6 +365,19 @@ impl<E: Env + ?Sized> Scanner<'_, E> {
             });
         }
         self.next();
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "more than {MAX_NESTING} nested ${{...}} substitutions (berth's limit): nest fewer, or set the value in steps with several ARG or ENV lines"
+            ));
+        }
+        self.depth += 1;
+        let value = self.process_braced();
+        self.depth -= 1;
+        value
+    }
+
+    /// `${...}` after its `${`.
+    fn process_braced(&mut self) -> Result<String, String> {
         match self.peek() {
             None => return Err(MISSING_BRACE.to_string()),
             Some('{' | '}' | ':') => return Err("syntax error: bad substitution".to_string()),
@@ -398,11 +454,11 @@ impl<E: Env + ?Sized> Scanner<'_, E> {
                 let compiled = Pattern::new(&pattern)
                     .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
                 let value = value.unwrap_or_default();
-                Ok(if op == '#' {
+                if op == '#' {
                     compiled.trim_prefix(&value, longest)
                 } else {
                     compiled.trim_suffix(&value, longest)
-                })
+                }
             }
             _ => Err(format!("unsupported modifier ({spelled}) in substitution")),
         }
@@ -433,7 +489,12 @@ impl<E: Env + ?Sized> Scanner<'_, E> {
         };
         let compiled = Pattern::new(&pattern)
             .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
-        Ok(compiled.replace(&value, &replacement, all))
+        compiled
+            .replace(&value, &replacement, all, self.max_len)
+            .map_err(|e| match e {
+                super::pattern::Failure::TooLong => too_long(self.max_len),
+                super::pattern::Failure::TooCostly(message) => message,
+            })
     }
 
     fn missing_brace_or(&self, error: String) -> String {

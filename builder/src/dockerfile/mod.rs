@@ -24,9 +24,11 @@ mod suggest;
 pub use directives::Directives;
 pub use document::{Dockerfile, Stage};
 pub use error::{ExpandError, ParseError};
-pub use expand::{Env, expand_heredoc, expand_word, expand_words};
+pub use expand::{
+    Env, MAX_GROWTH, MAX_NESTING, MAX_PATTERN_WORK, expand_heredoc, expand_word, expand_words,
+};
 pub use instruction::{
     ArgDecl, Command, CopySource, CopySpec, Healthcheck, HealthcheckOptions, Heredoc, Instruction,
     InstructionKind, Mount, MountKind, NetworkMode, SecurityMode,
 };
-pub use parser::parse;
+pub use parser::{MAX_DOCKERFILE_SIZE, parse, too_large};

@@ -16,13 +16,24 @@ use super::lexer::{Lexer, LogicalLine};
 use super::mount;
 use super::suggest;
 
+/// The largest Dockerfile berth reads: 4 MiB.
+///
+/// Real Dockerfiles are kilobytes; data belongs in the context. Past this, a file of metadata
+/// lines is only a way to make a build slow and its image config huge.
+pub const MAX_DOCKERFILE_SIZE: usize = 4 << 20;
+
 /// Parses a whole Dockerfile.
 ///
 /// Fails on the first syntax error; the error carries the line and column. Only `ARG` may
-/// come before the first `FROM`, and a file without instructions is an error.
+/// come before the first `FROM`, and a file without instructions is an error, as is one over
+/// [`MAX_DOCKERFILE_SIZE`].
 pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
+    if source.len() > MAX_DOCKERFILE_SIZE {
+        return Err(ParseError::new(1, 1, too_large(source.len())));
+    }
     let mut lexer = Lexer::new(source);
     let mut instructions: Vec<Instruction> = Vec::new();
+    let mut seen_from = false;
     while let Some(line) = lexer.next_line()? {
         let mut parser = LineParser {
             line: &line,
@@ -45,14 +56,8 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         if let InstructionKind::Onbuild(inner) = &mut instruction.kind {
             inner.end_line = instruction.end_line;
         }
-        if instructions
-            .iter()
-            .all(|i| matches!(i.kind, InstructionKind::Arg(_)))
-            && !matches!(
-                instruction.kind,
-                InstructionKind::Arg(_) | InstructionKind::From { .. }
-            )
-        {
+        seen_from |= matches!(instruction.kind, InstructionKind::From { .. });
+        if !seen_from && !matches!(instruction.kind, InstructionKind::Arg(_)) {
             return Err(line.error(
                 0,
                 format!(
@@ -74,6 +79,13 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         directives: lexer.directives().clone(),
         instructions,
     })
+}
+
+/// What is wrong with a Dockerfile of `size` bytes, and what to do.
+pub fn too_large(size: usize) -> String {
+    format!(
+        "the Dockerfile is {size} bytes, over berth's limit of {MAX_DOCKERFILE_SIZE} bytes (4 MiB): keep data out of it (COPY files from the context instead)"
+    )
 }
 
 /// An instruction's text cut into keyword, flags and arguments.

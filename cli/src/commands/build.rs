@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use berth_builder::context::Context;
-use berth_builder::executor::{BuildOptions, build};
+use berth_builder::dockerfile::MAX_DOCKERFILE_SIZE;
+use berth_builder::executor::{BuildError, BuildOptions, build, check_size};
 use berth_builder::output::Mode;
 use berth_runtime::reference::ImageRef;
 use berth_runtime::workload::NetworkMode;
@@ -223,10 +224,17 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
     };
     let (dockerfile, name, ignore_file) = match a.file.as_deref() {
         Some("-") => {
+            // Read no further than the limit: past it the build refuses the file anyway.
             let mut text = String::new();
             std::io::stdin()
+                .take(MAX_DOCKERFILE_SIZE as u64 + 1)
                 .read_to_string(&mut text)
                 .context("reading the Dockerfile from stdin")?;
+            if text.len() > MAX_DOCKERFILE_SIZE {
+                bail!(
+                    "the Dockerfile on stdin is over berth's limit of {MAX_DOCKERFILE_SIZE} bytes (4 MiB): keep data out of it (COPY files from the context instead)"
+                );
+            }
             (text, "Dockerfile".to_string(), None)
         }
         other => {
@@ -236,6 +244,15 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
                 Some(f) => PathBuf::from(f),
                 None => context_dir.join("Dockerfile"),
             };
+            let name = path
+                .strip_prefix(&context_dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            // A huge file is refused before it is read.
+            if let Ok(m) = std::fs::metadata(&path) {
+                check_size(&name, usize::try_from(m.len()).unwrap_or(usize::MAX))?;
+            }
             let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "reading the Dockerfile {}; give its path with -f",
@@ -243,11 +260,6 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
                 )
             })?;
             let ignore = PathBuf::from(format!("{}.dockerignore", path.display()));
-            let name = path
-                .strip_prefix(&context_dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
             (text, name, ignore.is_file().then_some(ignore))
         }
     };
@@ -276,7 +288,14 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
     if let Some(d) = &display {
         d.clear();
     }
-    let image = built?;
+    let image = match built {
+        // Ended by a signal: the exit code says which, as if the signal had ended berth.
+        Err(BuildError::Interrupted(signal)) => {
+            eprintln!("berth: {}", BuildError::Interrupted(signal));
+            return Ok(ExitCode::from(signal.exit_code()));
+        }
+        built => built?,
+    };
     let id = image.id.to_string();
     if let Some(path) = &a.iidfile {
         std::fs::write(path, &id).with_context(|| format!("writing {}", path.display()))?;

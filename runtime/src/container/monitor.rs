@@ -1008,11 +1008,31 @@ pub fn forward_signals(pid: i32, pty: Option<File>) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push((pid, pty));
+    start_forwarding();
+}
+
+/// Has `hook` told of every signal the forwarding thread takes (by number), before it
+/// forwards it, and starts that thread now, with no workload yet. A build uses it to stop on
+/// Ctrl-C when no RUN step is running to take the signal; the calling thread must already
+/// block [`forwarded_signals`] (the forwarding thread inherits its mask). The first hook stays.
+pub fn watch_forwarded_signals(hook: fn(i32)) {
+    let _ = SIGNAL_HOOK.set(hook);
+    start_forwarding();
+}
+
+/// What [`watch_forwarded_signals`] was given.
+static SIGNAL_HOOK: std::sync::OnceLock<fn(i32)> = std::sync::OnceLock::new();
+
+/// Starts the one forwarding thread, once.
+fn start_forwarding() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
         std::thread::spawn(|| {
             let set = forwarded_signals();
             while let Ok(sig) = set.wait() {
+                if let Some(hook) = SIGNAL_HOOK.get() {
+                    hook(sig as i32);
+                }
                 let targets = FORWARD_TARGETS.lock().unwrap_or_else(|e| e.into_inner());
                 for (pid, pty) in targets.iter() {
                     if sig == Signal::SIGWINCH {
