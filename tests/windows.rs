@@ -9,19 +9,18 @@ use std::process::{Command, Output, Stdio};
 
 use common::Berth;
 
-/// The cross-compiled binary, next to the Linux one's target dir.
+/// The cross-compiled binary, in the Linux one's target dir, built with the `wine` profile.
 fn berth_exe() -> PathBuf {
     let linux = PathBuf::from(env!("CARGO_BIN_EXE_berth"));
-    // target/debug/berth -> target/x86_64-pc-windows-gnu/debug/berth.exe
-    let profile = linux.parent().unwrap();
-    let target = profile.parent().unwrap();
+    // target/debug/berth -> target/x86_64-pc-windows-gnu/wine/berth.exe
+    let target = linux.parent().unwrap().parent().unwrap();
     let exe = target
         .join("x86_64-pc-windows-gnu")
-        .join(profile.file_name().unwrap())
+        .join("wine")
         .join("berth.exe");
     assert!(
         exe.exists(),
-        "{} is missing: run the tests through tests/run.sh, which cross-compiles it (cargo build --target x86_64-pc-windows-gnu -p berth-cli)",
+        "{} is missing: run the tests through tests/run.sh, which cross-compiles it (cargo build --profile wine --target x86_64-pc-windows-gnu -p berth-cli)",
         exe.display()
     );
     exe
