@@ -339,19 +339,18 @@ fn the_guest_sees_no_proc_dev_or_sys() {
         b.ok(&["run", "--rm", "probe", "exists", "/proc/self/mem"]),
         "false\n"
     );
-    // Not even mounted there by the user.
-    assert_eq!(
-        b.ok(&[
-            "run",
-            "--rm",
-            "-v",
-            "/proc:/proc",
-            "probe",
-            "exists",
-            "/proc/self/mem"
-        ]),
-        "false\n"
-    );
+    // Nor can the user mount it there: -v onto /proc is refused, as for a native container.
+    let (code, err) = b.fail(&[
+        "run",
+        "--rm",
+        "-v",
+        "/proc:/proc",
+        "probe",
+        "exists",
+        "/proc/self/mem",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("/proc"), "{err}");
 
     // The guest's host process shows as berth's init, with nothing of the environment
     // berth was started in.
