@@ -222,47 +222,8 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         Some(t) => t.0.clone(),
         None => PathBuf::from(&a.context),
     };
-    let (dockerfile, name, ignore_file) = match a.file.as_deref() {
-        Some("-") => {
-            // Read no further than the limit: past it the build refuses the file anyway.
-            let mut text = String::new();
-            std::io::stdin()
-                .take(MAX_DOCKERFILE_SIZE as u64 + 1)
-                .read_to_string(&mut text)
-                .context("reading the Dockerfile from stdin")?;
-            if text.len() > MAX_DOCKERFILE_SIZE {
-                bail!(
-                    "the Dockerfile on stdin is over berth's limit of {MAX_DOCKERFILE_SIZE} bytes (4 MiB): keep data out of it (COPY files from the context instead)"
-                );
-            }
-            (text, "Dockerfile".to_string(), None)
-        }
-        other => {
-            let path = match other {
-                // With a context on stdin, -f names a file inside it.
-                Some(f) if stdin_context.is_some() => context_dir.join(f),
-                Some(f) => PathBuf::from(f),
-                None => context_dir.join("Dockerfile"),
-            };
-            let name = path
-                .strip_prefix(&context_dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            // A huge file is refused before it is read.
-            if let Ok(m) = std::fs::metadata(&path) {
-                check_size(&name, usize::try_from(m.len()).unwrap_or(usize::MAX))?;
-            }
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "reading the Dockerfile {}; give its path with -f",
-                    path.display()
-                )
-            })?;
-            let ignore = PathBuf::from(format!("{}.dockerignore", path.display()));
-            (text, name, ignore.is_file().then_some(ignore))
-        }
-    };
+    let (dockerfile, name, ignore_file) =
+        read_dockerfile(a.file.as_deref(), &context_dir, stdin_context.is_some())?;
     let context = Context::open(&context_dir, ignore_file.as_deref().map(Path::new))?;
     let opts = BuildOptions {
         dockerfile,
@@ -310,4 +271,51 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         println!("{id}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Dockerfile's text, its name for messages, and its own `.dockerignore` if it has one:
+/// from `-f -` (stdin), `-f FILE` (inside a context given on stdin), or the context's
+/// `Dockerfile`. One over the size limit is refused before it is read.
+fn read_dockerfile(
+    file: Option<&str>,
+    context_dir: &Path,
+    context_on_stdin: bool,
+) -> Result<(String, String, Option<PathBuf>)> {
+    Ok(match file {
+        Some("-") => {
+            // Read no further than the limit: past it the build refuses the file anyway.
+            let mut text = String::new();
+            std::io::stdin()
+                .take(MAX_DOCKERFILE_SIZE as u64 + 1)
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            check_size("Dockerfile (stdin)", text.len())?;
+            (text, "Dockerfile".to_string(), None)
+        }
+        other => {
+            let path = match other {
+                // With a context on stdin, -f names a file inside it.
+                Some(f) if context_on_stdin => context_dir.join(f),
+                Some(f) => PathBuf::from(f),
+                None => context_dir.join("Dockerfile"),
+            };
+            let name = path
+                .strip_prefix(context_dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            // A huge file is refused before it is read.
+            if let Ok(m) = std::fs::metadata(&path) {
+                check_size(&name, usize::try_from(m.len()).unwrap_or(usize::MAX))?;
+            }
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading the Dockerfile {}; give its path with -f",
+                    path.display()
+                )
+            })?;
+            let ignore = PathBuf::from(format!("{}.dockerignore", path.display()));
+            (text, name, ignore.is_file().then_some(ignore))
+        }
+    })
 }
