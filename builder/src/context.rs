@@ -347,42 +347,8 @@ mod tests {
             }
         }
 
-        #[allow(clippy::type_complexity)]
-        fn parse_class(p: &[char], start: usize) -> Option<((bool, Vec<(char, char)>), usize)> {
-            let mut i = start + 1;
-            let negated = matches!(p.get(i), Some('^' | '!'));
-            if negated {
-                i += 1;
-            }
-            let mut ranges = Vec::new();
-            let mut first = true;
-            loop {
-                let c = *p.get(i)?;
-                if c == ']' && !first {
-                    return Some(((negated, ranges), i + 1));
-                }
-                first = false;
-                let lo = if c == '\\' {
-                    i += 1;
-                    *p.get(i)?
-                } else {
-                    c
-                };
-                i += 1;
-                let mut hi = lo;
-                if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
-                    i += 1;
-                    hi = if p[i] == '\\' {
-                        i += 1;
-                        *p.get(i)?
-                    } else {
-                        p[i]
-                    };
-                    i += 1;
-                }
-                ranges.push((lo, hi));
-            }
-        }
+        // The class syntax is the matcher's own; only the matching algorithm is the old one.
+        use crate::glob::parse_class;
     }
 
     /// The reference's view of an ignore file (the same cleaning and `!` handling).

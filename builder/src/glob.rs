@@ -116,7 +116,7 @@ impl ElementPattern {
 
 /// Parses `[...]` starting at `start`: (negated, ranges) and the index after `]`.
 #[allow(clippy::type_complexity)]
-fn parse_class(p: &[char], start: usize) -> Option<((bool, Vec<(char, char)>), usize)> {
+pub(crate) fn parse_class(p: &[char], start: usize) -> Option<((bool, Vec<(char, char)>), usize)> {
     let mut i = start + 1;
     let negated = matches!(p.get(i), Some('^' | '!'));
     if negated {
