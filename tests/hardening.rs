@@ -581,8 +581,13 @@ fn a_connection_flood_on_a_published_port_never_takes_the_container_down() {
         "the monitor went from {threads} to {flood_threads} threads"
     );
     drop(idle);
+    // At most the baseline: the baseline itself may still have counted the first request's
+    // two sockets, closing as it was taken.
     assert!(
-        common::eventually(|| threads_and_fds(monitor) == (threads, fds)),
+        common::eventually(|| {
+            let (t, f) = threads_and_fds(monitor);
+            t <= threads && f <= fds
+        }),
         "the monitor kept {:?} threads and fds, from {:?}",
         threads_and_fds(monitor),
         (threads, fds)
