@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_runtime::Store;
+use berth_runtime::backend::{self, Backend, ImageHints};
 use berth_runtime::container::monitor::{Attach, Monitor, remove_container};
 use berth_runtime::container::state::{Container, RunState, new_id};
 use berth_runtime::digest::Digest;
@@ -1190,14 +1191,6 @@ impl Builder<'_> {
             image_id: Digest::of(&state.config.to_bytes()),
             layers: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
             created: Utc::now(),
-            backend: if berth_runtime::backend::is_wasm_platform(
-                &state.config.os,
-                &state.config.architecture,
-            ) {
-                "wasi".into()
-            } else {
-                "native".into()
-            },
             spec: WorkloadSpec {
                 args: argv,
                 // Secrets given as variables: after the cache key was made, so never in it.
@@ -1214,16 +1207,6 @@ impl Builder<'_> {
                 // A small init as pid 1 passes Ctrl-C on to the command, which as pid 1 itself
                 // would ignore it: interrupting a build stops the step.
                 init: true,
-                // A WASI stage's RUN steps run WebAssembly programs; elsewhere a wasm program
-                // still runs as WASI, chosen by its magic bytes.
-                backend: if berth_runtime::backend::is_wasm_platform(
-                    &state.config.os,
-                    &state.config.architecture,
-                ) {
-                    berth_runtime::backend::Backend::Wasi
-                } else {
-                    berth_runtime::backend::Backend::Native
-                },
                 ..WorkloadSpec::default()
             },
             publish: Vec::new(),
@@ -1235,6 +1218,8 @@ impl Builder<'_> {
             log_config: Default::default(),
             state: RunState::default(),
         };
+        let mut c = c;
+        c.spec.backend = self.step_backend(state, &c.spec);
         self.store
             .create_container(&c)
             .map_err(|e| self.step_err(instr, e))?;
@@ -1243,6 +1228,24 @@ impl Builder<'_> {
             let _ = remove_container(self.store, &c, true);
         }
         result
+    }
+
+    /// The backend of a RUN step, decided as a container's is: a WASI stage's steps run
+    /// WebAssembly programs; elsewhere the program's bytes in the stage's layers decide.
+    fn step_backend(&self, state: &StageState, spec: &WorkloadSpec) -> Backend {
+        let top_first: Vec<std::path::PathBuf> = state
+            .layers
+            .iter()
+            .rev()
+            .map(|l| self.store.snapshot_path(&l.diff_id))
+            .collect();
+        let header = backend::program_header(&top_first, spec);
+        let evidence = backend::Evidence {
+            forced: None,
+            program_header: header.as_deref(),
+        };
+        backend::decide("", &ImageHints::of_config(&state.config), evidence)
+            .unwrap_or(Backend::Native)
     }
 
     fn run_container(

@@ -22,15 +22,8 @@ pub struct CreateArgs {
 
 /// Creates the container and prints its id.
 pub fn run(g: &GlobalOptions, a: CreateArgs) -> Result<ExitCode> {
-    let store = super::open_store(g)?;
-    match super::run::create(g, &store, &a.flags) {
-        Ok(c) => {
-            println!("{}", c.id);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            Ok(ExitCode::from(super::run::EXIT_BERTH))
-        }
-    }
+    let store = super::open_store(g).map_err(super::start_failure)?;
+    let c = super::run::create(g, &store, &a.flags).map_err(super::start_failure)?;
+    println!("{}", c.id);
+    Ok(ExitCode::SUCCESS)
 }

@@ -63,10 +63,6 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
     spec.tty = a.tty;
     spec.stdin = a.interactive;
     spec.init = false;
-    // The backend the container really runs on (its init may have found a wasm program).
-    if let Ok(b) = berth_runtime::backend::Backend::parse(&c.backend) {
-        spec.backend = b;
-    }
     if let Some(w) = &a.workdir {
         spec.cwd = w.clone();
     }

@@ -107,7 +107,7 @@ pub fn container_json(
             "StopTimeout": c.stop_timeout,
         },
         "HostConfig": {
-            "Runtime": c.backend,
+            "Runtime": c.spec.backend.as_str(),
             "NetworkMode": match c.spec.network {
                 berth_runtime::workload::NetworkMode::Private => "default",
                 berth_runtime::workload::NetworkMode::None => "none",

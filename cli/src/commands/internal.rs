@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use berth_runtime::container::monitor::{Attach, Monitor};
+use berth_runtime::sandbox::linux::status::StatusMessage;
 use clap::Args;
 
 use crate::app::GlobalOptions;
@@ -74,8 +75,8 @@ pub fn exec(a: ExecArgs) -> Result<ExitCode> {
     berth_runtime::sandbox::linux::nsexec::main(&a.config)
 }
 
-/// `__monitor`: detaches, starts the container, tells the parent on stdout, then holds the
-/// container until it ends.
+/// `__monitor`: detaches, starts the container, tells the parent on stdout (one status message:
+/// the container's pid, or why it could not start), then holds the container until it ends.
 pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
     // Our own session: the terminal and process group of the command that started us do not
     // reach the container.
@@ -84,11 +85,8 @@ pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
     let m = match Monitor::start(&store, &a.id, Attach::Detached) {
         Ok(m) => m,
         Err(e) => {
-            println!(
-                "error {} {}",
-                e.exit_code(),
-                e.to_string().replace('\n', " ")
-            );
+            let failed = StatusMessage::Failed(e.into_start_error());
+            println!("{}", serde_json::to_string(&failed)?);
             // `run -d --rm` of a container that never started leaves nothing, as Docker's.
             if let Ok(c) = store.load_container(&a.id)
                 && c.auto_remove
@@ -99,9 +97,9 @@ pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    println!("ok");
+    println!("{}", serde_json::to_string(&StatusMessage::Pid(m.pid()))?);
     let _ = std::io::stdout().flush();
-    // The parent stops reading after "ok"; later writes to stdout must not fail us.
+    // The parent stops reading after this line; later writes to stdout must not fail us.
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(null);
     }

@@ -47,6 +47,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use berth_runtime::Store;
+use berth_runtime::workload::StartError;
 
 use crate::app::{Cli, Command, GlobalOptions};
 
@@ -111,9 +112,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The exit code for a failed command: Docker's 1 for a failed request.
-pub fn exit_code(_e: &anyhow::Error) -> u8 {
-    1
+/// The exit code for a failed command, decided here alone, as Docker's: a container that
+/// could not start gives its start failure's code (125 for berth's own failure, 126 for a
+/// program that cannot run, 127 for one not found); any other failed request 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|cause| cause.downcast_ref::<StartError>())
+        .map_or(1, |s| s.code().clamp(0, 255) as u8)
+}
+
+/// Marks `e` as a container's failure to start (125 unless it is already a start failure
+/// with its own code), for [`exit_code`].
+pub fn start_failure(e: anyhow::Error) -> anyhow::Error {
+    if e.chain().any(|c| c.is::<StartError>()) {
+        return e;
+    }
+    anyhow::Error::new(StartError::berth(format!("{e:#}")))
 }
 
 /// Opens the store at `--root` (or the default).

@@ -7,7 +7,7 @@ use anyhow::Result;
 use berth_runtime::Store;
 use berth_runtime::container::create::create_container;
 #[cfg(target_os = "linux")]
-use berth_runtime::container::monitor::{Attach, Monitor, MonitorError};
+use berth_runtime::container::monitor::{Attach, Monitor};
 use clap::Args;
 
 use super::container_flags::ContainerFlags;
@@ -28,80 +28,39 @@ pub struct RunArgs {
     pub flags: ContainerFlags,
 }
 
-/// Docker's exit code for berth's own failures in `run`.
-pub const EXIT_BERTH: u8 = 125;
-
 /// Without Linux: the container runs in this process, in the foreground (WASI images only).
 #[cfg(not(target_os = "linux"))]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
     use berth_runtime::container::portable;
     if a.detach {
-        eprintln!(
-            "berth: run -d needs Linux (a detached container's monitor); here containers run in the foreground: drop -d"
-        );
-        return Ok(ExitCode::from(EXIT_BERTH));
+        return Err(super::start_failure(anyhow::anyhow!(
+            "run -d needs Linux (a detached container's monitor); here containers run in the foreground: drop -d"
+        )));
     }
-    let store = match super::open_store(g) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            return Ok(ExitCode::from(EXIT_BERTH));
-        }
-    };
-    let c = match create(g, &store, &a.flags) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            return Ok(ExitCode::from(EXIT_BERTH));
-        }
-    };
-    let code = match portable::run_foreground(&store, &c.id) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            e.exit_code()
-        }
-    };
+    let store = super::open_store(g).map_err(super::start_failure)?;
+    let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
+    let ran = portable::run_foreground(&store, &c.id);
     if c.auto_remove {
         let _ = store.remove_container_files(&c.id);
     }
+    let code = ran.map_err(|e| anyhow::Error::new(e.into_start_error()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 /// Creates and starts the container; the exit code is the workload's (or 125/126/127).
 #[cfg(target_os = "linux")]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
-    let store = match super::open_store(g) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            return Ok(ExitCode::from(EXIT_BERTH));
-        }
-    };
-    let c = match create(g, &store, &a.flags) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("berth: {e:#}");
-            return Ok(ExitCode::from(EXIT_BERTH));
-        }
-    };
+    let store = super::open_store(g).map_err(super::start_failure)?;
+    let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
     if a.detach {
-        return match super::start::spawn_monitor(g, &store, &c.id) {
-            Ok(()) => {
-                println!("{}", c.id);
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("berth: {e:#}");
-                remove_unstarted(&store, &c.id);
-                Ok(ExitCode::from(
-                    e.downcast_ref::<MonitorError>()
-                        .map_or(125, |m| m.exit_code()) as u8,
-                ))
-            }
-        };
+        if let Err(e) = super::start::spawn_monitor(g, &store, &c.id) {
+            remove_unstarted(&store, &c.id);
+            return Err(super::start_failure(e));
+        }
+        println!("{}", c.id);
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(foreground(&store, &c.id, true))
+    foreground(&store, &c.id, true)
 }
 
 /// Removes the container a `run` made and could not start (with its anonymous volumes): the
@@ -131,25 +90,18 @@ pub fn create(
     Ok(create_container(store, &image, &f.image, &opts)?)
 }
 
-/// Runs a created container with this process as its monitor; returns the exit code. One that
+/// Runs a created container with this process as its monitor; gives the exit code. One that
 /// fails to start is removed when `run` made it (`made_here`), or has `--rm`.
 #[cfg(target_os = "linux")]
-pub fn foreground(store: &Store, id: &str, made_here: bool) -> ExitCode {
-    let monitor = match Monitor::start(store, id, Attach::Foreground) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            if made_here || store.load_container(id).is_ok_and(|c| c.auto_remove) {
-                remove_unstarted(store, id);
-            }
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+pub fn foreground(store: &Store, id: &str, made_here: bool) -> Result<ExitCode> {
+    let monitor = Monitor::start(store, id, Attach::Foreground).map_err(|e| {
+        if made_here || store.load_container(id).is_ok_and(|c| c.auto_remove) {
+            remove_unstarted(store, id);
         }
-    };
-    match monitor.wait() {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(e) => {
-            eprintln!("berth: {e}");
-            ExitCode::from(e.exit_code().clamp(0, 255) as u8)
-        }
-    }
+        anyhow::Error::new(e.into_start_error())
+    })?;
+    let code = monitor
+        .wait()
+        .map_err(|e| anyhow::Error::new(e.into_start_error()))?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -6,7 +6,8 @@ use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, anyhow};
 use berth_runtime::Store;
-use berth_runtime::container::monitor::MonitorError;
+use berth_runtime::sandbox::linux::status::StatusMessage;
+use berth_runtime::workload::StartError;
 use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use clap::Args;
 
@@ -52,23 +53,19 @@ pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
     BufReader::new(out)
         .read_line(&mut line)
         .context("reading from the container's monitor")?;
-    let line = line.trim_end();
-    if line == "ok" {
-        return Ok(());
-    }
-    let _ = child.wait();
-    match line.strip_prefix("error ") {
-        Some(rest) => {
-            let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
-            Err(anyhow!(MonitorError::Start {
-                code: code.parse().unwrap_or(125),
-                message: message.to_string(),
-            }))
+    match serde_json::from_str::<StatusMessage>(line.trim_end()) {
+        Ok(StatusMessage::Pid(_)) => Ok(()),
+        Ok(StatusMessage::Failed(e)) => {
+            let _ = child.wait();
+            Err(anyhow!(e))
         }
-        None => Err(anyhow!(
-            "the container's monitor ended without starting it (see {})",
-            store.container_dir(id).join("monitor.log").display()
-        )),
+        Err(_) => {
+            let _ = child.wait();
+            Err(anyhow!(StartError::berth(format!(
+                "the container's monitor ended without starting it (see {})",
+                store.container_dir(id).join("monitor.log").display()
+            ))))
+        }
     }
 }
 
@@ -83,7 +80,7 @@ pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
         if a.interactive && !c.spec.stdin {
             store.update_container(&c.id, |c| c.spec.stdin = true)?;
         }
-        return Ok(super::run::foreground(&store, &c.id, false));
+        return super::run::foreground(&store, &c.id, false);
     }
     drop(store);
     super::stop::each(g, &a.containers, |store, c| {

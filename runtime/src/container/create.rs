@@ -745,15 +745,9 @@ pub fn create_container(
         security: opts.security.clone(),
         init: opts.init,
         extra_hosts: Vec::new(),
-        backend: backend::select(image, image_name, opts.runtime).map_err(invalid)?,
+        backend: Backend::Native,
         backend_forced: opts.runtime.is_some(),
     };
-    if !spec.backend.available() {
-        return Err(invalid(format!(
-            "this build of berth cannot run {} workloads on this system; image {image_name} needs the {} runtime",
-            spec.backend, spec.backend
-        )));
-    }
     // Everything that can be refused is checked before volumes are made; once they are, a
     // failure removes the anonymous ones again.
     check_options(opts, &mut spec)?;
@@ -774,6 +768,32 @@ fn record_container(
     rc: &crate::image::config::RunConfig,
     spec: &mut WorkloadSpec,
 ) -> Result<Container, CreateError> {
+    // The layers are unpacked first: the backend is decided from the entrypoint's bytes in
+    // them when the image does not say.
+    for layer in image.layers()? {
+        store.ensure_snapshot(&layer)?;
+    }
+    let top_first: Vec<PathBuf> = image
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .rev()
+        .map(|d| store.snapshot_path(d))
+        .collect();
+    let header = backend::program_header(&top_first, spec);
+    let evidence = backend::Evidence {
+        forced: opts.runtime,
+        program_header: header.as_deref(),
+    };
+    spec.backend = backend::decide(image_name, &backend::ImageHints::of_image(image), evidence)
+        .map_err(invalid)?;
+    if !spec.backend.available() {
+        return Err(invalid(format!(
+            "this build of berth cannot run {} workloads on this system; image {image_name} needs the {} runtime",
+            spec.backend, spec.backend
+        )));
+    }
     // The image's VOLUMEs get anonymous volumes unless something is mounted there.
     for path in rc.volumes.clone().unwrap_or_default().into_keys() {
         if !spec.mounts.iter().any(|m| m.destination == path) {
@@ -801,9 +821,6 @@ fn record_container(
             publish.push(format!("{}/{}", m.container_port, m.protocol.as_str()));
         }
     }
-    for layer in image.layers()? {
-        store.ensure_snapshot(&layer)?;
-    }
     #[cfg(not(target_os = "linux"))]
     if spec.backend == Backend::Native {
         return Err(invalid(format!(
@@ -824,7 +841,6 @@ fn record_container(
         image_id: image.id.clone(),
         layers: image.config.rootfs.diff_ids.clone(),
         created: Utc::now(),
-        backend: spec.backend.to_string(),
         spec: spec.clone(),
         publish,
         ports: Vec::new(),

@@ -11,6 +11,8 @@ use crate::backend::Backend;
 use crate::image::ImageError;
 use crate::sandbox::wasi;
 use crate::store::Store;
+use crate::workload::user;
+use crate::workload::{StartError, workload_env};
 
 /// Why a container could not run here.
 #[derive(Debug, thiserror::Error)]
@@ -23,18 +25,18 @@ pub enum PortableError {
     Image(#[from] ImageError),
     /// The guest could not start.
     #[error(transparent)]
-    Wasi(#[from] wasi::WasiError),
+    Start(#[from] StartError),
     /// What it asks for cannot be done here.
     #[error("{0}")]
     Unsupported(String),
 }
 
 impl PortableError {
-    /// Docker's exit code for a container that could not start.
-    pub fn exit_code(&self) -> i32 {
+    /// The failure as a start failure: itself, or berth's own (125) with this message.
+    pub fn into_start_error(self) -> StartError {
         match self {
-            PortableError::Wasi(e) => e.exit_code(),
-            _ => 125,
+            PortableError::Start(e) => e,
+            other => StartError::berth(other),
         }
     }
 }
@@ -63,47 +65,35 @@ pub fn run_foreground(store: &Store, id: &str) -> Result<i32, PortableError> {
     }
     let name = c.spec.args[0].clone();
     let program = rootfs.join(name.trim_start_matches('/'));
-    let bytes = std::fs::read(&program).map_err(|e| wasi::WasiError::Io {
-        context: format!("reading \"{name}\" in the container"),
-        source: e,
-    })?;
-    let engine = wasi::engine::new_engine()?;
-    let (compiled, _) = wasi::ModuleCache::for_store(store.root())?.load(&engine, &bytes, &name)?;
-    let mut preopens = vec![wasi::Preopen {
-        host: rootfs.clone(),
-        guest: "/".into(),
-        read_only: c.spec.read_only,
-    }];
-    for m in &c.spec.mounts {
-        preopens.push(wasi::Preopen {
-            host: m.source.clone(),
-            guest: m.destination.clone(),
-            read_only: m.read_only,
-        });
-    }
-    let mut env = c.spec.env.clone();
-    if !env.iter().any(|kv| kv.starts_with("HOSTNAME=")) {
-        env.push(format!("HOSTNAME={}", c.spec.hostname));
-    }
-    let guest = wasi::GuestSpec {
-        name,
-        args: c.spec.args.clone(),
-        env,
-        cwd: c.spec.cwd.clone(),
-        preopens,
-        memory: c.spec.limits.memory,
-        network: c.spec.network != crate::workload::NetworkMode::None,
-    };
+    let header = std::fs::File::open(&program)
+        .and_then(|mut f| wasi::read_header(&mut f))
+        .map_err(|e| {
+            let message = format!("reading \"{name}\" in the container: {e}");
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StartError::not_found(message)
+            } else {
+                StartError::cannot_run(message)
+            }
+        })?;
+    let kind = crate::backend::check_program(&c.spec, &header)?
+        .ok_or_else(|| StartError::cannot_run(format!("\"{name}\" is not a WebAssembly program")))?;
+    let engine = wasi::engine::new_engine().map_err(StartError::from)?;
+    let cache = wasi::ModuleCache::for_store(store.root()).map_err(StartError::from)?;
+    let compiled = wasi::launch::load_program(&engine, &program, &name, kind, Some(&cache), None)?;
+    // The same user, environment defaults and working directory as in a Linux container.
+    let who = user::resolve(&c.spec.user, &rootfs).map_err(StartError::berth)?;
+    let env = workload_env(&c.spec, &who.home);
+    let guest = wasi::launch::guest_spec(&c.spec, env, &wasi::launch::GuestFiles::Folder(rootfs));
     store.update_container(id, |c| {
         c.state.status = Status::Running;
         c.state.pid = Some(std::process::id() as i32);
         c.state.started_at = Some(Utc::now());
         c.state.exit_code = None;
     })?;
-    let result = wasi::guest::run(&engine, &compiled, &guest);
+    let result = wasi::guest::run(&engine, &compiled, &guest).map_err(StartError::from);
     let code = match &result {
         Ok(code) => *code,
-        Err(e) => e.exit_code(),
+        Err(e) => e.code(),
     };
     store.update_container(id, |c| {
         c.state.status = Status::Exited;

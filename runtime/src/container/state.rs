@@ -91,8 +91,6 @@ pub struct Container {
     pub layers: Vec<Digest>,
     /// When it was made.
     pub created: DateTime<Utc>,
-    /// The backend that runs it (`native`, `wasi`).
-    pub backend: String,
     /// What runs.
     pub spec: WorkloadSpec,
     /// Published ports, as given (`-p`), resolved when the container starts.

@@ -12,32 +12,26 @@
 //! `--init`, forks it and reaps zombies; with `--rm`, a WASI guest's PID 1 reports its exit
 //! code itself the moment the guest ends).
 //!
-//! Progress goes to the monitor over the status pipe `FD`, one line each:
-//! `pid N` (the container's first process, as the host sees it) and, if the workload could
-//! not be started, `error CODE MESSAGE` (125 berth's failure, 126 not runnable, 127 not found).
-//! A successful exec closes the pipe, so EOF without an error means the workload runs.
+//! PID 1 is `pid1.rs`. Progress goes to the monitor over the status pipe `FD` as typed
+//! messages (`status.rs`): the container's pid, and why the workload could not start if it
+//! could not. A successful start closes the pipe.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{self, SigHandler, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
-use super::rootfs::{self, RootfsPlan};
-use super::{capabilities, cgroups, exe_seal, seccomp, user, userns};
-use crate::backend::Backend;
+use super::rootfs::RootfsPlan;
+use super::status::{self, StatusMessage};
+use super::{cgroups, pid1, userns};
 use crate::sandbox::wasi;
-use crate::workload::{NetworkMode, WorkloadSpec};
-
-/// Docker's PATH for images that set none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::workload::{NetworkMode, StartError, WorkloadSpec};
 
 /// What the monitor hands `__init`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,36 +82,20 @@ pub struct InitConfig {
     pub cleanup_in: Option<PathBuf>,
 }
 
-/// A failure before the workload runs, with Docker's exit code for it.
-#[derive(Debug)]
-pub struct StartError {
-    /// 125, 126 or 127.
-    pub code: i32,
-    /// What went wrong.
-    pub message: String,
-}
-
-fn fail(code: i32, message: impl std::fmt::Display) -> StartError {
-    StartError {
-        code,
-        message: message.to_string(),
-    }
-}
-
 /// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it; with
 /// `go_fd`, PID 1 waits for a byte on it (the monitor has put it in the cgroup) before the
 /// workload runs.
 pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
     match std::fs::read(config)
-        .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
+        .map_err(|e| StartError::berth(format!("reading {}: {e}", config.display())))
         .and_then(|b| {
             serde_json::from_slice(&b)
-                .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
+                .map_err(|e| StartError::berth(format!("parsing {}: {e}", config.display())))
         }) {
         Ok(cfg) => run(cfg, status_fd, monitor, go_fd),
         Err(e) => {
             // SAFETY: the monitor passed this fd for us alone.
-            report_and_exit(&mut unsafe { File::from_raw_fd(status_fd) }, e)
+            report_and_exit(&unsafe { File::from_raw_fd(status_fd) }, e)
         }
     }
 }
@@ -125,6 +103,53 @@ pub fn main(config: &Path, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>)
 /// `__init` with its config in hand: called by [`main`], or straight after the fork by a
 /// single-threaded monitor (see `container::spawn`). Never returns.
 pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<RawFd>) -> ! {
+    let status = take_inheritance(&cfg, status_fd, go_fd, monitor);
+    // With `--rm`, what the next container would make at its start (a network namespace, a
+    // container folder) is made at the end (see `end_with_cleanup`), back in the host's mount
+    // namespace, which this process is about to leave.
+    let host_mounts = cfg
+        .cleanup_fd
+        .filter(|_| cfg.netns_spares.is_some() || cfg.spare_folders.is_some())
+        .and_then(|_| File::open("/proc/self/ns/mnt").ok());
+    // A network namespace made ahead is made from the host's, as a container's own would be.
+    let host_net = host_mounts
+        .as_ref()
+        .and(cfg.netns_spares.as_ref())
+        .and_then(|_| File::open("/proc/self/ns/net").ok());
+    if let Err(e) = enter_when_ready(&mut cfg) {
+        report_and_exit(&status, e);
+    }
+    let fork = match ForkPlan::make(&mut cfg) {
+        Ok(f) => f,
+        Err(e) => report_and_exit(&status, e),
+    };
+    // SAFETY: `__init` is single-threaded (see the module's doc), so the child of this fork is
+    // a complete copy and may run any code.
+    match unsafe { fork.fork_target.fork() } {
+        Err(e) => report_and_exit(
+            &status,
+            StartError::berth(format!("forking the container's first process: {e}")),
+        ),
+        Ok(ForkResult::Child) => {
+            drop((host_mounts, host_net));
+            fork.into_pid1(&cfg, status, go_fd)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            status::send(&status, &StatusMessage::Pid(child.as_raw()));
+            drop(status);
+            let ahead = host_mounts.map(|host_mounts| MadeAhead {
+                host_mounts,
+                netns: cfg.netns_spares.clone().zip(host_net),
+                folders: cfg.spare_folders.clone(),
+            });
+            fork.into_parent(&cfg, child, ahead)
+        }
+    }
+}
+
+/// The start of `__init`: no core dumps or /proc access to it, nothing inherited open but its
+/// pipes, Docker's umask, and a death signal tied to the monitor. Gives the status pipe.
+fn take_inheritance(cfg: &InitConfig, status_fd: RawFd, go_fd: Option<RawFd>, monitor: i32) -> File {
     // No process of the container may open this one's /proc/PID/exe (berth's binary) or
     // memory: PID 1 runs berth until it execs the workload (for good with `--init` or a WASI
     // guest), and an exec gives the workload its own dumpable state.
@@ -147,11 +172,11 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
     // points, its workload), not the one berth's caller happened to have.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     // SAFETY: the monitor passed this fd for us alone; nothing else in this process owns it.
-    let mut status = unsafe { File::from_raw_fd(status_fd) };
+    let status = unsafe { File::from_raw_fd(status_fd) };
     if let Err(e) = closed {
         report_and_exit(
-            &mut status,
-            fail(125, format!("closing inherited files: {e}")),
+            &status,
+            StartError::berth(format!("closing inherited files: {e}")),
         );
     }
     // If the monitor dies, so does the container (PID 1 has the same link to us).
@@ -159,27 +184,20 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         || nix::unistd::getppid().as_raw() != monitor
     {
         report_and_exit(
-            &mut status,
-            fail(125, "the monitor ended before the container started"),
+            &status,
+            StartError::berth("the monitor ended before the container started"),
         );
     }
-    // With `--rm`, what the next container would make at its start (a network namespace, a
-    // container folder) is made at the end (see `end_with_cleanup`), back in the host's mount
-    // namespace, which this process is about to leave.
-    let host_mounts = cfg
-        .cleanup_fd
-        .filter(|_| cfg.netns_spares.is_some() || cfg.spare_folders.is_some())
-        .and_then(|_| File::open("/proc/self/ns/mnt").ok());
-    // A network namespace made ahead is made from the host's, as a container's own would be.
-    let host_net = host_mounts
-        .as_ref()
-        .and(cfg.netns_spares.as_ref())
-        .and_then(|_| File::open("/proc/self/ns/net").ok());
-    // The namespaces first, while the monitor makes the rootfs files and the cgroup; a user
-    // namespace's needs those files (it hands the writable layer to its root), so it waits.
+    status
+}
+
+/// The namespaces first, while the monitor makes the rootfs files and the cgroup, then the
+/// wait for its ready byte; a user namespace's needs those files (it hands the writable layer
+/// to its root), so it waits first.
+fn enter_when_ready(cfg: &mut InitConfig) -> Result<(), StartError> {
     let userns = cfg.spec.security.userns;
-    if !userns && let Err(e) = enter(&mut cfg) {
-        report_and_exit(&mut status, e);
+    if !userns {
+        enter(cfg)?;
     }
     if let Some(fd) = cfg.ready_fd.take() {
         // SAFETY: the monitor passed this fd for us alone.
@@ -196,139 +214,165 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             std::process::exit(125);
         }
     }
-    if userns && let Err(e) = enter(&mut cfg) {
-        report_and_exit(&mut status, e);
+    if userns {
+        enter(cfg)?;
     }
-    // PID 1 is forked into the cgroup's v2 directory and joins the v1 ones itself.
-    let (fork_target, cgroup) = if cfg.cgroup {
-        match cgroups::Cgroup::open(&cfg.id).and_then(|cg| Ok((cg.fork_target()?, Some(cg)))) {
-            Ok(opened) => opened,
-            Err(e) => report_and_exit(&mut status, fail(125, e)),
+    Ok(())
+}
+
+/// What `__init` holds across the fork of PID 1.
+struct ForkPlan {
+    /// PID 1 is forked into the cgroup's v2 directory and joins the v1 ones itself.
+    fork_target: cgroups::ForkTarget,
+    cgroup: Option<cgroups::Cgroup>,
+    /// With `--rm`: the cleanup pipe and the store's tmp/, where the folder it names is.
+    cleanup: Option<(File, cap_std::fs::Dir)>,
+    /// PID 1 reports a WASI guest's exit code itself (see [`ForkPlan::make`]).
+    early_exit_report: bool,
+    /// Removes the cgroup after PID 1's end, with `--rm`.
+    cgroup_remover: Option<cgroups::Remover>,
+    /// Where this process' stdio goes once PID 1 runs (a WASI rootfs has no /dev).
+    null: std::io::Result<File>,
+    /// PID 1 tells by this pipe's write end closing that `__init` is gone (its parent is
+    /// outside its pid namespace, so getppid says nothing). This process holds the end until
+    /// it exits.
+    alive: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+}
+
+impl ForkPlan {
+    fn make(cfg: &mut InitConfig) -> Result<ForkPlan, StartError> {
+        let (fork_target, cgroup) = if cfg.cgroup {
+            let cg = cgroups::Cgroup::open(&cfg.id).map_err(StartError::berth)?;
+            (cg.fork_target().map_err(StartError::berth)?, Some(cg))
+        } else {
+            (cgroups::ForkTarget::default(), None)
+        };
+        // Opened while the host's files are in view (see `cleanup_in`); without it, the
+        // monitor removes the folder itself.
+        let cleanup = cfg.cleanup_fd.take().and_then(|fd| {
+            // SAFETY: the monitor passed this fd for us alone.
+            let pipe = unsafe { File::from_raw_fd(fd) };
+            let dir = cfg.cleanup_in.as_ref().and_then(|d| {
+                cap_std::fs::Dir::open_ambient_dir(d, cap_std::ambient_authority()).ok()
+            })?;
+            Some((pipe, dir))
+        });
+        // With `--rm` (a cleanup pipe) and pidfds (Linux 5.3), this process watches the monitor
+        // through the cleanup pipe, not a death signal (see `end_with_cleanup`, which kills
+        // PID 1 if the pipe closes while it runs). Dropped before the fork: PID 1 may run a
+        // WASI guest to the end and report (below), and the monitor end, before this process
+        // runs again after the fork (they may share a CPU, and this one may wait on a page of
+        // its code); the signal would then kill it before it removes the cgroup.
+        let watched_by_pipe = cleanup.is_some()
+            && rustix::process::pidfd_open(
+                rustix::process::getpid(),
+                rustix::process::PidfdFlags::empty(),
+            )
+            .is_ok();
+        if watched_by_pipe {
+            let _ = nix::sys::prctl::set_pdeathsig(None);
         }
-    } else {
-        (cgroups::ForkTarget::default(), None)
-    };
-    // Opened while the host's files are in view (see `cleanup_in`); without it, the monitor
-    // removes the folder itself.
-    let cleanup = cfg.cleanup_fd.take().and_then(|fd| {
-        // SAFETY: the monitor passed this fd for us alone.
-        let pipe = unsafe { File::from_raw_fd(fd) };
-        let dir = cfg.cleanup_in.as_ref().and_then(|d| {
-            cap_std::fs::Dir::open_ambient_dir(d, cap_std::ambient_authority()).ok()
-        })?;
-        Some((pipe, dir))
-    });
-    // With `--rm` (a cleanup pipe) and pidfds (Linux 5.3), this process watches the monitor
-    // through the cleanup pipe, not a death signal (see `end_with_cleanup`, which kills PID 1
-    // if the pipe closes while it runs). Dropped before the fork: PID 1 may run a WASI guest to
-    // the end and report (below), and the monitor end, before this process runs again after the
-    // fork (they may share a CPU, and this one may wait on a page of its code); the signal
-    // would then kill it before it removes the cgroup.
-    let watched_by_pipe = cleanup.is_some()
-        && rustix::process::pidfd_open(
-            rustix::process::getpid(),
-            rustix::process::PidfdFlags::empty(),
-        )
-        .is_ok();
-    if watched_by_pipe {
-        let _ = nix::sys::prctl::set_pdeathsig(None);
+        // Opened now, as the store's tmp/ and /dev/null are: once PID 1 has pivoted into the
+        // rootfs, so has this process (the same mount namespace).
+        let cgroup_remover = cgroup
+            .as_ref()
+            .filter(|_| cleanup.is_some())
+            .map(|cg| cg.remover());
+        let alive = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| StartError::berth(format!("creating a pipe: {e}")))?;
+        Ok(ForkPlan {
+            fork_target,
+            // This process then removes the cgroup after PID 1's end, so PID 1 may report a
+            // WASI guest's exit code before that end.
+            early_exit_report: watched_by_pipe && cgroup.is_some(),
+            cgroup,
+            cleanup,
+            cgroup_remover,
+            null: File::options().read(true).write(true).open("/dev/null"),
+            alive,
+        })
     }
-    // This process then removes the cgroup after PID 1's end, so PID 1 may report a WASI
-    // guest's exit code before that end (see the fork's child).
-    let early_exit_report = watched_by_pipe && cgroup.is_some();
-    // Opened now, as the store's tmp/ and /dev/null are: once PID 1 has pivoted into the
-    // rootfs, so has this process (the same mount namespace).
-    let cgroup_remover = cgroup
-        .as_ref()
-        .filter(|_| cleanup.is_some())
-        .map(|cg| cg.remover());
-    // A WASI rootfs has no /dev.
-    let null = File::options().read(true).write(true).open("/dev/null");
-    // PID 1 tells by this pipe's write end closing that `__init` is gone (its parent is outside
-    // its pid namespace, so getppid says nothing). This process holds the end until it exits.
-    let (alive_read, alive_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => report_and_exit(&mut status, fail(125, format!("creating a pipe: {e}"))),
-    };
-    // SAFETY: `__init` is single-threaded (see the module's doc), so the child of this fork is
-    // a complete copy and may run any code.
-    match unsafe { fork_target.fork() } {
-        Err(e) => report_and_exit(
-            &mut status,
-            fail(125, format!("forking the container's first process: {e}")),
-        ),
-        Ok(ForkResult::Child) => {
-            // If __init dies (its monitor was killed), the container goes too: never a ghost.
-            // It may have died before the death signal was armed: then the pipe says so.
-            drop(alive_write);
-            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || gone(&alive_read) {
-                std::process::exit(125);
+
+    /// The child of the fork: PID 1. Never returns.
+    fn into_pid1(self, cfg: &InitConfig, status: File, go_fd: Option<RawFd>) -> ! {
+        let ForkPlan {
+            fork_target,
+            cgroup,
+            early_exit_report,
+            alive: (alive_read, alive_write),
+            ..
+        } = self;
+        // If __init dies (its monitor was killed), the container goes too: never a ghost. It
+        // may have died before the death signal was armed: then the pipe says so.
+        drop(alive_write);
+        if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || gone(&alive_read) {
+            std::process::exit(125);
+        }
+        drop(alive_read);
+        // The exit pipe is __init's, except that with `--rm` a WASI guest's code goes on it the
+        // moment the guest ends (this process' own end, a few tenths of a millisecond of
+        // unmapping, is then not waited for): __init removes the cgroup once it has reaped
+        // this process. The cleanup pipe is __init's alone (dropped with the rest of the plan).
+        let exit_fd = if early_exit_report {
+            cfg.exit_fd
+        } else {
+            if let Some(fd) = cfg.exit_fd {
+                let _ = nix::unistd::close(fd);
             }
-            drop(alive_read);
-            // The exit pipe is __init's, except that with `--rm` a WASI guest's code goes on it
-            // the moment the guest ends (this process' own end, a few tenths of a millisecond
-            // of unmapping, is then not waited for): __init removes the cgroup once it has
-            // reaped this process. The cleanup pipe is __init's alone.
-            let exit_fd = if early_exit_report {
-                cfg.exit_fd
-            } else {
-                if let Some(fd) = cfg.exit_fd {
+            None
+        };
+        // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
+        // one), before anything of the container runs.
+        let joined = fork_target
+            .finish_join()
+            .and_then(|()| cgroup.as_ref().map_or(Ok(()), |cg| cg.join_v1_self()));
+        if let Err(e) = joined {
+            report_and_exit(&status, StartError::berth(e));
+        }
+        drop((fork_target, cgroup));
+        let pipes = pid1::Pid1Pipes {
+            status: &status,
+            go: go_fd,
+            exit: exit_fd,
+        };
+        let e = match pid1::container_main(cfg, pipes) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        report_and_exit(&status, e)
+    }
+
+    /// The parent of the fork, once PID 1's pid is sent: waits for PID 1, reports its code,
+    /// cleans up with `--rm`, and exits with the code. Never returns.
+    fn into_parent(self, cfg: &InitConfig, child: Pid, ahead: Option<MadeAhead>) -> ! {
+        // Our copies of the container's stdio would keep its output open until this process
+        // is gone (and the monitor waits for the end of that output).
+        match &self.null {
+            Ok(null) => {
+                let _ = nix::unistd::dup2_stdin(null);
+                let _ = nix::unistd::dup2_stdout(null);
+                let _ = nix::unistd::dup2_stderr(null);
+            }
+            Err(_) => {
+                for fd in 0..3 {
                     let _ = nix::unistd::close(fd);
                 }
-                None
-            };
-            drop((cleanup, cgroup_remover, null, host_mounts, host_net));
-            // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
-            // one), before anything of the container runs.
-            let joined = fork_target
-                .finish_join()
-                .and_then(|()| cgroup.as_ref().map_or(Ok(()), |cg| cg.join_v1_self()));
-            if let Err(e) = joined {
-                report_and_exit(&mut status, fail(125, e));
             }
-            drop((fork_target, cgroup));
-            let e = match container_main(&cfg, &status, go_fd, exit_fd) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            report_and_exit(&mut status, e)
         }
-        Ok(ForkResult::Parent { child }) => {
-            status_line(&status, &format!("pid {child}"));
-            drop(status);
-            // Our copies of the container's stdio would keep its output open until this
-            // process is gone (and the monitor waits for the end of that output).
-            match null {
-                Ok(null) => {
-                    let _ = nix::unistd::dup2_stdin(&null);
-                    let _ = nix::unistd::dup2_stdout(&null);
-                    let _ = nix::unistd::dup2_stderr(&null);
-                }
-                Err(_) => {
-                    for fd in 0..3 {
-                        let _ = nix::unistd::close(fd);
-                    }
-                }
+        let exit_fd = cfg.exit_fd;
+        let report = move |code: i32| {
+            if let Some(fd) = exit_fd {
+                report_exit(fd, code);
             }
-            let report = |code: i32| {
-                if let Some(fd) = cfg.exit_fd {
-                    report_exit(fd, code);
-                }
-            };
-            match cleanup {
-                Some((pipe, dir)) => {
-                    let ahead = host_mounts.map(|host_mounts| MadeAhead {
-                        host_mounts,
-                        netns: cfg.netns_spares.clone().zip(host_net),
-                        folders: cfg.spare_folders.clone(),
-                    });
-                    end_with_cleanup(child, pipe, &dir, cgroup_remover, ahead, report)
-                }
-                None => {
-                    let code = wait_exit_code(child);
-                    report(code);
-                    std::process::exit(code)
-                }
+        };
+        match self.cleanup {
+            Some((pipe, dir)) => {
+                end_with_cleanup(child, pipe, &dir, self.cgroup_remover, ahead, report)
+            }
+            None => {
+                let code = wait_exit_code(child);
+                report(code);
+                std::process::exit(code)
             }
         }
     }
@@ -339,7 +383,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
 /// monitor, woken by the report, off the CPU they share. Every thread goes to nice 19 (this
 /// process leads its own process group), and the calling one to SCHED_IDLE too. After the
 /// report, so that the report itself never waits at that priority.
-fn yield_to_the_monitor() {
+pub(crate) fn yield_to_the_monitor() {
     let _ = rustix::process::setpriority_pgrp(None, 19);
     let idle = nix::libc::sched_param { sched_priority: 0 };
     // SAFETY: a plain syscall on this thread, with a valid parameter.
@@ -348,7 +392,7 @@ fn yield_to_the_monitor() {
 
 /// Writes the container's exit code on the exit pipe `fd` (the monitor reads its first line)
 /// and closes it.
-fn report_exit(fd: RawFd, code: i32) {
+pub(crate) fn report_exit(fd: RawFd, code: i32) {
     // SAFETY: the monitor passed the exit pipe's end to this process for this alone.
     let mut exit = unsafe { File::from_raw_fd(fd) };
     let _ = exit.write_all(format!("{code}\n").as_bytes());
@@ -493,18 +537,10 @@ fn gone(pipe: &std::os::fd::OwnedFd) -> bool {
     poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
 }
 
-/// Writes one status line in a single write: PID 1 and its parent both write to the pipe, and
-/// a line in pieces could interleave with the other's (lines under PIPE_BUF are atomic).
-fn status_line(mut status: &File, line: &str) {
-    let _ = status.write_all(format!("{line}\n").as_bytes());
-}
-
-fn report_and_exit(status: &mut File, e: StartError) -> ! {
-    status_line(
-        status,
-        &format!("error {} {}", e.code, e.message.replace('\n', " ")),
-    );
-    std::process::exit(e.code)
+/// Tells the monitor why the workload could not start, and exits with Docker's code for it.
+fn report_and_exit(status: &File, e: StartError) -> ! {
+    status::send(status, &StatusMessage::Failed(e.clone()));
+    std::process::exit(e.code())
 }
 
 /// `--userns`: while still host root, mounts the layer snapshots idmapped into a new user
@@ -515,7 +551,7 @@ fn enter_userns(cfg: &mut InitConfig) -> Result<(), StartError> {
     use nix::mount::{MsFlags, mount};
     let e = |what: &str| {
         let what = what.to_string();
-        move |err: std::io::Error| fail(125, format!("--userns: {what}: {err}"))
+        move |err: std::io::Error| StartError::berth(format!("--userns: {what}: {err}"))
     };
     nix::sched::unshare(CloneFlags::CLONE_NEWNS)
         .map_err(|err| e("a mount namespace")(err.into()))?;
@@ -575,7 +611,7 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
             flags |= CloneFlags::CLONE_NEWNET;
         }
     }
-    nix::sched::unshare(flags).map_err(|e| fail(125, format!("creating namespaces: {e}")))?;
+    nix::sched::unshare(flags).map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
     Ok(())
 }
 
@@ -588,471 +624,6 @@ pub fn wait_exit_code(child: Pid) -> i32 {
             Ok(_) => continue,
             Err(nix::Error::EINTR) => continue,
             Err(_) => return 255,
-        }
-    }
-}
-
-/// PID 1 of the new pid namespace: builds the container around itself, then execs.
-fn container_main(
-    cfg: &InitConfig,
-    status: &File,
-    go_fd: Option<RawFd>,
-    exit_fd: Option<RawFd>,
-) -> Result<std::convert::Infallible, StartError> {
-    nix::unistd::setsid().map_err(|e| fail(125, format!("setsid: {e}")))?;
-    if cfg.spec.tty {
-        // SAFETY: TIOCSCTTY on our stdin, the pty slave the monitor gave us.
-        unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
-    }
-    let spec = &cfg.spec;
-    // Opened while the store is still in view; a cache that cannot be opened (a user
-    // namespace's root does not own it) only means compiling each run.
-    let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
-    rootfs::build(&cfg.rootfs).map_err(|e| fail(125, e))?;
-    // Docker's `none` keeps loopback too: it has no route out, not no network at all.
-    if spec.network != NetworkMode::Host {
-        crate::network::loopback::bring_up_loopback().map_err(|e| fail(125, e))?;
-    }
-    if !spec.hostname.is_empty() {
-        nix::unistd::sethostname(&spec.hostname)
-            .map_err(|e| fail(125, format!("setting the hostname: {e}")))?;
-    }
-
-    let who = user::resolve(&spec.user, Path::new("/")).map_err(|e| fail(125, e))?;
-    let env = workload_env(spec, &who);
-    let cwd = if spec.cwd.is_empty() {
-        "/"
-    } else {
-        spec.cwd.as_str()
-    };
-    // Docker creates a missing working directory.
-    if std::fs::metadata(cwd).is_err() {
-        std::fs::create_dir_all(cwd)
-            .map_err(|e| fail(125, format!("creating the working directory {cwd}: {e}")))?;
-    }
-    nix::unistd::chdir(cwd)
-        .map_err(|e| fail(125, format!("entering the working directory {cwd}: {e}")))?;
-
-    let program = resolve_program(&spec.args, &env)?;
-    if let Some(kind) = wasm_program(spec, &program)? {
-        return wasi_main(
-            spec,
-            Some(status),
-            go_fd,
-            &program,
-            kind,
-            env,
-            &who,
-            wasm_cache,
-            cfg.wasm_module.as_ref(),
-            exit_fd,
-        );
-    }
-    drop(wasm_cache);
-    if let Some(fd) = exit_fd {
-        // Only a WASI guest reports its own exit (see `run`).
-        let _ = nix::unistd::close(fd);
-    }
-    if !spec.security.privileged {
-        // While still privileged: restricting ourselves needs CAP_SYS_ADMIN or no_new_privs.
-        // Only the workload's own tree: a landlock domain cannot trace processes outside it,
-        // and `berth exec`'d commands (from the sealed binary) must still see PID 1's /proc.
-        exe_seal::confine_exec_to_root()
-            .map_err(|e| fail(125, format!("confining the container's executables: {e}")))?;
-    }
-    drop_privileges(spec, &who)?;
-
-    // The status pipe must close when the workload starts.
-    nix::fcntl::fcntl(
-        status,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .map_err(|e| fail(125, e))?;
-    wait_for_go(go_fd)?;
-    if spec.init {
-        // The signals the init forwards are held from before the fork until its handlers are
-        // in place, so one sent the moment the workload starts is delivered, not lost (an
-        // init with no handler ignores it). The workload's exec clears the mask.
-        let _ = signal::sigprocmask(signal::SigmaskHow::SIG_BLOCK, Some(&init_forwarded()), None);
-        for sig in init_forwarded().iter() {
-            // SAFETY: the handler only calls kill (and does nothing until CHILD is set).
-            let _ = unsafe { signal::signal(sig, SigHandler::Handler(forward)) };
-        }
-        // SAFETY: still single-threaded (a forked copy of `__init`).
-        match unsafe { nix::unistd::fork() }.map_err(|e| fail(125, e))? {
-            ForkResult::Child => {}
-            ForkResult::Parent { child } => {
-                // Our copy of the status pipe would keep it open past the workload's exec.
-                // SAFETY: the fd is ours and is not used again in this process.
-                unsafe { nix::libc::close(status.as_raw_fd()) };
-                reap_as_init(child)
-            }
-        }
-    }
-    exec(&program, &spec.args, &env)
-}
-
-/// Waits for the monitor's go byte: PID 1 is in the cgroup.
-fn wait_for_go(go_fd: Option<RawFd>) -> Result<(), StartError> {
-    if let Some(fd) = go_fd {
-        // SAFETY: the monitor passed this fd for us alone.
-        let mut go = unsafe { File::from_raw_fd(fd) };
-        let mut b = [0u8; 1];
-        std::io::Read::read_exact(&mut go, &mut b).map_err(|_| {
-            fail(
-                125,
-                "the monitor did not let the container start (it could not join the cgroup)",
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// Whether the program runs as a WASI guest: its magic bytes decide, unless `--runtime` chose
-/// a backend the program cannot run on, which is refused with the way out.
-pub(crate) fn wasm_program(
-    spec: &WorkloadSpec,
-    program: &Path,
-) -> Result<Option<wasi::WasmKind>, StartError> {
-    let name = &spec.args[0];
-    let header = match File::open(program) {
-        Ok(mut f) => wasi::read_header(&mut f).unwrap_or_default(),
-        // Not readable here: exec gives the precise error.
-        Err(_) => Vec::new(),
-    };
-    let kind = wasi::WasmKind::detect(&header);
-    match (spec.backend, kind) {
-        (Backend::Native, Some(_)) if spec.backend_forced => Err(fail(
-            126,
-            format!(
-                "exec: \"{name}\": it is a WebAssembly module, which --runtime native cannot run: use --runtime wasi or drop --runtime"
-            ),
-        )),
-        (Backend::Wasi, None) => Err(fail(
-            126,
-            format!(
-                "exec: \"{name}\": not a WebAssembly module (it does not start with \\0asm), and this container runs on the wasi runtime, which runs only WebAssembly programs{}",
-                if spec.backend_forced {
-                    ": drop --runtime wasi to run it natively"
-                } else {
-                    ""
-                }
-            ),
-        )),
-        (_, kind) => Ok(kind),
-    }
-}
-
-/// PID 1 of a WASI container: compiles (or loads from the cache) the program while still
-/// privileged, drops privileges as a native workload would, then runs the guest in this
-/// process, inside the container's namespaces, cgroup and seccomp filter, and exits with its
-/// code.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn wasi_main(
-    spec: &WorkloadSpec,
-    status: Option<&File>,
-    go_fd: Option<RawFd>,
-    program: &Path,
-    kind: wasi::WasmKind,
-    env: Vec<String>,
-    who: &user::ResolvedUser,
-    cache: Option<wasi::ModuleCache>,
-    known: Option<&wasi::KnownModule>,
-    exit_fd: Option<RawFd>,
-) -> Result<std::convert::Infallible, StartError> {
-    // While single-threaded (a mount namespace of its own needs it).
-    rootfs::hide_system_mounts().map_err(|e| fail(125, e))?;
-
-    // Before wasmtime starts any thread, so all of them inherit the held mask.
-    wasi::stop::hold_signals();
-    let name = spec.args[0].clone();
-    let engine = wasi::engine::new_engine().map_err(|e| fail(125, e))?;
-    // A known module's artifact is mapped without reading the module.
-    let hit = match (&cache, known.filter(|k| Path::new(&k.path) == program)) {
-        (Some(c), Some(k)) => c.load_known(&engine, &k.sha256, kind),
-        _ => None,
-    };
-    let compiled = match hit {
-        Some(p) => p,
-        None => {
-            let bytes = std::fs::read(program)
-                .map_err(|e| fail(126, format!("reading \"{name}\": {e}")))?;
-            match &cache {
-                Some(c) => c.load(&engine, &bytes, &name).map(|(p, _)| p),
-                None => wasi::engine::compile(&engine, &bytes, &name),
-            }
-            .map_err(|e| fail(e.exit_code(), e))?
-        }
-    };
-    drop(cache);
-    if let Some(status) = status {
-        status_line(status, &format!("backend wasi {}", kind.os()));
-    }
-    drop_privileges(spec, who)?;
-    wait_for_go(go_fd)?;
-    wasi::stop::watch(&engine);
-    let mut preopens = vec![wasi::Preopen {
-        host: PathBuf::from("/"),
-        guest: "/".into(),
-        read_only: spec.read_only,
-    }];
-    // Volumes are mounted in the rootfs already (read-only ones by the kernel); as their own
-    // preopens the guest's view of `:ro` holds in WASI's permissions too.
-    for m in &spec.mounts {
-        preopens.push(wasi::Preopen {
-            host: PathBuf::from(&m.destination),
-            guest: m.destination.clone(),
-            read_only: m.read_only,
-        });
-    }
-    let guest = wasi::GuestSpec {
-        name: name.clone(),
-        args: spec.args.clone(),
-        env,
-        cwd: if spec.cwd.is_empty() {
-            "/".into()
-        } else {
-            spec.cwd.clone()
-        },
-        preopens,
-        memory: spec.limits.memory,
-        network: spec.network != NetworkMode::None,
-    };
-    // The guest starts: closing the status pipe tells the monitor so.
-    if let Some(status) = status {
-        // SAFETY: the fd is ours and is not used again in this process.
-        unsafe { nix::libc::close(status.as_raw_fd()) };
-    }
-    let code = match wasi::guest::run(&engine, &compiled, &guest) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("berth: {e}");
-            e.exit_code()
-        }
-    };
-    if let Some(fd) = exit_fd {
-        // The guest's output is complete (the monitor copies it to the end before it records
-        // the exit), then its code: the monitor goes on while this process ends.
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        for stdio in 0..3 {
-            let _ = nix::unistd::close(stdio);
-        }
-        report_exit(fd, code);
-        yield_to_the_monitor();
-        // Nothing is left to flush, and nothing may hold this process' end up now that the
-        // monitor goes on: no exit handlers.
-        // SAFETY: _exit ends the process at once.
-        unsafe { nix::libc::_exit(code) };
-    }
-    std::process::exit(code)
-}
-
-/// The workload's environment: the spec's, plus what Docker adds when the image did not set
-/// it (PATH, HOSTNAME, HOME from passwd, TERM with a tty).
-pub(crate) fn workload_env(spec: &WorkloadSpec, who: &user::ResolvedUser) -> Vec<String> {
-    let mut env = spec.env.clone();
-    let has = |env: &[String], k: &str| {
-        env.iter()
-            .any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k)
-    };
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOSTNAME") && !spec.hostname.is_empty() {
-        env.push(format!("HOSTNAME={}", spec.hostname));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", who.home));
-    }
-    if spec.tty && !has(&env, "TERM") {
-        env.push("TERM=xterm".into());
-    }
-    env
-}
-
-/// Finds the program as execve would be asked for it, or fails with Docker's message and code.
-pub(crate) fn resolve_program(args: &[String], env: &[String]) -> Result<PathBuf, StartError> {
-    let Some(name) = args.first() else {
-        return Err(fail(
-            125,
-            "no command specified: the image has no Cmd or Entrypoint; give a command after the image name",
-        ));
-    };
-    let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        if !p.exists() {
-            return Err(fail(
-                127,
-                format!("exec: \"{name}\": stat {name}: no such file or directory"),
-            ));
-        }
-        return Ok(p);
-    }
-    let path = env
-        .iter()
-        .rev()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join(name);
-        if executable(&candidate) {
-            return Ok(candidate);
-        }
-    }
-    Err(fail(
-        127,
-        format!("exec: \"{name}\": executable file not found in $PATH"),
-    ))
-}
-
-/// Capabilities, groups, ids, no_new_privs and seccomp, in the order that keeps each step
-/// possible: the filter is built while root and installed last.
-pub(crate) fn drop_privileges(
-    spec: &WorkloadSpec,
-    who: &user::ResolvedUser,
-) -> Result<(), StartError> {
-    let sec = &spec.security;
-    let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged)
-        .map_err(|e| fail(125, e))?;
-    let filter = if sec.seccomp && !sec.privileged {
-        Some(seccomp::default_profile(&caps).map_err(|e| fail(125, e))?)
-    } else {
-        None
-    };
-    // Without no_new_privs the filter needs CAP_SYS_ADMIN to install, so it goes in while
-    // we are still root; the profile allows the setuid, capset and prctl calls after it.
-    let early = !sec.no_new_privs || sec.privileged;
-    if early && let Some(f) = &filter {
-        seccomp::install(f).map_err(|e| fail(125, e))?;
-    }
-    capabilities::prepare_uid_change().map_err(|e| fail(125, e))?;
-    let groups: Vec<nix::unistd::Gid> = who
-        .groups
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| fail(125, format!("setting groups: {e}")))?;
-    nix::unistd::setgid(nix::unistd::Gid::from_raw(who.gid))
-        .map_err(|e| fail(125, format!("setting gid {}: {e}", who.gid)))?;
-    nix::unistd::setuid(nix::unistd::Uid::from_raw(who.uid))
-        .map_err(|e| fail(125, format!("setting uid {}: {e}", who.uid)))?;
-    capabilities::apply(&caps, who.uid == 0).map_err(|e| fail(125, e))?;
-    if sec.no_new_privs && !sec.privileged {
-        seccomp::set_no_new_privs().map_err(|e| fail(125, e))?;
-    }
-    if !early && let Some(f) = &filter {
-        seccomp::install(f).map_err(|e| fail(125, e))?;
-    }
-    Ok(())
-}
-
-/// Gives the workload default signal handling: berth's runtime ignores SIGPIPE, and the
-/// monitor blocks the signals it forwards (a blocked mask survives spawn and exec).
-pub(crate) fn reset_signals() {
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // SAFETY: restoring the default disposition installs no handler.
-            let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
-        }
-    }
-    let _ = signal::sigprocmask(
-        signal::SigmaskHow::SIG_SETMASK,
-        Some(&signal::SigSet::empty()),
-        None,
-    );
-}
-
-pub(crate) fn exec(
-    program: &Path,
-    args: &[String],
-    env: &[String],
-) -> Result<std::convert::Infallible, StartError> {
-    reset_signals();
-    // Nothing berth's callers left open may reach the workload: an fd to a host folder is a
-    // way out of the rootfs. Everything from 3 up closes at exec (the status pipe included,
-    // which is how the monitor learns the exec happened).
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on our own fds.
-    if unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            nix::libc::CLOSE_RANGE_CLOEXEC,
-        )
-    } != 0
-    {
-        return Err(fail(
-            125,
-            format!(
-                "closing inherited files: {}",
-                std::io::Error::last_os_error()
-            ),
-        ));
-    }
-    let c = |s: &str| CString::new(s).map_err(|_| fail(125, format!("{s:?} contains a NUL byte")));
-    let prog = c(&program.display().to_string())?;
-    let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
-    let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
-    let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
-    let name = &args[0];
-    Err(match e {
-        nix::Error::EACCES => fail(126, format!("exec: \"{name}\": permission denied")),
-        nix::Error::ENOENT => fail(
-            127,
-            format!("exec: \"{name}\": no such file or directory (or its interpreter is missing)"),
-        ),
-        nix::Error::ENOEXEC => fail(126, format!("exec: \"{name}\": exec format error")),
-        other => fail(126, format!("exec: \"{name}\": {other}")),
-    })
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-/// The signals `--init` passes on to the workload.
-fn init_forwarded() -> signal::SigSet {
-    let mut set = signal::SigSet::empty();
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(sig);
-    }
-    set
-}
-
-extern "C" fn forward(sig: nix::libc::c_int) {
-    let child = CHILD.load(Ordering::Relaxed);
-    if child > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { nix::libc::kill(child, sig) };
-    }
-}
-
-/// `--init`: PID 1 forwards signals to the workload and reaps every zombie, then exits with
-/// the workload's status.
-fn reap_as_init(child: Pid) -> ! {
-    CHILD.store(child.as_raw(), Ordering::Relaxed);
-    // Handlers are in place (see the fork): what arrived meanwhile is delivered now.
-    let _ = signal::sigprocmask(
-        signal::SigmaskHow::SIG_SETMASK,
-        Some(&signal::SigSet::empty()),
-        None,
-    );
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
-                std::process::exit(128 + sig as i32)
-            }
-            Err(nix::Error::ECHILD) => std::process::exit(0),
-            _ => continue,
         }
     }
 }

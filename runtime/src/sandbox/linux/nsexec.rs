@@ -12,12 +12,9 @@ use nix::sched::CloneFlags;
 use nix::unistd::ForkResult;
 use serde::{Deserialize, Serialize};
 
-use super::init::{
-    StartError, drop_privileges, exec, resolve_program, wait_exit_code, wasi_main, wasm_program,
-    workload_env,
-};
-use super::{cgroups, user};
-use crate::workload::{NetworkMode, WorkloadSpec};
+use super::init::wait_exit_code;
+use super::{cgroups, pid1};
+use crate::workload::{NetworkMode, StartError, WorkloadSpec};
 
 /// What `berth exec` hands `__exec`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,16 +37,9 @@ pub fn main(config: &Path) -> ! {
     match run(config) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("berth: {}", e.message);
-            std::process::exit(e.code)
+            eprintln!("berth: {e}");
+            std::process::exit(e.code())
         }
-    }
-}
-
-fn fail(code: i32, m: impl std::fmt::Display) -> StartError {
-    StartError {
-        code,
-        message: m.to_string(),
     }
 }
 
@@ -58,10 +48,10 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     // process' /proc/PID/exe or memory meanwhile (the exec makes the command dumpable again).
     let _ = nix::sys::prctl::set_dumpable(false);
     let cfg: ExecConfig = std::fs::read(config)
-        .map_err(|e| fail(125, format!("reading {}: {e}", config.display())))
+        .map_err(|e| StartError::berth(format!("reading {}: {e}", config.display())))
         .and_then(|b| {
             serde_json::from_slice(&b)
-                .map_err(|e| fail(125, format!("parsing {}: {e}", config.display())))
+                .map_err(|e| StartError::berth(format!("parsing {}: {e}", config.display())))
         })?;
     // Read and gone: `berth exec -d` returns once it sees the file removed.
     let _ = std::fs::remove_file(config);
@@ -73,7 +63,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     // a cgroup of the host's, so there this process joins the whole cgroup first.
     let mut fork_target = cgroups::ForkTarget::default();
     if cfg.cgroup {
-        let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| fail(125, e))?;
+        let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| StartError::berth(e))?;
         if cfg.spec.security.userns {
             cg.add_process(std::process::id() as i32)
         } else {
@@ -81,7 +71,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
                 .and_then(|()| cg.fork_target())
                 .map(|t| fork_target = t)
         }
-        .map_err(|e| fail(125, e))?;
+        .map_err(|e| StartError::berth(e))?;
     }
     // Opened while the store is in view (the container's mount namespace hides it).
     let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
@@ -106,27 +96,25 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
             File::open(format!("/proc/{}/ns/{name}", cfg.pid))
                 .map(|f| (f, *flag))
                 .map_err(|e| {
-                    fail(
-                        125,
-                        format!("the container is not running ({name} namespace: {e})"),
+                    StartError::berth(format!("the container is not running ({name} namespace: {e})"),
                     )
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     for (f, flag) in &files {
         nix::sched::setns(f, *flag)
-            .map_err(|e| fail(125, format!("joining the container's namespaces: {e}")))?;
+            .map_err(|e| StartError::berth(format!("joining the container's namespaces: {e}")))?;
     }
     drop(files);
     if cfg.spec.security.userns {
         let (g, u) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
-        nix::unistd::setresgid(g, g, g).map_err(|e| fail(125, e))?;
-        nix::unistd::setresuid(u, u, u).map_err(|e| fail(125, e))?;
+        nix::unistd::setresgid(g, g, g).map_err(|e| StartError::berth(e))?;
+        nix::unistd::setresuid(u, u, u).map_err(|e| StartError::berth(e))?;
     }
     // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
-    let forked = unsafe { fork_target.fork() }.map_err(|e| fail(125, e))?;
+    let forked = unsafe { fork_target.fork() }.map_err(|e| StartError::berth(e))?;
     if forked.is_child() {
-        fork_target.finish_join().map_err(|e| fail(125, e))?;
+        fork_target.finish_join().map_err(|e| StartError::berth(e))?;
     }
     drop(fork_target);
     match forked {
@@ -141,18 +129,5 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
         // SAFETY: TIOCSCTTY on our stdin, the pty slave berth exec gave us.
         unsafe { nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) };
     }
-    let who = user::resolve(&spec.user, Path::new("/")).map_err(|e| fail(126, e))?;
-    let env = workload_env(spec, &who);
-    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-    nix::unistd::chdir(cwd)
-        .map_err(|e| fail(126, format!("entering the working directory {cwd}: {e}")))?;
-    let program = resolve_program(&spec.args, &env)?;
-    // In a WASI container, exec runs another module of its filesystem as a guest.
-    if let Some(kind) = wasm_program(spec, &program)? {
-        return wasi_main(
-            spec, None, None, &program, kind, env, &who, wasm_cache, None, None,
-        );
-    }
-    drop_privileges(spec, &who)?;
-    exec(&program, &spec.args, &env)
+    pid1::exec_command(spec, wasm_cache)
 }

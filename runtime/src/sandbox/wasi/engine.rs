@@ -37,13 +37,14 @@ pub enum WasiError {
     },
 }
 
-impl WasiError {
-    /// Docker's exit code for a workload that could not start: 126, or 125 for berth's own
-    /// failures.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            WasiError::Engine(_) | WasiError::Io { .. } => 125,
-            WasiError::Invalid { .. } | WasiError::Setup(_) => 126,
+impl From<WasiError> for crate::workload::StartError {
+    /// Berth's own failures (the engine, a file) are 125; a program that is not valid or not
+    /// WASI cannot run: 126.
+    fn from(e: WasiError) -> Self {
+        use crate::workload::StartError;
+        match e {
+            WasiError::Engine(_) | WasiError::Io { .. } => StartError::berth(e),
+            WasiError::Invalid { .. } | WasiError::Setup(_) => StartError::cannot_run(e),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod engine;
 pub mod guest;
+pub mod launch;
 pub mod stop;
 
 pub use cache::ModuleCache;

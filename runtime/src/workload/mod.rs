@@ -8,6 +8,38 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 
+mod start_error;
+pub mod user;
+
+pub use start_error::{StartError, StartFailure};
+
+/// Docker's PATH for images that set none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The workload's environment: the spec's, plus what Docker adds when the image did not set
+/// it (PATH, HOSTNAME, HOME from the user's passwd entry, TERM with a tty). Every backend
+/// gives its workload this.
+pub fn workload_env(spec: &WorkloadSpec, home: &str) -> Vec<String> {
+    let mut env = spec.env.clone();
+    let has = |env: &[String], k: &str| {
+        env.iter()
+            .any(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) == k)
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOSTNAME") && !spec.hostname.is_empty() {
+        env.push(format!("HOSTNAME={}", spec.hostname));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={home}"));
+    }
+    if spec.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
 /// Everything a backend needs to run a container's process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
