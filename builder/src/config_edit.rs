@@ -170,17 +170,7 @@ impl<'a> ConfigEditor<'a> {
                     env.set(self.config, k, v);
                 }
             }
-            InstructionKind::Expose(ports) => {
-                let mut keys = Vec::new();
-                for p in ports {
-                    keys.extend(expand_port(p)?);
-                }
-                let rc = self.config.run_config_mut();
-                let exposed = rc.exposed_ports.get_or_insert_with(BTreeMap::new);
-                for k in keys {
-                    exposed.insert(k, serde_json::json!({}));
-                }
-            }
+            InstructionKind::Expose(ports) => self.expose(ports)?,
             InstructionKind::Label(pairs) => {
                 let labels = self
                     .config
@@ -201,16 +191,7 @@ impl<'a> ConfigEditor<'a> {
                     .push(text);
             }
             InstructionKind::User(u) => self.config.run_config_mut().user = Some(u.clone()),
-            InstructionKind::Volume(vs) => {
-                let rc = self.config.run_config_mut();
-                let vols = rc.volumes.get_or_insert_with(BTreeMap::new);
-                for v in vs {
-                    if v.trim().is_empty() {
-                        return Err(EditError::Invalid("VOLUME needs a non-empty path".into()));
-                    }
-                    vols.insert(v.clone(), serde_json::json!({}));
-                }
-            }
+            InstructionKind::Volume(vs) => self.volume(vs)?,
             InstructionKind::Workdir(w) => {
                 let rc = self.config.run_config_mut();
                 let base = rc.working_dir.clone().unwrap_or_else(|| "/".into());
@@ -225,35 +206,66 @@ impl<'a> ConfigEditor<'a> {
                 self.config.run_config_mut().stop_signal = Some(s.clone());
             }
             InstructionKind::Healthcheck(h) => {
-                let hc = match h {
-                    Healthcheck::None => HealthConfig {
-                        test: Some(vec!["NONE".into()]),
-                        ..HealthConfig::default()
-                    },
-                    Healthcheck::Cmd { command, options } => {
-                        let test = match command {
-                            Command::Exec(v) => std::iter::once("CMD".to_string())
-                                .chain(v.iter().cloned())
-                                .collect(),
-                            Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
-                        };
-                        let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
-                        HealthConfig {
-                            test: Some(test),
-                            interval: ns(options.interval),
-                            timeout: ns(options.timeout),
-                            start_period: ns(options.start_period),
-                            start_interval: ns(options.start_interval),
-                            retries: options.retries.map(i64::from),
-                        }
-                    }
-                };
-                self.config.run_config_mut().healthcheck = Some(hc);
+                self.config.run_config_mut().healthcheck = Some(health_config(h));
             }
             InstructionKind::Shell(v) => self.config.run_config_mut().shell = Some(v.clone()),
             other => return Err(EditError::NotAChange(other.keyword().to_string())),
         }
         Ok(())
+    }
+
+    /// EXPOSE: every port of every range, all checked before any is added.
+    fn expose(&mut self, ports: &[String]) -> Result<(), EditError> {
+        let mut keys = Vec::new();
+        for p in ports {
+            keys.extend(expand_port(p)?);
+        }
+        let rc = self.config.run_config_mut();
+        let exposed = rc.exposed_ports.get_or_insert_with(BTreeMap::new);
+        for k in keys {
+            exposed.insert(k, serde_json::json!({}));
+        }
+        Ok(())
+    }
+
+    /// VOLUME: each path, in order; an empty one is refused.
+    fn volume(&mut self, vs: &[String]) -> Result<(), EditError> {
+        let rc = self.config.run_config_mut();
+        let vols = rc.volumes.get_or_insert_with(BTreeMap::new);
+        for v in vs {
+            if v.trim().is_empty() {
+                return Err(EditError::Invalid("VOLUME needs a non-empty path".into()));
+            }
+            vols.insert(v.clone(), serde_json::json!({}));
+        }
+        Ok(())
+    }
+}
+
+/// The config's health check for HEALTHCHECK `h` (durations in nanoseconds, as Docker's).
+fn health_config(h: &Healthcheck) -> HealthConfig {
+    match h {
+        Healthcheck::None => HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..HealthConfig::default()
+        },
+        Healthcheck::Cmd { command, options } => {
+            let test = match command {
+                Command::Exec(v) => std::iter::once("CMD".to_string())
+                    .chain(v.iter().cloned())
+                    .collect(),
+                Command::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+            };
+            let ns = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
+            HealthConfig {
+                test: Some(test),
+                interval: ns(options.interval),
+                timeout: ns(options.timeout),
+                start_period: ns(options.start_period),
+                start_interval: ns(options.start_interval),
+                retries: options.retries.map(i64::from),
+            }
+        }
     }
 }
 

@@ -178,6 +178,28 @@ impl<'a> CopyJob<'a> {
     pub fn run(mut self, sources: &[CopySource], dest: &str) -> Result<(), CopyError> {
         let dest_rel = clean_relative(dest);
         // Resolve every source first so a missing one fails before anything is written.
+        let resolved = self.resolve(sources)?;
+        let dest_is_dir = dest.ends_with('/')
+            || dest.ends_with("/.")
+            || dest_rel.is_empty()
+            || resolved.len() > 1
+            || self.dest_fs.metadata(&dest_rel).is_some_and(|m| m.is_dir());
+        for r in resolved {
+            match r {
+                Resolved::Inline(name, content) => {
+                    self.write_inline(&dest_rel, &name, &content, dest_is_dir)?
+                }
+                Resolved::Remote(url) => self.write_remote(&dest_rel, &url, dest_is_dir)?,
+                Resolved::Path(rel) => self.write_path(&dest_rel, &rel, dest_is_dir)?,
+            }
+        }
+        self.restore_dir_times();
+        Ok(())
+    }
+
+    /// What `sources` name: heredocs, URLs, and the context or stage paths each matches
+    /// (less `--exclude`d ones); a path matching nothing is an error.
+    fn resolve(&self, sources: &[CopySource]) -> Result<Vec<Resolved>, CopyError> {
         let mut resolved: Vec<Resolved> = Vec::new();
         for s in sources {
             match s {
@@ -214,80 +236,93 @@ impl<'a> CopyJob<'a> {
                 }
             }
         }
-        let dest_is_dir = dest.ends_with('/')
-            || dest.ends_with("/.")
-            || dest_rel.is_empty()
-            || resolved.len() > 1
-            || self.dest_fs.metadata(&dest_rel).is_some_and(|m| m.is_dir());
-        for r in resolved {
-            match r {
-                Resolved::Inline(name, content) => {
-                    let target = self.file_target(&dest_rel, &name, dest_is_dir)?;
-                    let path = self.out.join(&target);
-                    // Never write through a link an earlier source put there.
-                    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    std::fs::write(&path, content).map_err(io_err(format!("writing {target}")))?;
-                    self.finish_entry(&path, 0o644, (0, 0), false)?;
-                }
-                Resolved::Remote(url) => {
-                    // Not downloaded yet (its --checksum alone keys the cache): left out.
-                    let Some(d) = self.remote.get(&url).cloned() else {
-                        continue;
-                    };
-                    if self.unpack_remote && is_archive(&d.path) {
-                        self.ensure_dir(&dest_rel)?;
-                        self.unpack_archive(&d.path, &dest_rel)?;
-                        continue;
-                    }
-                    let target = self.file_target(&dest_rel, &d.name, dest_is_dir)?;
-                    let path = self.out.join(&target);
-                    if let Ok(existing) = std::fs::symlink_metadata(&path) {
-                        if existing.is_dir() {
-                            std::fs::remove_dir_all(&path)
-                        } else {
-                            std::fs::remove_file(&path)
-                        }
-                        .map_err(io_err(format!("replacing {target}")))?;
-                    }
-                    std::fs::copy(&d.path, &path).map_err(io_err(format!("writing {target}")))?;
-                    // Docker gives a downloaded file mode 0600 and root as its owner.
-                    self.finish_entry(&path, 0o600, (0, 0), false)?;
-                    let f = std::fs::File::options()
-                        .write(true)
-                        .open(&path)
-                        .map_err(io_err(format!("opening {target}")))?;
-                    let _ = f.set_modified(d.mtime);
-                }
-                Resolved::Path(rel) => {
-                    self.base = rel.clone();
-                    let host = self.source.host_path(&rel).expect("resolved above");
-                    let meta = std::fs::symlink_metadata(&host)
-                        .map_err(io_err(format!("reading {rel}")))?;
-                    if self.parents {
-                        // --parents: the source's own path is kept under the destination.
-                        let target = join(&dest_rel, &rel);
-                        self.ensure_parent(&target)?;
-                        self.copy_entry(&rel, &target)?;
-                    } else if meta.is_dir() {
-                        // A folder's contents are copied, never the folder itself.
-                        self.ensure_dir(&dest_rel)?;
-                        for child in self.source.children(&rel) {
-                            self.copy_entry(&join(&rel, &child), &join(&dest_rel, &child))?;
-                        }
-                    } else if self.unpack && meta.is_file() && is_archive(&host) {
-                        self.ensure_dir(&dest_rel)?;
-                        self.unpack_archive(&host, &dest_rel)?;
-                    } else {
-                        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
-                        let target = self.file_target(&dest_rel, &name, dest_is_dir)?;
-                        self.copy_entry(&rel, &target)?;
-                    }
-                }
-            }
+        Ok(resolved)
+    }
+
+    /// A heredoc source: the file `name` with `content`.
+    fn write_inline(
+        &mut self,
+        dest_rel: &str,
+        name: &str,
+        content: &str,
+        dest_is_dir: bool,
+    ) -> Result<(), CopyError> {
+        let target = self.file_target(dest_rel, name, dest_is_dir)?;
+        let path = self.out.join(&target);
+        // Never write through a link an earlier source put there.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+            let _ = std::fs::remove_file(&path);
         }
-        self.restore_dir_times();
+        std::fs::write(&path, content).map_err(io_err(format!("writing {target}")))?;
+        self.finish_entry(&path, 0o644, (0, 0), false)
+    }
+
+    /// A URL source, from its download (unpacked with `--unpack=true`).
+    fn write_remote(
+        &mut self,
+        dest_rel: &str,
+        url: &str,
+        dest_is_dir: bool,
+    ) -> Result<(), CopyError> {
+        // Not downloaded yet (its --checksum alone keys the cache): left out.
+        let Some(d) = self.remote.get(url).cloned() else {
+            return Ok(());
+        };
+        if self.unpack_remote && is_archive(&d.path) {
+            self.ensure_dir(dest_rel)?;
+            return self.unpack_archive(&d.path, dest_rel);
+        }
+        let target = self.file_target(dest_rel, &d.name, dest_is_dir)?;
+        let path = self.out.join(&target);
+        if let Ok(existing) = std::fs::symlink_metadata(&path) {
+            if existing.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            }
+            .map_err(io_err(format!("replacing {target}")))?;
+        }
+        std::fs::copy(&d.path, &path).map_err(io_err(format!("writing {target}")))?;
+        // Docker gives a downloaded file mode 0600 and root as its owner.
+        self.finish_entry(&path, 0o600, (0, 0), false)?;
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .map_err(io_err(format!("opening {target}")))?;
+        let _ = f.set_modified(d.mtime);
+        Ok(())
+    }
+
+    /// A path of the context or stage: a folder's contents, an archive unpacked (ADD), or
+    /// the file; with `--parents` under its own path.
+    fn write_path(
+        &mut self,
+        dest_rel: &str,
+        rel: &str,
+        dest_is_dir: bool,
+    ) -> Result<(), CopyError> {
+        self.base = rel.to_string();
+        let host = self.source.host_path(rel).expect("resolved above");
+        let meta = std::fs::symlink_metadata(&host).map_err(io_err(format!("reading {rel}")))?;
+        if self.parents {
+            // --parents: the source's own path is kept under the destination.
+            let target = join(dest_rel, rel);
+            self.ensure_parent(&target)?;
+            self.copy_entry(rel, &target)?;
+        } else if meta.is_dir() {
+            // A folder's contents are copied, never the folder itself.
+            self.ensure_dir(dest_rel)?;
+            for child in self.source.children(rel) {
+                self.copy_entry(&join(rel, &child), &join(dest_rel, &child))?;
+            }
+        } else if self.unpack && meta.is_file() && is_archive(&host) {
+            self.ensure_dir(dest_rel)?;
+            self.unpack_archive(&host, dest_rel)?;
+        } else {
+            let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+            let target = self.file_target(dest_rel, &name, dest_is_dir)?;
+            self.copy_entry(rel, &target)?;
+        }
         Ok(())
     }
 

@@ -99,47 +99,7 @@ pub fn download(
     n: usize,
     checksum: Option<&str>,
 ) -> Result<Download, RemoteError> {
-    let transfer = |cause: String| RemoteError::Transfer {
-        url: url.to_string(),
-        cause,
-    };
-    let mut config = ureq::Agent::config_builder();
-    // The proxy variables are honoured, except for loopback hosts (as Go's, so BuildKit's).
-    if is_loopback(url) {
-        config = config.proxy(None);
-    }
-    let agent: ureq::Agent = config
-        .http_status_as_error(false)
-        .max_redirects(10)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(120)))
-        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let response = agent.get(url).call().map_err(|e| {
-        transfer(match e {
-            ureq::Error::TooManyRedirects => {
-                "too many redirects (more than 10; a redirect loop?)".into()
-            }
-            ureq::Error::Io(io) => format!("cannot reach the server: {io}"),
-            ureq::Error::HostNotFound => "host not found".into(),
-            ureq::Error::ConnectionFailed => "cannot reach the server: connection failed".into(),
-            other => other.to_string(),
-        })
-    })?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(RemoteError::Status {
-            url: url.to_string(),
-            status: format!(
-                "{} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            )
-            .trim_end()
-            .to_string(),
-        });
-    }
+    let response = fetch(url)?;
     let header = |name: &str| {
         response
             .headers()
@@ -159,27 +119,7 @@ pub fn download(
         .unwrap_or(SystemTime::UNIX_EPOCH);
 
     let path = dir.join(format!("download-{n}"));
-    let io = |cause: std::io::Error| RemoteError::Io {
-        url: url.to_string(),
-        path: path.display().to_string(),
-        cause,
-    };
-    let mut file = std::fs::File::create(&path).map_err(io)?;
-    let mut reader = response.into_body().into_reader();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(transfer(format!("the transfer broke off: {e}"))),
-        };
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(io)?;
-    }
-    file.flush().map_err(io)?;
-    let sha256 = hex::encode(hasher.finalize());
+    let sha256 = save(url, response.into_body().into_reader(), &path)?;
     if let Some(expected) = checksum
         && expected != sha256
     {
@@ -195,6 +135,84 @@ pub fn download(
         mtime,
         sha256,
     })
+}
+
+fn transfer(url: &str, cause: String) -> RemoteError {
+    RemoteError::Transfer {
+        url: url.to_string(),
+        cause,
+    }
+}
+
+/// The response to a GET of `url`, once its status says success.
+fn fetch(url: &str) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
+    let mut config = ureq::Agent::config_builder();
+    // The proxy variables are honoured, except for loopback hosts (as Go's, so BuildKit's).
+    if is_loopback(url) {
+        config = config.proxy(None);
+    }
+    let agent: ureq::Agent = config
+        .http_status_as_error(false)
+        .max_redirects(10)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(120)))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let response = agent.get(url).call().map_err(|e| {
+        transfer(
+            url,
+            match e {
+                ureq::Error::TooManyRedirects => {
+                    "too many redirects (more than 10; a redirect loop?)".into()
+                }
+                ureq::Error::Io(io) => format!("cannot reach the server: {io}"),
+                ureq::Error::HostNotFound => "host not found".into(),
+                ureq::Error::ConnectionFailed => {
+                    "cannot reach the server: connection failed".into()
+                }
+                other => other.to_string(),
+            },
+        )
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(RemoteError::Status {
+            url: url.to_string(),
+            status: format!(
+                "{} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_string(),
+        });
+    }
+    Ok(response)
+}
+
+/// Writes the body `reader` of `url` to `path`; returns its sha256, hex.
+fn save(url: &str, mut reader: impl Read, path: &Path) -> Result<String, RemoteError> {
+    let io = |cause: std::io::Error| RemoteError::Io {
+        url: url.to_string(),
+        path: path.display().to_string(),
+        cause,
+    };
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(transfer(url, format!("the transfer broke off: {e}"))),
+        };
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(io)?;
+    }
+    file.flush().map_err(io)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Whether the URL's host is `localhost` or a loopback address.
