@@ -156,6 +156,60 @@ fn components_run_as_wasip2() {
     );
 }
 
+/// The device, inode and modification time of `path`: a rewrite (by rename) changes them.
+fn file_identity(path: &Path) -> (u64, u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.dev(), m.ino(), m.modified().unwrap())
+}
+
+/// Asserts that `out` succeeded without compiling its guest again.
+fn assert_started_from_the_cache(out: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed: {err}");
+    assert!(
+        !err.contains("discarding the compiled module") && !err.contains("compiling it again"),
+        "{what} compiled its component again: {err}"
+    );
+}
+
+#[test]
+fn a_component_starts_from_its_compiled_artifact() {
+    let b = Berth::new();
+    build_probe_image(&b, "probe2", "wasm32-wasip2", PROBE_DOCKERFILE);
+    // `berth build` compiled the entrypoint into the cache.
+    let cache = b.root().join("wasm-cache");
+    let found: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let art = &found[0];
+    let before = file_identity(art);
+    // Each start deserializes that artifact inside the container (no /proc there, and the
+    // store out of sight), rather than discarding it and compiling the component again.
+    for _ in 0..2 {
+        let out = b.output(&["run", "--rm", "probe2", "cat", "/data/a.txt"]);
+        assert_started_from_the_cache(&out, "run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n");
+        assert_eq!(
+            file_identity(art),
+            before,
+            "a run rewrote {}",
+            art.display()
+        );
+    }
+    // So does `exec` of the component in a running container.
+    b.ok(&["run", "-d", "--name", "nap2", "probe2", "sleep", "600"]);
+    wait_for_log(&b, "nap2", "sleeping");
+    let out = b.output(&["exec", "nap2", "/probe.wasm", "cat", "/data/b.txt"]);
+    assert_started_from_the_cache(&out, "exec");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "beta\n");
+    assert_eq!(file_identity(art), before, "exec rewrote {}", art.display());
+    b.ok(&["rm", "-f", "nap2"]);
+}
+
 #[test]
 fn layers_whiteouts_and_the_container_layer() {
     let b = setup();
