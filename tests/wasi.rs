@@ -145,7 +145,7 @@ fn components_run_as_wasip2() {
         "beta\n"
     );
     // Rust's wasip2 std reports a failing exit as wasi:cli's error result: code 1, as
-    // `wasmtime run` gives.
+    // `wasmtime run` gives (only exit-with-code gives others: see below).
     let out = b.output(&["run", "--rm", "probe2", "exit", "5"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -208,6 +208,69 @@ fn a_component_starts_from_its_compiled_artifact() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "beta\n");
     assert_eq!(file_identity(art), before, "exec rewrote {}", art.display());
     b.ok(&["rm", "-f", "nap2"]);
+}
+
+/// The guest tests/guests/`name`, a Cargo project of its own, built for wasm32-wasip2 into
+/// this test's target folder (where cargo keeps it between runs).
+fn cargo_guest(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/guests")
+        .join(name);
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--locked"])
+        .args(["--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target)
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "building {} failed: run the tests through tests/run.sh, which adds the target with rustup",
+        dir.display()
+    );
+    target.join(format!("wasm32-wasip2/release/{name}.wasm"))
+}
+
+#[test]
+fn exit_with_code_gives_a_component_its_own_code() {
+    let b = Berth::new();
+    let ctx = b.path("ctx-exit-code");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(cargo_guest("exit-code"), ctx.join("exit-code.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY exit-code.wasm /exit-code.wasm\nENTRYPOINT [\"/exit-code.wasm\"]\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "exit-code", ctx.to_str().unwrap()]);
+    assert_eq!(inspect(&b, "exit-code")["Os"], "wasip2");
+    // wasi:cli/exit's exit-with-code(5): the container exits 5, not std's 1.
+    let out = b.output(&["run", "--rm", "exit-code"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for code in ["0", "77", "255"] {
+        let out = b.output(&["run", "--rm", "exit-code", code]);
+        assert_eq!(
+            out.status.code(),
+            Some(code.parse().unwrap()),
+            "exit-with-code({code})"
+        );
+    }
+    // A kept container records it as its exit code.
+    let out = b.output(&["run", "--name", "ec", "exit-code", "42"]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(inspect(&b, "ec")["State"]["ExitCode"], 42);
 }
 
 #[test]
