@@ -392,15 +392,64 @@ unsafe fn deserialize_component(
             return unsafe { Component::deserialize_file(engine, link) }.map_err(loading);
         }
         let _ = real;
-        // SAFETY: a private read-only mapping of a file replaced only by rename; wasmtime
-        // copies the bytes before this returns.
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }
-            .map_err(|e| format!("mapping it: {e}"))?;
-        unsafe { Component::deserialize(engine, &map) }.map_err(loading)
+        unsafe { component_from_mapping(engine, file) }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = file;
         unsafe { Component::deserialize_file(engine, real) }.map_err(loading)
+    }
+}
+
+/// Loads the component artifact in `file` from a mapping of it, which wasmtime copies.
+///
+/// # Safety
+///
+/// As [`deserialize_component`].
+#[cfg(target_os = "linux")]
+unsafe fn component_from_mapping(
+    engine: &Engine,
+    file: &std::fs::File,
+) -> Result<Component, String> {
+    // SAFETY: a private read-only mapping of a file replaced only by rename; wasmtime copies
+    // the bytes before this returns.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }
+        .map_err(|e| format!("mapping it: {e}"))?;
+    unsafe { Component::deserialize(engine, &map) }.map_err(|e| format!("loading it: {e:#}"))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The smallest component: the preamble alone.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_cached_component_loads_without_a_path_to_its_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModuleCache::open(dir.path()).unwrap();
+        let engine = engine::new_engine().unwrap();
+        let (_, first) = cache.load(&engine, EMPTY_COMPONENT, "empty").unwrap();
+        assert_eq!(first, Outcome::Compiled);
+        // What a guest's PID 1 does, which has no /proc to name the open artifact by.
+        let entry = ModuleCache::entry_name(&engine, &hex::encode(Sha256::digest(EMPTY_COMPONENT)));
+        let file = std::fs::File::open(dir.path().join(&entry)).unwrap();
+        // SAFETY: the artifact the cache just wrote and checked.
+        let loaded = unsafe { component_from_mapping(&engine, &file) }.unwrap();
+        assert_eq!(loaded.component_type().imports(&engine).count(), 0);
+        // And the cache serves it, its file untouched.
+        let before = std::fs::metadata(dir.path().join(&entry))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let (program, again) = cache.load(&engine, EMPTY_COMPONENT, "empty").unwrap();
+        assert_eq!(again, Outcome::Hit);
+        assert!(matches!(program, Program::Component(_)));
+        let after = std::fs::metadata(dir.path().join(&entry))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(before, after);
     }
 }
