@@ -145,7 +145,7 @@ fn components_run_as_wasip2() {
         "beta\n"
     );
     // Rust's wasip2 std reports a failing exit as wasi:cli's error result: code 1, as
-    // `wasmtime run` gives.
+    // `wasmtime run` gives (only exit-with-code gives others: see below).
     let out = b.output(&["run", "--rm", "probe2", "exit", "5"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -154,6 +154,123 @@ fn components_run_as_wasip2() {
             .code(),
         Some(0)
     );
+}
+
+/// The device, inode and modification time of `path`: a rewrite (by rename) changes them.
+fn file_identity(path: &Path) -> (u64, u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.dev(), m.ino(), m.modified().unwrap())
+}
+
+/// Asserts that `out` succeeded without compiling its guest again.
+fn assert_started_from_the_cache(out: &std::process::Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed: {err}");
+    assert!(
+        !err.contains("discarding the compiled module") && !err.contains("compiling it again"),
+        "{what} compiled its component again: {err}"
+    );
+}
+
+#[test]
+fn a_component_starts_from_its_compiled_artifact() {
+    let b = Berth::new();
+    build_probe_image(&b, "probe2", "wasm32-wasip2", PROBE_DOCKERFILE);
+    // `berth build` compiled the entrypoint into the cache.
+    let cache = b.root().join("wasm-cache");
+    let found: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let art = &found[0];
+    let before = file_identity(art);
+    // Each start deserializes that artifact inside the container (no /proc there, and the
+    // store out of sight), rather than discarding it and compiling the component again.
+    for _ in 0..2 {
+        let out = b.output(&["run", "--rm", "probe2", "cat", "/data/a.txt"]);
+        assert_started_from_the_cache(&out, "run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "alpha\n");
+        assert_eq!(
+            file_identity(art),
+            before,
+            "a run rewrote {}",
+            art.display()
+        );
+    }
+    // So does `exec` of the component in a running container.
+    b.ok(&["run", "-d", "--name", "nap2", "probe2", "sleep", "600"]);
+    wait_for_log(&b, "nap2", "sleeping");
+    let out = b.output(&["exec", "nap2", "/probe.wasm", "cat", "/data/b.txt"]);
+    assert_started_from_the_cache(&out, "exec");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "beta\n");
+    assert_eq!(file_identity(art), before, "exec rewrote {}", art.display());
+    b.ok(&["rm", "-f", "nap2"]);
+}
+
+/// The guest tests/guests/`name`, a Cargo project of its own, built for wasm32-wasip2 into
+/// this test's target folder (where cargo keeps it between runs).
+fn cargo_guest(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/guests")
+        .join(name);
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--locked"])
+        .args(["--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target)
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "building {} failed: run the tests through tests/run.sh, which adds the target with rustup",
+        dir.display()
+    );
+    target.join(format!("wasm32-wasip2/release/{name}.wasm"))
+}
+
+#[test]
+fn exit_with_code_gives_a_component_its_own_code() {
+    let b = Berth::new();
+    let ctx = b.path("ctx-exit-code");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(cargo_guest("exit-code"), ctx.join("exit-code.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY exit-code.wasm /exit-code.wasm\nENTRYPOINT [\"/exit-code.wasm\"]\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "exit-code", ctx.to_str().unwrap()]);
+    assert_eq!(inspect(&b, "exit-code")["Os"], "wasip2");
+    // wasi:cli/exit's exit-with-code(5): the container exits 5, not std's 1.
+    let out = b.output(&["run", "--rm", "exit-code"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for code in ["0", "77", "255"] {
+        let out = b.output(&["run", "--rm", "exit-code", code]);
+        assert_eq!(
+            out.status.code(),
+            Some(code.parse().unwrap()),
+            "exit-with-code({code})"
+        );
+    }
+    // A kept container records it as its exit code.
+    let out = b.output(&["run", "--name", "ec", "exit-code", "42"]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(inspect(&b, "ec")["State"]["ExitCode"], 42);
 }
 
 #[test]

@@ -289,22 +289,26 @@ impl ModuleCache {
         // SAFETY: wasmtime runs a deserialized artifact as code. This one was written by this
         // cache (atomically, from wasmtime's own serialize) and its bytes were checked against
         // the checksum recorded with it, just now or earlier this boot for this very file (see
-        // the module's header), in a folder only root can write. On Linux the
-        // file is mapped through the same descriptor that was checked; elsewhere wasmtime opens
-        // it by path with the access its mapping needs (entries are replaced only by rename).
-        let path = fd_path(&file, &self.path.join(entry));
+        // the module's header), in a folder only root can write. On Linux a module is mapped
+        // through the same descriptor that was checked (a component: see
+        // `deserialize_component`); elsewhere wasmtime opens it by path with the access its
+        // mapping needs (entries are replaced only by rename).
+        let loading = |e: wasmtime::Error| format!("loading it: {e:#}");
         let loaded = unsafe {
             match kind {
                 WasmKind::Module if cfg!(target_os = "linux") => {
-                    Module::deserialize_open_file(engine, file).map(Program::Module)
+                    Module::deserialize_open_file(engine, file).map_err(loading)
                 }
-                WasmKind::Module => Module::deserialize_file(engine, path).map(Program::Module),
+                WasmKind::Module => {
+                    Module::deserialize_file(engine, self.path.join(entry)).map_err(loading)
+                }
                 WasmKind::Component => {
-                    Component::deserialize_file(engine, path).map(Program::Component)
+                    return deserialize_component(engine, &file, &self.path.join(entry))
+                        .map(|c| Some(Program::Component(c)));
                 }
             }
         };
-        loaded.map(Some).map_err(|e| format!("loading it: {e:#}"))
+        loaded.map(|m| Some(Program::Module(m)))
     }
 
     /// Writes the artifact and its checksum, each atomically (the checksum first: an artifact
@@ -362,17 +366,90 @@ fn file_identity(file: &std::fs::File, sum: &str) -> Option<String> {
     }
 }
 
-/// A path that names an open file: its descriptor's /proc link on Linux (a rootfs pivot may
-/// have hidden the cache's real path), else the real path.
-fn fd_path(file: &std::fs::File, fallback: &Path) -> PathBuf {
+/// Loads the component artifact in the open `file` (`real` is its path in the store).
+///
+/// wasmtime 48 maps a component from a path only (it has no `Component::deserialize_open_file`
+/// as for modules). On Linux that path is the descriptor's /proc link, which names the very
+/// file checked; where there is none (a WASI guest's PID 1 has no /proc, and its pivot hid
+/// the store, so `real` is gone too) the artifact is copied out of a mapping of the file: a
+/// copy at memory speed, where compiling the component again takes hundreds of milliseconds.
+///
+/// # Safety
+///
+/// As [`Component::deserialize_file`]: `file` holds an artifact this cache wrote and checked,
+/// replaced only by rename.
+unsafe fn deserialize_component(
+    engine: &Engine,
+    file: &std::fs::File,
+    real: &Path,
+) -> Result<Component, String> {
+    let loading = |e: wasmtime::Error| format!("loading it: {e:#}");
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        if p.exists() {
-            return p;
+        let link = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if link.exists() {
+            return unsafe { Component::deserialize_file(engine, link) }.map_err(loading);
         }
+        let _ = real;
+        unsafe { component_from_mapping(engine, file) }
     }
-    let _ = file;
-    fallback.to_path_buf()
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        unsafe { Component::deserialize_file(engine, real) }.map_err(loading)
+    }
+}
+
+/// Loads the component artifact in `file` from a mapping of it, which wasmtime copies.
+///
+/// # Safety
+///
+/// As [`deserialize_component`].
+#[cfg(target_os = "linux")]
+unsafe fn component_from_mapping(
+    engine: &Engine,
+    file: &std::fs::File,
+) -> Result<Component, String> {
+    // SAFETY: a private read-only mapping of a file replaced only by rename; wasmtime copies
+    // the bytes before this returns.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }
+        .map_err(|e| format!("mapping it: {e}"))?;
+    unsafe { Component::deserialize(engine, &map) }.map_err(|e| format!("loading it: {e:#}"))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The smallest component: the preamble alone.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_cached_component_loads_without_a_path_to_its_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModuleCache::open(dir.path()).unwrap();
+        let engine = engine::new_engine().unwrap();
+        let (_, first) = cache.load(&engine, EMPTY_COMPONENT, "empty").unwrap();
+        assert_eq!(first, Outcome::Compiled);
+        // What a guest's PID 1 does, which has no /proc to name the open artifact by.
+        let entry = ModuleCache::entry_name(&engine, &hex::encode(Sha256::digest(EMPTY_COMPONENT)));
+        let file = std::fs::File::open(dir.path().join(&entry)).unwrap();
+        // SAFETY: the artifact the cache just wrote and checked.
+        let loaded = unsafe { component_from_mapping(&engine, &file) }.unwrap();
+        assert_eq!(loaded.component_type().imports(&engine).count(), 0);
+        // And the cache serves it, its file untouched.
+        let before = std::fs::metadata(dir.path().join(&entry))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let (program, again) = cache.load(&engine, EMPTY_COMPONENT, "empty").unwrap();
+        assert_eq!(again, Outcome::Hit);
+        assert!(matches!(program, Program::Component(_)));
+        let after = std::fs::metadata(dir.path().join(&entry))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(before, after);
+    }
 }

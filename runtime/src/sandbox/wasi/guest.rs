@@ -1,6 +1,10 @@
 //! Running a compiled program as a WASI guest: its args, env and working directory, stdio
 //! inherited from the container's, `/` and the volumes as preopened folders, memory held to
 //! `--memory` through a store limiter, and an epoch deadline that `stop` and `kill` trip.
+//!
+//! A component's exit code: preview 2's `wasi:cli/exit.exit` carries only success or failure,
+//! so Rust's std and wasi-libc report any non-zero `exit(n)` as 1 (as `wasmtime run` does).
+//! Only `wasi:cli/exit.exit-with-code` (WASI 0.2.12, linked here) gives the guest's own code.
 
 use std::path::PathBuf;
 
@@ -175,6 +179,8 @@ pub fn run(engine: &Engine, program: &Program, spec: &GuestSpec) -> Result<i32, 
         }
         Program::Component(component) => {
             let mut linker: ComponentLinker<P2State> = ComponentLinker::new(engine);
+            // Links `wasi:cli/exit.exit-with-code` too: stable since WASI 0.2.12, which
+            // wasmtime-wasi 48 implements, so no LinkOptions feature is needed for it.
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
             let mut store = Store::new(
                 engine,
