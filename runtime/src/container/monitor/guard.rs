@@ -78,6 +78,7 @@ impl<'a> StartGuard<'a> {
 
     /// Takes the parts out: the start succeeded, nothing is undone.
     pub fn disarm(mut self) -> (InitChild, Option<Cgroup>, Option<RawMode>) {
+        self.forwarding = None;
         let child = self.child.take().expect("a started container has its init");
         (child, self.cgroup.take(), self.raw_mode.take())
     }

@@ -225,6 +225,9 @@ impl Monitor {
                 return Err(guard.fail(MonitorError::Start(e), Recorded::Exited(code)));
             }
         };
+        if forward {
+            guard.forwarding = Some(pid);
+        }
         let copies = start_copying(
             &c,
             &attach,
@@ -234,9 +237,6 @@ impl Monitor {
             stdio.stdin,
             stdio.output,
         )?;
-        if forward {
-            guard.forwarding = Some(pid);
-        }
         let (proxy, bound) = match serve_ports(ports_bound, pid) {
             Ok(p) => p,
             Err(e) => return Err(guard.fail(e, Recorded::Created)),
