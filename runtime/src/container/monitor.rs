@@ -167,18 +167,7 @@ impl Monitor {
         let (plan, rootfs_files) = rootfs_plan(store, &c, &store.container_dir(id), &run_dir)?;
         // Every container gets a cgroup: limits, `top`, OOM reporting, and the device rules
         // that keep CAP_MKNOD from reaching host disks.
-        let limits = cgroups::Limits {
-            memory: c.spec.limits.memory.map(|m| {
-                if c.spec.backend == crate::backend::Backend::Wasi {
-                    m + crate::sandbox::wasi::RUNTIME_HEADROOM
-                } else {
-                    m
-                }
-            }),
-            cpus: c.spec.limits.cpus,
-            pids: c.spec.limits.pids,
-            ..Default::default()
-        };
+        let limits = c.spec.cgroup_limits();
         let wasm_cache = crate::sandbox::wasi::cache::CacheLocation::of_store(store);
         let mut config = InitConfig {
             exit_fd: None,
