@@ -271,32 +271,33 @@ fn swap(s: i64) -> String {
 
 /// The (major, minor) of a `--device-*-bps` device, which must be a block device.
 fn block_device(flag: &'static str, r: &DeviceRate) -> Result<(u64, u64), LimitError> {
-    let err = |why: String| LimitError {
+    device_numbers(&r.path).map_err(|why| LimitError {
         flag,
         value: format!("{}:{}", r.path, size(r.rate)),
         why,
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let meta = std::fs::metadata(&r.path).map_err(|e| {
-            err(format!(
-                "cannot stat {}: {e}; give a block device such as /dev/sda (see /sys/block)",
-                r.path
-            ))
-        })?;
-        if !meta.file_type().is_block_device() {
-            return Err(err(format!(
-                "{} is not a block device; give one such as /dev/sda (see /sys/block)",
-                r.path
-            )));
-        }
-        let dev = meta.rdev();
-        Ok((rustix::fs::major(dev) as u64, rustix::fs::minor(dev) as u64))
-    }
-    #[cfg(not(unix))]
-    Err(err("block device limits need Linux cgroups".into()))
+    })
 }
+
+#[cfg(unix)]
+fn device_numbers(path: &str) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| {
+        format!("cannot stat {path}: {e}; give a block device such as /dev/sda (see /sys/block)")
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(format!(
+            "{path} is not a block device; give one such as /dev/sda (see /sys/block)"
+        ));
+    }
+    let dev = meta.rdev();
+    Ok((rustix::fs::major(dev) as u64, rustix::fs::minor(dev) as u64))
+}
+
+#[cfg(not(unix))]
+fn device_numbers(_path: &str) -> Result<(u64, u64), String> {
+    Err("block device limits need Linux cgroups; run without --device-read-bps and --device-write-bps".into())
+}
+
 /// The network a workload gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -264,6 +264,22 @@ fn read_env_file(path: &PathBuf) -> Result<Vec<String>> {
 }
 
 impl ContainerFlags {
+    /// The resource limits these flags ask for (0 or -1 meaning none, as Docker's); they are
+    /// checked at create.
+    fn limits(&self) -> Limits {
+        Limits {
+            memory: self.memory,
+            cpus: self.cpus.filter(|c| *c > 0.0),
+            pids: self.pids_limit.filter(|p| *p > 0),
+            memory_swap: self.memory_swap.filter(|s| *s != 0),
+            cpu_shares: self.cpu_shares.filter(|s| *s > 0),
+            cpuset_cpus: self.cpuset_cpus.clone().filter(|c| !c.is_empty()),
+            blkio_weight: self.blkio_weight.filter(|w| *w > 0),
+            device_read_bps: self.device_read_bps.clone(),
+            device_write_bps: self.device_write_bps.clone(),
+        }
+    }
+
     /// The runtime's create options for these flags.
     pub fn to_options(&self) -> Result<CreateOptions> {
         let mut env = Vec::new();
@@ -347,17 +363,7 @@ impl ContainerFlags {
             read_only: self.read_only,
             init: self.init,
             security,
-            limits: Limits {
-                memory: self.memory,
-                cpus: self.cpus.filter(|c| *c > 0.0),
-                pids: self.pids_limit.filter(|p| *p > 0),
-                memory_swap: self.memory_swap.filter(|s| *s != 0),
-                cpu_shares: self.cpu_shares.filter(|s| *s > 0),
-                cpuset_cpus: self.cpuset_cpus.clone().filter(|c| !c.is_empty()),
-                blkio_weight: self.blkio_weight.filter(|w| *w > 0),
-                device_read_bps: self.device_read_bps.clone(),
-                device_write_bps: self.device_write_bps.clone(),
-            },
+            limits: self.limits(),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             labels,
