@@ -29,7 +29,11 @@ impl std::fmt::Display for CgroupVersion {
 
 /// The host's cgroup version.
 pub fn cgroup_version() -> CgroupVersion {
-    let root = Path::new("/sys/fs/cgroup");
+    cgroup_version_at(Path::new("/sys/fs/cgroup"))
+}
+
+/// The cgroup version of the hierarchies mounted at `root` (the host's are at /sys/fs/cgroup).
+pub fn cgroup_version_at(root: &Path) -> CgroupVersion {
     if !cfg!(target_os = "linux") {
         CgroupVersion::None
     } else if root.join("cgroup.controllers").exists() {

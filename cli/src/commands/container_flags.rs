@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use berth_runtime::backend::Backend;
 use berth_runtime::container::create::CreateOptions;
 use berth_runtime::container::log::LogConfig;
-use berth_runtime::workload::{Limits, NetworkMode, Security};
+use berth_runtime::workload::{DeviceRate, Limits, NetworkMode, Security};
 use clap::Args;
 
 /// Flags shared by `run` and `create`.
@@ -89,6 +89,24 @@ pub struct ContainerFlags {
     /// Memory limit (e.g. 512m, 1g; at least 6m)
     #[arg(short, long, value_parser = parse_memory)]
     pub memory: Option<u64>,
+    /// Memory plus swap (e.g. 1g; at least --memory, which it needs; -1 for unlimited swap)
+    #[arg(long = "memory-swap", value_name = "BYTES", value_parser = parse_memory_swap, allow_negative_numbers = true)]
+    pub memory_swap: Option<i64>,
+    /// CPU shares: the relative weight against other containers (Docker's default 1024)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Block IO weight: the relative weight against other containers, from 10 to 1000 (0 for none)
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
+    /// Limit the read rate from a block device (e.g. /dev/sda:1mb)
+    #[arg(long = "device-read-bps", value_name = "PATH:RATE", value_parser = parse_device_rate)]
+    pub device_read_bps: Vec<DeviceRate>,
+    /// Limit the write rate to a block device (e.g. /dev/sda:1mb)
+    #[arg(long = "device-write-bps", value_name = "PATH:RATE", value_parser = parse_device_rate)]
+    pub device_write_bps: Vec<DeviceRate>,
     /// Number of CPUs (e.g. 0.5; from 0.01 to the host's CPUs, 0 for no limit)
     #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<f64>,
@@ -128,28 +146,56 @@ pub struct ContainerFlags {
 }
 
 /// Parses Docker's memory sizes (`--memory`): a number with an optional unit b, k, m or g
-/// (powers of 1024), at least Docker's 6 MiB and small enough for the kernel's counters.
+/// (powers of 1024), small enough for the kernel's counters. The limits' checks (Docker's
+/// 6 MiB minimum) are the runtime's, at create.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let too_big =
+        || format!("{s} is more memory than a limit can hold; give a size such as 512m or 2g");
     let bytes = parse_size::Config::new()
         .with_binary()
         .parse_size(s.trim())
         .map_err(|e| match e {
-            parse_size::Error::PosOverflow => {
-                format!("{s} is more memory than a limit can hold; give a size such as 512m or 2g")
-            }
+            parse_size::Error::PosOverflow => too_big(),
             _ => format!(
                 "expected a number with an optional unit b, k, m or g (e.g. 512m), not {s:?}"
             ),
         })?;
-    if bytes < 6 << 20 {
-        return Err(format!("minimum memory limit allowed is 6MB (got {s})"));
-    }
     if bytes > i64::MAX as u64 {
-        return Err(format!(
-            "{s} is more memory than a limit can hold; give a size such as 512m or 2g"
-        ));
+        return Err(too_big());
     }
     Ok(bytes)
+}
+
+/// Parses `--memory-swap`: a size as `--memory`'s, or -1 for unlimited swap.
+pub fn parse_memory_swap(s: &str) -> Result<i64, String> {
+    if s.trim() == "-1" {
+        return Ok(-1);
+    }
+    parse_memory(s).map(|b| b as i64)
+}
+
+/// Parses `--device-read-bps`/`--device-write-bps` (`/dev/sda:1mb`): a device path and a rate
+/// in bytes per second, with an optional unit k, m or g (powers of 1024). The device is
+/// looked up at create.
+pub fn parse_device_rate(s: &str) -> Result<DeviceRate, String> {
+    let usage = || {
+        format!(
+            "expected DEVICE:RATE, a block device and bytes per second with an optional unit k, m or g (e.g. /dev/sda:1mb), not {s:?}"
+        )
+    };
+    let (path, rate) = s.rsplit_once(':').ok_or_else(usage)?;
+    if !path.starts_with('/') {
+        return Err(usage());
+    }
+    let rate = parse_size::Config::new()
+        .with_binary()
+        .parse_size(rate.trim())
+        .map_err(|_| usage())?;
+    Ok(DeviceRate {
+        path: path.to_string(),
+        rate,
+        ..DeviceRate::default()
+    })
 }
 
 /// Parses `--cpus` as Docker checks it: a finite number of CPUs from 0.01 to the CPUs this
@@ -218,6 +264,22 @@ fn read_env_file(path: &PathBuf) -> Result<Vec<String>> {
 }
 
 impl ContainerFlags {
+    /// The resource limits these flags ask for (0 or -1 meaning none, as Docker's); they are
+    /// checked at create.
+    fn limits(&self) -> Limits {
+        Limits {
+            memory: self.memory,
+            cpus: self.cpus.filter(|c| *c > 0.0),
+            pids: self.pids_limit.filter(|p| *p > 0),
+            memory_swap: self.memory_swap.filter(|s| *s != 0),
+            cpu_shares: self.cpu_shares.filter(|s| *s > 0),
+            cpuset_cpus: self.cpuset_cpus.clone().filter(|c| !c.is_empty()),
+            blkio_weight: self.blkio_weight.filter(|w| *w > 0),
+            device_read_bps: self.device_read_bps.clone(),
+            device_write_bps: self.device_write_bps.clone(),
+        }
+    }
+
     /// The runtime's create options for these flags.
     pub fn to_options(&self) -> Result<CreateOptions> {
         let mut env = Vec::new();
@@ -301,11 +363,7 @@ impl ContainerFlags {
             read_only: self.read_only,
             init: self.init,
             security,
-            limits: Limits {
-                memory: self.memory,
-                cpus: self.cpus.filter(|c| *c > 0.0),
-                pids: self.pids_limit.filter(|p| *p > 0),
-            },
+            limits: self.limits(),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             labels,
@@ -331,10 +389,28 @@ mod tests {
         assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
         assert_eq!(parse_memory("64MB").unwrap(), 64 << 20);
         assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
-        assert!(parse_memory("1k").is_err(), "below Docker's minimum");
+        assert_eq!(
+            parse_memory("1k").unwrap(),
+            1024,
+            "the minimum is checked at create"
+        );
         assert!(parse_memory("lots").is_err());
         assert!(parse_memory("99999999999g").is_err(), "overflows");
         assert!(parse_memory("9000000000g").is_err(), "past i64");
+    }
+
+    #[test]
+    fn swap_and_device_rates_as_docker() {
+        assert_eq!(parse_memory_swap("-1").unwrap(), -1);
+        assert_eq!(parse_memory_swap("128m").unwrap(), 128 << 20);
+        assert!(parse_memory_swap("-2").is_err());
+        let r = parse_device_rate("/dev/sda:1mb").unwrap();
+        assert_eq!((r.path.as_str(), r.rate), ("/dev/sda", 1 << 20));
+        assert_eq!(parse_device_rate("/dev/sda:500").unwrap().rate, 500);
+        for bad in ["/dev/sda", "sda:1mb", "/dev/sda:fast", "/dev/sda:-1"] {
+            let e = parse_device_rate(bad).unwrap_err();
+            assert!(e.contains("expected DEVICE:RATE"), "{bad}: {e}");
+        }
     }
 
     #[test]

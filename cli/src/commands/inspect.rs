@@ -122,6 +122,12 @@ pub fn container_json(
             "Memory": c.spec.limits.memory.unwrap_or(0),
             "NanoCpus": c.spec.limits.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
             "PidsLimit": c.spec.limits.pids,
+            "MemorySwap": c.spec.limits.memory_swap.unwrap_or(0),
+            "CpuShares": c.spec.limits.cpu_shares.unwrap_or(0),
+            "CpusetCpus": c.spec.limits.cpuset_cpus.as_deref().unwrap_or(""),
+            "BlkioWeight": c.spec.limits.blkio_weight.unwrap_or(0),
+            "BlkioDeviceReadBps": device_rates(&c.spec.limits.device_read_bps),
+            "BlkioDeviceWriteBps": device_rates(&c.spec.limits.device_write_bps),
             "Init": c.spec.init,
             "LogConfig": {
                 "Type": c.log_config.driver.as_str(),
@@ -191,4 +197,12 @@ pub fn run(g: &GlobalOptions, a: InspectArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `--device-*-bps` limits as Docker's inspect shows them.
+fn device_rates(rates: &[berth_runtime::workload::DeviceRate]) -> Value {
+    rates
+        .iter()
+        .map(|r| json!({ "Path": r.path, "Rate": r.rate }))
+        .collect()
 }

@@ -750,6 +750,7 @@ pub fn create_container(
     };
     // Everything that can be refused is checked before volumes are made; once they are, a
     // failure removes the anonymous ones again.
+    spec.limits.validate().map_err(|e| invalid(e.to_string()))?;
     check_options(opts, &mut spec)?;
     spec.mounts = make_mounts(store, opts)?;
     let made = record_container(store, image, image_name, opts, &rc, &mut spec);

@@ -111,15 +111,223 @@ pub enum MountKind {
     Tmpfs,
 }
 
-/// Resource limits, enforced through cgroups (and StoreLimits for WASI).
+/// Resource limits, enforced through cgroups (and StoreLimits for WASI). `None` (or an empty
+/// list) leaves a resource as the host has it. Checked once, at create ([`Limits::validate`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
-    /// Memory in bytes.
+    /// `--memory`, in bytes.
     pub memory: Option<u64>,
-    /// CPUs, e.g. 0.5.
+    /// `--cpus`, e.g. 0.5.
     pub cpus: Option<f64>,
-    /// Most processes at once.
+    /// `--pids-limit`: most processes at once.
     pub pids: Option<i64>,
+    /// `--memory-swap`: memory plus swap, in bytes; -1 for unlimited swap; unset for no swap
+    /// at all (so a memory hog is OOM-killed rather than swapping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
+    /// `--cpu-shares`: the relative CPU weight (v1 cpu.shares; Docker's default is 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`: the CPUs the container may run on, as the kernel lists them (`0-1,3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    /// `--blkio-weight`: the relative block IO weight, 10 to 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_weight: Option<u16>,
+    /// `--device-read-bps`: read rate limits per block device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<DeviceRate>,
+    /// `--device-write-bps`: write rate limits per block device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<DeviceRate>,
+}
+
+/// A rate limit on one block device (`--device-read-bps /dev/sda:1mb`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRate {
+    /// The device as given.
+    pub path: String,
+    /// Its major number, found at create ([`Limits::validate`]).
+    pub major: u64,
+    /// Its minor number.
+    pub minor: u64,
+    /// Bytes per second.
+    pub rate: u64,
+}
+
+/// A limit Docker would refuse; the message names the flag and what to give instead.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {flag} {value}: {why}")]
+pub struct LimitError {
+    /// The flag, e.g. `--memory`.
+    pub flag: &'static str,
+    /// The value as the user would write it.
+    pub value: String,
+    /// What is wrong and the fix.
+    pub why: String,
+}
+
+/// Docker's smallest `--memory`; below it a container cannot even start its runtime.
+pub const MIN_MEMORY: u64 = 6 << 20;
+
+/// A byte count as the user likely wrote it: `64m`, `1k`, or bytes.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}g", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}m", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}k", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// Parses a kernel CPU list (`0-1,3`) into inclusive ranges; `None` when malformed.
+pub fn parse_cpu_list(list: &str) -> Option<Vec<(u32, u32)>> {
+    list.trim()
+        .split(',')
+        .map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
+
+impl Limits {
+    /// Checks the limits as Docker does, without looking at the host.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let err = |flag, value: String, why: String| Err(LimitError { flag, value, why });
+        if let Some(m) = self.memory
+            && m < MIN_MEMORY
+        {
+            return err(
+                "--memory",
+                size(m),
+                "the minimum memory limit allowed is 6MB; give -m 6m or more".into(),
+            );
+        }
+        match (self.memory_swap, self.memory) {
+            (None | Some(0), _) | (Some(-1), Some(_)) => {}
+            (Some(s), None) => {
+                return err("--memory-swap", swap(s), "it is the total of memory and swap, so it needs --memory too; add -m, e.g. -m 64m".into());
+            }
+            (Some(s), Some(m)) if s < -1 || (s as u64) < m => {
+                return err(
+                    "--memory-swap",
+                    swap(s),
+                    format!(
+                        "it is the total of memory and swap and must be at least --memory {}; give --memory-swap {} or more, or -1 for unlimited swap",
+                        size(m),
+                        size(m)
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if let Some(c) = self.cpus
+            && (!c.is_finite() || c < 0.0 || (c > 0.0 && c < 0.01))
+        {
+            return err(
+                "--cpus",
+                c.to_string(),
+                "give a number of CPUs of at least 0.01, or 0 for no limit".into(),
+            );
+        }
+        if let Some(w) = self.blkio_weight
+            && w != 0
+            && !(10..=1000).contains(&w)
+        {
+            return err("--blkio-weight", w.to_string(), "the range of blkio weight is from 10 to 1000 (0 sets none); give e.g. --blkio-weight 500".into());
+        }
+        if let Some(cpus) = &self.cpuset_cpus
+            && parse_cpu_list(cpus).is_none()
+        {
+            return err(
+                "--cpuset-cpus",
+                format!("{cpus:?}"),
+                "give CPU numbers and ranges such as 0-1 or 0,2".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the limits at create: [`Limits::check`], then against this host (the CPUs of
+    /// `--cpuset-cpus` are online), and finds the device numbers of `--device-*-bps`.
+    pub fn validate(&mut self) -> Result<(), LimitError> {
+        self.check()?;
+        #[cfg(target_os = "linux")]
+        if let Some(cpus) = &self.cpuset_cpus
+            && let Ok(online) = std::fs::read_to_string("/sys/devices/system/cpu/online")
+            && let (Some(want), Some(have)) = (parse_cpu_list(cpus), parse_cpu_list(&online))
+            && !want
+                .iter()
+                .all(|w| have.iter().any(|h| h.0 <= w.0 && w.1 <= h.1))
+        {
+            let online = online.trim();
+            return Err(LimitError {
+                flag: "--cpuset-cpus",
+                value: cpus.clone(),
+                why: format!(
+                    "requested CPUs are not available (this host has {online}); give CPUs from {online}"
+                ),
+            });
+        }
+        for (flag, rates) in [
+            ("--device-read-bps", &mut self.device_read_bps),
+            ("--device-write-bps", &mut self.device_write_bps),
+        ] {
+            for r in rates.iter_mut() {
+                (r.major, r.minor) = block_device(flag, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// These limits with `extra` bytes more memory (and memory plus swap), for a runtime that
+    /// needs room of its own beside the workload's.
+    pub fn with_headroom(&self, extra: u64) -> Limits {
+        Limits {
+            memory: self.memory.map(|m| m + extra),
+            memory_swap: self
+                .memory_swap
+                .map(|s| if s > 0 { s + extra as i64 } else { s }),
+            ..self.clone()
+        }
+    }
+}
+
+/// `--memory-swap`'s value as the user wrote it.
+fn swap(s: i64) -> String {
+    if s < 0 { s.to_string() } else { size(s as u64) }
+}
+
+/// The (major, minor) of a `--device-*-bps` device, which must be a block device.
+fn block_device(flag: &'static str, r: &DeviceRate) -> Result<(u64, u64), LimitError> {
+    device_numbers(&r.path).map_err(|why| LimitError {
+        flag,
+        value: format!("{}:{}", r.path, size(r.rate)),
+        why,
+    })
+}
+
+#[cfg(unix)]
+fn device_numbers(path: &str) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).map_err(|e| {
+        format!("cannot stat {path}: {e}; give a block device such as /dev/sda (see /sys/block)")
+    })?;
+    if !meta.file_type().is_block_device() {
+        return Err(format!(
+            "{path} is not a block device; give one such as /dev/sda (see /sys/block)"
+        ));
+    }
+    let dev = meta.rdev();
+    Ok((rustix::fs::major(dev) as u64, rustix::fs::minor(dev) as u64))
+}
+
+#[cfg(not(unix))]
+fn device_numbers(_path: &str) -> Result<(u64, u64), String> {
+    Err("block device limits need Linux cgroups; run without --device-read-bps and --device-write-bps".into())
 }
 
 /// The network a workload gets.
@@ -179,5 +387,213 @@ impl WorkloadSpec {
         self.env
             .retain(|kv| kv.split_once('=').map_or(kv.as_str(), |p| p.0) != key);
         self.env.push(format!("{key}={value}"));
+    }
+
+    /// The limits its cgroup gets: a WASI workload's `--memory` bounds the guest's linear
+    /// memory, and the engine beside it needs [`crate::sandbox::wasi::RUNTIME_HEADROOM`] more.
+    pub fn cgroup_limits(&self) -> Limits {
+        match self.backend {
+            Backend::Wasi => self
+                .limits
+                .with_headroom(crate::sandbox::wasi::RUNTIME_HEADROOM),
+            _ => self.limits.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn refused(l: Limits) -> String {
+        l.check().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn limits_are_checked_like_docker() {
+        let ok = |l: Limits| l.check().unwrap();
+        ok(Limits {
+            memory: Some(MIN_MEMORY),
+            memory_swap: Some(-1),
+            ..Default::default()
+        });
+        ok(Limits {
+            memory: Some(64 * MIB),
+            memory_swap: Some(64 * MIB as i64),
+            blkio_weight: Some(0),
+            cpuset_cpus: Some("0-1,3".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            refused(Limits {
+                memory: Some(1024),
+                ..Default::default()
+            }),
+            "invalid --memory 1k: the minimum memory limit allowed is 6MB; give -m 6m or more"
+        );
+        assert_eq!(
+            refused(Limits {
+                memory_swap: Some(128 * MIB as i64),
+                ..Default::default()
+            }),
+            "invalid --memory-swap 128m: it is the total of memory and swap, so it needs --memory too; add -m, e.g. -m 64m"
+        );
+        assert_eq!(
+            refused(Limits {
+                memory: Some(64 * MIB),
+                memory_swap: Some(10 * MIB as i64),
+                ..Default::default()
+            }),
+            "invalid --memory-swap 10m: it is the total of memory and swap and must be at least --memory 64m; give --memory-swap 64m or more, or -1 for unlimited swap"
+        );
+        assert!(
+            refused(Limits {
+                memory: Some(64 * MIB),
+                memory_swap: Some(-2),
+                ..Default::default()
+            })
+            .starts_with("invalid --memory-swap -2: ")
+        );
+        for cpus in [0.001, f64::NAN, -1.0] {
+            assert!(
+                refused(Limits {
+                    cpus: Some(cpus),
+                    ..Default::default()
+                })
+                .starts_with(&format!("invalid --cpus {cpus}: "))
+            );
+        }
+        for w in [5, 1001] {
+            assert!(
+                refused(Limits {
+                    blkio_weight: Some(w),
+                    ..Default::default()
+                })
+                .starts_with(&format!(
+                    "invalid --blkio-weight {w}: the range of blkio weight is from 10 to 1000"
+                ))
+            );
+        }
+        for bad in ["", "a", "1-0", "0,", "-1"] {
+            assert!(
+                refused(Limits {
+                    cpuset_cpus: Some(bad.into()),
+                    ..Default::default()
+                })
+                .starts_with("invalid --cpuset-cpus "),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_lists_parse_as_the_kernel_prints_them() {
+        assert_eq!(parse_cpu_list("0-1,3\n"), Some(vec![(0, 1), (3, 3)]));
+        assert_eq!(parse_cpu_list("7"), Some(vec![(7, 7)]));
+        assert_eq!(parse_cpu_list("2-1"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn validate_checks_the_host() {
+        let mut l = Limits {
+            cpuset_cpus: Some("100000".into()),
+            ..Default::default()
+        };
+        let e = l.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid --cpuset-cpus 100000: requested CPUs are not available"),
+            "{e}"
+        );
+        let mut l = Limits {
+            cpuset_cpus: Some("0".into()),
+            device_write_bps: vec![DeviceRate {
+                path: "/etc/passwd".into(),
+                rate: MIB,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            l.validate().unwrap_err().to_string(),
+            "invalid --device-write-bps /etc/passwd:1m: /etc/passwd is not a block device; give one such as /dev/sda (see /sys/block)"
+        );
+        // A block device of this host, if it shows any: its numbers are found.
+        let Some(dev) = std::fs::read_dir("/sys/block")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| std::path::Path::new("/dev").join(e.file_name()))
+            .find(|p| p.exists())
+        else {
+            return;
+        };
+        let want = std::fs::read_to_string(
+            std::path::Path::new("/sys/block")
+                .join(dev.file_name().unwrap())
+                .join("dev"),
+        )
+        .unwrap();
+        let mut l = Limits {
+            device_read_bps: vec![DeviceRate {
+                path: dev.to_string_lossy().into_owned(),
+                rate: MIB,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        l.validate().unwrap();
+        let r = &l.device_read_bps[0];
+        assert_eq!(format!("{}:{}", r.major, r.minor), want.trim());
+    }
+
+    #[test]
+    fn headroom_is_added_to_memory_and_swap() {
+        let l = Limits {
+            memory: Some(64 * MIB),
+            memory_swap: Some(128 * MIB as i64),
+            pids: Some(5),
+            ..Default::default()
+        };
+        let h = l.with_headroom(MIB);
+        assert_eq!(
+            (h.memory, h.memory_swap, h.pids),
+            (Some(65 * MIB), Some(129 * MIB as i64), Some(5))
+        );
+        let unlimited = Limits {
+            memory_swap: Some(-1),
+            ..Default::default()
+        };
+        assert_eq!(unlimited.with_headroom(MIB), unlimited);
+        let spec = WorkloadSpec {
+            limits: l.clone(),
+            backend: Backend::Wasi,
+            ..Default::default()
+        };
+        assert_eq!(
+            spec.cgroup_limits().memory,
+            Some(64 * MIB + crate::sandbox::wasi::RUNTIME_HEADROOM)
+        );
+        let native = WorkloadSpec {
+            limits: l.clone(),
+            ..Default::default()
+        };
+        assert_eq!(native.cgroup_limits(), l);
+    }
+
+    #[test]
+    fn old_state_without_the_new_fields_loads() {
+        let l: Limits =
+            serde_json::from_str(r#"{"memory":33554432,"cpus":0.5,"pids":null}"#).unwrap();
+        assert_eq!(
+            l,
+            Limits {
+                memory: Some(32 * MIB),
+                cpus: Some(0.5),
+                ..Default::default()
+            }
+        );
     }
 }

@@ -517,7 +517,7 @@ fn prepare(
     guard: &mut StartGuard<'_>,
 ) -> Result<(), MonitorError> {
     rootfs_files.make()?;
-    let limits = cgroup_limits(c);
+    let limits = c.spec.cgroup_limits();
     let cg = guard
         .cgroup
         .insert(Cgroup::create(&c.id, &limits).map_err(start_err)?);
@@ -525,22 +525,6 @@ fn prepare(
         cg.allow_all_devices().map_err(start_err)?;
     }
     Ok(())
-}
-
-/// The cgroup's limits: the container's, with the wasm engine's headroom for a WASI guest.
-fn cgroup_limits(c: &Container) -> cgroups::Limits {
-    cgroups::Limits {
-        memory: c.spec.limits.memory.map(|m| {
-            if c.spec.backend == crate::backend::Backend::Wasi {
-                m + crate::sandbox::wasi::RUNTIME_HEADROOM
-            } else {
-                m
-            }
-        }),
-        cpus: c.spec.limits.cpus,
-        pids: c.spec.limits.pids,
-        ..Default::default()
-    }
 }
 
 /// Reads the status pipe until the workload runs or fails. When this process moves PID 1 into
