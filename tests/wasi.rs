@@ -865,3 +865,50 @@ fn examples_hello_wasi_and_wasi_layers() {
     assert!(counts.contains("3 berth\n"), "{counts}");
     assert!(counts.contains("2 container\n"), "{counts}");
 }
+
+/// The memory limit a running container's cgroup has, from the host's cgroup files.
+fn cgroup_memory_limit(id: &str) -> u64 {
+    let candidates = [
+        format!("/sys/fs/cgroup/memory/berth/{id}/memory.limit_in_bytes"),
+        format!("/sys/fs/cgroup/berth/{id}/memory.max"),
+    ];
+    candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| panic!("no memory limit file among {candidates:?}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_module_found_by_its_bytes_gets_what_a_wasi_image_gets() {
+    let b = setup();
+    b.import_busybox("busybox");
+    build_mixed_image(&b);
+    // A linux image: only the program's bytes (read from the image's layers when the
+    // container is made) say WebAssembly. The container is a WASI one from the start: its
+    // runtime, the engine's memory headroom in its cgroup.
+    b.ok(&[
+        "run", "-d", "--name", "found", "--memory", "8m", "mixed", "probe.wasm", "loop",
+    ]);
+    wait_for_log(&b, "found", "looping");
+    let c = inspect(&b, "found");
+    assert_eq!(c["HostConfig"]["Runtime"], "wasi", "{c}");
+    let id = c["Id"].as_str().unwrap();
+    assert_eq!(cgroup_memory_limit(id), (8 << 20) + (64 << 20));
+    b.ok(&["rm", "-f", "found"]);
+    // The same program declared by a WASI image's platform gets the same.
+    b.ok(&[
+        "run", "-d", "--name", "declared", "--memory", "8m", "probe", "loop",
+    ]);
+    wait_for_log(&b, "declared", "looping");
+    let c = inspect(&b, "declared");
+    assert_eq!(c["HostConfig"]["Runtime"], "wasi", "{c}");
+    let id = c["Id"].as_str().unwrap();
+    assert_eq!(cgroup_memory_limit(id), (8 << 20) + (64 << 20));
+    b.ok(&["rm", "-f", "declared"]);
+    // A shell script and a native program in the same image stay native.
+    let c = b.ok(&["create", "--name", "sh", "mixed", "sh", "-c", "true"]);
+    assert_eq!(inspect(&b, c.trim())["HostConfig"]["Runtime"], "native");
+}

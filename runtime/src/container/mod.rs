@@ -14,7 +14,7 @@ pub mod monitor;
 #[cfg(not(target_os = "linux"))]
 pub mod portable;
 #[cfg(target_os = "linux")]
-mod spawn;
+pub(crate) mod spawn;
 pub mod state;
 pub mod store;
 #[cfg(target_os = "linux")]

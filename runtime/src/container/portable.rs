@@ -11,8 +11,8 @@ use crate::backend::Backend;
 use crate::image::ImageError;
 use crate::sandbox::wasi;
 use crate::store::Store;
-use crate::workload::user;
-use crate::workload::{StartError, workload_env};
+use crate::sandbox::wasi::runner::WasiRunner;
+use crate::workload::{Runner, StartError, Workload};
 
 /// Why a container could not run here.
 #[derive(Debug, thiserror::Error)]
@@ -63,34 +63,21 @@ pub fn run_foreground(store: &Store, id: &str) -> Result<i32, PortableError> {
             )));
         }
     }
-    let name = c.spec.args[0].clone();
-    let program = rootfs.join(name.trim_start_matches('/'));
-    let header = std::fs::File::open(&program)
-        .and_then(|mut f| wasi::read_header(&mut f))
-        .map_err(|e| {
-            let message = format!("reading \"{name}\" in the container: {e}");
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StartError::not_found(message)
-            } else {
-                StartError::cannot_run(message)
-            }
-        })?;
-    let kind = crate::backend::check_program(&c.spec, &header)?
-        .ok_or_else(|| StartError::cannot_run(format!("\"{name}\" is not a WebAssembly program")))?;
-    let engine = wasi::engine::new_engine().map_err(StartError::from)?;
+    // The same setup as a Linux container's PID 1 (user, environment defaults, working
+    // directory, preopens, limits), through the runner any host uses.
     let cache = wasi::ModuleCache::for_store(store.root()).map_err(StartError::from)?;
-    let compiled = wasi::launch::load_program(&engine, &program, &name, kind, Some(&cache), None)?;
-    // The same user, environment defaults and working directory as in a Linux container.
-    let who = user::resolve(&c.spec.user, &rootfs).map_err(StartError::berth)?;
-    let env = workload_env(&c.spec, &who.home);
-    let guest = wasi::launch::guest_spec(&c.spec, env, &wasi::launch::GuestFiles::Folder(rootfs));
+    let runner = WasiRunner::new(Some(cache))?;
     store.update_container(id, |c| {
         c.state.status = Status::Running;
         c.state.pid = Some(std::process::id() as i32);
         c.state.started_at = Some(Utc::now());
         c.state.exit_code = None;
     })?;
-    let result = wasi::guest::run(&engine, &compiled, &guest).map_err(StartError::from);
+    let result = runner.run(&Workload {
+        id,
+        spec: &c.spec,
+        rootfs: &rootfs,
+    });
     let code = match &result {
         Ok(code) => *code,
         Err(e) => e.code(),

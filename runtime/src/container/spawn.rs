@@ -185,6 +185,8 @@ fn exec_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
 
 fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
     use std::io::Write as _;
+    use crate::sandbox::linux::status::{self, StatusMessage};
+    use crate::workload::StartError;
     // Anything still buffered would be written twice, once by each process.
     let _ = io::stdout().flush();
     let monitor = std::process::id() as i32;
@@ -203,8 +205,9 @@ fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
                 if let Err(e) = become_init(&stdio) {
                     // Said on the status pipe, as `__init` says its own failures.
                     // SAFETY: the status pipe's write end is this child's; it exits after.
-                    let mut status = unsafe { File::from_raw_fd(h.status_fd) };
-                    let _ = writeln!(status, "error 125 starting the container's init: {e}");
+                    let status = unsafe { File::from_raw_fd(h.status_fd) };
+                    let failed = StartError::berth(format!("starting the container's init: {e}"));
+                    status::send(&status, &StatusMessage::Failed(failed));
                     std::process::exit(125);
                 }
                 init::run(h.config.clone(), h.status_fd, monitor, h.go_fd)

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
 
+pub mod runner;
 mod start_error;
 pub mod user;
 
+pub use runner::{Runner, Workload};
 pub use start_error::{StartError, StartFailure};
 
 /// Docker's PATH for images that set none.

@@ -32,6 +32,19 @@ pub struct UserError {
 pub fn resolve(spec: &str, root: &Path) -> Result<ResolvedUser, UserError> {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    resolve_with(spec, &passwd, &group)
+}
+
+/// [`resolve`] with the passwd and group files of the folder `root` read through its handle
+/// (a rootfs berth has not pivoted into: no symlink in it reaches outside).
+pub fn resolve_in(spec: &str, root: &cap_std::fs::Dir) -> Result<ResolvedUser, UserError> {
+    let passwd = root.read_to_string("etc/passwd").unwrap_or_default();
+    let group = root.read_to_string("etc/group").unwrap_or_default();
+    resolve_with(spec, &passwd, &group)
+}
+
+/// Resolves `spec` against the contents of passwd and group files.
+fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, UserError> {
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

@@ -8,6 +8,7 @@ pub mod init;
 pub mod nsexec;
 pub mod pid1;
 pub mod rootfs;
+pub mod runner;
 pub mod seccomp;
 pub mod status;
 pub mod userns;

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod engine;
 pub mod guest;
 pub mod launch;
+pub mod runner;
 pub mod stop;
 
 pub use cache::ModuleCache;
