@@ -49,3 +49,4 @@ fi
 cargo build --profile wine --target x86_64-pc-windows-gnu -p berth-cli
 
 cargo test --workspace --all-targets "$@"
+

@@ -890,7 +890,15 @@ fn a_module_found_by_its_bytes_gets_what_a_wasi_image_gets() {
     // container is made) say WebAssembly. The container is a WASI one from the start: its
     // runtime, the engine's memory headroom in its cgroup.
     b.ok(&[
-        "run", "-d", "--name", "found", "--memory", "8m", "mixed", "probe.wasm", "loop",
+        "run",
+        "-d",
+        "--name",
+        "found",
+        "--memory",
+        "8m",
+        "mixed",
+        "probe.wasm",
+        "loop",
     ]);
     wait_for_log(&b, "found", "looping");
     let c = inspect(&b, "found");

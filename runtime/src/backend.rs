@@ -152,14 +152,13 @@ pub fn decide(
         )),
         Some(b) => Ok(b),
         None if hints.wasm_platform => Ok(Backend::Wasi),
-        None => Ok(evidence
-            .program_header
-            .and_then(header_backend)
-            .unwrap_or(if hints.wasm_annotation {
+        None => Ok(evidence.program_header.and_then(header_backend).unwrap_or(
+            if hints.wasm_annotation {
                 Backend::Wasi
             } else {
                 Backend::Native
-            })),
+            },
+        )),
     }
 }
 
@@ -217,10 +216,7 @@ pub fn program_header(
 /// The host path that `path` in the container is, when a bind mount or volume covers it (the
 /// deepest one).
 #[cfg(target_os = "linux")]
-fn mounted_source(
-    mounts: &[crate::workload::MountSpec],
-    path: &str,
-) -> Option<std::path::PathBuf> {
+fn mounted_source(mounts: &[crate::workload::MountSpec], path: &str) -> Option<std::path::PathBuf> {
     mounts
         .iter()
         .filter(|m| m.kind != crate::workload::MountKind::Tmpfs)

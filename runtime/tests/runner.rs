@@ -39,7 +39,14 @@ fn build_probe(tmp: &Path) -> PathBuf {
     let out = tmp.join("probe.wasm");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/guests/probe.rs");
     let status = Command::new("rustc")
-        .args(["--edition", "2021", "--target", "wasm32-wasip1", "-C", "opt-level=1"])
+        .args([
+            "--edition",
+            "2021",
+            "--target",
+            "wasm32-wasip1",
+            "-C",
+            "opt-level=1",
+        ])
         .args(["-C", "debuginfo=0", "-o"])
         .arg(&out)
         .arg(&src)

@@ -6,9 +6,9 @@ use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, Result, anyhow};
 use berth_runtime::Store;
+use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use berth_runtime::sandbox::linux::status::StatusMessage;
 use berth_runtime::workload::StartError;
-use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use clap::Args;
 
 use crate::app::GlobalOptions;

@@ -10,8 +10,8 @@ use super::store::ContainerError;
 use crate::backend::Backend;
 use crate::image::ImageError;
 use crate::sandbox::wasi;
-use crate::store::Store;
 use crate::sandbox::wasi::runner::WasiRunner;
+use crate::store::Store;
 use crate::workload::{Runner, StartError, Workload};
 
 /// Why a container could not run here.

@@ -184,9 +184,9 @@ fn exec_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
 }
 
 fn fork_init(stdio: InitStdio, h: InitHandoff<'_>) -> io::Result<InitChild> {
-    use std::io::Write as _;
     use crate::sandbox::linux::status::{self, StatusMessage};
     use crate::workload::StartError;
+    use std::io::Write as _;
     // Anything still buffered would be written twice, once by each process.
     let _ = io::stdout().flush();
     let monitor = std::process::id() as i32;

@@ -24,10 +24,10 @@ use chrono::Utc;
 
 use self::guard::{Recorded, StartGuard};
 use self::pipes::{CHILD_ENDS, ContainerStdio, SpawnedPipes, StartPipes};
+use self::stdio::stop_forwarding;
 pub use self::stdio::{
     copy_output, copy_stdin, forward_signals, forwarded_signals, watch_forwarded_signals,
 };
-use self::stdio::stop_forwarding;
 use super::log::Log;
 use super::spawn::{self, InitChild, InitHandoff};
 use super::state::{Container, Status, process_start_time};
@@ -186,7 +186,9 @@ impl Monitor {
         })?;
         // The log is opened before the workload exists: nothing can fail between its start
         // and the copying of its output.
-        let log_path = store.container_dir(id).join(crate::container::log::FILE_NAME);
+        let log_path = store
+            .container_dir(id)
+            .join(crate::container::log::FILE_NAME);
         let log = Log::open(&log_path, &c.log_config)
             .ctx(|| format!("opening {}", log_path.display()))?;
 
@@ -453,7 +455,6 @@ fn remove_volumes(store: &Store, c: &Container) {
     }
 }
 
-
 /// Takes the container's monitor lock (held for the monitor's life, so a second `start` finds
 /// it running instead of racing for the same rootfs) and loads it; gives it, its run folder
 /// and the lock.
@@ -607,8 +608,16 @@ fn start_copying(
                 stdin_hold = Some(Box::new(stdin));
             }
         }
-        threads.push(copy_output(out, log.writer("stdout"), attach.tee(io::stdout())));
-        threads.push(copy_output(err, log.writer("stderr"), attach.tee(io::stderr())));
+        threads.push(copy_output(
+            out,
+            log.writer("stdout"),
+            attach.tee(io::stdout()),
+        ));
+        threads.push(copy_output(
+            err,
+            log.writer("stderr"),
+            attach.tee(io::stderr()),
+        ));
     }
     Ok(Copies {
         threads,

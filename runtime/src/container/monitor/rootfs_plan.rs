@@ -222,4 +222,3 @@ fn resolv_conf(network: NetworkMode) -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
-

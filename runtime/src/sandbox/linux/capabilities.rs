@@ -424,7 +424,7 @@ mod tests {
     ) -> std::io::Result<std::process::Output> {
         let mut cmd = Command::new(program[0]);
         cmd.args(&program[1..]);
-        // SAFETY (test only): the closure makes raw syscalls, no allocation, no locks.
+        // SAFETY: (test only) the closure makes raw syscalls, no allocation, no locks.
         unsafe { cmd.pre_exec(pre) };
         cmd.output()
     }

@@ -149,7 +149,12 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
 
 /// The start of `__init`: no core dumps or /proc access to it, nothing inherited open but its
 /// pipes, Docker's umask, and a death signal tied to the monitor. Gives the status pipe.
-fn take_inheritance(cfg: &InitConfig, status_fd: RawFd, go_fd: Option<RawFd>, monitor: i32) -> File {
+fn take_inheritance(
+    cfg: &InitConfig,
+    status_fd: RawFd,
+    go_fd: Option<RawFd>,
+    monitor: i32,
+) -> File {
     // No process of the container may open this one's /proc/PID/exe (berth's binary) or
     // memory: PID 1 runs berth until it execs the workload (for good with `--init` or a WASI
     // guest), and an exec gives the workload its own dumpable state.
@@ -611,7 +616,8 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
             flags |= CloneFlags::CLONE_NEWNET;
         }
     }
-    nix::sched::unshare(flags).map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
+    nix::sched::unshare(flags)
+        .map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
     Ok(())
 }
 

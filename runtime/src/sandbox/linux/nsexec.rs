@@ -63,7 +63,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     // a cgroup of the host's, so there this process joins the whole cgroup first.
     let mut fork_target = cgroups::ForkTarget::default();
     if cfg.cgroup {
-        let cg = cgroups::Cgroup::open(&cfg.id).map_err(|e| StartError::berth(e))?;
+        let cg = cgroups::Cgroup::open(&cfg.id).map_err(StartError::berth)?;
         if cfg.spec.security.userns {
             cg.add_process(std::process::id() as i32)
         } else {
@@ -71,7 +71,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
                 .and_then(|()| cg.fork_target())
                 .map(|t| fork_target = t)
         }
-        .map_err(|e| StartError::berth(e))?;
+        .map_err(StartError::berth)?;
     }
     // Opened while the store is in view (the container's mount namespace hides it).
     let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
@@ -96,8 +96,9 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
             File::open(format!("/proc/{}/ns/{name}", cfg.pid))
                 .map(|f| (f, *flag))
                 .map_err(|e| {
-                    StartError::berth(format!("the container is not running ({name} namespace: {e})"),
-                    )
+                    StartError::berth(format!(
+                        "the container is not running ({name} namespace: {e})"
+                    ))
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -108,13 +109,13 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     drop(files);
     if cfg.spec.security.userns {
         let (g, u) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
-        nix::unistd::setresgid(g, g, g).map_err(|e| StartError::berth(e))?;
-        nix::unistd::setresuid(u, u, u).map_err(|e| StartError::berth(e))?;
+        nix::unistd::setresgid(g, g, g).map_err(StartError::berth)?;
+        nix::unistd::setresuid(u, u, u).map_err(StartError::berth)?;
     }
     // SAFETY: single-threaded (a fresh exec of berth), so the child may run any code.
-    let forked = unsafe { fork_target.fork() }.map_err(|e| StartError::berth(e))?;
+    let forked = unsafe { fork_target.fork() }.map_err(StartError::berth)?;
     if forked.is_child() {
-        fork_target.finish_join().map_err(|e| StartError::berth(e))?;
+        fork_target.finish_join().map_err(StartError::berth)?;
     }
     drop(fork_target);
     match forked {

@@ -111,9 +111,8 @@ fn find_workload(spec: &WorkloadSpec, make_cwd: bool) -> Result<Found, StartErro
         spec.cwd.as_str()
     };
     if make_cwd && std::fs::metadata(cwd).is_err() {
-        std::fs::create_dir_all(cwd).map_err(|e| {
-            StartError::berth(format!("creating the working directory {cwd}: {e}"))
-        })?;
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| StartError::berth(format!("creating the working directory {cwd}: {e}")))?;
     }
     nix::unistd::chdir(cwd).map_err(|e| {
         let message = format!("entering the working directory {cwd}: {e}");
@@ -301,15 +300,17 @@ pub(crate) fn exec_command(
 /// Finds the program as execve would be asked for it, or fails with Docker's message and code.
 pub(crate) fn resolve_program(args: &[String], env: &[String]) -> Result<PathBuf, StartError> {
     let Some(name) = args.first() else {
-        return Err(StartError::berth("no command specified: the image has no Cmd or Entrypoint; give a command after the image name",
+        return Err(StartError::berth(
+            "no command specified: the image has no Cmd or Entrypoint; give a command after the image name",
         ));
     };
     let executable = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file());
     if name.contains('/') {
         let p = PathBuf::from(name);
         if !p.exists() {
-            return Err(StartError::not_found(format!("exec: \"{name}\": stat {name}: no such file or directory"),
-            ));
+            return Err(StartError::not_found(format!(
+                "exec: \"{name}\": stat {name}: no such file or directory"
+            )));
         }
         return Ok(p);
     }
@@ -324,8 +325,9 @@ pub(crate) fn resolve_program(args: &[String], env: &[String]) -> Result<PathBuf
             return Ok(candidate);
         }
     }
-    Err(StartError::not_found(format!("exec: \"{name}\": executable file not found in $PATH"),
-    ))
+    Err(StartError::not_found(format!(
+        "exec: \"{name}\": executable file not found in $PATH"
+    )))
 }
 
 /// Capabilities, groups, ids, no_new_privs and seccomp, in the order that keeps each step
@@ -336,9 +338,9 @@ pub(crate) fn drop_privileges(
 ) -> Result<(), StartError> {
     let sec = &spec.security;
     let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged)
-        .map_err(|e| StartError::berth(e))?;
+        .map_err(StartError::berth)?;
     let filter = if sec.seccomp && !sec.privileged {
-        Some(seccomp::default_profile(&caps).map_err(|e| StartError::berth(e))?)
+        Some(seccomp::default_profile(&caps).map_err(StartError::berth)?)
     } else {
         None
     };
@@ -346,25 +348,26 @@ pub(crate) fn drop_privileges(
     // we are still root; the profile allows the setuid, capset and prctl calls after it.
     let early = !sec.no_new_privs || sec.privileged;
     if early && let Some(f) = &filter {
-        seccomp::install(f).map_err(|e| StartError::berth(e))?;
+        seccomp::install(f).map_err(StartError::berth)?;
     }
-    capabilities::prepare_uid_change().map_err(|e| StartError::berth(e))?;
+    capabilities::prepare_uid_change().map_err(StartError::berth)?;
     let groups: Vec<nix::unistd::Gid> = who
         .groups
         .iter()
         .map(|g| nix::unistd::Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| StartError::berth(format!("setting groups: {e}")))?;
+    nix::unistd::setgroups(&groups)
+        .map_err(|e| StartError::berth(format!("setting groups: {e}")))?;
     nix::unistd::setgid(nix::unistd::Gid::from_raw(who.gid))
         .map_err(|e| StartError::berth(format!("setting gid {}: {e}", who.gid)))?;
     nix::unistd::setuid(nix::unistd::Uid::from_raw(who.uid))
         .map_err(|e| StartError::berth(format!("setting uid {}: {e}", who.uid)))?;
-    capabilities::apply(&caps, who.uid == 0).map_err(|e| StartError::berth(e))?;
+    capabilities::apply(&caps, who.uid == 0).map_err(StartError::berth)?;
     if sec.no_new_privs && !sec.privileged {
-        seccomp::set_no_new_privs().map_err(|e| StartError::berth(e))?;
+        seccomp::set_no_new_privs().map_err(StartError::berth)?;
     }
     if !early && let Some(f) = &filter {
-        seccomp::install(f).map_err(|e| StartError::berth(e))?;
+        seccomp::install(f).map_err(StartError::berth)?;
     }
     Ok(())
 }
@@ -405,22 +408,28 @@ pub(crate) fn exec(
     } != 0
     {
         return Err(StartError::berth(format!(
-                "closing inherited files: {}",
-                std::io::Error::last_os_error()
-            ),
-        ));
+            "closing inherited files: {}",
+            std::io::Error::last_os_error()
+        )));
     }
-    let c = |s: &str| CString::new(s).map_err(|_| StartError::berth(format!("{s:?} contains a NUL byte")));
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| StartError::berth(format!("{s:?} contains a NUL byte")))
+    };
     let prog = c(&program.display().to_string())?;
     let argv = args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let e = nix::unistd::execve(&prog, &argv, &envp).unwrap_err();
     let name = &args[0];
     Err(match e {
-        nix::Error::EACCES => StartError::cannot_run(format!("exec: \"{name}\": permission denied")),
-        nix::Error::ENOENT => StartError::not_found(format!("exec: \"{name}\": no such file or directory (or its interpreter is missing)"),
-        ),
-        nix::Error::ENOEXEC => StartError::cannot_run(format!("exec: \"{name}\": exec format error")),
+        nix::Error::EACCES => {
+            StartError::cannot_run(format!("exec: \"{name}\": permission denied"))
+        }
+        nix::Error::ENOENT => StartError::not_found(format!(
+            "exec: \"{name}\": no such file or directory (or its interpreter is missing)"
+        )),
+        nix::Error::ENOEXEC => {
+            StartError::cannot_run(format!("exec: \"{name}\": exec format error"))
+        }
         other => StartError::cannot_run(format!("exec: \"{name}\": {other}")),
     })
 }

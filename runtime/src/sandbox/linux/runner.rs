@@ -83,9 +83,8 @@ impl Runner for NativeRunner {
                 })
                 .map_err(|e| StartError::berth(format!("creating {}: {e}", path.display())))?;
         }
-        folder.cgroup = Some(
-            Cgroup::create(workload.id, &spec.cgroup_limits()).map_err(StartError::berth)?,
-        );
+        folder.cgroup =
+            Some(Cgroup::create(workload.id, &spec.cgroup_limits()).map_err(StartError::berth)?);
         let config = InitConfig {
             id: workload.id.to_string(),
             spec: spec.clone(),

@@ -560,7 +560,7 @@ mod tests {
         let filter = default_profile(caps).unwrap();
         let mut cmd = Command::new(program[0]);
         cmd.args(&program[1..]);
-        // SAFETY (test only): prctl and seccomp syscalls, no allocation, no locks.
+        // SAFETY: (test only) prctl and seccomp syscalls, no allocation, no locks.
         unsafe {
             cmd.pre_exec(move || {
                 set_no_new_privs().map_err(|_| std::io::Error::last_os_error())?;
@@ -626,7 +626,7 @@ mod tests {
     /// Forks; the child installs the filter, runs `f` and exits with its result.
     fn in_filtered_child(caps: &CapSet, f: fn() -> i32) -> i32 {
         let filter = default_profile(caps).unwrap();
-        // SAFETY (test only): the child makes raw syscalls only, then _exit.
+        // SAFETY: (test only) the child makes raw syscalls only, then _exit.
         unsafe {
             let pid = libc::fork();
             assert!(pid >= 0);
@@ -664,6 +664,7 @@ mod tests {
     fn arguments_and_abis_are_checked() {
         let caps = CapSet::default();
         // clone with CLONE_NEWUTS: EPERM.
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&caps, || unsafe {
             let rc = libc::syscall(
                 libc::SYS_clone,
@@ -680,6 +681,7 @@ mod tests {
         });
         assert_eq!(code, 0, "clone(CLONE_NEWUTS)");
         // Plain clone (fork): allowed.
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&caps, || unsafe {
             let rc = libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
             if rc == 0 {
@@ -694,11 +696,13 @@ mod tests {
         });
         assert_eq!(code, 0, "plain clone");
         // clone3: ENOSYS, so glibc falls back to clone.
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&caps, || unsafe {
             expect_errno(libc::syscall(libc::SYS_clone3, 0, 0), libc::ENOSYS)
         });
         assert_eq!(code, 0, "clone3");
         // personality: the query works, ADDR_NO_RANDOMIZE does not.
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&caps, || unsafe {
             if libc::syscall(libc::SYS_personality, 0xffff_ffffu64) == -1 {
                 return 97;
@@ -707,6 +711,7 @@ mod tests {
         });
         assert_eq!(code, 0, "personality");
         // AF_VSOCK sockets: EPERM; AF_UNIX works.
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&caps, || unsafe {
             if libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) < 0 {
                 return 97;
@@ -718,6 +723,7 @@ mod tests {
         });
         assert_eq!(code, 0, "socket(AF_VSOCK)");
         // setns and unshare: EPERM before any capability check.
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&caps, || unsafe {
             expect_errno(
                 libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUTS),
@@ -728,6 +734,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             // getpid through the x32 ABI: ENOSYS, whether or not the kernel has x32.
+            // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
             let code = in_filtered_child(&caps, || unsafe {
                 expect_errno(libc::syscall(0x4000_0000 | libc::SYS_getpid), libc::ENOSYS)
             });
@@ -741,6 +748,7 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
+        // SAFETY: (test only) raw syscalls in the filtered child, which then exits.
         let code = in_filtered_child(&sys_admin(), || unsafe {
             if libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUTS) == -1 {
                 return errno();
@@ -772,7 +780,7 @@ mod tests {
     #[test]
     fn install_without_no_new_privs_or_sys_admin_explains() {
         let filter = default_profile(&CapSet::default()).unwrap();
-        // SAFETY (test only): the child makes raw syscalls only, then _exit.
+        // SAFETY: (test only) the child makes raw syscalls only, then _exit.
         unsafe {
             let pid = libc::fork();
             assert!(pid >= 0);

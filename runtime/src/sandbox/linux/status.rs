@@ -68,10 +68,7 @@ pub enum StartReport {
 /// Reads the status pipe to its end. `on_pid` gets the pid the moment it is known (the monitor
 /// moves it into its cgroup then, which lets the workload go on); an error it returns ends the
 /// start.
-pub fn read(
-    pipe: File,
-    mut on_pid: impl FnMut(i32) -> Result<(), StartError>,
-) -> StartReport {
+pub fn read(pipe: File, mut on_pid: impl FnMut(i32) -> Result<(), StartError>) -> StartReport {
     let mut pid = None;
     for line in BufReader::new(pipe).lines() {
         let line = match line {

@@ -294,6 +294,7 @@ impl ModuleCache {
         // `deserialize_component`); elsewhere wasmtime opens it by path with the access its
         // mapping needs (entries are replaced only by rename).
         let loading = |e: wasmtime::Error| format!("loading it: {e:#}");
+        // SAFETY: see above.
         let loaded = unsafe {
             match kind {
                 WasmKind::Module if cfg!(target_os = "linux") => {
@@ -389,14 +390,17 @@ unsafe fn deserialize_component(
         use std::os::fd::AsRawFd;
         let link = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         if link.exists() {
+            // SAFETY: the caller's (this function's contract): a checked artifact of this cache.
             return unsafe { Component::deserialize_file(engine, link) }.map_err(loading);
         }
         let _ = real;
+        // SAFETY: as above.
         unsafe { component_from_mapping(engine, file) }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = file;
+        // SAFETY: the caller's (this function's contract): a checked artifact of this cache.
         unsafe { Component::deserialize_file(engine, real) }.map_err(loading)
     }
 }
@@ -415,6 +419,7 @@ unsafe fn component_from_mapping(
     // the bytes before this returns.
     let map = unsafe { memmap2::MmapOptions::new().populate().map(file) }
         .map_err(|e| format!("mapping it: {e}"))?;
+    // SAFETY: the caller's (this function's contract): a checked artifact of this cache.
     unsafe { Component::deserialize(engine, &map) }.map_err(|e| format!("loading it: {e:#}"))
 }
 

@@ -47,8 +47,8 @@ impl Runner for WasiRunner {
 
     fn run(&self, workload: &Workload<'_>) -> Result<i32, StartError> {
         let spec = workload.spec;
-        let root = Dir::open_ambient_dir(workload.rootfs, cap_std::ambient_authority())
-            .map_err(|e| {
+        let root =
+            Dir::open_ambient_dir(workload.rootfs, cap_std::ambient_authority()).map_err(|e| {
                 StartError::berth(format!("opening {}: {e}", workload.rootfs.display()))
             })?;
         let who = user::resolve_in(&spec.user, &root).map_err(StartError::berth)?;
@@ -83,7 +83,10 @@ fn read_program(root: &Dir, spec: &WorkloadSpec, env: &[String]) -> Result<Vec<u
     let candidates: Vec<String> = if name.starts_with('/') {
         vec![inside(name)]
     } else if name.contains('/') {
-        vec![inside(&format!("{}/{name}", spec.cwd.trim_end_matches('/')))]
+        vec![inside(&format!(
+            "{}/{name}",
+            spec.cwd.trim_end_matches('/')
+        ))]
     } else {
         let path = env
             .iter()
