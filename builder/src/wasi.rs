@@ -62,13 +62,7 @@ pub fn mark_wasi_entrypoint(store: &Store, config: &mut ImageConfig, quiet: bool
 /// The snapshot holding `program` in the image's layers, and the file.
 #[cfg(target_os = "linux")]
 fn find(store: &Store, config: &ImageConfig, program: &str) -> Option<(PathBuf, PathBuf)> {
-    let top_first: Vec<PathBuf> = config
-        .rootfs
-        .diff_ids
-        .iter()
-        .rev()
-        .map(|d| store.snapshot_path(d))
-        .collect();
+    let top_first = store.snapshots_top_first(&config.rootfs.diff_ids);
     let (layer, file) = berth_runtime::image::snapshot::find_in_layers(&top_first, program)?;
     Some((top_first[layer].clone(), file))
 }

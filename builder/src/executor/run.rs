@@ -115,12 +115,8 @@ impl Builder<'_> {
     /// The backend of a RUN step, decided as a container's is: a WASI stage's steps run
     /// WebAssembly programs; elsewhere the program's bytes in the stage's layers decide.
     fn step_backend(&self, state: &StageState, spec: &WorkloadSpec) -> Backend {
-        let top_first: Vec<std::path::PathBuf> = state
-            .layers
-            .iter()
-            .rev()
-            .map(|l| self.store.snapshot_path(&l.diff_id))
-            .collect();
+        let diff_ids: Vec<_> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let top_first = self.store.snapshots_top_first(&diff_ids);
         let header = backend::program_header(&top_first, spec);
         let evidence = backend::Evidence {
             forced: None,

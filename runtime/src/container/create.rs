@@ -774,14 +774,7 @@ fn record_container(
     for layer in image.layers()? {
         store.ensure_snapshot(&layer)?;
     }
-    let top_first: Vec<PathBuf> = image
-        .config
-        .rootfs
-        .diff_ids
-        .iter()
-        .rev()
-        .map(|d| store.snapshot_path(d))
-        .collect();
+    let top_first = store.snapshots_top_first(&image.config.rootfs.diff_ids);
     let header = backend::program_header(&top_first, spec);
     let evidence = backend::Evidence {
         forced: opts.runtime,

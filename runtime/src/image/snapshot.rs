@@ -21,6 +21,16 @@ impl Store {
         self.snapshots_dir().join(diff_id.hex())
     }
 
+    /// The snapshots of the layers `diff_ids` (bottom first, as an image config lists them),
+    /// topmost first: the order overlayfs and [`find_in_layers`] take.
+    pub fn snapshots_top_first(&self, diff_ids: &[Digest]) -> Vec<PathBuf> {
+        diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.snapshot_path(d))
+            .collect()
+    }
+
     /// Returns the snapshot of `layer`, unpacking its blob first if needed.
     pub fn ensure_snapshot(&self, layer: &LayerRef) -> Result<PathBuf, ImageError> {
         let path = self.snapshot_path(&layer.diff_id);

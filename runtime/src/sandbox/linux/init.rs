@@ -305,8 +305,13 @@ impl ForkPlan {
             cgroup,
             early_exit_report,
             alive: (alive_read, alive_write),
-            ..
+            cleanup,
+            cgroup_remover,
+            null,
         } = self;
+        // `__init`'s alone: a host folder's handle and the cleanup pipe never reach the
+        // container.
+        drop((cleanup, cgroup_remover, null));
         // If __init dies (its monitor was killed), the container goes too: never a ghost. It
         // may have died before the death signal was armed: then the pipe says so.
         drop(alive_write);
@@ -317,7 +322,7 @@ impl ForkPlan {
         // The exit pipe is __init's, except that with `--rm` a WASI guest's code goes on it the
         // moment the guest ends (this process' own end, a few tenths of a millisecond of
         // unmapping, is then not waited for): __init removes the cgroup once it has reaped
-        // this process. The cleanup pipe is __init's alone (dropped with the rest of the plan).
+        // this process.
         let exit_fd = if early_exit_report {
             cfg.exit_fd
         } else {

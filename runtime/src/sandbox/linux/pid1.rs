@@ -60,18 +60,9 @@ pub(crate) fn container_main(
     let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
     build_container(spec, cfg)?;
     let found = find_workload(spec, true)?;
-    let header = read_header(&found.program);
-    if let Some(kind) = backend::check_program(spec, &header)? {
-        let wasi = WasiStart {
-            spec,
-            found: &found,
-            kind,
-            cache: wasm_cache,
-            known: cfg.wasm_module.as_ref(),
-        };
+    if let Some(wasi) = WasiStart::of(spec, &found, wasm_cache, cfg.wasm_module.as_ref())? {
         return wasi.run(Some(pipes.status), pipes.go, pipes.exit);
     }
-    drop(wasm_cache);
     if let Some(fd) = pipes.exit {
         // Only a WASI guest reports its own exit (see `init::run`).
         let _ = nix::unistd::close(fd);
@@ -211,7 +202,25 @@ pub(crate) struct WasiStart<'a> {
     known: Option<&'a wasi::KnownModule>,
 }
 
-impl WasiStart<'_> {
+impl<'a> WasiStart<'a> {
+    /// The guest `found` is, when its first bytes (with the spec's backend) say it runs as
+    /// one; `None` for a native program.
+    fn of(
+        spec: &'a WorkloadSpec,
+        found: &'a Found,
+        cache: Option<wasi::ModuleCache>,
+        known: Option<&'a wasi::KnownModule>,
+    ) -> Result<Option<WasiStart<'a>>, StartError> {
+        let header = read_header(&found.program);
+        Ok(backend::check_program(spec, &header)?.map(|kind| WasiStart {
+            spec,
+            found,
+            kind,
+            cache,
+            known,
+        }))
+    }
+
     /// Compiles (or loads from the cache) the program while still privileged, drops privileges
     /// as a native workload would, then runs the guest and exits with its code. With `status`,
     /// closing it tells the monitor the guest runs; with `exit_fd` the code is reported there
@@ -282,15 +291,7 @@ pub(crate) fn exec_command(
     wasm_cache: Option<wasi::ModuleCache>,
 ) -> Result<std::convert::Infallible, StartError> {
     let found = find_workload(spec, false)?;
-    let header = read_header(&found.program);
-    if let Some(kind) = backend::check_program(spec, &header)? {
-        let wasi = WasiStart {
-            spec,
-            found: &found,
-            kind,
-            cache: wasm_cache,
-            known: None,
-        };
+    if let Some(wasi) = WasiStart::of(spec, &found, wasm_cache, None)? {
         return wasi.run(None, None, None);
     }
     drop_privileges(spec, &found.who)?;
