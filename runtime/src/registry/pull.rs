@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -189,17 +189,53 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
     )?;
     // No garbage collection while blobs arrive that no image names yet.
     let _content = store.lock_content()?;
+    let fetched = image_manifest(&client, name, opts.platform.as_ref())?;
+    let named = fetch_config(&client, store, name, &fetched)?;
+    let mut downloaded = named.downloaded;
+    downloaded += fetch_layers(&client, store, name, &named.layers, opts.progress)?;
+
+    // Last: the manifest, and the name.
+    let up_to_date = store
+        .find_image(&name.to_string())
+        .is_ok_and(|i| i.digest == fetched.digest);
+    let digest = store.add_image(
+        &fetched.bytes,
+        &fetched.media_type,
+        std::slice::from_ref(name),
+    )?;
+    let Named { id, layers, .. } = named;
+    let mut blobs: Vec<Digest> = layers.iter().map(|l| l.blob.clone()).collect();
+    blobs.push(id.clone());
+    if let Err(e) = sources::record(store, &name.name(), &blobs) {
+        tracing::warn!("recording where the blobs came from: {e}");
+    }
+    Ok(Pulled {
+        name: name.clone(),
+        digest,
+        id,
+        up_to_date,
+        downloaded,
+    })
+}
+
+/// The image manifest `name` points at, through an index or manifest list to the one for
+/// `platform`.
+fn image_manifest(
+    client: &Client,
+    name: &ImageRef,
+    platform: Option<&Platform>,
+) -> Result<Fetched> {
     let reference = name.digest().or(name.tag()).unwrap_or("latest").to_string();
-    let mut fetched = fetch_manifest(&client, name, &reference)?;
+    let mut fetched = fetch_manifest(client, name, &reference)?;
     if fetched.media_type == OCI_INDEX || fetched.media_type == DOCKER_MANIFEST_LIST {
         let index: ImageIndex =
             serde_json::from_slice(&fetched.bytes).map_err(|e| RegistryError::Invalid {
                 what: format!("the image index of {}", name.familiar()),
                 reason: e.to_string(),
             })?;
-        let pick = platform::select(&index, opts.platform.as_ref(), &name.familiar())?;
+        let pick = platform::select(&index, platform, &name.familiar())?;
         let digest = pick.digest().to_string();
-        fetched = fetch_manifest(&client, name, &digest)?;
+        fetched = fetch_manifest(client, name, &digest)?;
     } else if fetched
         .media_type
         .starts_with("application/vnd.docker.distribution.manifest.v1")
@@ -215,6 +251,26 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
             reason: format!("its media type {} is not an image", fetched.media_type),
         });
     }
+    Ok(fetched)
+}
+
+/// What an image manifest names, checked against its config.
+struct Named {
+    /// The image id (config digest).
+    id: Digest,
+    /// The layers, each with its diff_id from the config.
+    layers: Vec<LayerRef>,
+    /// Blobs downloaded for it (the config, unless the store had it).
+    downloaded: usize,
+}
+
+/// Parses an image manifest and brings its config into the store.
+fn fetch_config(
+    client: &Client,
+    store: &Store,
+    name: &ImageRef,
+    fetched: &Fetched,
+) -> Result<Named> {
     let manifest: ImageManifest =
         serde_json::from_slice(&fetched.bytes).map_err(|e| RegistryError::Invalid {
             what: format!("the manifest of {}", name.familiar()),
@@ -231,7 +287,7 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
     let config_bytes = if store.has_blob(&id) {
         store.read_blob(&id)?
     } else {
-        let bytes = fetch_small_blob(&client, name, &id, MAX_CONFIG)?;
+        let bytes = fetch_small_blob(client, name, &id, MAX_CONFIG)?;
         store.put_blob(&bytes)?;
         downloaded += 1;
         bytes
@@ -261,96 +317,119 @@ pub fn pull(store: &Store, name: &ImageRef, opts: &PullOptions<'_>) -> Result<Pu
             media_type: d.media_type().clone(),
         });
     }
+    Ok(Named {
+        id,
+        layers,
+        downloaded,
+    })
+}
 
-    // Layers: fetched in parallel, each unpacked as soon as it is in.
-    let next = AtomicUsize::new(0);
-    let fetched_count = AtomicUsize::new(0);
-    let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-    let pending: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+/// Layers: fetched in parallel, each unpacked as soon as it is in; returns how many blobs
+/// were downloaded.
+fn fetch_layers(
+    client: &Client,
+    store: &Store,
+    name: &ImageRef,
+    layers: &[LayerRef],
+    progress: &dyn Progress,
+) -> Result<usize> {
+    let fetch = LayerFetch {
+        client,
+        store,
+        name,
+        progress,
+        next: AtomicUsize::new(0),
+        fetched: AtomicUsize::new(0),
+        first_error: Mutex::new(None),
+        pending: Mutex::new(Vec::new()),
+    };
     // Each blob once: a blob listed twice would wait on its own download lock.
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<&LayerRef> = layers.iter().filter(|l| seen.insert(&l.blob)).collect();
     let workers = PARALLEL.min(unique.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    if first_error.lock().expect("error lock").is_some() {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&layer) = unique.get(i) else {
-                        return;
-                    };
-                    let result = (|| -> Result<()> {
-                        let present = store.has_blob(&layer.blob);
-                        opts.progress.event(Event::Start {
-                            digest: layer.blob.clone(),
-                            size: layer.size,
-                            action: if present { "Extracting" } else { "Downloading" },
-                        });
-                        let had_snapshot = store.snapshot_path(&layer.diff_id).is_dir();
-                        let mut unpacked = false;
-                        if !present {
-                            if let Some(p) =
-                                download_blob(&client, store, name, layer, opts.progress)?
-                            {
-                                pending.lock().expect("pending lock").push(p);
-                                unpacked = true;
-                            }
-                            fetched_count.fetch_add(1, Ordering::SeqCst);
-                        }
-                        if !unpacked {
-                            store.ensure_snapshot(layer)?;
-                        }
-                        opts.progress.event(Event::Done {
-                            digest: layer.blob.clone(),
-                            status: if present && had_snapshot {
-                                "Already exists".into()
-                            } else {
-                                "Pull complete".into()
-                            },
-                        });
-                        Ok(())
-                    })();
-                    if let Err(e) = result {
-                        first_error.lock().expect("error lock").get_or_insert(e);
-                        return;
-                    }
-                }
-            });
+            s.spawn(|| fetch.worker(&unique));
         }
     });
     // What arrived whole goes into place even when another layer failed: the next pull
     // will not fetch it again.
-    let finished = finish(store, pending.into_inner().expect("pending lock"));
-    if let Some(e) = first_error.into_inner().expect("error lock") {
+    let finished = finish(store, fetch.pending.into_inner().expect("pending lock"));
+    if let Some(e) = fetch.first_error.into_inner().expect("error lock") {
         return Err(e);
     }
     finished?;
-    downloaded += fetched_count.into_inner();
+    Ok(fetch.fetched.into_inner())
+}
 
-    // Last: the manifest, and the name.
-    let up_to_date = store
-        .find_image(&name.to_string())
-        .is_ok_and(|i| i.digest == fetched.digest);
-    let digest = store.add_image(
-        &fetched.bytes,
-        &fetched.media_type,
-        std::slice::from_ref(name),
-    )?;
-    let mut blobs: Vec<Digest> = layers.iter().map(|l| l.blob.clone()).collect();
-    blobs.push(id.clone());
-    if let Err(e) = sources::record(store, &name.name(), &blobs) {
-        tracing::warn!("recording where the blobs came from: {e}");
+/// The layers of one pull, shared by the threads that fetch them.
+struct LayerFetch<'a> {
+    client: &'a Client,
+    store: &'a Store,
+    name: &'a ImageRef,
+    progress: &'a dyn Progress,
+    /// The index of the next layer to take.
+    next: AtomicUsize,
+    /// Blobs downloaded.
+    fetched: AtomicUsize,
+    /// The first failure; the other threads stop at their next layer.
+    first_error: Mutex<Option<RegistryError>>,
+    /// Blobs unpacked as they arrived, waiting for [`finish`].
+    pending: Mutex<Vec<Pending>>,
+}
+
+impl LayerFetch<'_> {
+    /// One thread: takes layers until none is left or one failed.
+    fn worker(&self, unique: &[&LayerRef]) {
+        loop {
+            if self.first_error.lock().expect("error lock").is_some() {
+                return;
+            }
+            let i = self.next.fetch_add(1, Ordering::SeqCst);
+            let Some(&layer) = unique.get(i) else {
+                return;
+            };
+            if let Err(e) = self.layer(layer) {
+                self.first_error
+                    .lock()
+                    .expect("error lock")
+                    .get_or_insert(e);
+                return;
+            }
+        }
     }
-    Ok(Pulled {
-        name: name.clone(),
-        digest,
-        id,
-        up_to_date,
-        downloaded,
-    })
+
+    /// One layer: downloaded unless the store has it, and unpacked.
+    fn layer(&self, layer: &LayerRef) -> Result<()> {
+        let store = self.store;
+        let present = store.has_blob(&layer.blob);
+        self.progress.event(Event::Start {
+            digest: layer.blob.clone(),
+            size: layer.size,
+            action: if present { "Extracting" } else { "Downloading" },
+        });
+        let had_snapshot = store.snapshot_path(&layer.diff_id).is_dir();
+        let mut unpacked = false;
+        if !present {
+            if let Some(p) = download_blob(self.client, store, self.name, layer, self.progress)? {
+                self.pending.lock().expect("pending lock").push(p);
+                unpacked = true;
+            }
+            self.fetched.fetch_add(1, Ordering::SeqCst);
+        }
+        if !unpacked {
+            store.ensure_snapshot(layer)?;
+        }
+        self.progress.event(Event::Done {
+            digest: layer.blob.clone(),
+            status: if present && had_snapshot {
+                "Already exists".into()
+            } else {
+                "Pull complete".into()
+            },
+        });
+        Ok(())
+    }
 }
 
 /// A small blob (a config) into memory, verified.
@@ -417,7 +496,7 @@ fn download_blob(
     let path = partial_path(store, digest);
     let lock_path = path.with_extension("lock");
     // Another process fetching the same blob: wait for it, then use its result.
-    let mut guard = Some(
+    let guard =
         match lock::try_exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))? {
             Some(g) => g,
             None => {
@@ -428,35 +507,21 @@ fn download_blob(
                 }
                 g
             }
-        },
-    );
-    let mut file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(&path)
-        .map_err(io_err(&what))?;
-    let mut hasher = Sha256::new();
-    let mut have = file.metadata().map_err(io_err(&what))?.len();
-    if have > layer.size {
-        file.set_len(0).map_err(io_err(&what))?;
-        have = 0;
-    }
-    if have > 0 {
-        // Hash what an earlier attempt left, then continue after it.
-        file.rewind().map_err(io_err(&what))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut left = have;
-        while left > 0 {
-            let n = file.read(&mut buf).map_err(io_err(&what))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        tracing::debug!("resuming {digest} at {have} of {} bytes", layer.size);
-    }
+        };
+    let (file, hasher, have) = open_partial(&path, layer, &what)?;
+    let mut download = Download {
+        client,
+        name,
+        layer,
+        progress,
+        what,
+        path,
+        lock_path,
+        guard: Some(guard),
+        file,
+        hasher,
+        have,
+    };
     // A download from the first byte is unpacked as it arrives, through a channel to a thread
     // (the snapshot is kept only if the whole transfer went through in one piece and both
     // digests check out); anything else is unpacked from the stored blob afterwards.
@@ -470,56 +535,125 @@ fn download_blob(
         };
         let unpacker = stream.then(|| s.spawn(move || unpack_stream(store, reader)));
         let mut tee = unpacker.as_ref().map(|_| chunks_in);
+        let outcome = download.fetch_all(&mut tee);
+        let streamed = tee.is_some();
+        drop(tee);
+        let unpacked = unpacker.map(|h| h.join().unwrap_or(Err(None)));
+        download.conclude(store, outcome, streamed, unpacked)
+    })
+}
+
+/// Opens the partial file of a download: its bytes so far (none if there are more than the
+/// blob's size) and their hash.
+fn open_partial(path: &Path, layer: &LayerRef, what: &str) -> Result<(File, Sha256, u64)> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(what))?;
+    let mut hasher = Sha256::new();
+    let mut have = file.metadata().map_err(io_err(what))?.len();
+    if have > layer.size {
+        file.set_len(0).map_err(io_err(what))?;
+        have = 0;
+    }
+    if have > 0 {
+        // Hash what an earlier attempt left, then continue after it.
+        file.rewind().map_err(io_err(what))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = have;
+        while left > 0 {
+            let n = file.read(&mut buf).map_err(io_err(what))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        tracing::debug!("resuming {} at {have} of {} bytes", layer.blob, layer.size);
+    }
+    Ok((file, hasher, have))
+}
+
+/// What a layer's unpacker thread ends with: the folder under `tmp/` and the diff_id, or the
+/// folder to remove.
+type Unpacked = Result<(PathBuf, Digest), Option<PathBuf>>;
+
+/// One layer blob's download into its partial file, under its download lock.
+struct Download<'a> {
+    client: &'a Client,
+    name: &'a ImageRef,
+    layer: &'a LayerRef,
+    progress: &'a dyn Progress,
+    /// What is being done, for errors.
+    what: String,
+    /// The partial file.
+    path: PathBuf,
+    /// The download lock's file.
+    lock_path: PathBuf,
+    guard: Option<lock::LockGuard>,
+    file: File,
+    /// The hash of the bytes so far.
+    hasher: Sha256,
+    /// Bytes so far.
+    have: u64,
+}
+
+impl Download<'_> {
+    /// Fetches the rest of the blob, retrying with backoff; `tee` is dropped at the first
+    /// failed attempt (the blob is then unpacked from the store).
+    fn fetch_all(&mut self, tee: &mut Option<SyncSender<Vec<u8>>>) -> Result<()> {
+        let size = self.layer.size;
         let mut backoff = super::client::backoff().with_max_times(5).build();
-        let outcome: Result<()> = loop {
-            if have == layer.size && layer.size > 0 {
+        loop {
+            if self.have == size && size > 0 {
                 break Ok(());
             }
-            let attempt = fetch_range(
-                client,
-                name,
-                digest,
-                &mut file,
-                &mut tee,
-                &mut hasher,
-                &mut have,
-                layer.size,
-                progress,
-            );
+            let attempt = self.fetch_range(tee);
             if attempt.is_err() {
-                tee = None;
+                *tee = None;
             }
             match attempt {
                 Ok(()) => break Ok(()),
                 Err(Attempt::Fatal(e)) => break Err(e),
                 Err(Attempt::Restart) => {
-                    if let Err(e) = file.set_len(0) {
-                        break Err(io_err(&what)(e));
+                    if let Err(e) = self.file.set_len(0) {
+                        break Err(io_err(&self.what)(e));
                     }
-                    hasher = Sha256::new();
-                    have = 0;
+                    self.hasher = Sha256::new();
+                    self.have = 0;
                 }
                 Err(Attempt::Transient(cause)) => match backoff.next() {
                     Some(delay) => {
-                        tracing::debug!("{what}: {cause}; retrying in {delay:?}");
+                        tracing::debug!("{}: {cause}; retrying in {delay:?}", self.what);
                         std::thread::sleep(delay.min(Duration::from_secs(8)));
                     }
                     None => {
                         break Err(RegistryError::Cut {
-                            what: what.clone(),
+                            what: self.what.clone(),
                             cause,
                         });
                     }
                 },
             }
-        };
-        let streamed = tee.is_some();
-        drop(tee);
-        let unpacked = unpacker.map(|h| h.join().unwrap_or(Err(None)));
-        let actual: Digest = format!("sha256:{}", hex::encode(hasher.finalize()))
+        }
+    }
+
+    /// Verifies what arrived and stores it: as a [`Pending`] with the snapshot streamed from
+    /// it, or else renamed into place.
+    fn conclude(
+        mut self,
+        store: &Store,
+        outcome: Result<()>,
+        streamed: bool,
+        unpacked: Option<Unpacked>,
+    ) -> Result<Option<Pending>> {
+        let digest = &self.layer.blob;
+        let actual: Digest = format!("sha256:{}", hex::encode(self.hasher.finalize()))
             .parse()
             .expect("a sha256 digest");
-        let discard = |u: Option<Result<(PathBuf, Digest), Option<PathBuf>>>| {
+        let discard = |u: Option<Unpacked>| {
             if let Some(Ok((tmp, _)) | Err(Some(tmp))) = u {
                 let _ = remove_tree(&tmp);
             }
@@ -530,32 +664,33 @@ fn download_blob(
         }
         if &actual != digest {
             discard(unpacked);
-            let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(&lock_path);
+            let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_file(&self.lock_path);
             return Err(RegistryError::DigestMismatch {
-                what: format!("layer {} of {}", digest, name.familiar()),
+                what: format!("layer {} of {}", digest, self.name.familiar()),
                 expected: digest.clone(),
                 actual,
             });
         }
         match unpacked {
-            Some(Ok((tmp, diff_id))) if streamed && diff_id == layer.diff_id => {
+            Some(Ok((tmp, diff_id))) if streamed && diff_id == self.layer.diff_id => {
                 // Blob and snapshot go into place in [`finish`], after one sync for the pull.
                 return Ok(Some(Pending {
-                    partial: path.clone(),
-                    lock: lock_path.clone(),
+                    partial: self.path.clone(),
+                    lock: self.lock_path.clone(),
                     blob: digest.clone(),
                     snapshot: (tmp, diff_id),
-                    _guard: guard.take(),
+                    _guard: self.guard.take(),
                 }));
             }
             other => discard(other),
         }
-        file.sync_all().map_err(io_err(&what))?;
-        atomic::rename_durable(&path, &store.blob_path(digest)).map_err(io_err(&what))?;
-        let _ = std::fs::remove_file(&lock_path);
+        let what = &self.what;
+        self.file.sync_all().map_err(io_err(what))?;
+        atomic::rename_durable(&self.path, &store.blob_path(digest)).map_err(io_err(what))?;
+        let _ = std::fs::remove_file(&self.lock_path);
         Ok(None)
-    })
+    }
 }
 
 /// A verified blob and its unpacked snapshot, both still under `tmp/`, waiting for [`finish`];
@@ -664,109 +799,118 @@ enum Attempt {
     Transient(String),
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fetch_range(
-    client: &Client,
-    name: &ImageRef,
-    digest: &Digest,
-    file: &mut File,
-    tee: &mut Option<SyncSender<Vec<u8>>>,
-    hasher: &mut Sha256,
-    have: &mut u64,
-    size: u64,
-    progress: &dyn Progress,
-) -> Result<(), Attempt> {
-    let mut req = Request::new(
-        Method::GET,
-        format!("/v2/{}/blobs/{digest}", name.repository()),
-    );
-    if *have > 0 {
-        tracing::debug!("resuming the download of {digest} from byte {have}");
-        req = req.header("range", format!("bytes={have}-"));
-    }
-    let mut resp = match client.send(req) {
-        Ok(r) => r,
-        Err(e @ RegistryError::Unreachable { .. }) => {
-            return Err(Attempt::Transient(e.to_string()));
+impl Download<'_> {
+    /// One request for the bytes after those the partial file has, written to it (and to
+    /// `tee` while there is one) as they arrive.
+    fn fetch_range(&mut self, tee: &mut Option<SyncSender<Vec<u8>>>) -> Result<(), Attempt> {
+        let mut resp = self.request(tee)?;
+        let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let (name, digest, size) = (self.name, &self.layer.blob, self.layer.size);
+        // The blob is made durable once complete: its writeback starts as it arrives.
+        let mut file = Writeback::new(&mut self.file, self.have);
+        let mut buf = vec![0u8; 256 << 10];
+        let mut last_report = self.have;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Attempt::Transient(e.to_string())),
+            };
+            if self.have + n as u64 > size {
+                return Err(Attempt::Fatal(RegistryError::Invalid {
+                    what: format!("layer {digest} of {}", name.familiar()),
+                    reason: format!("the registry sent more than its {size} bytes"),
+                }));
+            }
+            file.write_all(&buf[..n])
+                .map_err(|e| Attempt::Fatal(io_fatal(e)))?;
+            if let Some(w) = tee.as_mut()
+                && w.send(buf[..n].to_vec()).is_err()
+            {
+                // The unpacker gave up; the blob is unpacked from the store afterwards.
+                *tee = None;
+            }
+            self.hasher.update(&buf[..n]);
+            self.have += n as u64;
+            if self.have - last_report >= 1 << 20 {
+                last_report = self.have;
+                self.progress.event(Event::Progress {
+                    digest: digest.clone(),
+                    done: self.have,
+                });
+            }
         }
-        Err(e) => return Err(Attempt::Fatal(e)),
-    };
-    match resp.status().as_u16() {
-        200 if *have > 0 => {
-            // The server ignored the range: start over with this body.
-            *tee = None;
-            file.set_len(0).map_err(|e| Attempt::Fatal(io_fatal(e)))?;
-            *hasher = Sha256::new();
-            *have = 0;
-        }
-        200 | 206 => {}
-        416 => return Err(Attempt::Restart),
-        404 => {
-            return Err(Attempt::Fatal(RegistryError::Invalid {
-                what: format!("layer {digest} of {}", name.familiar()),
-                reason:
-                    "the registry does not have it (blob unknown), though the manifest names it"
-                        .into(),
-            }));
-        }
-        _ => {
-            return Err(Attempt::Fatal(client.error(
-                resp,
-                &format!(
-                    "downloading layer {} of {}",
-                    digest.short(),
-                    name.familiar()
-                ),
+        file.finish();
+        self.progress.event(Event::Progress {
+            digest: digest.clone(),
+            done: self.have,
+        });
+        if self.have < size {
+            return Err(Attempt::Transient(format!(
+                "the body ended after {} of {size} bytes",
+                self.have
             )));
         }
+        Ok(())
     }
-    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
-    // The blob is made durable once complete: its writeback starts as it arrives.
-    let mut file = Writeback::new(file, *have);
-    let mut buf = vec![0u8; 256 << 10];
-    let mut last_report = *have;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Attempt::Transient(e.to_string())),
+
+    /// Asks for the blob from the byte after those the partial file has; a server that
+    /// ignores the range sends it whole, and the partial file starts over.
+    fn request(
+        &mut self,
+        tee: &mut Option<SyncSender<Vec<u8>>>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Attempt> {
+        let (client, name, digest) = (self.client, self.name, &self.layer.blob);
+        let have = self.have;
+        let mut req = Request::new(
+            Method::GET,
+            format!("/v2/{}/blobs/{digest}", name.repository()),
+        );
+        if have > 0 {
+            tracing::debug!("resuming the download of {digest} from byte {have}");
+            req = req.header("range", format!("bytes={have}-"));
+        }
+        let resp = match client.send(req) {
+            Ok(r) => r,
+            Err(e @ RegistryError::Unreachable { .. }) => {
+                return Err(Attempt::Transient(e.to_string()));
+            }
+            Err(e) => return Err(Attempt::Fatal(e)),
         };
-        if *have + n as u64 > size {
-            return Err(Attempt::Fatal(RegistryError::Invalid {
-                what: format!("layer {digest} of {}", name.familiar()),
-                reason: format!("the registry sent more than its {size} bytes"),
-            }));
+        match resp.status().as_u16() {
+            200 if have > 0 => {
+                // The server ignored the range: start over with this body.
+                *tee = None;
+                self.file
+                    .set_len(0)
+                    .map_err(|e| Attempt::Fatal(io_fatal(e)))?;
+                self.hasher = Sha256::new();
+                self.have = 0;
+            }
+            200 | 206 => {}
+            416 => return Err(Attempt::Restart),
+            404 => {
+                return Err(Attempt::Fatal(RegistryError::Invalid {
+                    what: format!("layer {digest} of {}", name.familiar()),
+                    reason:
+                        "the registry does not have it (blob unknown), though the manifest names it"
+                            .into(),
+                }));
+            }
+            _ => {
+                return Err(Attempt::Fatal(client.error(
+                    resp,
+                    &format!(
+                        "downloading layer {} of {}",
+                        digest.short(),
+                        name.familiar()
+                    ),
+                )));
+            }
         }
-        file.write_all(&buf[..n])
-            .map_err(|e| Attempt::Fatal(io_fatal(e)))?;
-        if let Some(w) = tee.as_mut()
-            && w.send(buf[..n].to_vec()).is_err()
-        {
-            // The unpacker gave up; the blob is unpacked from the store afterwards.
-            *tee = None;
-        }
-        hasher.update(&buf[..n]);
-        *have += n as u64;
-        if *have - last_report >= 1 << 20 {
-            last_report = *have;
-            progress.event(Event::Progress {
-                digest: digest.clone(),
-                done: *have,
-            });
-        }
+        Ok(resp)
     }
-    file.finish();
-    progress.event(Event::Progress {
-        digest: digest.clone(),
-        done: *have,
-    });
-    if *have < size {
-        return Err(Attempt::Transient(format!(
-            "the body ended after {have} of {size} bytes"
-        )));
-    }
-    Ok(())
 }
 
 fn io_fatal(cause: io::Error) -> RegistryError {

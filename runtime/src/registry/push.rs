@@ -90,18 +90,7 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
         }
     }
 
-    // Repositories of the same registry that hold a blob: mount sources.
-    let prefix = format!("{}/", name.registry());
-    let mounts: Vec<Option<String>> = blobs
-        .iter()
-        .map(|b| {
-            sources::holders(store, &b.digest)
-                .into_iter()
-                .rev()
-                .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
-                .find(|repo| repo != name.repository())
-        })
-        .collect();
+    let mounts = mount_sources(store, name, &blobs);
     let mut scopes = vec![push_scope(name.repository())];
     for repo in mounts.iter().flatten() {
         let s = pull_scope(repo);
@@ -112,6 +101,45 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
     let login = login_for(&opts.registry.docker_config, name.registry());
     let client = Client::connect(name.registry(), opts.registry, login, scopes)?;
 
+    let uploaded = push_blobs(&client, store, name, &blobs, &mounts, opts.progress)?;
+    put_manifest(&client, name, &image.digest, media_type, &manifest_bytes)?;
+    let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+    if let Err(e) = sources::record(store, &name.name(), &digests) {
+        tracing::warn!("recording where the blobs went: {e}");
+    }
+    Ok(Pushed {
+        name: name.clone(),
+        digest: image.digest.clone(),
+        size: manifest_bytes.len() as u64,
+        uploaded,
+    })
+}
+
+/// Repositories of the same registry that hold a blob: mount sources (one for each blob, or
+/// none).
+fn mount_sources(store: &Store, name: &ImageRef, blobs: &[Blob]) -> Vec<Option<String>> {
+    let prefix = format!("{}/", name.registry());
+    blobs
+        .iter()
+        .map(|b| {
+            sources::holders(store, &b.digest)
+                .into_iter()
+                .rev()
+                .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+                .find(|repo| repo != name.repository())
+        })
+        .collect()
+}
+
+/// Pushes the blobs in parallel (each with its mount source); returns how many were uploaded.
+fn push_blobs(
+    client: &Client,
+    store: &Store,
+    name: &ImageRef,
+    blobs: &[Blob],
+    mounts: &[Option<String>],
+    progress: &dyn Progress,
+) -> Result<usize> {
     let next = AtomicUsize::new(0);
     let uploaded = AtomicUsize::new(0);
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
@@ -127,14 +155,7 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
                     let Some(blob) = blobs.get(i) else {
                         return;
                     };
-                    match push_blob(
-                        &client,
-                        store,
-                        name,
-                        blob,
-                        mounts[i].as_deref(),
-                        opts.progress,
-                    ) {
+                    match push_blob(client, store, name, blob, mounts[i].as_deref(), progress) {
                         Ok(true) => {
                             uploaded.fetch_add(1, Ordering::SeqCst);
                         }
@@ -151,7 +172,17 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
     if let Some(e) = first_error.into_inner().expect("error lock") {
         return Err(e);
     }
+    Ok(uploaded.into_inner())
+}
 
+/// Puts the manifest under the name's tag, checking the digest the registry stored it as.
+fn put_manifest(
+    client: &Client,
+    name: &ImageRef,
+    digest: &Digest,
+    media_type: String,
+    bytes: &[u8],
+) -> Result<()> {
     let tag = name.tag().unwrap_or("latest");
     let what = format!("pushing the manifest of {}", name.familiar());
     let resp = client.send(
@@ -160,7 +191,7 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
             format!("/v2/{}/manifests/{tag}", name.repository()),
         )
         .header("content-type", media_type)
-        .payload(Payload::Bytes(&manifest_bytes)),
+        .payload(Payload::Bytes(bytes)),
     )?;
     if !matches!(resp.status().as_u16(), 200..=202) {
         return Err(client.error(resp, &what));
@@ -170,27 +201,18 @@ pub fn push(store: &Store, name: &ImageRef, opts: &PushOptions<'_>) -> Result<Pu
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Digest>().ok())
-        && d != image.digest
+        && &d != digest
     {
         return Err(RegistryError::DigestMismatch {
             what: format!(
                 "the manifest of {} as the registry stored it",
                 name.familiar()
             ),
-            expected: image.digest.clone(),
+            expected: digest.clone(),
             actual: d,
         });
     }
-    let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
-    if let Err(e) = sources::record(store, &name.name(), &digests) {
-        tracing::warn!("recording where the blobs went: {e}");
-    }
-    Ok(Pushed {
-        name: name.clone(),
-        digest: image.digest.clone(),
-        size: manifest_bytes.len() as u64,
-        uploaded: uploaded.into_inner(),
-    })
+    Ok(())
 }
 
 /// The `Location` of a response, or an error naming what was being done.
@@ -241,24 +263,79 @@ fn push_blob(
             status,
         })
     };
+    if repository_has(client, repo, digest, &what)? {
+        done("Layer already exists".into());
+        return Ok(false);
+    }
+    let url = match begin_upload(client, repo, digest, mount_from, &what)? {
+        Begun::Mounted(from) => {
+            done(format!("Mounted from {from}"));
+            return Ok(false);
+        }
+        Begun::Session(url) => url,
+    };
+    let file = store.open_blob(digest)?;
+    let sent = AtomicU64::new(0);
+    let report = |n: u64| {
+        let done = sent.fetch_add(n, Ordering::Relaxed) + n;
+        progress.event(Event::Progress {
+            digest: digest.clone(),
+            done,
+        });
+    };
+    let upload = Upload {
+        client,
+        blob,
+        file: &file,
+        what: &what,
+        report: &report,
+    };
+    let chunk = chunk_size();
+    if blob.size <= chunk {
+        upload.whole(&url)?;
+    } else {
+        upload.chunks(url, chunk)?;
+    }
+    done("Pushed".into());
+    Ok(true)
+}
+
+/// Whether the repository already has the blob (`HEAD`).
+fn repository_has(client: &Client, repo: &str, digest: &Digest, what: &str) -> Result<bool> {
     let head = client.send(Request::new(
         Method::HEAD,
         format!("/v2/{repo}/blobs/{digest}"),
     ))?;
     match head.status().as_u16() {
-        200 => {
-            done("Layer already exists".into());
-            return Ok(false);
-        }
-        404 => {}
+        200 => Ok(true),
+        404 => Ok(false),
         // The check is only a shortcut: a registry that cannot answer it (a blob's metadata
         // left half-written when it was killed answers 500, retries and all) gets the blob
         // uploaded, which writes that metadata again.
         s if (500..600).contains(&s) => {
             tracing::debug!("HEAD of {digest} answered {s}: uploading it");
+            Ok(false)
         }
-        _ => return Err(client.error(head, &what)),
+        _ => Err(client.error(head, what)),
     }
+}
+
+/// How an upload began.
+enum Begun<'a> {
+    /// The registry mounted the blob from this repository: nothing to send.
+    Mounted(&'a str),
+    /// An upload session at this URL.
+    Session(String),
+}
+
+/// Mounts the blob from `mount_from` or, failing that, opens an upload session.
+fn begin_upload<'a>(
+    client: &Client,
+    repo: &str,
+    digest: &Digest,
+    mount_from: Option<&'a str>,
+    what: &str,
+) -> Result<Begun<'a>> {
     let start = match mount_from {
         Some(from) => {
             let resp = client.send(Request::new(
@@ -270,10 +347,7 @@ fn push_blob(
                 ),
             ))?;
             match resp.status().as_u16() {
-                201 => {
-                    done(format!("Mounted from {from}"));
-                    return Ok(false);
-                }
+                201 => return Ok(Begun::Mounted(from)),
                 202 => resp,
                 _ => {
                     tracing::debug!("mount of {digest} from {from} refused ({})", resp.status());
@@ -290,62 +364,73 @@ fn push_blob(
         ))?,
     };
     if start.status() != 202 {
-        return Err(client.error(start, &what));
+        return Err(client.error(start, what));
     }
-    let mut url = location(client, &start, &what)?;
-    let file = store.open_blob(digest)?;
-    let chunk = chunk_size();
-    let sent = AtomicU64::new(0);
-    let report = |n: u64| {
-        let done = sent.fetch_add(n, Ordering::Relaxed) + n;
-        progress.event(Event::Progress {
-            digest: digest.clone(),
-            done,
-        });
-    };
-    if blob.size <= chunk {
-        let resp = client.send(
-            Request::new(Method::PUT, with_query(&url, "digest", &digest.to_string()))
+    Ok(Begun::Session(location(client, &start, what)?))
+}
+
+/// A blob's bytes going to an upload session.
+struct Upload<'a> {
+    client: &'a Client,
+    blob: &'a Blob,
+    file: &'a std::fs::File,
+    what: &'a str,
+    /// Called with the bytes each request sent.
+    report: &'a dyn Fn(u64),
+}
+
+impl Upload<'_> {
+    /// The whole blob in one `PUT`.
+    fn whole(&self, url: &str) -> Result<()> {
+        let digest = &self.blob.digest;
+        let resp = self.client.send(
+            Request::new(Method::PUT, with_query(url, "digest", &digest.to_string()))
                 .header("content-type", "application/octet-stream")
                 .payload(Payload::File {
-                    file: &file,
+                    file: self.file,
                     offset: 0,
-                    len: blob.size,
+                    len: self.blob.size,
                 }),
         )?;
         if resp.status() != 201 {
-            return Err(client.error(resp, &what));
+            return Err(self.client.error(resp, self.what));
         }
-        report(blob.size);
-    } else {
+        (self.report)(self.blob.size);
+        Ok(())
+    }
+
+    /// The blob in `PATCH` chunks of `chunk` bytes, each to the session's latest `Location`, then the `PUT`
+    /// that closes it.
+    fn chunks(&self, mut url: String, chunk: u64) -> Result<()> {
+        let (client, what, size) = (self.client, self.what, self.blob.size);
         let mut offset = 0;
-        while offset < blob.size {
-            let len = chunk.min(blob.size - offset);
+        while offset < size {
+            let len = chunk.min(size - offset);
             let resp = client.send(
                 Request::new(Method::PATCH, url.clone())
                     .header("content-type", "application/octet-stream")
                     .header("content-range", format!("{offset}-{}", offset + len - 1))
                     .payload(Payload::File {
-                        file: &file,
+                        file: self.file,
                         offset,
                         len,
                     }),
             )?;
             if resp.status() != 202 {
-                return Err(client.error(resp, &what));
+                return Err(client.error(resp, what));
             }
-            url = location(client, &resp, &what)?;
+            url = location(client, &resp, what)?;
             offset += len;
-            report(len);
+            (self.report)(len);
         }
+        let digest = &self.blob.digest;
         let resp = client.send(
             Request::new(Method::PUT, with_query(&url, "digest", &digest.to_string()))
                 .payload(Payload::Empty),
         )?;
         if resp.status() != 201 {
-            return Err(client.error(resp, &what));
+            return Err(client.error(resp, what));
         }
+        Ok(())
     }
-    done("Pushed".into());
-    Ok(true)
 }

@@ -290,11 +290,22 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
 /// The kernel's file systems a native workload expects: /proc, a minimal /dev (with pts, shm,
 /// mqueue and the console) and /sys.
 fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let (p, _h) = target(root, "/proc", false)?;
-    mount(Some("proc"), &p, Some("proc"), nosuid_nodev_noexec, none())
+    mount(Some("proc"), &p, Some("proc"), NOSUID_NODEV_NOEXEC, none())
         .map_err(|e| err("mounting /proc", e))?;
+    dev_tmpfs(root)?;
+    dev_filesystems(root)?;
+    dev_console(root)?;
+    sys(root, plan)
+}
 
+/// The flags of the kernel's file systems that hold no programs or devices.
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// A tmpfs at /dev with the host's harmless devices bound in and the usual symlinks.
+fn dev_tmpfs(root: &Dir) -> Result<(), RootfsError> {
     let (p, _h) = target(root, "/dev", false)?;
     mount(
         Some("tmpfs"),
@@ -326,6 +337,11 @@ fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
     ] {
         let _ = dev.symlink_contents(to, link);
     }
+    Ok(())
+}
+
+/// /dev/pts (a new instance), /dev/shm and /dev/mqueue.
+fn dev_filesystems(root: &Dir) -> Result<(), RootfsError> {
     let (p, _h) = target(root, "/dev/pts", false)?;
     mount(
         Some("devpts"),
@@ -349,7 +365,7 @@ fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
         Some("shm"),
         &p,
         Some("tmpfs"),
-        nosuid_nodev_noexec,
+        NOSUID_NODEV_NOEXEC,
         Some("mode=1777,size=65536k"),
     )
     .map_err(|e| err("mounting /dev/shm", e))?;
@@ -358,9 +374,14 @@ fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
         Some("mqueue"),
         &p,
         Some("mqueue"),
-        nosuid_nodev_noexec,
+        NOSUID_NODEV_NOEXEC,
         none(),
     );
+    Ok(())
+}
+
+/// /dev/console, bound to the terminal when there is one.
+fn dev_console(root: &Dir) -> Result<(), RootfsError> {
     // The console: with a tty, stdin is the pty slave.
     if nix::unistd::isatty(std::io::stdin()).unwrap_or(false)
         && let Ok(tty) = nix::unistd::ttyname(std::io::stdin())
@@ -369,12 +390,16 @@ fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
         mount(Some(tty.as_path()), &p, none(), MsFlags::MS_BIND, none())
             .map_err(|e| err("binding /dev/console", e))?;
     }
+    Ok(())
+}
 
+/// /sys: read-only unless privileged.
+fn sys(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
     let (p, _h) = target(root, "/sys", false)?;
     let sys_flags = if plan.privileged {
-        nosuid_nodev_noexec
+        NOSUID_NODEV_NOEXEC
     } else {
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY
+        NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY
     };
     // sysfs can only be mounted in a network namespace of our own; else bind the host's.
     let sysfs = if plan.own_netns {

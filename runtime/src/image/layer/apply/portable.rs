@@ -25,11 +25,32 @@ pub fn apply(
         )));
     }
     let mut archive = tar::Archive::new(reader);
-    let mut stats = ApplyStats::default();
-    let mut written: HashSet<PathBuf> = HashSet::new();
-    let mut copy_buf = Vec::new();
+    let mut state = Applier {
+        target,
+        stats: ApplyStats::default(),
+        written: HashSet::new(),
+        copy_buf: Vec::new(),
+    };
     for entry in archive.entries().map_err(LayerError::Archive)? {
         let mut entry = entry.map_err(LayerError::Archive)?;
+        state.entry(&mut entry)?;
+    }
+    Ok(state.stats)
+}
+
+/// A layer being applied onto one folder.
+struct Applier<'a> {
+    target: &'a Dir,
+    stats: ApplyStats,
+    /// Paths this layer wrote, so an opaque whiteout spares them.
+    written: HashSet<PathBuf>,
+    /// One buffer for every file's contents.
+    copy_buf: Vec<u8>,
+}
+
+impl Applier<'_> {
+    /// Applies one entry: checks its name, then a whiteout or what it writes.
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw[..raw.len().min(200)]).into_owned();
         let refuse = |reason: String| LayerError::Refused {
@@ -54,44 +75,63 @@ pub fn apply(
                 | tar::EntryType::GNULongName
                 | tar::EntryType::GNULongLink
         ) {
-            continue;
+            return Ok(());
         }
         let text =
             String::from_utf8(raw.clone()).map_err(|_| refuse("its name is not UTF-8".into()))?;
         let path = clean(Path::new(&text)).map_err(&refuse)?;
         let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
+            return Ok(());
         };
-        stats.entries += 1;
+        self.stats.entries += 1;
         let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
         if name == OPAQUE_WHITEOUT {
-            // Everything the lower layers put in the folder goes; this layer's own entries stay.
-            if let Ok(rd) = target.read_dir(&parent) {
-                for e in rd.flatten() {
-                    let child = parent.join(e.file_name());
-                    if !written.contains(&child) {
-                        remove(target, &child).map_err(io_err)?;
-                    }
-                }
-            }
-            continue;
+            return self.opaque(&parent).map_err(io_err);
         }
         if let Some(victim) = name.strip_prefix(WHITEOUT_PREFIX) {
-            remove(target, &parent.join(victim)).map_err(io_err)?;
-            continue;
+            return remove(self.target, &parent.join(victim)).map_err(io_err);
         }
         if !parent.as_os_str().is_empty() {
-            target.create_dir_all(&parent).map_err(io_err)?;
+            self.target.create_dir_all(&parent).map_err(io_err)?;
         }
         if kind != tar::EntryType::Directory {
-            remove(target, &path).map_err(io_err)?;
+            remove(self.target, &path).map_err(io_err)?;
         }
+        self.write(entry, &path, &refuse, &io_err)?;
+        self.written.insert(path);
+        Ok(())
+    }
+
+    /// An opaque whiteout in `parent`.
+    fn opaque(&self, parent: &Path) -> io::Result<()> {
+        // Everything the lower layers put in the folder goes; this layer's own entries stay.
+        if let Ok(rd) = self.target.read_dir(parent) {
+            for e in rd.flatten() {
+                let child = parent.join(e.file_name());
+                if !self.written.contains(&child) {
+                    remove(self.target, &child)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what an entry holds at `path`, whose parent exists and which is free.
+    fn write<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &Path,
+        refuse: &dyn Fn(String) -> LayerError,
+        io_err: &dyn Fn(io::Error) -> LayerError,
+    ) -> Result<(), LayerError> {
+        let target = self.target;
+        let kind = entry.header().entry_type();
         match kind {
-            tar::EntryType::Directory => target.create_dir_all(&path).map_err(io_err)?,
+            tar::EntryType::Directory => target.create_dir_all(path).map_err(io_err)?,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let mut f = target.create(&path).map_err(io_err)?;
+                let mut f = target.create(path).map_err(io_err)?;
                 let size = entry.size();
-                stats.bytes += super::copy_contents(&mut entry, &mut f, &mut copy_buf, size)
+                self.stats.bytes += super::copy_contents(entry, &mut f, &mut self.copy_buf, size)
                     .map_err(LayerError::Archive)?;
             }
             tar::EntryType::Link => {
@@ -99,10 +139,10 @@ pub fn apply(
                     .link_name()
                     .map_err(LayerError::Archive)?
                     .ok_or_else(|| refuse("a hardlink without a target".into()))?;
-                let source = clean(&link).map_err(&refuse)?;
+                let source = clean(&link).map_err(refuse)?;
                 target
-                    .hard_link(&source, target, &path)
-                    .or_else(|_| target.copy(&source, target, &path).map(|_| ()))
+                    .hard_link(&source, target, path)
+                    .or_else(|_| target.copy(&source, target, path).map(|_| ()))
                     .map_err(io_err)?;
             }
             tar::EntryType::Symlink => {
@@ -112,15 +152,14 @@ pub fn apply(
                     .ok_or_else(|| refuse("a symlink without a target".into()))?;
                 // Symlinks need a privilege on Windows; a layer's symlink that cannot be made is
                 // skipped rather than failing the whole image.
-                if let Err(e) = symlink(target, &link, &path) {
+                if let Err(e) = symlink(target, &link, path) {
                     tracing::debug!("skipping symlink {}: {e}", path.display());
                 }
             }
             _ => tracing::debug!("skipping {} (a {kind:?} entry)", path.display()),
         }
-        written.insert(path);
+        Ok(())
     }
-    Ok(stats)
 }
 
 fn remove(target: &Dir, path: &Path) -> io::Result<()> {

@@ -73,6 +73,16 @@ struct Applier<'a> {
     copy_buf: Vec<u8>,
 }
 
+/// Where an entry goes (a name in its open parent folder), and how its failures are reported.
+struct At<'a> {
+    parent: &'a Dir,
+    name: &'a OsStr,
+    /// The entry is refused: what it asks is not allowed.
+    refuse: &'a dyn Fn(String) -> LayerError,
+    /// Writing it failed.
+    io_err: &'a dyn Fn(io::Error) -> LayerError,
+}
+
 fn timestamps(mtime: u64) -> Timestamps {
     let t = Timespec {
         tv_sec: mtime as i64,
@@ -85,6 +95,8 @@ fn timestamps(mtime: u64) -> Timestamps {
 }
 
 impl Applier<'_> {
+    /// Applies one entry: checks its name, then the root folder's metadata, a whiteout, or
+    /// what it writes in place of whatever is at its name.
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
         let raw_bytes = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_bytes[..raw_bytes.len().min(200)]).into_owned();
@@ -146,90 +158,21 @@ impl Applier<'_> {
             Err(e) => return Err(io_err(e)),
         }
 
-        let header = entry.header().clone();
-        let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
-        let mtime = header.mtime().unwrap_or(0);
+        let at = At {
+            parent: &parent,
+            name: &name,
+            refuse: &refuse,
+            io_err: &io_err,
+        };
         match kind {
-            tar::EntryType::Directory => {
-                if !parent.exists(&name) {
-                    parent.create_dir(&name).map_err(io_err)?;
-                }
-                let d = open_dir_fd(&parent, &name).map_err(io_err)?;
-                self.set_owner_mode(&d, entry).map_err(io_err)?;
-                self.set_xattrs(&d, entry, &refuse)?;
-                self.dir_times.push((path.clone(), mtime));
-            }
+            tar::EntryType::Directory => self.directory(entry, &at, &path)?,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let mut oo = OpenOptions::new();
-                oo.write(true).create_new(true).mode(0o600);
-                let mut f = parent.open_with(&name, &oo).map_err(io_err)?;
-                let size = entry.size();
-                // Snapshots are synced once unpacked: large files start their writeback early.
-                let mut out = Writeback::new(&mut f, 0);
-                let n = super::copy_contents(entry, &mut out, &mut self.copy_buf, size)
-                    .map_err(LayerError::Archive)?;
-                out.finish();
-                self.stats.bytes += n;
-                self.set_owner_mode(&f, entry).map_err(io_err)?;
-                self.set_xattrs(&f, entry, &refuse)?;
-                rustix::fs::futimens(&f, &timestamps(mtime)).map_err(|e| io_err(e.into()))?;
+                self.regular(entry, &at)?
             }
-            tar::EntryType::Symlink => {
-                let link = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| refuse("a symlink without a target".into()))?
-                    .into_owned();
-                if link.len() > MAX_PATH {
-                    return Err(refuse("its link target is too long".into()));
-                }
-                // Stored verbatim: it is resolved inside the container, never by berth here.
-                parent
-                    .symlink_contents(OsStr::from_bytes(&link), &name)
-                    .map_err(io_err)?;
-                self.chown_at(&parent, &name, &header).map_err(io_err)?;
-                set_mtime_at(&parent, &name, mtime).map_err(io_err)?;
-            }
-            tar::EntryType::Link => {
-                let link = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| refuse("a hardlink without a target".into()))?
-                    .into_owned();
-                let source = clean(Path::new(OsStr::from_bytes(&link)))
-                    .map_err(|_| refuse("its hardlink target climbs out of the layer".into()))?;
-                match self.target.symlink_metadata(&source) {
-                    Ok(m) if m.is_dir() => return Err(refuse("it hardlinks a folder".into())),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        return Err(refuse(format!(
-                            "its hardlink target {:?} is not in this layer",
-                            source.display()
-                        )));
-                    }
-                    Err(e) => return Err(classify(e, &refuse, &io_err)),
-                }
-                self.target
-                    .hard_link(&source, &parent, &name)
-                    .map_err(|e| classify(e, &refuse, &io_err))?;
-            }
+            tar::EntryType::Symlink => self.symlink(entry, &at)?,
+            tar::EntryType::Link => self.hardlink(entry, &at)?,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let file_type = match kind {
-                    tar::EntryType::Char => FileType::CharacterDevice,
-                    tar::EntryType::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                if file_type != FileType::Fifo && !self.opts.allow_devices {
-                    return Err(refuse("device nodes are not allowed in this layer".into()));
-                }
-                let dev = rustix::fs::makedev(
-                    header.device_major().ok().flatten().unwrap_or(0),
-                    header.device_minor().ok().flatten().unwrap_or(0),
-                );
-                rustix::fs::mknodat(&parent, &name, file_type, mode, dev)
-                    .map_err(|e| io_err(e.into()))?;
-                self.chown_at(&parent, &name, &header).map_err(io_err)?;
-                rustix::fs::chmodat(&parent, &name, mode, AtFlags::empty())
-                    .map_err(|e| io_err(e.into()))?;
-                set_mtime_at(&parent, &name, mtime).map_err(io_err)?;
+                self.node(entry, &at)?
             }
             other => {
                 return Err(refuse(format!("unsupported entry type {other:?}")));
@@ -238,6 +181,121 @@ impl Applier<'_> {
         if self.opts.whiteouts == WhiteoutMode::Remove {
             self.written.insert(path);
         }
+        Ok(())
+    }
+
+    /// A folder (merged with one already there), its times set at the end.
+    fn directory<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        at: &At<'_>,
+        path: &Path,
+    ) -> Result<(), LayerError> {
+        let (parent, name, io_err) = (at.parent, at.name, at.io_err);
+        if !parent.exists(name) {
+            parent.create_dir(name).map_err(io_err)?;
+        }
+        let d = open_dir_fd(parent, name).map_err(io_err)?;
+        self.set_owner_mode(&d, entry).map_err(io_err)?;
+        self.set_xattrs(&d, entry, at.refuse)?;
+        let mtime = entry.header().mtime().unwrap_or(0);
+        self.dir_times.push((path.to_path_buf(), mtime));
+        Ok(())
+    }
+
+    /// A regular file and its contents.
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        at: &At<'_>,
+    ) -> Result<(), LayerError> {
+        let io_err = at.io_err;
+        let mtime = entry.header().mtime().unwrap_or(0);
+        let mut oo = OpenOptions::new();
+        oo.write(true).create_new(true).mode(0o600);
+        let mut f = at.parent.open_with(at.name, &oo).map_err(io_err)?;
+        let size = entry.size();
+        // Snapshots are synced once unpacked: large files start their writeback early.
+        let mut out = Writeback::new(&mut f, 0);
+        let n = super::copy_contents(entry, &mut out, &mut self.copy_buf, size)
+            .map_err(LayerError::Archive)?;
+        out.finish();
+        self.stats.bytes += n;
+        self.set_owner_mode(&f, entry).map_err(io_err)?;
+        self.set_xattrs(&f, entry, at.refuse)?;
+        rustix::fs::futimens(&f, &timestamps(mtime)).map_err(|e| io_err(e.into()))?;
+        Ok(())
+    }
+
+    /// A symlink, its target as the layer has it.
+    fn symlink<R: Read>(&self, entry: &tar::Entry<'_, R>, at: &At<'_>) -> Result<(), LayerError> {
+        let (parent, name, refuse, io_err) = (at.parent, at.name, at.refuse, at.io_err);
+        let header = entry.header();
+        let link = entry
+            .link_name_bytes()
+            .ok_or_else(|| refuse("a symlink without a target".into()))?
+            .into_owned();
+        if link.len() > MAX_PATH {
+            return Err(refuse("its link target is too long".into()));
+        }
+        // Stored verbatim: it is resolved inside the container, never by berth here.
+        parent
+            .symlink_contents(OsStr::from_bytes(&link), name)
+            .map_err(io_err)?;
+        self.chown_at(parent, name, header).map_err(io_err)?;
+        set_mtime_at(parent, name, header.mtime().unwrap_or(0)).map_err(io_err)?;
+        Ok(())
+    }
+
+    /// A hardlink to a file this layer (or one below) already put in the target.
+    fn hardlink<R: Read>(&self, entry: &tar::Entry<'_, R>, at: &At<'_>) -> Result<(), LayerError> {
+        let (refuse, io_err) = (at.refuse, at.io_err);
+        let link = entry
+            .link_name_bytes()
+            .ok_or_else(|| refuse("a hardlink without a target".into()))?
+            .into_owned();
+        let source = clean(Path::new(OsStr::from_bytes(&link)))
+            .map_err(|_| refuse("its hardlink target climbs out of the layer".into()))?;
+        match self.target.symlink_metadata(&source) {
+            Ok(m) if m.is_dir() => return Err(refuse("it hardlinks a folder".into())),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(refuse(format!(
+                    "its hardlink target {:?} is not in this layer",
+                    source.display()
+                )));
+            }
+            Err(e) => return Err(classify(e, refuse, io_err)),
+        }
+        self.target
+            .hard_link(&source, at.parent, at.name)
+            .map_err(|e| classify(e, refuse, io_err))?;
+        Ok(())
+    }
+
+    /// A character or block device (where allowed) or a FIFO.
+    fn node<R: Read>(&self, entry: &tar::Entry<'_, R>, at: &At<'_>) -> Result<(), LayerError> {
+        let (parent, name, io_err) = (at.parent, at.name, at.io_err);
+        let header = entry.header();
+        let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
+        let file_type = match header.entry_type() {
+            tar::EntryType::Char => FileType::CharacterDevice,
+            tar::EntryType::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        if file_type != FileType::Fifo && !self.opts.allow_devices {
+            return Err((at.refuse)(
+                "device nodes are not allowed in this layer".into(),
+            ));
+        }
+        let dev = rustix::fs::makedev(
+            header.device_major().ok().flatten().unwrap_or(0),
+            header.device_minor().ok().flatten().unwrap_or(0),
+        );
+        rustix::fs::mknodat(parent, name, file_type, mode, dev).map_err(|e| io_err(e.into()))?;
+        self.chown_at(parent, name, header).map_err(io_err)?;
+        rustix::fs::chmodat(parent, name, mode, AtFlags::empty()).map_err(|e| io_err(e.into()))?;
+        set_mtime_at(parent, name, header.mtime().unwrap_or(0)).map_err(io_err)?;
         Ok(())
     }
 
