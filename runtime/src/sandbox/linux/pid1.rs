@@ -212,13 +212,15 @@ impl<'a> WasiStart<'a> {
         known: Option<&'a wasi::KnownModule>,
     ) -> Result<Option<WasiStart<'a>>, StartError> {
         let header = read_header(&found.program);
-        Ok(backend::check_program(spec, &header)?.map(|kind| WasiStart {
-            spec,
-            found,
-            kind,
-            cache,
-            known,
-        }))
+        Ok(
+            backend::check_program(spec, &header)?.map(|kind| WasiStart {
+                spec,
+                found,
+                kind,
+                cache,
+                known,
+            }),
+        )
     }
 
     /// Compiles (or loads from the cache) the program while still privileged, drops privileges
