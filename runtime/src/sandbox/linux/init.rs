@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use super::rootfs::RootfsPlan;
 use super::status::{self, StatusMessage};
 use super::{cgroups, pid1, userns};
-use crate::sandbox::wasi;
+use crate::backend::Backend;
+use crate::sandbox::wasi::{self, launch};
 use crate::workload::{NetworkMode, StartError, WorkloadSpec};
 
 /// What the monitor hands `__init`.
@@ -116,10 +117,11 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         .as_ref()
         .and(cfg.netns_spares.as_ref())
         .and_then(|_| File::open("/proc/self/ns/net").ok());
-    if let Err(e) = enter_when_ready(&mut cfg) {
-        report_and_exit(&status, e);
-    }
-    let fork = match ForkPlan::make(&mut cfg) {
+    let preloaded = match enter_when_ready(&mut cfg) {
+        Ok(p) => p,
+        Err(e) => report_and_exit(&status, e),
+    };
+    let mut fork = match ForkPlan::make(&mut cfg) {
         Ok(f) => f,
         Err(e) => report_and_exit(&status, e),
     };
@@ -132,9 +134,14 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         ),
         Ok(ForkResult::Child) => {
             drop((host_mounts, host_net));
-            fork.into_pid1(&cfg, status, go_fd)
+            fork.into_pid1(&cfg, status, go_fd, preloaded)
         }
         Ok(ForkResult::Parent { child }) => {
+            // PID 1's now; this copy goes with this process' exit, not on the way to it.
+            std::mem::forget(preloaded);
+            if let Err(e) = fork.join_pid1(child) {
+                report_and_exit(&status, e);
+            }
             status::send(&status, &StatusMessage::Pid(child.as_raw()));
             drop(status);
             let ahead = host_mounts.map(|host_mounts| MadeAhead {
@@ -198,11 +205,14 @@ fn take_inheritance(
 
 /// The namespaces first, while the monitor makes the rootfs files and the cgroup, then the
 /// wait for its ready byte; a user namespace's needs those files (it hands the writable layer
-/// to its root), so it waits first.
-fn enter_when_ready(cfg: &mut InitConfig) -> Result<(), StartError> {
+/// to its root), so it waits first. A WASI guest's engine and compiled program are made
+/// meanwhile too (see [`preload_guest`]).
+fn enter_when_ready(cfg: &mut InitConfig) -> Result<Option<launch::Preloaded>, StartError> {
     let userns = cfg.spec.security.userns;
+    let mut preloaded = None;
     if !userns {
         enter(cfg)?;
+        preloaded = preload_guest(cfg);
     }
     if let Some(fd) = cfg.ready_fd.take() {
         // SAFETY: the monitor passed this fd for us alone.
@@ -222,7 +232,21 @@ fn enter_when_ready(cfg: &mut InitConfig) -> Result<(), StartError> {
     if userns {
         enter(cfg)?;
     }
-    Ok(())
+    Ok(preloaded)
+}
+
+/// The engine and the mapped artifact of a WASI container's program whose digest the monitor
+/// knows, made while the monitor makes the container's cgroup (on the other CPU): PID 1 is
+/// forked with them in its memory and starts the guest without making either. Nothing here
+/// starts a thread, so this process may still fork. `None` (PID 1 does it all itself) for a
+/// native container, an unknown program or a cache miss.
+fn preload_guest(cfg: &InitConfig) -> Option<launch::Preloaded> {
+    if cfg.spec.backend != Backend::Wasi {
+        return None;
+    }
+    let known = cfg.wasm_module.as_ref()?;
+    let cache = cfg.wasm_cache.as_ref()?.open()?;
+    launch::preload(&cache, known)
 }
 
 /// What `__init` holds across the fork of PID 1.
@@ -242,6 +266,15 @@ struct ForkPlan {
     /// outside its pid namespace, so getppid says nothing). This process holds the end until
     /// it exits.
     alive: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
+    /// On v1 hierarchies, this process moves PID 1 into them while PID 1 builds the rootfs
+    /// (through their `tasks` files, opened before the fork: PID 1's pivot changes this
+    /// process' view of paths too), and then writes a byte on this pipe, which PID 1 reads
+    /// before anything of the container runs (its go pipe).
+    v1_joined: Option<(
+        cgroups::V1Joiner,
+        std::os::fd::OwnedFd,
+        std::os::fd::OwnedFd,
+    )>,
 }
 
 impl ForkPlan {
@@ -283,8 +316,19 @@ impl ForkPlan {
             .as_ref()
             .filter(|_| cleanup.is_some())
             .map(|cg| cg.remover());
-        let alive = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| StartError::berth(format!("creating a pipe: {e}")))?;
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| StartError::berth(format!("creating a pipe: {e}")))
+        };
+        let alive = pipe()?;
+        let v1_joined = match cgroup.as_ref().map(|cg| cg.v1_joiner()) {
+            Some(Ok(Some(joiner))) => {
+                let (read, write) = pipe()?;
+                Some((joiner, read, write))
+            }
+            Some(Err(e)) => return Err(StartError::berth(e)),
+            _ => None,
+        };
         Ok(ForkPlan {
             fork_target,
             // This process then removes the cgroup after PID 1's end, so PID 1 may report a
@@ -295,11 +339,29 @@ impl ForkPlan {
             cgroup_remover,
             null: File::options().read(true).write(true).open("/dev/null"),
             alive,
+            v1_joined,
         })
     }
 
+    /// Moves PID 1 into the v1 hierarchies (see [`ForkPlan::v1_joined`]) and lets it go on.
+    fn join_pid1(&mut self, pid1: Pid) -> Result<(), StartError> {
+        let Some((joiner, _, joined)) = self.v1_joined.take() else {
+            return Ok(());
+        };
+        joiner.join(pid1.as_raw()).map_err(StartError::berth)?;
+        File::from(joined)
+            .write_all(b"1")
+            .map_err(|e| StartError::berth(format!("letting the container start: {e}")))
+    }
+
     /// The child of the fork: PID 1. Never returns.
-    fn into_pid1(self, cfg: &InitConfig, status: File, go_fd: Option<RawFd>) -> ! {
+    fn into_pid1(
+        self,
+        cfg: &InitConfig,
+        status: File,
+        go_fd: Option<RawFd>,
+        preloaded: Option<launch::Preloaded>,
+    ) -> ! {
         let ForkPlan {
             fork_target,
             cgroup,
@@ -308,6 +370,7 @@ impl ForkPlan {
             cleanup,
             cgroup_remover,
             null,
+            v1_joined,
         } = self;
         // `__init`'s alone: a host folder's handle and the cleanup pipe never reach the
         // container.
@@ -331,21 +394,25 @@ impl ForkPlan {
             }
             None
         };
-        // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
-        // one), before anything of the container runs.
-        let joined = fork_target
-            .finish_join()
-            .and_then(|()| cgroup.as_ref().map_or(Ok(()), |cg| cg.join_v1_self()));
-        if let Err(e) = joined {
+        // Born in the v2 directory; `__init` moves it into the v1 ones meanwhile, and it waits
+        // for that (its go pipe) before anything of the container runs.
+        if let Err(e) = fork_target.finish_join() {
             report_and_exit(&status, StartError::berth(e));
         }
         drop((fork_target, cgroup));
+        let go_fd = match v1_joined {
+            Some((joiner, joined, ours)) => {
+                drop((joiner, ours));
+                Some(std::os::fd::IntoRawFd::into_raw_fd(joined))
+            }
+            None => go_fd,
+        };
         let pipes = pid1::Pid1Pipes {
             status: &status,
             go: go_fd,
             exit: exit_fd,
         };
-        let e = match pid1::container_main(cfg, pipes) {
+        let e = match pid1::container_main(cfg, pipes, preloaded) {
             Ok(never) => match never {},
             Err(e) => e,
         };

@@ -30,7 +30,7 @@ use crate::workload::{DEFAULT_PATH, NetworkMode, StartError, WorkloadSpec, workl
 pub(crate) struct Pid1Pipes<'a> {
     /// The status pipe (see `status.rs`); it closes when the workload starts.
     pub status: &'a File,
-    /// The go pipe: the monitor writes a byte once PID 1 is in the cgroup.
+    /// The go pipe: the monitor (or `__init`) writes a byte once PID 1 is in the cgroup.
     pub go: Option<RawFd>,
     /// The exit pipe, with `--rm`: a WASI guest's PID 1 reports the exit code on it itself.
     pub exit: Option<RawFd>,
@@ -48,6 +48,7 @@ struct Found {
 pub(crate) fn container_main(
     cfg: &InitConfig,
     pipes: Pid1Pipes<'_>,
+    preloaded: Option<launch::Preloaded>,
 ) -> Result<std::convert::Infallible, StartError> {
     nix::unistd::setsid().map_err(|e| StartError::berth(format!("setsid: {e}")))?;
     if cfg.spec.tty {
@@ -57,10 +58,14 @@ pub(crate) fn container_main(
     let spec = &cfg.spec;
     // Opened while the store is still in view; a cache that cannot be opened (a user
     // namespace's root does not own it) only means compiling each run.
-    let wasm_cache = cfg.wasm_cache.as_ref().and_then(|c| c.open());
+    let wasm_cache = match preloaded {
+        Some(_) => None,
+        None => cfg.wasm_cache.as_ref().and_then(|c| c.open()),
+    };
     build_container(spec, cfg)?;
     let found = find_workload(spec, true)?;
-    if let Some(wasi) = WasiStart::of(spec, &found, wasm_cache, cfg.wasm_module.as_ref())? {
+    if let Some(mut wasi) = WasiStart::of(spec, &found, wasm_cache, cfg.wasm_module.as_ref())? {
+        wasi.preloaded = preloaded;
         return wasi.run(Some(pipes.status), pipes.go, pipes.exit);
     }
     if let Some(fd) = pipes.exit {
@@ -185,7 +190,7 @@ fn wait_for_go(go_fd: Option<RawFd>) -> Result<(), StartError> {
         let mut b = [0u8; 1];
         std::io::Read::read_exact(&mut go, &mut b).map_err(|_| {
             StartError::berth(
-                "the monitor did not let the container start (it could not join the cgroup)",
+                "the container could not join its cgroup, so its workload did not start",
             )
         })?;
     }
@@ -200,6 +205,8 @@ pub(crate) struct WasiStart<'a> {
     kind: wasi::WasmKind,
     cache: Option<wasi::ModuleCache>,
     known: Option<&'a wasi::KnownModule>,
+    /// The engine and program `__init` made ahead, if it did.
+    preloaded: Option<launch::Preloaded>,
 }
 
 impl<'a> WasiStart<'a> {
@@ -219,6 +226,7 @@ impl<'a> WasiStart<'a> {
                 kind,
                 cache,
                 known,
+                preloaded: None,
             }),
         )
     }
@@ -237,16 +245,21 @@ impl<'a> WasiStart<'a> {
         rootfs::hide_system_mounts().map_err(StartError::berth)?;
         // Before wasmtime starts any thread, so all of them inherit the held mask.
         wasi::stop::hold_signals();
-        let name = &self.spec.args[0];
-        let engine = wasi::engine::new_engine().map_err(StartError::from)?;
-        let program = launch::load_program(
-            &engine,
-            &self.found.program,
-            name,
-            self.kind,
-            self.cache.as_ref(),
-            self.known,
-        )?;
+        let (engine, program) = match self.preloaded.filter(|p| p.path == self.found.program) {
+            Some(p) => (p.engine, p.program),
+            None => {
+                let engine = wasi::engine::new_engine().map_err(StartError::from)?;
+                let program = launch::load_program(
+                    &engine,
+                    &self.found.program,
+                    &self.spec.args[0],
+                    self.kind,
+                    self.cache.as_ref(),
+                    self.known,
+                )?;
+                (engine, program)
+            }
+        };
         drop(self.cache);
         drop_privileges(self.spec, &self.found.who)?;
         wait_for_go(go)?;

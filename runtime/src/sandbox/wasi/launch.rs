@@ -48,6 +48,30 @@ pub fn load_program(
     .map_err(StartError::from)
 }
 
+/// A known module's engine and compiled program, made ahead: a container's `__init` maps the
+/// artifact while the monitor makes the container's cgroup, and PID 1, forked from it, finds
+/// them in its memory.
+pub struct Preloaded {
+    /// The engine the program was loaded for.
+    pub engine: Engine,
+    /// The program.
+    pub program: Program,
+    /// Its path in the container.
+    pub path: PathBuf,
+}
+
+/// Makes the engine and maps the cached artifact of `known`; `None` when it is not in `cache`
+/// (PID 1 then loads it as usual). Starts no thread: the caller may fork after it.
+pub fn preload(cache: &ModuleCache, known: &KnownModule) -> Option<Preloaded> {
+    let engine = engine::new_engine().ok()?;
+    let program = cache.load_known(&engine, &known.sha256, known.kind)?;
+    Some(Preloaded {
+        engine,
+        program,
+        path: PathBuf::from(&known.path),
+    })
+}
+
 /// What the guest of `spec` runs with: `env` (the workload's, with its defaults, see
 /// [`crate::workload::workload_env`]), its files where `files` says.
 pub fn guest_spec(spec: &WorkloadSpec, env: Vec<String>, files: &GuestFiles) -> GuestSpec {

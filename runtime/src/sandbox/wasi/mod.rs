@@ -32,10 +32,13 @@ pub struct KnownModule {
     pub path: String,
     /// The module's sha256, hex.
     pub sha256: String,
+    /// A module or a component.
+    pub kind: WasmKind,
 }
 
 /// What a WebAssembly binary is, from its first eight bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WasmKind {
     /// A core module: WASI preview 1.
     Module,
