@@ -121,7 +121,7 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         Ok(p) => p,
         Err(e) => report_and_exit(&status, e),
     };
-    let mut fork = match ForkPlan::make(&mut cfg) {
+    let fork = match ForkPlan::make(&mut cfg) {
         Ok(f) => f,
         Err(e) => report_and_exit(&status, e),
     };
@@ -139,9 +139,6 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
         Ok(ForkResult::Parent { child }) => {
             // PID 1's now; this copy goes with this process' exit, not on the way to it.
             std::mem::forget(preloaded);
-            if let Err(e) = fork.join_pid1(child) {
-                report_and_exit(&status, e);
-            }
             status::send(&status, &StatusMessage::Pid(child.as_raw()));
             drop(status);
             let ahead = host_mounts.map(|host_mounts| MadeAhead {
@@ -266,15 +263,6 @@ struct ForkPlan {
     /// outside its pid namespace, so getppid says nothing). This process holds the end until
     /// it exits.
     alive: (std::os::fd::OwnedFd, std::os::fd::OwnedFd),
-    /// On v1 hierarchies, this process moves PID 1 into them while PID 1 builds the rootfs
-    /// (through their `tasks` files, opened before the fork: PID 1's pivot changes this
-    /// process' view of paths too), and then writes a byte on this pipe, which PID 1 reads
-    /// before anything of the container runs (its go pipe).
-    v1_joined: Option<(
-        cgroups::V1Joiner,
-        std::os::fd::OwnedFd,
-        std::os::fd::OwnedFd,
-    )>,
 }
 
 impl ForkPlan {
@@ -316,19 +304,8 @@ impl ForkPlan {
             .as_ref()
             .filter(|_| cleanup.is_some())
             .map(|cg| cg.remover());
-        let pipe = || {
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| StartError::berth(format!("creating a pipe: {e}")))
-        };
-        let alive = pipe()?;
-        let v1_joined = match cgroup.as_ref().map(|cg| cg.v1_joiner()) {
-            Some(Ok(Some(joiner))) => {
-                let (read, write) = pipe()?;
-                Some((joiner, read, write))
-            }
-            Some(Err(e)) => return Err(StartError::berth(e)),
-            _ => None,
-        };
+        let alive = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| StartError::berth(format!("creating a pipe: {e}")))?;
         Ok(ForkPlan {
             fork_target,
             // This process then removes the cgroup after PID 1's end, so PID 1 may report a
@@ -339,19 +316,7 @@ impl ForkPlan {
             cgroup_remover,
             null: File::options().read(true).write(true).open("/dev/null"),
             alive,
-            v1_joined,
         })
-    }
-
-    /// Moves PID 1 into the v1 hierarchies (see [`ForkPlan::v1_joined`]) and lets it go on.
-    fn join_pid1(&mut self, pid1: Pid) -> Result<(), StartError> {
-        let Some((joiner, _, joined)) = self.v1_joined.take() else {
-            return Ok(());
-        };
-        joiner.join(pid1.as_raw()).map_err(StartError::berth)?;
-        File::from(joined)
-            .write_all(b"1")
-            .map_err(|e| StartError::berth(format!("letting the container start: {e}")))
     }
 
     /// The child of the fork: PID 1. Never returns.
@@ -370,7 +335,6 @@ impl ForkPlan {
             cleanup,
             cgroup_remover,
             null,
-            v1_joined,
         } = self;
         // `__init`'s alone: a host folder's handle and the cleanup pipe never reach the
         // container.
@@ -394,19 +358,17 @@ impl ForkPlan {
             }
             None
         };
-        // Born in the v2 directory; `__init` moves it into the v1 ones meanwhile, and it waits
-        // for that (its go pipe) before anything of the container runs.
-        if let Err(e) = fork_target.finish_join() {
+        // Still single-threaded: PID 1 moves itself into the v1 hierarchies (born in the v2
+        // one), before anything of the container runs. Itself: a write of another process'
+        // pid to `tasks` takes the threadgroup lock and waits out an RCU grace period (tens of
+        // milliseconds here), which a thread moving itself skips.
+        let joined = fork_target
+            .finish_join()
+            .and_then(|()| cgroup.as_ref().map_or(Ok(()), |cg| cg.join_v1_self()));
+        if let Err(e) = joined {
             report_and_exit(&status, StartError::berth(e));
         }
         drop((fork_target, cgroup));
-        let go_fd = match v1_joined {
-            Some((joiner, joined, ours)) => {
-                drop((joiner, ours));
-                Some(std::os::fd::IntoRawFd::into_raw_fd(joined))
-            }
-            None => go_fd,
-        };
         let pipes = pid1::Pid1Pipes {
             status: &status,
             go: go_fd,

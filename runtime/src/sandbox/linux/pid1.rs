@@ -30,7 +30,7 @@ use crate::workload::{DEFAULT_PATH, NetworkMode, StartError, WorkloadSpec, workl
 pub(crate) struct Pid1Pipes<'a> {
     /// The status pipe (see `status.rs`); it closes when the workload starts.
     pub status: &'a File,
-    /// The go pipe: the monitor (or `__init`) writes a byte once PID 1 is in the cgroup.
+    /// The go pipe: the monitor writes a byte once PID 1 is in the cgroup.
     pub go: Option<RawFd>,
     /// The exit pipe, with `--rm`: a WASI guest's PID 1 reports the exit code on it itself.
     pub exit: Option<RawFd>,
@@ -190,7 +190,7 @@ fn wait_for_go(go_fd: Option<RawFd>) -> Result<(), StartError> {
         let mut b = [0u8; 1];
         std::io::Read::read_exact(&mut go, &mut b).map_err(|_| {
             StartError::berth(
-                "the container could not join its cgroup, so its workload did not start",
+                "the monitor did not let the container start (it could not join the cgroup)",
             )
         })?;
     }

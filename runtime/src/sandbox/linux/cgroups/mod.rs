@@ -142,30 +142,6 @@ fn check_id(id: &str) -> Result<(), CgroupError> {
     }
 }
 
-/// A cgroup's v1 `tasks` files, open (see [`Cgroup::v1_joiner`]).
-#[derive(Debug)]
-pub struct V1Joiner {
-    id: String,
-    tasks: Vec<std::fs::File>,
-}
-
-impl V1Joiner {
-    /// Moves the thread `tid` into every v1 hierarchy: through `tasks`, which (unlike
-    /// `cgroup.procs`) does not wait for an RCU grace period; for a single-threaded process
-    /// that is the whole process, and the threads it starts later follow it.
-    pub fn join(&self, tid: i32) -> Result<(), CgroupError> {
-        let tid = tid.to_string();
-        for mut f in &self.tasks {
-            std::io::Write::write_all(&mut f, tid.as_bytes()).map_err(|cause| CgroupError::Io {
-                action: format!("moving process {tid} into its v1 cgroups"),
-                id: self.id.clone(),
-                cause,
-            })?;
-        }
-        Ok(())
-    }
-}
-
 impl Cgroup {
     /// Creates the container's cgroup on this host (see [`Cgroup::create_in`]).
     pub fn create(id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
@@ -297,24 +273,6 @@ impl Cgroup {
             self.write(&d.path, "tasks", "0")?;
         }
         Ok(())
-    }
-
-    /// The v1 hierarchies' `tasks` files held open (`None` on a v2-only host), to move another
-    /// process in later, from a mount namespace where their paths may be gone.
-    pub fn v1_joiner(&self) -> Result<Option<V1Joiner>, CgroupError> {
-        let mut tasks = Vec::new();
-        for d in self.dirs.iter().filter(|d| !d.unified) {
-            let path = d.path.join("tasks");
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(self.io_err(format!("opening {}", path.display())))?;
-            tasks.push(file);
-        }
-        Ok((!tasks.is_empty()).then(|| V1Joiner {
-            id: short(&self.id),
-            tasks,
-        }))
     }
 
     /// The v2 directory: cgroup v2's only one, or hybrid mode's controller-less unified one.
