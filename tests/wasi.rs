@@ -920,3 +920,23 @@ fn a_module_found_by_its_bytes_gets_what_a_wasi_image_gets() {
     let c = b.ok(&["create", "--name", "sh", "mixed", "sh", "-c", "true"]);
     assert_eq!(inspect(&b, c.trim())["HostConfig"]["Runtime"], "native");
 }
+
+#[test]
+fn a_tmpfs_is_writable_under_a_read_only_root() {
+    let b = setup();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "probe",
+        "write",
+        "/tmp/note",
+        "kept",
+    ]);
+    assert_eq!(out, "wrote /tmp/note\n");
+    // The root itself stays read-only.
+    let (code, out) = b.fail(&["run", "--rm", "--read-only", "probe", "write", "/note", "x"]);
+    assert_eq!(code, 1, "{out}");
+}

@@ -185,23 +185,35 @@ pub fn program_header(
             .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
             .collect()
     };
-    let read = |file: &std::path::Path| {
-        let mut f = std::fs::File::open(file).ok()?;
-        crate::sandbox::wasi::read_header(&mut f).ok()
-    };
     for path in &candidates {
         // A mount over the path hides the image's file there.
-        if let Some(host) = mounted_source(&spec.mounts, path) {
-            if let Some(h) = host.is_file().then(|| read(&host)).flatten() {
+        if let Some((source, rest)) = mounted_source(&spec.mounts, path) {
+            if let Some(h) = read_in(&source, &rest) {
                 return Some(h);
             }
             continue;
         }
         if let Some((_, file)) = crate::image::snapshot::find_in_layers(top_first, path) {
-            return read(&file);
+            return crate::sandbox::wasi::file_header(&file);
         }
     }
     None
+}
+
+/// The first bytes of the regular file `rest` under the folder `root`, opened through a handle
+/// on it (no symlink in a volume the container writes leads elsewhere), without blocking (a
+/// FIFO put there answers nothing).
+#[cfg(target_os = "linux")]
+fn read_in(root: &std::path::Path, rest: &str) -> Option<Vec<u8>> {
+    use cap_std::fs::OpenOptionsExt;
+    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()).ok()?;
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.read(true).custom_flags(nix::libc::O_NONBLOCK);
+    let mut file = dir.open_with(rest, &options).ok()?.into_std();
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    crate::sandbox::wasi::read_header(&mut file).ok()
 }
 
 /// Without Linux, layer snapshots are not searched: the image's hints decide.
@@ -216,18 +228,28 @@ pub fn program_header(
 /// The host path that `path` in the container is, when a bind mount or volume covers it (the
 /// deepest one).
 #[cfg(target_os = "linux")]
-fn mounted_source(mounts: &[crate::workload::MountSpec], path: &str) -> Option<std::path::PathBuf> {
-    mounts
+fn mounted_source(
+    mounts: &[crate::workload::MountSpec],
+    path: &str,
+) -> Option<(std::path::PathBuf, String)> {
+    let (source, rest) = mounts
         .iter()
         .filter(|m| m.kind != crate::workload::MountKind::Tmpfs)
         .filter_map(|m| {
             let dest = m.destination.trim_end_matches('/');
             let rest = path.strip_prefix(dest)?;
-            (rest.is_empty() || rest.starts_with('/'))
-                .then(|| (dest.len(), m.source.join(rest.trim_start_matches('/'))))
+            (rest.is_empty() || rest.starts_with('/')).then_some((dest.len(), (m, rest)))
         })
         .max_by_key(|(depth, _)| *depth)
-        .map(|(_, p)| p)
+        .map(|(_, found)| found)?;
+    match rest.trim_start_matches('/') {
+        // A file mounted at the path itself: its folder, and its name.
+        "" => Some((
+            source.source.parent()?.to_path_buf(),
+            source.source.file_name()?.to_str()?.to_string(),
+        )),
+        rest => Some((source.source.clone(), rest.to_string())),
+    }
 }
 
 /// Checks the program a container's PID 1 (or `exec`) found against the backend decided for

@@ -36,6 +36,9 @@ pub(super) struct StartGuard<'a> {
     pub raw_mode: Option<RawMode>,
     /// The pid signals are forwarded to, once they are.
     pub forwarding: Option<i32>,
+    /// The container's first process, once it runs: killed first, so that `__init` reaps it
+    /// and ends (with `--rm`, doing its own cleanup) rather than being killed itself.
+    pub pid: Option<i32>,
 }
 
 impl<'a> StartGuard<'a> {
@@ -48,6 +51,7 @@ impl<'a> StartGuard<'a> {
             cgroup: None,
             raw_mode: None,
             forwarding: None,
+            pid: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl<'a> StartGuard<'a> {
     /// Takes the parts out: the start succeeded, nothing is undone.
     pub fn disarm(mut self) -> (InitChild, Option<Cgroup>, Option<RawMode>) {
         self.forwarding = None;
+        self.pid = None;
         let child = self.child.take().expect("a started container has its init");
         (child, self.cgroup.take(), self.raw_mode.take())
     }
@@ -90,7 +95,15 @@ impl<'a> StartGuard<'a> {
             stop_forwarding(pid);
         }
         if let Some(mut child) = self.child.take() {
-            child.kill();
+            match self.pid.take() {
+                Some(pid) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                None => child.kill(),
+            }
             let _ = child.wait();
         }
         if let Some(cg) = self.cgroup.take() {

@@ -227,6 +227,7 @@ impl Monitor {
                 return Err(guard.fail(MonitorError::Start(e), Recorded::Exited(code)));
             }
         };
+        guard.pid = Some(pid);
         if forward {
             guard.forwarding = Some(pid);
         }

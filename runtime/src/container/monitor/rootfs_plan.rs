@@ -45,9 +45,7 @@ pub(super) fn known_wasm_module(
         return None;
     }
     let (layer, file) = crate::image::snapshot::find_in_layers(&plan.lowerdirs, path)?;
-    let kind = std::fs::File::open(&file)
-        .and_then(|mut f| crate::sandbox::wasi::read_header(&mut f))
-        .ok()
+    let kind = crate::sandbox::wasi::file_header(&file)
         .and_then(|h| crate::sandbox::wasi::WasmKind::detect(&h))?;
     let digest = crate::sandbox::wasi::ModuleCache::open(cache)
         .and_then(|cache| cache.layer_module_digest(&plan.lowerdirs[layer], path, &file));

@@ -69,7 +69,24 @@ impl Runner for NativeRunner {
 
     fn run(&self, workload: &Workload<'_>) -> Result<i32, StartError> {
         let spec = workload.spec;
-        let dir = self.scratch.join(workload.id);
+        let id = workload.id;
+        let named_well = !id.is_empty()
+            && !id.starts_with('.')
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !named_well {
+            return Err(StartError::berth(format!(
+                "invalid workload id {id:?}: use letters, digits, '_', '.' and '-'"
+            )));
+        }
+        if spec.security.userns {
+            return Err(StartError::berth(
+                "a user namespace needs the container monitor (berth run --userns), not a runner",
+            ));
+        }
+        let dir = self.scratch.join(id);
         let mut folder = RunFolder {
             dir: dir.clone(),
             cgroup: None,

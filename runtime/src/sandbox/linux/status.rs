@@ -31,20 +31,20 @@ impl StatusMessage {
     /// The message as one line, cut to fit one atomic write (a long error loses its tail).
     fn encode(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).unwrap_or_default();
-        if line.len() >= MAX_MESSAGE
-            && let StatusMessage::Failed(e) = self
-        {
-            let mut message = e.message.clone();
-            let mut cut = MAX_MESSAGE / 2;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
+        if let StatusMessage::Failed(e) = self {
+            // Escaping may grow a message up to sixfold: cut until the line fits.
+            let mut keep = e.message.len();
+            while line.len() >= MAX_MESSAGE && keep > 0 {
+                keep = (keep / 2).min(MAX_MESSAGE / 2);
+                while !e.message.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                let short = StatusMessage::Failed(StartError {
+                    kind: e.kind,
+                    message: format!("{}…", &e.message[..keep]),
+                });
+                line = serde_json::to_vec(&short).unwrap_or_default();
             }
-            message.truncate(cut);
-            let short = StatusMessage::Failed(StartError {
-                kind: e.kind,
-                message: format!("{message}…"),
-            });
-            line = serde_json::to_vec(&short).unwrap_or_default();
         }
         line.push(b'\n');
         line
@@ -147,6 +147,8 @@ mod tests {
         let e = StartError::cannot_run("é".repeat(10_000));
         let line = StatusMessage::Failed(e).encode();
         assert!(line.len() < MAX_MESSAGE, "{}", line.len());
+        let escaped = StatusMessage::Failed(StartError::cannot_run("\u{1}".repeat(4000))).encode();
+        assert!(escaped.len() < MAX_MESSAGE, "{}", escaped.len());
         let (report, _) = through_a_pipe(&[StatusMessage::Failed(StartError::cannot_run(
             "x\ny".repeat(3000),
         ))]);

@@ -84,9 +84,15 @@ pub fn guest_spec(spec: &WorkloadSpec, env: Vec<String>, files: &GuestFiles) -> 
         guest: "/".into(),
         read_only: spec.read_only,
     }];
-    // In the rootfs, volumes are mounted already (read-only ones by the kernel); as their own
-    // preopens the guest's view of `:ro` holds in WASI's permissions too.
-    for m in spec.mounts.iter().filter(|m| m.kind != MountKind::Tmpfs) {
+    // In the rootfs, volumes and tmpfs mounts are mounted already (read-only ones by the
+    // kernel); as their own preopens the guest's view of `:ro` holds in WASI's permissions too
+    // (and a tmpfs stays writable under a `--read-only` `/`). A folder has no tmpfs to give.
+    let in_rootfs = matches!(files, GuestFiles::InRootfs);
+    for m in spec
+        .mounts
+        .iter()
+        .filter(|m| in_rootfs || m.kind != MountKind::Tmpfs)
+    {
         preopens.push(Preopen {
             host: match files {
                 GuestFiles::InRootfs => PathBuf::from(&m.destination),

@@ -74,6 +74,22 @@ pub fn is_wasm(header: &[u8]) -> bool {
     header.starts_with(b"\0asm")
 }
 
+/// The first eight bytes of the regular file at `path` (a store's file, not the container's),
+/// opened without blocking (a FIFO an image put there answers `None`, not a hang).
+#[cfg(unix)]
+pub fn file_header(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    read_header(&mut file).ok()
+}
+
 /// Reads a file's first eight bytes (fewer if it is shorter).
 pub fn read_header(file: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
