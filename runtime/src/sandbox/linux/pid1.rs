@@ -453,7 +453,6 @@ pub(crate) fn exec(
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
 /// The signals `--init` passes on to the workload.
-/// The signals `--init` passes on to the workload.
 fn init_forwarded() -> signal::SigSet {
     let mut set = signal::SigSet::empty();
     for sig in [
