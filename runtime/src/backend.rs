@@ -120,6 +120,12 @@ impl ImageHints {
         }
     }
 
+    /// Whether the program's first bytes can change [`decide`]'s answer (no `--runtime`, no
+    /// wasm platform): only then are they worth reading.
+    pub fn needs_program_header(&self, forced: Option<Backend>) -> bool {
+        forced.is_none() && !self.wasm_platform
+    }
+
     /// The hints of a stored image: its config's, its layers' media types and its manifest's
     /// annotations.
     pub fn of_image(image: &Image) -> ImageHints {

@@ -115,15 +115,19 @@ impl Builder<'_> {
     /// The backend of a RUN step, decided as a container's is: a WASI stage's steps run
     /// WebAssembly programs; elsewhere the program's bytes in the stage's layers decide.
     fn step_backend(&self, state: &StageState, spec: &WorkloadSpec) -> Backend {
-        let diff_ids: Vec<_> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let top_first = self.store.snapshots_top_first(&diff_ids);
-        let header = backend::program_header(&top_first, spec);
+        let hints = ImageHints::of_config(&state.config);
+        let header = hints
+            .needs_program_header(None)
+            .then(|| {
+                let diff_ids: Vec<_> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+                backend::program_header(&self.store.snapshots_top_first(&diff_ids), spec)
+            })
+            .flatten();
         let evidence = backend::Evidence {
             forced: None,
             program_header: header.as_deref(),
         };
-        backend::decide("", &ImageHints::of_config(&state.config), evidence)
-            .unwrap_or(Backend::Native)
+        backend::decide("", &hints, evidence).unwrap_or(Backend::Native)
     }
 
     /// Runs the step's container `c` to its end; a zero exit makes its upper dir the layer

@@ -774,14 +774,19 @@ fn record_container(
     for layer in image.layers()? {
         store.ensure_snapshot(&layer)?;
     }
-    let top_first = store.snapshots_top_first(&image.config.rootfs.diff_ids);
-    let header = backend::program_header(&top_first, spec);
+    let hints = backend::ImageHints::of_image(image);
+    let header = hints
+        .needs_program_header(opts.runtime)
+        .then(|| {
+            let top_first = store.snapshots_top_first(&image.config.rootfs.diff_ids);
+            backend::program_header(&top_first, spec)
+        })
+        .flatten();
     let evidence = backend::Evidence {
         forced: opts.runtime,
         program_header: header.as_deref(),
     };
-    spec.backend = backend::decide(image_name, &backend::ImageHints::of_image(image), evidence)
-        .map_err(invalid)?;
+    spec.backend = backend::decide(image_name, &hints, evidence).map_err(invalid)?;
     if !spec.backend.available() {
         return Err(invalid(format!(
             "this build of berth cannot run {} workloads on this system; image {image_name} needs the {} runtime",
