@@ -40,7 +40,7 @@ pub fn mark_wasi_entrypoint(store: &Store, config: &mut ImageConfig, quiet: bool
     let outcome = wasi::engine::new_engine().and_then(|engine| {
         let cache = ModuleCache::for_store(store.root())?;
         // Remembered now, so even the first run maps the artifact without hashing the module.
-        cache.layer_module_digest(&snapshot, &program, &path)?;
+        cache.layer_module(&snapshot, &program, &path)?;
         cache.precompile(&engine, &bytes, &program)
     });
     match outcome {

@@ -45,16 +45,11 @@ pub(super) fn known_wasm_module(
         return None;
     }
     let (layer, file) = crate::image::snapshot::find_in_layers(&plan.lowerdirs, path)?;
-    let kind = crate::sandbox::wasi::file_header(&file)
-        .and_then(|h| crate::sandbox::wasi::WasmKind::detect(&h))?;
-    let digest = crate::sandbox::wasi::ModuleCache::open(cache)
-        .and_then(|cache| cache.layer_module_digest(&plan.lowerdirs[layer], path, &file));
-    match digest {
-        Ok(sha256) => Some(crate::sandbox::wasi::KnownModule {
-            path: path.clone(),
-            sha256,
-            kind,
-        }),
+    // Its kind is remembered with its digest: nothing of the module is read here.
+    let known = crate::sandbox::wasi::ModuleCache::open(cache)
+        .and_then(|cache| cache.layer_module(&plan.lowerdirs[layer], path, &file));
+    match known {
+        Ok(known) => Some(known),
         Err(e) => {
             tracing::debug!("not remembering the digest of {path}: {e}");
             None

@@ -170,18 +170,19 @@ impl ModuleCache {
         let _ = self.dir.remove_file(format!("{entry}.{SUM}"));
     }
 
-    /// The sha256 of the module `file`, which is `path` in the image layer unpacked at
+    /// The sha256 and kind of the module `file`, which is `path` in the image layer unpacked at
     /// `snapshot`: remembered in `layers/` under the snapshot's name (its layer's diff_id) and
-    /// the path, so it is read and hashed once, not at every start. That is sound because a
+    /// the path (as `SHA256 module|component`), so it is read and hashed once, not at every
+    /// start. That is sound because a
     /// snapshot never changes once unpacked: its content is its layer's, verified against the
     /// diff_id. The caller makes sure the container sees this very file at `path` (no writable
     /// layer or volume over it).
-    pub fn layer_module_digest(
+    pub fn layer_module(
         &self,
         snapshot: &Path,
         path: &str,
         file: &Path,
-    ) -> Result<String, WasiError> {
+    ) -> Result<super::KnownModule, WasiError> {
         let layer = snapshot
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -190,21 +191,38 @@ impl ModuleCache {
             "{LAYERS_DIR}/{layer}-{}",
             &hex::encode(Sha256::digest(path.as_bytes()))[..16]
         );
-        if let Ok(s) = self.dir.read_to_string(&memo) {
-            let s = s.trim();
-            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Ok(s.to_string());
+        let known = |sha256: &str, kind| super::KnownModule {
+            path: path.to_string(),
+            sha256: sha256.to_string(),
+            kind,
+        };
+        // A memo without the kind (an older berth's) is made again.
+        if let Ok(s) = self.dir.read_to_string(&memo)
+            && let Some((sha256, kind)) = s.trim().split_once(' ')
+            && sha256.len() == 64
+            && sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            match kind {
+                "module" => return Ok(known(sha256, WasmKind::Module)),
+                "component" => return Ok(known(sha256, WasmKind::Component)),
+                _ => {}
             }
         }
-        let mut f = std::fs::File::open(file).map_err(io(format!("opening {}", file.display())))?;
-        let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", file.display())))?;
-        let digest = hex::encode(h.finalize());
+        let bytes = read_regular(file).map_err(io(format!("reading {}", file.display())))?;
+        let kind = WasmKind::detect(&bytes).ok_or_else(|| WasiError::Invalid {
+            name: path.to_string(),
+            message: "it does not start with the WebAssembly magic bytes (\\0asm)".into(),
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         self.dir
             .create_dir_all(LAYERS_DIR)
             .map_err(io(format!("creating {}/{LAYERS_DIR}", self.path.display())))?;
-        self.write_atomic(&memo, digest.as_bytes())?;
-        Ok(digest)
+        let kind_name = match kind {
+            WasmKind::Module => "module",
+            WasmKind::Component => "component",
+        };
+        self.write_atomic(&memo, format!("{sha256} {kind_name}").as_bytes())?;
+        Ok(known(&sha256, kind))
     }
 
     /// Loads the compiled form of `wasm` (named `name` in errors): from the cache when a
@@ -340,6 +358,22 @@ impl ModuleCache {
             .rename(&tmp, &self.dir, name)
             .map_err(io(ctx("renaming")))
     }
+}
+
+/// The whole of the regular file `path`, opened without blocking (a FIFO is an error, not a
+/// hang).
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, nix::libc::O_NONBLOCK);
+    let mut file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
 }
 
 /// What identifies an artifact's file as the one whose checksum is `sum`: its device, inode,

@@ -24,7 +24,7 @@ pub use guest::{GuestSpec, Preopen};
 pub const RUNTIME_HEADROOM: u64 = 64 << 20;
 
 /// A container's WASI program whose module digest the monitor found without the container
-/// ([`ModuleCache::layer_module_digest`]): PID 1 then maps its compiled artifact without
+/// ([`ModuleCache::layer_module`]): PID 1 then maps its compiled artifact without
 /// reading the module.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KnownModule {
