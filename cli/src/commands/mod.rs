@@ -31,6 +31,7 @@ pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod serve;
 #[cfg(target_os = "linux")]
 pub mod start;
 #[cfg(target_os = "linux")]
@@ -77,6 +78,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Info(a) => info::run(g, a),
         Command::Completion(a) => completion::run(a),
         Command::Run(a) => run::run(g, a),
+        Command::Serve(a) => serve::run(g, a),
         #[cfg(target_os = "linux")]
         Command::Create(a) => create::run(g, a),
         #[cfg(target_os = "linux")]

@@ -68,13 +68,70 @@ impl Program {
     }
 }
 
-/// Makes the engine: epoch interruption (how `stop` and `kill` end a guest stuck in a loop)
-/// and the component model; wasmtime's own defaults otherwise.
-pub fn new_engine() -> Result<Engine, WasiError> {
+/// The one configuration: epoch interruption (how `stop` and `kill` end a guest stuck in a
+/// loop, and how `serve` enforces a request's deadline) and the component model; wasmtime's
+/// own defaults otherwise.
+fn config() -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
-    Engine::new(&config).map_err(|e| WasiError::Engine(format!("{e:#}")))
+    config
+}
+
+/// Makes the engine of `run`, `exec` and `build`.
+pub fn new_engine() -> Result<Engine, WasiError> {
+    Engine::new(&config()).map_err(|e| WasiError::Engine(format!("{e:#}")))
+}
+
+/// How many instances a serving engine's pool holds at once.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Component instances (one per request in flight).
+    pub components: u32,
+    /// Core instances and linear memories (a component made by Rust's wasm32-wasip2 target
+    /// has a few: its own module, the preview-1 adapter and shims).
+    pub core_instances: u32,
+}
+
+/// Makes the engine of `berth serve`: the same configuration as [`new_engine`] (so both share
+/// the compile cache: how instances are allocated is not part of [`compatibility_key`]), with
+/// the pooling allocator, which makes an instance per request cheap, when this host has the
+/// address space for its reservations (the probe `wasmtime serve` makes); else wasmtime's
+/// on-demand allocation. Tells which it got.
+pub fn new_serving_engine(pool: PoolSize) -> Result<(Engine, bool), WasiError> {
+    let mut config = config();
+    let pooling = pooling_fits();
+    if pooling {
+        let mut p = wasmtime::PoolingAllocationConfig::new();
+        p.total_component_instances(pool.components)
+            .total_core_instances(pool.core_instances)
+            .total_memories(pool.core_instances)
+            .total_tables(pool.core_instances)
+            .max_memories_per_component(pool.core_instances.min(16))
+            .max_tables_per_component(pool.core_instances.min(16))
+            .max_core_instances_per_component(pool.core_instances.min(32));
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
+    }
+    let engine = Engine::new(&config).map_err(|e| WasiError::Engine(format!("{e:#}")))?;
+    Ok((engine, pooling))
+}
+
+/// Whether 2^42 bytes of address space can be reserved: the pooling allocator's default
+/// reservations for a thousand memories. Some aarch64 and riscv64 hosts have 39 bits.
+fn pooling_fits() -> bool {
+    const BITS: u32 = 42;
+    let mut config = Config::new();
+    config.wasm_memory64(true);
+    config.memory_reservation(1 << BITS);
+    let Ok(engine) = Engine::new(&config) else {
+        return false;
+    };
+    let mut store = wasmtime::Store::new(&engine, ());
+    wasmtime::Memory::new(
+        &mut store,
+        wasmtime::MemoryType::new64(0, Some(1 << (BITS - 16))),
+    )
+    .is_ok()
 }
 
 /// The engine's compatibility key: artifacts compiled under another wasmtime version or
@@ -113,5 +170,22 @@ pub fn compile(engine: &Engine, wasm: &[u8], name: &str) -> Result<Program, Wasi
             name: name.to_string(),
             message: "it does not start with the WebAssembly magic bytes (\\0asm)".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module compiled by `run` or `build` is found by `serve`, and the other way round.
+    #[test]
+    fn serving_and_running_engines_share_the_compile_cache() {
+        let run = new_engine().unwrap();
+        let (serve, _) = new_serving_engine(PoolSize {
+            components: 4,
+            core_instances: 16,
+        })
+        .unwrap();
+        assert_eq!(compatibility_key(&run), compatibility_key(&serve));
     }
 }

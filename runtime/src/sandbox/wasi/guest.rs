@@ -106,10 +106,18 @@ fn setup(e: impl std::fmt::Display) -> WasiError {
     WasiError::Setup(e.to_string())
 }
 
-/// The WASI context for `spec`.
+/// The WASI context for `spec`, with the container's stdio.
 fn context(spec: &GuestSpec) -> Result<WasiCtxBuilder, WasiError> {
+    let mut b = builder(spec)?;
+    b.inherit_stdio();
+    Ok(b)
+}
+
+/// The WASI context for `spec` without stdio (the caller gives it: `serve` gives a request's
+/// body and a log): args, environment, working directory, preopens, network.
+pub fn builder(spec: &GuestSpec) -> Result<WasiCtxBuilder, WasiError> {
     let mut b = WasiCtxBuilder::new();
-    b.inherit_stdio().args(&spec.args);
+    b.args(&spec.args);
     // The guest is alone in its process: a file operation may block this thread (as in
     // `wasmtime run`) rather than go to a thread of tokio's blocking pool and back, which cost
     // a few tens of microseconds (and two wakeups) per call. `stop` is unchanged: a guest

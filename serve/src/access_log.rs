@@ -1,0 +1,104 @@
+//! The access log: one line per request on stderr, written when its response is done (so it
+//! has the bytes sent): client, method, path, status, bytes, duration and route, and the
+//! reason when the request failed. Words for people, or JSON (`--log-format json`).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::config::LogFormat;
+
+/// Where the access log goes, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog {
+    format: LogFormat,
+}
+
+/// What is known of a request when its response starts.
+#[derive(Debug)]
+pub struct Entry {
+    /// When it came.
+    pub start: Instant,
+    /// The client.
+    pub remote: SocketAddr,
+    /// Its method.
+    pub method: http::Method,
+    /// Its path and query.
+    pub target: String,
+    /// The status sent.
+    pub status: u16,
+    /// The route it matched (`-` for none).
+    pub route: String,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+}
+
+/// A response on its way: logs its request when dropped or finished, and keeps what the
+/// request holds (its slot, its function) until then.
+pub struct Finished {
+    log: AccessLog,
+    entry: Option<Entry>,
+    _holds: Box<dyn Send>,
+}
+
+impl Finished {
+    /// A response to `entry`, holding `holds` until it is finished.
+    pub fn new(log: AccessLog, entry: Entry, holds: Box<dyn Send>) -> Finished {
+        Finished {
+            log,
+            entry: Some(entry),
+            _holds: holds,
+        }
+    }
+
+    /// The body is done: `bytes` were sent, all of it or not (`complete`), `error` says why not.
+    pub fn finish(mut self, bytes: u64, complete: bool, error: Option<String>) {
+        if let Some(mut e) = self.entry.take() {
+            if e.reason.is_none() {
+                e.reason = error.or_else(|| {
+                    (!complete).then(|| "the client went away before the response was sent".into())
+                });
+            }
+            self.log.write(&e, bytes);
+        }
+    }
+}
+
+impl AccessLog {
+    /// A log in `format`.
+    pub fn new(format: LogFormat) -> AccessLog {
+        AccessLog { format }
+    }
+
+    /// Writes the line of `e`.
+    pub fn write(&self, e: &Entry, bytes: u64) {
+        let ms = e.start.elapsed().as_secs_f64() * 1000.0;
+        let mut line = match self.format {
+            LogFormat::Text => {
+                let mut s = format!(
+                    "{} {} {} {} {} {ms:.3}ms route={}",
+                    e.remote, e.method, e.target, e.status, bytes, e.route
+                );
+                if let Some(r) = &e.reason {
+                    s.push_str(&format!(" error={r:?}"));
+                }
+                s
+            }
+            LogFormat::Json => serde_json::json!({
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "remote": e.remote.to_string(),
+                "method": e.method.as_str(),
+                "path": e.target,
+                "status": e.status,
+                "bytes": bytes,
+                "duration_ms": (ms * 1000.0).round() / 1000.0,
+                "route": e.route,
+                "error": e.reason,
+            })
+            .to_string(),
+        };
+        line.push('\n');
+        // Best effort: a closed stderr must not fail requests.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}

@@ -1,0 +1,156 @@
+//! Executors: how a route's image answers a request. Each request gets a fresh instance in a
+//! store of its own (its memory, files and environment are its own), held to the route's
+//! memory limit and deadline; what goes wrong is this request's failure, never the server's.
+
+pub mod cgi;
+pub mod wagi;
+pub mod wasi_http;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use berth_runtime::sandbox::wasi::GuestSpec;
+use http::StatusCode;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+
+use crate::config::RouteLimits;
+use crate::guest_output::GuestOutput;
+
+/// What every request of a route starts from: the guest's files, environment and limits.
+#[derive(Debug)]
+pub struct GuestSetup {
+    /// Args, env, working directory, preopens (the image's rootfs read-only at `/`, volumes).
+    pub spec: GuestSpec,
+    /// The route's limits.
+    pub limits: RouteLimits,
+    /// Where the guest's stdout and stderr go.
+    pub output: GuestOutput,
+}
+
+impl GuestSetup {
+    /// The store limits of one request: its memory cap, and a trap (not a quiet failure) when
+    /// the guest asks for more, so the request ends at once.
+    pub fn store_limits(&self) -> StoreLimits {
+        let mut b = StoreLimitsBuilder::new().trap_on_grow_failure(true);
+        if let Some(m) = self.limits.memory {
+            b = b.memory_size(usize::try_from(m).unwrap_or(usize::MAX));
+        }
+        b.build()
+    }
+}
+
+/// One request's deadline, and whether the guest was killed for passing it.
+#[derive(Debug)]
+pub struct Ticket {
+    /// When the request's instance is killed.
+    pub deadline: Instant,
+    timed_out: AtomicBool,
+}
+
+impl Ticket {
+    /// A ticket for a request that must finish by `deadline`.
+    pub fn new(deadline: Instant) -> Arc<Ticket> {
+        Arc::new(Ticket {
+            deadline,
+            timed_out: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the guest ran past the deadline.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    fn time_out(&self) {
+        self.timed_out.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Makes a store's guest yield at every epoch tick of the server's one ticker (so one busy
+/// guest never holds a thread from the others) and traps it once `ticket(data)` is past its
+/// deadline.
+pub fn enforce_deadline<T: Send + 'static>(
+    store: &mut Store<T>,
+    ticket: fn(&T) -> Option<&Arc<Ticket>>,
+) {
+    store.epoch_deadline_callback(move |ctx| {
+        if let Some(t) = ticket(ctx.data())
+            && Instant::now() >= t.deadline
+        {
+            t.time_out();
+            return Err(Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+}
+
+/// How a request failed, and the status the client gets for it.
+#[derive(Debug)]
+pub enum Failure {
+    /// Past the route's deadline: 504.
+    Timeout,
+    /// The guest trapped, ran out of memory, or broke the protocol: 500, the reason logged.
+    Guest(String),
+    /// The request body is larger than the cap: 413.
+    RequestTooLarge(u64),
+    /// The response body is larger than the cap: 500.
+    ResponseTooLarge(u64),
+    /// No slot freed up in time, or the queue is full: 503.
+    Busy(&'static str),
+}
+
+impl Failure {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Guest(_) | Failure::ResponseTooLarge(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Why, for the log.
+    pub fn reason(&self) -> String {
+        match self {
+            Failure::Timeout => {
+                "the request ran past its deadline (--timeout): its instance was killed".into()
+            }
+            Failure::Guest(why) => why.clone(),
+            Failure::RequestTooLarge(n) => {
+                format!("the request body is larger than --max-body-size ({n} bytes)")
+            }
+            Failure::ResponseTooLarge(n) => {
+                format!("the response body is larger than --max-body-size ({n} bytes)")
+            }
+            Failure::Busy(why) => (*why).to_string(),
+        }
+    }
+}
+
+/// The reason of a guest's failure, on one line: wasmtime's messages down the chain (a trap's
+/// kind, a limit), without the backtrace.
+pub fn guest_error(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        let first = c.lines().next().unwrap_or_default().trim().to_string();
+        if first.is_empty() || first.contains("backtrace") || parts.contains(&first) {
+            continue;
+        }
+        parts.push(first);
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        let t = format!("wasm trap: {trap}");
+        if !parts.iter().any(|p| p.contains(&trap.to_string())) {
+            parts.push(t);
+        }
+    }
+    if parts.is_empty() {
+        "the guest failed".into()
+    } else {
+        parts.join(": ")
+    }
+}

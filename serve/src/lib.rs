@@ -1,0 +1,17 @@
+//! `berth serve`: images as HTTP functions. One server (tokio and hyper) routes each request,
+//! by Spin's route rules, to its route's executor: a wasi:http component or a WAGI module,
+//! each request in a fresh instance with its own memory limit and deadline. See the design's
+//! "Serving functions".
+
+pub mod access_log;
+pub mod body;
+pub mod config;
+pub mod executor;
+pub mod function;
+pub mod guest_output;
+pub mod reload;
+pub mod route;
+mod run;
+pub mod server;
+
+pub use run::{ServeError, ServedRoute, Started, serve};
