@@ -109,6 +109,13 @@ impl ResponseBody {
         }
     }
 
+    /// Takes the response's Content-Length as the body's length, when the body does not
+    /// know its own.
+    pub fn expecting(mut self, length: Option<u64>) -> Self {
+        self.expected = self.expected.or(length);
+        self
+    }
+
     /// A whole body in memory.
     pub fn full(bytes: impl Into<Bytes>, done: Finished) -> Self {
         let full = http_body_util::Full::new(bytes.into());

@@ -158,8 +158,13 @@ impl Server {
                     Ok(resp) => {
                         let (parts, body) = resp.into_parts();
                         entry.status = parts.status.as_u16();
+                        let length = parts
+                            .headers
+                            .get(http::header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok()?.parse().ok());
                         let done = Finished::new(self.log, entry, Box::new(holds));
-                        Response::from_parts(parts, ResponseBody::new(body, cap, done))
+                        let body = ResponseBody::new(body, cap, done).expecting(length);
+                        Response::from_parts(parts, body)
                     }
                     Err(_) if exceeded.load(Ordering::Relaxed) => {
                         let f = Failure::RequestTooLarge(cap);

@@ -40,12 +40,15 @@ impl GuestSetup {
     }
 }
 
-/// One request's deadline, and whether the guest was killed for passing it.
+/// One request's deadline, whether the guest was killed for passing it, and why its instance
+/// failed (known only when the instance is gone, after the request learned it failed).
 #[derive(Debug)]
 pub struct Ticket {
     /// When the request's instance is killed.
     pub deadline: Instant,
     timed_out: AtomicBool,
+    failure: std::sync::Mutex<Option<String>>,
+    ended: tokio::sync::Notify,
 }
 
 impl Ticket {
@@ -54,7 +57,27 @@ impl Ticket {
         Arc::new(Ticket {
             deadline,
             timed_out: AtomicBool::new(false),
+            failure: std::sync::Mutex::new(None),
+            ended: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The instance ended, failing for `why` if it did.
+    pub fn end(&self, why: Option<String>) {
+        if let Some(why) = why {
+            *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        }
+        self.ended.notify_one();
+    }
+
+    /// Why the instance failed, waiting a little for its end to be reported.
+    pub async fn failure(&self) -> Option<String> {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(250), self.ended.notified())
+            .await;
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the guest ran past the deadline.

@@ -96,7 +96,11 @@ impl WasiHttpFunction {
             Ok(r) => Ok(r),
             Err(_) if ticket.timed_out() => Err(Failure::Timeout),
             Err(e) if e.is::<ExpirationError>() => Err(Failure::Timeout),
-            Err(e) => Err(Failure::Guest(guest_error(&e))),
+            // The trap itself reaches the worker, not the request: ask the ticket.
+            Err(e) => Err(Failure::Guest(match ticket.failure().await {
+                Some(why) => why,
+                None => guest_error(&e),
+            })),
         }
     }
 }
@@ -167,8 +171,11 @@ impl WorkerState for OneRequest {
         Box::pin(tokio::time::sleep_until(until.into()))
     }
 
-    fn drop(&self, store: Store<HttpHost>, _result: wasmtime::Result<()>) {
-        // A failure is the request's, reported through its response.
+    fn drop(&self, store: Store<HttpHost>, result: wasmtime::Result<()>) {
+        // A failure is the request's: its ticket tells the request why.
+        if let Some(t) = &store.data().ticket {
+            t.end(result.err().map(|e| guest_error(&e)));
+        }
         drop(store);
     }
 }

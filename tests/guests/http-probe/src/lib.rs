@@ -18,6 +18,12 @@ wasip2::http::proxy::export!(Probe);
 /// always find it empty.
 static STASH: Mutex<String> = Mutex::new(String::new());
 
+/// The commands, by the path segment that names them.
+const COMMANDS: &[&str] = &[
+    "env", "file", "write", "stash", "trap", "loop", "hog", "big", "upload", "echo-header",
+    "print", "status", "sleep",
+];
+
 /// /big streams its body in chunks of this size.
 const BIG_CHUNK: usize = 64 * 1024;
 
@@ -25,10 +31,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let full = request.path_with_query().unwrap_or_default();
         let path = full.split('?').next().unwrap_or_default();
-        let (head, rest) = match path.strip_prefix('/').unwrap_or(path).split_once('/') {
-            Some((head, rest)) => (head, decode(rest)),
-            None => (path.trim_start_matches('/'), String::new()),
-        };
+        // The command is the first segment that names one, so a route's prefix
+        // (`/a/env/X` under `/a/...`) goes before it.
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let at = segments
+            .iter()
+            .position(|s| COMMANDS.contains(s))
+            .unwrap_or(segments.len());
+        let head = segments.get(at).copied().unwrap_or("");
+        let rest = decode(&segments.get(at + 1..).unwrap_or(&[]).join("/"));
         match head {
             "env" => match std::env::var(&rest) {
                 Ok(value) => send(out, 200, value),
@@ -73,6 +84,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 Ok(code) => send(out, code, ""),
                 Err(_) => send(out, 400, "bad status"),
             },
+            "sleep" => {
+                let ms = rest.parse::<u64>().unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                send(out, 200, "slept")
+            }
             _ => send(out, 200, "probe"),
         }
     }

@@ -1,0 +1,860 @@
+//! `berth serve` end to end: the real binary serving real images over loopback, checked by a
+//! real HTTP client (ureq, or raw sockets for what a client should not do). Images are built
+//! from the examples and from tests/guests (http-probe: a wasi:http component that acts by
+//! path; wagi-probe: a preview-1 CGI module).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sha2::{Digest as _, Sha256};
+
+/// Builds a Cargo project of tests/guests or examples for `target` into `target_dir`; gives
+/// the .wasm path.
+fn cargo_wasm(dir: &Path, target: &str, target_dir: &Path, file: &str, locked: bool) -> PathBuf {
+    let mut c = Command::new("cargo");
+    c.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        target,
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .current_dir(dir)
+    .env_remove("CARGO_TARGET_DIR");
+    if locked {
+        c.arg("--locked");
+    }
+    let status = c.status().expect("run cargo");
+    assert!(
+        status.success(),
+        "building {} failed: run the tests through tests/run.sh, which adds the wasm targets",
+        dir.display()
+    );
+    target_dir.join(target).join("release").join(file)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The guests, built once per test run.
+struct Guests {
+    http_probe: PathBuf,
+    wagi_probe: PathBuf,
+}
+
+fn guests() -> &'static Guests {
+    static G: OnceLock<Guests> = OnceLock::new();
+    G.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
+        let g = repo().join("tests/guests");
+        Guests {
+            http_probe: cargo_wasm(
+                &g.join("http-probe"),
+                "wasm32-wasip2",
+                &target,
+                "http_probe.wasm",
+                true,
+            ),
+            wagi_probe: cargo_wasm(
+                &g.join("wagi-probe"),
+                "wasm32-wasip1",
+                &target,
+                "wagi-probe.wasm",
+                true,
+            ),
+        }
+    })
+}
+
+/// Builds the examples once (into their own target folders, where their Dockerfiles look).
+fn examples() -> &'static () {
+    static E: OnceLock<()> = OnceLock::new();
+    E.get_or_init(|| {
+        for (name, target) in [
+            ("hello-http", "wasm32-wasip2"),
+            ("wagi-hello", "wasm32-wasip1"),
+        ] {
+            let dir = repo().join("examples").join(name);
+            let file = format!(
+                "{}.wasm",
+                if target.ends_with("p2") {
+                    name.replace('-', "_")
+                } else {
+                    name.to_string()
+                }
+            );
+            cargo_wasm(&dir, target, &dir.join("target"), &file, false);
+        }
+    })
+}
+
+/// Makes image `tag` of the module at `wasm` (`FROM scratch`, the module as its entrypoint).
+fn wasm_image(b: &Berth, tag: &str, wasm: &Path) {
+    let ctx = b.path(&format!("ctx-{tag}"));
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(wasm, ctx.join("fn.wasm")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY fn.wasm /fn.wasm\nENTRYPOINT [\"/fn.wasm\"]\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
+}
+
+/// A running `berth serve`, stopped (SIGKILL) when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `berth serve --listen 127.0.0.1:0 ARGS` and waits until it listens.
+    fn start(b: &Berth, args: &[&str]) -> Served {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut child = b
+            .cmd(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start berth serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("berth serve: listening on http://")
+                    && let Some(t) = tx.take()
+                {
+                    let _ = t.send(addr.trim_end_matches('/').to_string());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "berth serve {args:?} did not start:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Served { child, addr, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `text`.
+    fn wait_log(&self, text: &str) -> String {
+        assert!(
+            eventually(|| self.log().contains(text)),
+            "the server never logged {text:?}:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM, then its exit status.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that reports every status (no error for 4xx/5xx) and keeps connections.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// GET `url`: (status, body).
+fn get(url: &str) -> (u16, String) {
+    let mut r = agent()
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .unwrap();
+    (status, body)
+}
+
+#[test]
+fn the_examples_serve_both_executors_from_one_file() {
+    examples();
+    let b = Berth::new();
+    let ex = repo().join("examples");
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "hello-http",
+        ex.join("hello-http").to_str().unwrap(),
+    ]);
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "wagi-hello",
+        ex.join("wagi-hello").to_str().unwrap(),
+    ]);
+    // A compiled module nobody has: the first serve compiles it, the second finds it.
+    std::fs::remove_dir_all(b.root().join("wasm-cache")).unwrap();
+    let file = ex.join("functions/berth.toml");
+    let s = Served::start(&b, &["-f", file.to_str().unwrap(), "--log-format", "json"]);
+    assert!(
+        s.log().contains("/hello/... -> hello-http") && s.log().contains("wasi-http, compiled"),
+        "{}",
+        s.log()
+    );
+    let mut r = agent()
+        .get(&s.url("/hello/anything?x=1"))
+        .header("x-echo", "berth")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(body.starts_with("Hello from a berth function!"), "{body}");
+    assert!(
+        body.contains("method: GET")
+            && body.contains("path: /hello/anything?x=1")
+            && body.contains("x-echo: berth"),
+        "{body}"
+    );
+
+    let mut r = agent()
+        .post(&s.url("/wagi/x/y?a=1&b=two"))
+        .send("the body")
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.body_mut().read_to_string().unwrap();
+    for want in [
+        "REQUEST_METHOD: POST",
+        "PATH_INFO: /x/y",
+        "QUERY_STRING: a=1&b=two",
+        "X_MATCHED_ROUTE: /wagi/...",
+        "body: 8 bytes",
+        "the body",
+    ] {
+        assert!(body.contains(want), "{want:?} missing from {body}");
+    }
+    // The exact route beats the wildcard above it.
+    let (status, body) = get(&s.url("/hello/exact"));
+    assert_eq!(status, 200);
+    assert!(body.contains("X_MATCHED_ROUTE: /hello/exact"), "{body}");
+    assert_eq!(get(&s.url("/nowhere")).0, 404);
+
+    // One JSON access-log line per request, with its route.
+    let log = s.wait_log("\"path\":\"/nowhere\"");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    assert_eq!(lines[0]["method"], "GET");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["route"], "/hello/...");
+    assert!(lines[0]["bytes"].as_u64().unwrap() > 50);
+    assert_eq!(lines[3]["status"], 404);
+    let (status, _) = s.terminate();
+    assert!(status.success());
+
+    let s = Served::start(&b, &["-f", file.to_str().unwrap()]);
+    assert!(
+        s.log().contains("wasi-http, from the compile cache")
+            && s.log().contains("wagi, from the compile cache"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn routes_follow_spins_precedence() {
+    let b = Berth::new();
+    wasm_image(&b, "wagi-probe", &guests().wagi_probe);
+    let file = b.path("routes.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[route]]
+route = "/..."
+image = "wagi-probe"
+
+[[route]]
+route = "/a/..."
+image = "wagi-probe"
+
+[[route]]
+route = "/a/b/..."
+image = "wagi-probe"
+
+[[route]]
+route = "/a/b"
+image = "wagi-probe"
+"#,
+    )
+    .unwrap();
+    let s = Served::start(&b, &["-f", file.to_str().unwrap()]);
+    for (path, route, path_info) in [
+        ("/x", "/...", "/x"),
+        ("/a", "/a/...", ""),
+        ("/ab", "/...", "/ab"),
+        ("/a/x/y", "/a/...", "/x/y"),
+        ("/a/b", "/a/b", ""),
+        ("/a/b/c", "/a/b/...", "/c"),
+    ] {
+        let (status, body) = get(&s.url(path));
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            body.contains(&format!("\nX_MATCHED_ROUTE={route}\n")),
+            "{path} should match {route}: {body}"
+        );
+        assert!(
+            body.contains(&format!("\nPATH_INFO={path_info}\n")),
+            "{path}: {body}"
+        );
+    }
+    // CGI's variables: headers as HTTP_*, never the credentials; argv is the path and the query.
+    let mut r = agent()
+        .get(&s.url("/a/q?k=v&x=y%20z"))
+        .header("X-Thing", "yes")
+        .header("Authorization", "Bearer secret")
+        .call()
+        .unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    for want in [
+        "\nHTTP_X_THING=yes\n",
+        "\nREQUEST_METHOD=GET\n",
+        "\nQUERY_STRING=k=v&x=y%20z\n",
+        "\nSCRIPT_NAME=/a\n",
+        "\nSERVER_NAME=127.0.0.1\n",
+        "argv[0]=/a/q",
+        "argv[1]=k=v",
+        "argv[2]=x=y z",
+        "\nX_RAW_PATH_INFO=/q\n",
+        "\nGATEWAY_INTERFACE=CGI/1.1\n",
+    ] {
+        assert!(body.contains(want), "{want:?} missing from {body}");
+    }
+    assert!(!body.contains("secret"), "{body}");
+    // CGI responses: Status, Location alone (302), and what is not CGI (500, said in the log).
+    let mut r = agent().get(&s.url("/status")).call().unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-probe"], "yes");
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "made");
+    let r = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent()
+        .get(&s.url("/redirect"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/elsewhere");
+    assert_eq!(get(&s.url("/noheaders")).0, 500);
+    assert_eq!(get(&s.url("/badheader")).0, 500);
+    let log = s.wait_log("/badheader 500");
+    assert!(log.contains("is the image built for WAGI?"), "{log}");
+    assert!(log.contains("is not `Name: value`"), "{log}");
+}
+
+#[test]
+fn two_hundred_parallel_keep_alive_requests_are_all_answered() {
+    examples();
+    let b = Berth::new();
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "hello-http",
+        repo().join("examples/hello-http").to_str().unwrap(),
+    ]);
+    let s = Served::start(&b, &["hello-http", "--max-concurrent-requests", "16"]);
+    let url = s.url("/p");
+    let threads: Vec<_> = (0..50)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let a = agent();
+                for i in 0..4 {
+                    let tag = format!("t{t}-r{i}");
+                    let mut r = a.get(&url).header("x-echo", &tag).call().unwrap();
+                    assert_eq!(r.status(), 200);
+                    let body = r.body_mut().read_to_string().unwrap();
+                    assert!(body.contains(&format!("x-echo: {tag}\n")), "{tag}: {body}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+    // 200 requests over at most 50 connections: keep-alive held.
+    let log = s.wait_log(" GET /p 200");
+    assert_eq!(log.matches(" GET /p 200 ").count(), 200, "{log}");
+    let clients: std::collections::HashSet<&str> = log
+        .lines()
+        .filter(|l| l.contains(" GET /p 200 "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert!(
+        clients.len() <= 50,
+        "{} connections for 200 requests",
+        clients.len()
+    );
+}
+
+#[test]
+fn a_failing_request_fails_alone() {
+    let b = Berth::new();
+    wasm_image(&b, "probe", &guests().http_probe);
+    wasm_image(&b, "wagi-probe", &guests().wagi_probe);
+    let file = b.path("f.toml");
+    std::fs::write(
+        &file,
+        "[[route]]\nroute = \"/...\"\nimage = \"probe\"\n\n[[route]]\nroute = \"/cgi/...\"\nimage = \"wagi-probe\"\n",
+    )
+    .unwrap();
+    let s = Served::start(
+        &b,
+        &["-f", file.to_str().unwrap(), "--timeout", "2s", "-m", "64m"],
+    );
+    let ok = || assert_eq!(get(&s.url("/")), (200, "probe".into()));
+    ok();
+    assert_eq!(get(&s.url("/trap")).0, 500);
+    ok();
+    // An endless loop is killed at its deadline: 504, well within a watchdog.
+    let started = Instant::now();
+    assert_eq!(get(&s.url("/loop")).0, 504);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    ok();
+    // Two loops at once and a normal request beside them.
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let u = s.url("/loop");
+            std::thread::spawn(move || get(&u).0)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    ok();
+    for l in loops {
+        assert_eq!(l.join().unwrap(), 504);
+    }
+    assert_eq!(get(&s.url("/hog")).0, 500);
+    ok();
+    assert_eq!(get(&s.url("/cgi/trap")).0, 500);
+    assert_eq!(get(&s.url("/cgi/loop")).0, 504);
+    assert_eq!(get(&s.url("/cgi/x")).0, 200);
+    let log = s.wait_log("GET /cgi/x 200");
+    assert!(
+        log.contains("GET /trap 500") && log.contains("unreachable"),
+        "{log}"
+    );
+    assert!(
+        log.contains("GET /loop 504") && log.contains("deadline"),
+        "{log}"
+    );
+    assert!(
+        log.contains("GET /hog 500") && log.contains("memory"),
+        "{log}"
+    );
+    assert!(log.contains("GET /cgi/loop 504"), "{log}");
+}
+
+#[test]
+fn big_bodies_stream_both_ways_and_the_cap_holds() {
+    let b = Berth::new();
+    wasm_image(&b, "probe", &guests().http_probe);
+    wasm_image(&b, "wagi-probe", &guests().wagi_probe);
+    let file = b.path("f.toml");
+    std::fs::write(
+        &file,
+        "[[route]]\nroute = \"/...\"\nimage = \"probe\"\n\n[[route]]\nroute = \"/cgi/...\"\nimage = \"wagi-probe\"\n",
+    )
+    .unwrap();
+    let s = Served::start(
+        &b,
+        &["-f", file.to_str().unwrap(), "--max-body-size", "12m"],
+    );
+    let n = 10_000_000usize;
+    let (status, body) = get(&s.url(&format!("/big/{n}")));
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), n);
+    assert!(
+        body.bytes()
+            .enumerate()
+            .all(|(i, c)| c == b'a' + (i % 26) as u8)
+    );
+    let upload: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+    let want = format!("{n} {}", hex::encode(Sha256::digest(&upload)));
+    for path in ["/upload", "/cgi/upload"] {
+        let mut r = agent().post(&s.url(path)).send(&upload[..]).unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            r.body_mut().read_to_string().unwrap().trim(),
+            want,
+            "{path}"
+        );
+    }
+    let (status, body) = get(&s.url(&format!("/cgi/big/{n}")));
+    assert_eq!((status, body.len()), (200, n));
+    // Past the cap: 413 for a request that says its length, and for one sent in chunks (as
+    // the guest reads it); a cut response for a streamed body.
+    for path in ["/upload", "/cgi/upload"] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            13 << 20
+        );
+        let out = raw_exchange(&s.addr, head.as_bytes());
+        assert!(out.starts_with("HTTP/1.1 413"), "{path}: {out:?}");
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = c.write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .as_bytes(),
+        );
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..13 {
+            if c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .is_err()
+                || c.write_all(&chunk).is_err()
+                || c.write_all(b"\r\n").is_err()
+            {
+                break;
+            }
+        }
+        let _ = c.write_all(b"0\r\n\r\n");
+        let mut status = [0u8; 12];
+        c.read_exact(&mut status).unwrap();
+        assert_eq!(&status, b"HTTP/1.1 413", "{path}");
+    }
+    let cut = agent()
+        .get(&s.url("/big/20000000"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec();
+    assert!(cut.is_err() || cut.unwrap().len() < 20_000_000);
+    assert_eq!(get(&s.url("/cgi/big/20000000")).0, 500);
+    let log = s.wait_log("GET /cgi/big/20000000 500");
+    assert!(log.contains("larger than --max-body-size"), "{log}");
+    assert_eq!(get(&s.url("/")).0, 200);
+}
+
+#[test]
+fn functions_cannot_see_each_others_env_files_or_memory() {
+    let b = Berth::new();
+    wasm_image(&b, "probe", &guests().http_probe);
+    let data = b.path("secret-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("secret.txt"), "top secret").unwrap();
+    let file = b.path("f.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[route]]\nroute = \"/a/...\"\nimage = \"probe\"\nenv = {{ SECRET = \"a-secret\" }}\nvolumes = [\"{}:/data:ro\"]\n\n[[route]]\nroute = \"/b/...\"\nimage = \"probe\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let s = Served::start(&b, &["-f", file.to_str().unwrap(), "-e", "SHARED=1"]);
+    assert_eq!(get(&s.url("/a/env/SECRET")), (200, "a-secret".into()));
+    assert_eq!(get(&s.url("/b/env/SECRET")).0, 404);
+    assert_eq!(get(&s.url("/b/env/SHARED")), (200, "1".into()));
+    assert_eq!(
+        get(&s.url("/a/file/data/secret.txt")),
+        (200, "top secret".into())
+    );
+    assert_eq!(get(&s.url("/b/file/data/secret.txt")).0, 404);
+    // Nothing outside the image's own files: the host's root is not there.
+    assert_eq!(get(&s.url("/b/file/etc/hostname")).0, 404);
+    assert_eq!(get(&s.url("/b/file/../../../../etc/hostname")).0, 404);
+    // `/` and read-only volumes are read-only.
+    assert_eq!(get(&s.url("/a/write/new.txt")).0, 500);
+    assert_eq!(get(&s.url("/a/write/data/new.txt")).0, 500);
+    assert!(!data.join("new.txt").exists());
+    // Each request is a fresh instance: what one leaves in memory, the next never sees.
+    for v in ["one", "two", "three"] {
+        assert_eq!(get(&s.url(&format!("/a/stash/{v}"))), (200, String::new()));
+        assert_eq!(get(&s.url(&format!("/b/stash/{v}"))), (200, String::new()));
+    }
+    // A function's output goes to the server's stderr with its route.
+    assert_eq!(get(&s.url("/a/print")).0, 200);
+    let log = s.wait_log("hello stderr");
+    assert!(log.contains("[/a/... out] hello stdout"), "{log}");
+}
+
+#[test]
+fn start_failures_are_clear_and_exit_125() {
+    let b = Berth::new();
+    let bad = b.path("bad.toml");
+    std::fs::write(&bad, "listen = \"127.0.0.1:0\"\n\n[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = \"wagi\"\n").unwrap();
+    let (code, err) = b.fail(&["serve", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("line 6") && err.contains("bad.toml"), "{err}");
+    let dup = b.path("dup.toml");
+    std::fs::write(
+        &dup,
+        "[[route]]\nroute = \"/a\"\nimage = \"x\"\n[[route]]\nroute = \"/a\"\nimage = \"y\"\n",
+    )
+    .unwrap();
+    let (code, err) = b.fail(&["serve", "-f", dup.to_str().unwrap()]);
+    assert_eq!(code, 125);
+    assert!(err.contains("line 5") && err.contains("line 2"), "{err}");
+
+    let (code, err) = b.fail(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--pull",
+        "never",
+        "no-such-image",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("no-such-image"), "{err}");
+
+    wasm_image(&b, "probe", &guests().http_probe);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let (code, err) = b.fail(&["serve", "--listen", &port, "probe"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("address already in use") || err.contains("Address already in use"),
+        "{err}"
+    );
+    assert!(err.contains("--listen"), "{err}");
+
+    // Not a module at all, and a module that is broken.
+    let junk = b.path("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x01\0\0\0\x01\xffgarbage").unwrap();
+    wasm_image(&b, "corrupt", &junk);
+    let (code, err) = b.fail(&["serve", "--listen", "127.0.0.1:0", "corrupt"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("route /...") && err.contains("not a valid WebAssembly module"),
+        "{err}"
+    );
+
+    // A native image, and a component that is a command, not an HTTP handler.
+    b.import_busybox("busybox");
+    let (code, err) = b.fail(&["serve", "--listen", "127.0.0.1:0", "busybox"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("route /...") && err.contains("native image"),
+        "{err}"
+    );
+    let cmd = cargo_wasm(
+        &repo().join("tests/guests/exit-code"),
+        "wasm32-wasip2",
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests"),
+        "exit-code.wasm",
+        true,
+    );
+    wasm_image(&b, "command", &cmd);
+    let (code, err) = b.fail(&["serve", "--listen", "127.0.0.1:0", "command"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("does not export wasi:http/incoming-handler"),
+        "{err}"
+    );
+    let (code, err) = b.fail(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--executor",
+        "wagi",
+        "probe",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("the wagi executor runs WASI preview-1 modules"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_moved_tag_is_served_without_a_restart_and_sigterm_drains() {
+    let b = Berth::new();
+    wasm_image(&b, "probe", &guests().http_probe);
+    wasm_image(&b, "wagi-probe", &guests().wagi_probe);
+    b.ok(&["tag", "probe", "fn"]);
+    let s = Served::start(&b, &["fn"]);
+    assert_eq!(get(&s.url("/x")), (200, "probe".into()));
+    // A request in flight when the tag moves finishes on the old image.
+    let slow = {
+        let u = s.url("/sleep/2500");
+        std::thread::spawn(move || get(&u))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    b.ok(&["tag", "wagi-probe", "fn"]);
+    assert!(
+        eventually(|| get(&s.url("/x")).1.contains("X_MATCHED_ROUTE=/...")),
+        "the moved tag was never served:\n{}",
+        s.log()
+    );
+    assert_eq!(slow.join().unwrap(), (200, "slept".into()));
+    s.wait_log("image fn is now");
+
+    // SIGTERM: requests in flight finish, new connections are refused, berth exits 0.
+    b.ok(&["tag", "probe", "fn"]);
+    assert!(eventually(|| get(&s.url("/x")).1 == "probe"));
+    let slow = {
+        let u = s.url("/sleep/1500");
+        std::thread::spawn(move || get(&u))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = s.addr.clone();
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(slow.join().unwrap(), (200, "slept".into()));
+    assert!(TcpStream::connect(&addr).is_err());
+    assert!(log.contains("GET /sleep/1500 200"), "{log}");
+}
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Writes `raw` on a new connection and reads what comes back until the server closes it.
+fn raw_exchange(addr: &str, raw: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = c.write_all(raw);
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn hostile_clients_do_not_stop_the_server() {
+    let b = Berth::new();
+    wasm_image(&b, "probe", &guests().http_probe);
+    let s = Served::start(&b, &["probe", "--header-timeout", "3s"]);
+    let ok = || assert_eq!(get(&s.url("/")), (200, "probe".into()));
+    ok();
+    let base = open_fds(s.pid());
+
+    // A malformed request line, a 1 MB header, and a body longer than it says.
+    let out = raw_exchange(&s.addr, b"GARBAGE\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out:?}");
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let out = raw_exchange(&s.addr, &huge);
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 431"), "{out:?}");
+    ok();
+
+    // A client dribbling its headers a byte at a time: others are served meanwhile, and it is
+    // cut off at the header timeout.
+    let addr = s.addr.clone();
+    let slow = std::thread::spawn(move || {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        let started = Instant::now();
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if c.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        started.elapsed()
+    });
+    for _ in 0..10 {
+        ok();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cut_after = slow.join().unwrap();
+    assert!(
+        cut_after < Duration::from_secs(6),
+        "the slow client was kept {cut_after:?}"
+    );
+
+    // 5,000 idle connections: the server still answers, and lets them all go after.
+    let mut limit =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    limit.0 = limit.1;
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        limit.0,
+        limit.1,
+    );
+    let idle: Vec<TcpStream> = (0..5000)
+        .map(|_| TcpStream::connect(&s.addr).unwrap())
+        .collect();
+    assert!(
+        eventually(|| open_fds(s.pid()) >= base + 4000),
+        "the server did not take the connections"
+    );
+    ok();
+    drop(idle);
+    assert!(
+        eventually(|| open_fds(s.pid()) <= base + 5),
+        "{} descriptors open after the clients left, {base} before",
+        open_fds(s.pid())
+    );
+    ok();
+}
