@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The berth demo: builds berth, makes a busybox image from Debian's busybox-static with
-# `berth import`, and shows the image commands a Docker user knows. Uses a root of its own
-# under /tmp so it leaves your images alone.
+# `berth import`, shows the image commands a Docker user knows, builds a Dockerfile, runs a
+# native container, a WASI one, and serves an HTTP function. Uses a root of its own under /tmp
+# so it leaves your images alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,13 @@ if ! dpkg -s busybox-static >/dev/null 2>&1; then
     echo "demo: installing busybox-static" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
 fi
+for t in wasm32-wasip1 wasm32-wasip2; do
+    rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t"
+done
 cargo build -q --bin berth
+# The WASI examples' programs (a module and a wasi:http component), built as their READMEs say.
+(cd examples/hello-wasi && cargo build -q --release --target wasm32-wasip1)
+(cd examples/hello-http && cargo build -q --release --target wasm32-wasip2)
 berth() { ./target/debug/berth "$@"; }
 export BERTH_ROOT="${BERTH_ROOT:-/tmp/berth-demo}"
 work=$(mktemp -d)
@@ -58,5 +65,28 @@ step berth exec demo-web ls /var/www
 berth exec demo-web ls /var/www
 step berth rm -f demo-web
 berth rm -f demo-web
+step "berth tag busybox:demo busybox && berth build -t static-site examples/static-site"
+berth tag busybox:demo busybox
+berth build -q -t static-site examples/static-site >/dev/null && echo "built static-site"
+step berth run --rm static-site cat /var/www/index.html
+berth run --rm static-site cat /var/www/index.html | head -3
+
+step "berth build -t hello-wasi examples/hello-wasi   (FROM scratch + a wasm32-wasip1 module)"
+berth build -q -t hello-wasi examples/hello-wasi
+step berth run --rm -e NAME=demo hello-wasi
+berth run --rm -e NAME=demo hello-wasi
+
+step "berth build -t hello-http examples/hello-http   (a wasi:http component)"
+berth build -q -t hello-http examples/hello-http
+step "berth serve --listen 127.0.0.1:18089 hello-http   (in the background)"
+berth serve --listen 127.0.0.1:18089 hello-http 2>"$work/serve.log" &
+serve_pid=$!
+for _ in $(seq 50); do grep -q listening "$work/serve.log" && break; sleep 0.1; done
+cat "$work/serve.log"
+step "curl -H 'x-echo: demo' http://127.0.0.1:18089/anything   (a fresh instance per request)"
+curl -s -H 'x-echo: demo' http://127.0.0.1:18089/anything
+kill -TERM "$serve_pid"; wait "$serve_pid" || true
+echo "(its access log:)"; grep ' GET ' "$work/serve.log"
+
 step berth info
 berth info
