@@ -450,8 +450,12 @@ fn two_hundred_parallel_keep_alive_requests_are_all_answered() {
         t.join().expect("a client thread failed");
     }
     // 200 requests over at most 50 connections: keep-alive held.
-    let log = s.wait_log(" GET /p 200");
-    assert_eq!(log.matches(" GET /p 200 ").count(), 200, "{log}");
+    assert!(
+        eventually(|| s.log().matches(" GET /p 200 ").count() == 200),
+        "{}",
+        s.log()
+    );
+    let log = s.log();
     let clients: std::collections::HashSet<&str> = log
         .lines()
         .filter(|l| l.contains(" GET /p 200 "))
@@ -505,6 +509,44 @@ fn a_failing_request_fails_alone() {
     assert_eq!(get(&s.url("/cgi/trap")).0, 500);
     assert_eq!(get(&s.url("/cgi/loop")).0, 504);
     assert_eq!(get(&s.url("/cgi/x")).0, 200);
+    // A WAGI request whose body never comes in full: 408 at the deadline, no slot taken.
+    let out = raw_exchange(
+        &s.addr,
+        b"POST /cgi/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab",
+    );
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    // A full house: one slot, one place in the queue, then 503 at once.
+    let s2 = Served::start(
+        &b,
+        &[
+            "probe",
+            "--max-concurrent-requests",
+            "1",
+            "--max-queued-requests",
+            "1",
+        ],
+    );
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let u = s2.url("/sleep/1500");
+            let t = std::thread::spawn(move || get(&u).0);
+            std::thread::sleep(Duration::from_millis(200));
+            t
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(get(&s2.url("/")).0, 503);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    for t in sleepers {
+        assert_eq!(
+            t.join().unwrap(),
+            200,
+            "a queued request is served once a slot frees"
+        );
+    }
+    assert_eq!(get(&s2.url("/")).0, 200);
+    assert!(s2.log().contains("the wait queue is full"), "{}", s2.log());
+
     let log = s.wait_log("GET /cgi/x 200");
     assert!(
         log.contains("GET /trap 500") && log.contains("unreachable"),
@@ -850,11 +892,26 @@ fn hostile_clients_do_not_stop_the_server() {
         "the server did not take the connections"
     );
     ok();
-    drop(idle);
+    // Connections that never send a request are let go at the header timeout, while their
+    // clients still hold them.
     assert!(
         eventually(|| open_fds(s.pid()) <= base + 5),
-        "{} descriptors open after the clients left, {base} before",
+        "{} descriptors open with idle clients past the header timeout, {base} before",
         open_fds(s.pid())
+    );
+    ok();
+    drop(idle);
+    // So is a keep-alive connection that goes idle after a request.
+    let mut c = TcpStream::connect(&s.addr).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "an idle keep-alive connection was kept"
     );
     ok();
 }

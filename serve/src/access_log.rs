@@ -1,10 +1,42 @@
 //! The access log: one line per request on stderr, written when its response is done (so it
 //! has the bytes sent): client, method, path, status, bytes, duration and route, and the
 //! reason when the request failed. Words for people, or JSON (`--log-format json`).
+//!
+//! Lines are gathered in memory and written by a thread of their own every few milliseconds
+//! ([`flush`]): a write to stderr per request would be a system call on every request's
+//! path. Past 4 MiB waiting (stderr does not take them), lines are counted and dropped, and
+//! the count is written when stderr takes lines again.
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Instant;
+
+/// Lines not yet written, and how many were dropped.
+static PENDING: Mutex<(Vec<u8>, u64)> = Mutex::new((Vec::new(), 0));
+
+/// The most that waits to be written.
+const MAX_PENDING: usize = 4 << 20;
+
+/// Writes the lines gathered so far to stderr.
+pub fn flush() {
+    let (lines, dropped) = {
+        let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        if p.0.is_empty() && p.1 == 0 {
+            return;
+        }
+        (std::mem::take(&mut p.0), std::mem::take(&mut p.1))
+    };
+    let mut err = std::io::stderr().lock();
+    // Best effort: a closed stderr must not fail requests.
+    let _ = err.write_all(&lines);
+    if dropped > 0 {
+        let _ = writeln!(
+            err,
+            "berth serve: {dropped} access-log lines were dropped: stderr did not take them"
+        );
+    }
+}
 
 use crate::config::LogFormat;
 
@@ -49,6 +81,11 @@ impl Finished {
             entry: Some(entry),
             _holds: holds,
         }
+    }
+
+    /// The entry, unlogged.
+    pub fn into_entry(mut self) -> Option<Entry> {
+        self.entry.take()
     }
 
     /// The body is done: `bytes` were sent, all of it or not (`complete`), `error` says why not.
@@ -98,7 +135,11 @@ impl AccessLog {
             .to_string(),
         };
         line.push('\n');
-        // Best effort: a closed stderr must not fail requests.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let mut p = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        if p.0.len() + line.len() > MAX_PENDING {
+            p.1 += 1;
+        } else {
+            p.0.extend_from_slice(line.as_bytes());
+        }
     }
 }

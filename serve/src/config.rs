@@ -151,6 +151,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Where the routes came from, for `ps`-style listings and messages (an image or a file).
     pub source: String,
+    /// Functions may send HTTP requests out (`--allow-outbound-http`).
+    pub allow_outbound_http: bool,
 }
 
 /// A serve file as written.
@@ -206,10 +208,28 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{s:?} is not a size ({e}); write it as 64m, 1g or a number of bytes"))
 }
 
-/// Parses a duration (`30s`, `1m30s`, `250ms`).
+/// The longest duration a setting takes: a day.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration (`30s`, `1m30s`, `250ms`) of at most a day.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write it as 30s, 2m or 500ms"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write it as 30s, 2m or 500ms"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is longer than a day, the most it may be"));
+    }
+    Ok(d)
+}
+
+/// Parses a body size cap: a size (`64m`) of at most 4 GiB.
+pub fn parse_body_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n > 4 << 30 {
+        return Err(format!(
+            "{s:?} is more than 4g, the largest body berth takes"
+        ));
+    }
+    Ok(n)
 }
 
 /// The line (1-based) of byte offset `at` in `text`.

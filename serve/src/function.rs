@@ -86,17 +86,20 @@ pub struct Loader {
     engine: Engine,
     cache: Option<ModuleCache>,
     max_body: u64,
+    allow_outbound: bool,
 }
 
 impl Loader {
-    /// A loader for `store`'s images, compiling for `engine`.
-    pub fn new(store: Arc<Store>, engine: Engine, max_body: u64) -> Loader {
+    /// A loader for `store`'s images, compiling for `engine`; functions may send HTTP
+    /// requests out when `allow_outbound`.
+    pub fn new(store: Arc<Store>, engine: Engine, max_body: u64, allow_outbound: bool) -> Loader {
         let cache = CacheLocation::of_store(&store).open();
         Loader {
             store,
             engine,
             cache,
             max_body,
+            allow_outbound,
         }
     }
 
@@ -161,7 +164,12 @@ impl Loader {
         let executor = match (kind, compiled) {
             (ExecutorKind::WasiHttp, Program::Component(c)) => {
                 let pre = wasi_http::link(&self.engine, &c).map_err(fail)?;
-                Executor::WasiHttp(WasiHttpFunction::new(self.engine.clone(), pre, guest))
+                Executor::WasiHttp(WasiHttpFunction::new(
+                    self.engine.clone(),
+                    pre,
+                    guest,
+                    self.allow_outbound,
+                ))
             }
             (ExecutorKind::Wagi, Program::Module(m)) => {
                 let pre = wagi::link(&self.engine, &m).map_err(fail)?;

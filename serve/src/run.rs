@@ -85,8 +85,12 @@ pub fn serve(
     raise_open_files_limit();
     let limits = config.limits;
     let requests = u32::try_from(limits.max_concurrent_requests).unwrap_or(u32::MAX);
-    // Instances outlive their request's response briefly (post-return), hence twice.
-    let components = requests.saturating_mul(2).saturating_add(16);
+    // Instances outlive their response briefly, and each route keeps one made ahead.
+    let routes = u32::try_from(config.routes.len()).unwrap_or(u32::MAX);
+    let components = requests
+        .saturating_mul(2)
+        .saturating_add(routes.saturating_mul(2))
+        .saturating_add(16);
     let (engine, pooling) = new_serving_engine(PoolSize {
         components,
         core_instances: components.saturating_mul(8),
@@ -96,6 +100,7 @@ pub fn serve(
         store.clone(),
         engine.clone(),
         limits.max_body_size,
+        config.allow_outbound_http,
     ));
     let mut slots = Vec::new();
     let mut served = Vec::new();
@@ -131,102 +136,173 @@ pub fn serve(
     let setup = |e: std::io::Error| ServeError::Setup(format!("starting the server: {e}"));
     listener.set_nonblocking(true).map_err(setup)?;
     let local = listener.local_addr().map_err(setup)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("berth-serve")
         .build()
         .map_err(setup)?;
     let _ticker = EpochTicker::start(engine);
-    started(&Started {
-        addr: local,
-        routes: served,
-        pooling,
-    });
+    let _log = LogWriter::start();
+    // Caught from now on: a SIGTERM right after the "listening" line drains too.
+    let mut signals = {
+        let _in = control.enter();
+        StopSignals::new().map_err(setup)?
+    };
     let server = Arc::new(Server::new(
         slots,
         limits,
         AccessLog::new(config.log_format),
         local,
     ));
-    runtime.block_on(accept_loop(listener, server, loader))
-}
-
-/// Accepts connections until asked to stop, then lets the requests in flight finish (up to
-/// the grace period).
-async fn accept_loop(
-    listener: std::net::TcpListener,
-    server: Arc<Server>,
-    loader: Arc<Loader>,
-) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|e| ServeError::Setup(format!("starting the server: {e}")))?;
-    let limits = *server.limits();
-    let graceful = GracefulShutdown::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
-    let reload = tokio::spawn(crate::reload::watch(server.clone(), loader));
-    let mut stop = std::pin::pin!(stop_requested());
-    loop {
-        let (stream, remote) = tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors or the like: say so, back off, keep serving the others.
-                    tracing::warn!("accepting a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        if open.load(Ordering::Relaxed) >= limits.max_connections {
-            drop(stream);
-            continue;
-        }
-        let counted = Counted::new(open.clone());
-        let conn = graceful.watch(server.connection(stream, remote));
-        tokio::spawn(async move {
-            // A client's protocol error or timeout ends its connection only.
-            let _ = conn.await;
-            drop(counted);
-        });
+    let mut loops = Vec::new();
+    for i in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        let listener = listener.try_clone().map_err(setup)?;
+        let (server, stopping, open) = (server.clone(), stopping.clone(), open.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("berth-serve-{i}"))
+            .spawn(move || accept_loop(listener, server, stopping, open))
+            .map_err(setup)?;
+        loops.push(thread);
     }
     drop(listener);
-    reload.abort();
-    eprintln!(
-        "berth serve: stopping: no new connections; waiting up to {:?} for the requests in flight",
-        limits.grace_period
-    );
-    tokio::select! {
-        _ = graceful.shutdown() => eprintln!("berth serve: stopped"),
-        _ = tokio::time::sleep(limits.grace_period) => eprintln!(
-            "berth serve: stopped: the grace period ended with {} connections open; they were cut",
-            open.load(Ordering::Relaxed)
-        ),
-        _ = stop_requested() => eprintln!("berth serve: stopped at once (asked twice)"),
-    }
+    started(&Started {
+        addr: local,
+        routes: served,
+        pooling,
+    });
+    control.block_on(async move {
+        let reload = tokio::spawn(crate::reload::watch(server, loader));
+        signals.recv().await;
+        reload.abort();
+        let _ = stop.send(true);
+        eprintln!(
+            "berth serve: stopping: no new connections; waiting up to {:?} for the requests in flight",
+            limits.grace_period
+        );
+        let drained = tokio::task::spawn_blocking(move || {
+            loops.into_iter().map(|l| l.join().unwrap_or(0)).sum::<usize>()
+        });
+        tokio::select! {
+            cut = drained => match cut.unwrap_or(0) {
+                0 => eprintln!("berth serve: stopped"),
+                n => eprintln!("berth serve: stopped: the grace period ended with {n} connections open; they were cut"),
+            },
+            _ = signals.recv() => {
+                crate::access_log::flush();
+                eprintln!("berth serve: stopped at once (asked twice)");
+                // The accept loops and their guests are not waited for.
+                std::process::exit(0);
+            }
+        }
+    });
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+/// One core's accept loop, on a single-threaded runtime of its own: a request is read,
+/// handled and answered on one thread, with no hand-off between threads; each core's loop
+/// takes its share of new connections from the one listening socket. Returns once stopped
+/// and drained, or with how many of its connections the grace period cut.
+fn accept_loop(
+    listener: std::net::TcpListener,
+    server: Arc<Server>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    open: Arc<AtomicUsize>,
+) -> usize {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return 0;
+    };
+    runtime.block_on(async move {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return 0;
+        };
+        let mine = Arc::new(AtomicUsize::new(0));
+        let limits = *server.limits();
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (stream, remote) = tokio::select! {
+                _ = stopping.wait_for(|s| *s) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors or the like: say so, back off, serve the others.
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            if open.load(Ordering::Relaxed) >= limits.max_connections {
+                drop(stream);
+                continue;
+            }
+            let counted = (Counted::new(open.clone()), Counted::new(mine.clone()));
+            let watcher = graceful.watcher();
+            let server = server.clone();
+            tokio::spawn(async move {
+                // A client that sends nothing is let go at the header timeout (hyper's own
+                // starts only once it knows the protocol).
+                let mut first = [0u8; 1];
+                if tokio::time::timeout(limits.header_timeout, stream.peek(&mut first))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+                // A client's protocol error or timeout ends its connection only.
+                let _ = watcher.watch(server.connection(stream, remote)).await;
+                drop(counted);
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            _ = graceful.shutdown() => 0,
+            _ = tokio::time::sleep(limits.grace_period) => mine.load(Ordering::Relaxed),
+        }
+    })
+}
+
+/// SIGTERM and Ctrl-C (SIGINT), caught from when this is made.
+struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Catches them; in a runtime's context.
+    fn new() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves at the next one.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -277,6 +353,43 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+/// Writes the access log's gathered lines every few milliseconds, on a thread of its own: a
+/// stderr that blocks (a full pipe) stalls this thread only, never a request or the epochs.
+struct LogWriter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogWriter {
+    fn start() -> LogWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("berth-serve-log".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(LOG_EVERY);
+                    crate::access_log::flush();
+                }
+                crate::access_log::flush();
+            })
+            .ok();
+        LogWriter { stop, thread }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How late an access-log line may be.
+const LOG_EVERY: Duration = Duration::from_millis(50);
 
 /// Idle keep-alive connections each hold a descriptor: as root, take the hard limit.
 fn raise_open_files_limit() {

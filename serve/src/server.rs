@@ -26,6 +26,12 @@ use crate::executor::{Failure, Ticket};
 use crate::function::{Executor, Function};
 use crate::route::Router;
 
+/// A deadline past any a request can have, for a timeout too large to add to a time.
+const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How long a response's head waits for its body's first bytes, to leave with them.
+const READ_AHEAD: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A route and the function that answers it now.
 pub struct Slot {
     /// The route as configured.
@@ -89,7 +95,9 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(256 * 1024)
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(256)
+            .keep_alive_interval(self.limits.header_timeout)
+            .keep_alive_timeout(self.limits.header_timeout);
         let server = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let server = server.clone();
@@ -139,36 +147,48 @@ impl Server {
             let f = Failure::RequestTooLarge(cap);
             return self.fail(entry, f.status(), f.reason());
         }
-        let deadline = start + slot.config.limits.timeout;
-        let permit = match self.admit(deadline).await {
-            Ok(p) => p,
-            Err(f) => return self.fail(entry, f.status(), f.reason()),
-        };
-        let ticket = Ticket::new(deadline);
-        let holds = (permit, function.clone());
+        let deadline = start
+            .checked_add(slot.config.limits.timeout)
+            .unwrap_or(start + FAR);
         match &function.executor {
             Executor::WasiHttp(f) => {
+                let permit = match self.admit(deadline).await {
+                    Ok(p) => p,
+                    Err(f) => return self.fail(entry, f.status(), f.reason()),
+                };
+                let ticket = Ticket::new(deadline);
                 let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let req = req.map(|b| CappedRequest::new(b, cap, exceeded.clone()).boxed_unsync());
-                match f.handle(req, ticket).await {
-                    Ok(_) if exceeded.load(Ordering::Relaxed) => {
+                let mut req =
+                    req.map(|b| CappedRequest::new(b, cap, exceeded.clone()).boxed_unsync());
+                self.give_host(&mut req);
+                // The slot goes with the instance, and is freed when the instance ends.
+                match f.handle(req, ticket.clone(), permit).await {
+                    Ok(_) | Err(_) if exceeded.load(Ordering::Relaxed) => {
                         let f = Failure::RequestTooLarge(cap);
                         self.fail(entry, f.status(), f.reason())
                     }
                     Ok(resp) => {
                         let (parts, body) = resp.into_parts();
-                        entry.status = parts.status.as_u16();
                         let length = parts
                             .headers
                             .get(http::header::CONTENT_LENGTH)
                             .and_then(|v| v.to_str().ok()?.parse().ok());
-                        let done = Finished::new(self.log, entry, Box::new(holds));
-                        let body = ResponseBody::new(body, cap, done).expecting(length);
-                        Response::from_parts(parts, body)
-                    }
-                    Err(_) if exceeded.load(Ordering::Relaxed) => {
-                        let f = Failure::RequestTooLarge(cap);
-                        self.fail(entry, f.status(), f.reason())
+                        entry.status = parts.status.as_u16();
+                        let holds = Box::new((function.clone(), f.after_response()));
+                        let done = Finished::new(self.log, entry, holds);
+                        let mut body = ResponseBody::new(body, cap, done)
+                            .expecting(length)
+                            .watching(ticket);
+                        match body.read_ahead(READ_AHEAD).await {
+                            Ok(()) => Response::from_parts(parts, body),
+                            // Nothing is sent yet: the failure can still be a 500.
+                            Err(why) => match body.take_entry() {
+                                Some(entry) => {
+                                    self.fail(entry, StatusCode::INTERNAL_SERVER_ERROR, why)
+                                }
+                                None => Response::from_parts(parts, body),
+                            },
+                        }
                     }
                     Err(f) => self.fail(entry, f.status(), f.reason()),
                 }
@@ -176,19 +196,32 @@ impl Server {
             Executor::Wagi(f) => {
                 let route = &slot.config.route;
                 let (parts, body) = req.into_parts();
-                let body = match Limited::new(body, cap as usize).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                // The body is read before a slot is taken, and by the deadline.
+                let read = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX)).collect();
+                let body = match tokio::time::timeout_at(deadline.into(), read).await {
+                    Ok(Ok(b)) => b.to_bytes(),
+                    Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                         let f = Failure::RequestTooLarge(cap);
                         return self.fail(entry, f.status(), f.reason());
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         return self.fail(
                             entry,
                             StatusCode::BAD_REQUEST,
                             format!("reading the request body: {e}"),
                         );
                     }
+                    Err(_) => {
+                        return self.fail(
+                            entry,
+                            StatusCode::REQUEST_TIMEOUT,
+                            "the request body did not arrive before the request's deadline (--timeout)".into(),
+                        );
+                    }
+                };
+                let permit = match self.admit(deadline).await {
+                    Ok(p) => p,
+                    Err(f) => return self.fail(entry, f.status(), f.reason()),
                 };
                 let query = parts.uri.query().unwrap_or("");
                 let protocol = format!("{:?}", parts.version);
@@ -196,6 +229,7 @@ impl Server {
                     method: parts.method.as_str(),
                     path: parts.uri.path(),
                     query,
+                    authority: authority(&parts.headers, &parts.uri),
                     headers: &parts.headers,
                     route,
                     remote,
@@ -204,13 +238,16 @@ impl Server {
                     content_length: Some(body.len() as u64),
                 });
                 let args = cgi::arguments(parts.uri.path(), query);
-                match f.handle(env, args, body, ticket).await {
+                let ran = f.handle(env, args, body, Ticket::new(deadline)).await;
+                // The module has ended: its slot is free whatever the client does next.
+                drop(permit);
+                match ran {
                     Ok(out) => {
                         entry.status = out.head.status.as_u16();
                         let body: Bytes = out.stdout.slice(out.head.body_start..);
                         let mut resp = Response::new(ResponseBody::full(
                             body,
-                            Finished::new(self.log, entry, Box::new(holds)),
+                            Finished::new(self.log, entry, Box::new(function.clone())),
                         ));
                         *resp.status_mut() = out.head.status;
                         *resp.headers_mut() = out.head.headers;
@@ -222,20 +259,42 @@ impl Server {
         }
     }
 
+    /// Gives a request without a Host header (HTTP/1.0) one: wasi:http needs an authority.
+    fn give_host<B>(&self, req: &mut Request<B>) {
+        if req.headers().contains_key(http::header::HOST) {
+            return;
+        }
+        let host = req
+            .uri()
+            .authority()
+            .map_or_else(|| self.local.to_string(), |a| a.to_string());
+        if let Ok(v) = http::HeaderValue::from_str(&host) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+    }
+
     /// A slot to run in, waited for until `deadline` in a queue of bounded length.
     async fn admit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, Failure> {
         if let Ok(p) = self.running.clone().try_acquire_owned() {
             return Ok(p);
         }
+        /// A place in the queue, given back however the wait ends (a client that goes away
+        /// drops the request, and this, mid-wait).
+        struct Queued<'a>(&'a AtomicUsize);
+        impl Drop for Queued<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let place = Queued(&self.queued);
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queued_requests {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Failure::Busy(
                 "every request slot is taken and the wait queue is full (--max-concurrent-requests)",
             ));
         }
         let waited =
             tokio::time::timeout_at(deadline.into(), self.running.clone().acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         match waited {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(Failure::Busy("the server is stopping")),
@@ -263,6 +322,14 @@ impl Server {
         );
         resp
     }
+}
+
+/// The request's authority: its Host header, else its URI's (HTTP/2).
+fn authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
 }
 
 /// The request's Content-Length, when it has a valid one.

@@ -58,7 +58,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ServerLimits::default().max_queued_requests)]
     pub max_queued_requests: usize,
     /// The largest request or response body (e.g. 64m)
-    #[arg(long, default_value = "64m", value_parser = config::parse_size)]
+    #[arg(long, default_value = "64m", value_parser = config::parse_body_size)]
     pub max_body_size: u64,
     /// Connections open at once; past it new ones are closed
     #[arg(long, default_value_t = ServerLimits::default().max_connections)]
@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// The access log's format
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormatArg,
+    /// Let functions send HTTP requests out (refused by default: a function would reach what this host reaches)
+    #[arg(long)]
+    pub allow_outbound_http: bool,
     /// When to pull an image: missing, never, always
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -114,6 +117,7 @@ fn serve(g: &GlobalOptions, a: ServeArgs) -> Result<()> {
         .env
         .iter()
         .map(|kv| match kv.split_once('=') {
+            Some(("", _)) => bail!("invalid -e {kv:?}: the variable needs a name before ="),
             Some(_) => Ok(kv.clone()),
             None if kv.is_empty() => bail!("invalid -e \"\": give KEY=VALUE"),
             None => Ok(std::env::var(kv)
@@ -183,6 +187,7 @@ fn serve(g: &GlobalOptions, a: ServeArgs) -> Result<()> {
             LogFormatArg::Json => LogFormat::Json,
         },
         source,
+        allow_outbound_http: a.allow_outbound_http,
     };
     berth_serve::serve(config, Arc::new(store), |s| {
         for r in &s.routes {

@@ -18,6 +18,8 @@ pub struct CgiRequest<'a> {
     pub path: &'a str,
     /// The query, without `?` (empty when none).
     pub query: &'a str,
+    /// The Host header, or the URI's authority (HTTP/2).
+    pub authority: Option<&'a str>,
     /// The headers.
     pub headers: &'a HeaderMap,
     /// The route it matched.
@@ -41,7 +43,7 @@ pub fn environment(r: &CgiRequest<'_>) -> Vec<(String, String)> {
             .unwrap_or("")
             .to_string()
     };
-    let host = header("host");
+    let host = r.authority.unwrap_or("").to_string();
     let server_name = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
         _ if host.is_empty() => r.local.ip().to_string(),
@@ -86,8 +88,12 @@ pub fn environment(r: &CgiRequest<'_>) -> Vec<(String, String)> {
         ("X_RAW_PATH_INFO".into(), raw_path_info.to_string()),
     ];
     for (name, value) in r.headers {
-        // Credentials are not the module's to see (CGI's rule); the body's headers are above.
-        if name == http::header::AUTHORIZATION {
+        // Credentials are not the module's to see (CGI's rule); nor is `Proxy`, which would
+        // become HTTP_PROXY, a variable HTTP clients take for their proxy ("httpoxy").
+        if name == http::header::AUTHORIZATION
+            || name == http::header::PROXY_AUTHORIZATION
+            || name.as_str() == "proxy"
+        {
             continue;
         }
         let Ok(value) = value.to_str() else { continue };
@@ -107,15 +113,17 @@ pub fn environment(r: &CgiRequest<'_>) -> Vec<(String, String)> {
     env
 }
 
-/// The module's argv: the path, then the query's `key=value` pairs, decoded.
+/// The module's argv: the path, then the query's `key=value` pairs, decoded (`+` is a space
+/// in the query only).
 pub fn arguments(path: &str, query: &str) -> Vec<String> {
-    let decode = |s: &str| {
-        percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
     std::iter::once(decode(path))
-        .chain(query.split('&').filter(|p| !p.is_empty()).map(decode))
+        .chain(
+            query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| decode(&p.replace('+', " "))),
+        )
         .collect()
 }
 
@@ -261,6 +269,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", "example.test:8080".parse().unwrap());
         headers.insert("authorization", "Bearer x".parse().unwrap());
+        headers.insert("proxy", "http://evil".parse().unwrap());
+        headers.insert("proxy-authorization", "Basic x".parse().unwrap());
         headers.insert("x-thing", "1".parse().unwrap());
         headers.append("x-thing", "2".parse().unwrap());
         let route = Route::parse("/cgi/...").unwrap();
@@ -268,6 +278,7 @@ mod tests {
             method: "POST",
             path: "/cgi/a%20b/c",
             query: "x=1&y=2",
+            authority: Some("example.test:8080"),
             headers: &headers,
             route: &route,
             remote: "127.0.0.1:5555".parse().unwrap(),
@@ -288,6 +299,9 @@ mod tests {
         assert_eq!(get("HTTP_X_THING"), Some("1, 2"));
         assert_eq!(get("CONTENT_LENGTH"), Some("3"));
         assert_eq!(get("HTTP_AUTHORIZATION"), None);
+        assert_eq!(get("HTTP_PROXY"), None);
+        assert_eq!(get("HTTP_PROXY_AUTHORIZATION"), None);
+        assert_eq!(arguments("/a+b", ""), ["/a+b"]);
         assert_eq!(
             arguments("/cgi/a%20b", "x=1&y=hello+there"),
             ["/cgi/a b", "x=1", "y=hello there"]

@@ -44,6 +44,8 @@ impl GuestSetup {
 /// failed (known only when the instance is gone, after the request learned it failed).
 #[derive(Debug)]
 pub struct Ticket {
+    /// When the request came.
+    pub started: Instant,
     /// When the request's instance is killed.
     pub deadline: Instant,
     timed_out: AtomicBool,
@@ -55,6 +57,7 @@ impl Ticket {
     /// A ticket for a request that must finish by `deadline`.
     pub fn new(deadline: Instant) -> Arc<Ticket> {
         Arc::new(Ticket {
+            started: Instant::now(),
             deadline,
             timed_out: AtomicBool::new(false),
             failure: std::sync::Mutex::new(None),
@@ -68,6 +71,14 @@ impl Ticket {
             *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         }
         self.ended.notify_one();
+    }
+
+    /// Why the instance failed, if it has ended and did.
+    pub fn recorded_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Why the instance failed, waiting a little for its end to be reported.
@@ -90,19 +101,29 @@ impl Ticket {
     }
 }
 
-/// Makes a store's guest yield at every epoch tick of the server's one ticker (so one busy
-/// guest never holds a thread from the others) and traps it once `ticket(data)` is past its
-/// deadline.
+/// How long a request's guest runs before an epoch tick makes it yield its thread: most
+/// requests end sooner and are never interrupted, a busy guest shares the thread after this.
+const RUN_BEFORE_YIELDING: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Makes a store's guest yield at the epoch ticks of the server's one ticker once it has run
+/// a while (so one busy guest never holds a thread from the others) and traps it once
+/// `ticket(data)` is past its deadline.
 pub fn enforce_deadline<T: Send + 'static>(
     store: &mut Store<T>,
     ticket: fn(&T) -> Option<&Arc<Ticket>>,
 ) {
     store.epoch_deadline_callback(move |ctx| {
-        if let Some(t) = ticket(ctx.data())
-            && Instant::now() >= t.deadline
-        {
+        let Some(t) = ticket(ctx.data()) else {
+            // Not yet a request's (being made): nothing to wait for, let others run.
+            return Ok(UpdateDeadline::Yield(1));
+        };
+        let now = Instant::now();
+        if now >= t.deadline {
             t.time_out();
             return Err(Trap::Interrupt.into());
+        }
+        if now.duration_since(t.started) < RUN_BEFORE_YIELDING {
+            return Ok(UpdateDeadline::Continue(1));
         }
         Ok(UpdateDeadline::Yield(1))
     });

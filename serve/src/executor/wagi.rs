@@ -83,8 +83,14 @@ impl WagiFunction {
     ) -> Result<Output, Failure> {
         let setup =
             |e: &dyn std::fmt::Display| Failure::Guest(format!("setting the module up: {e}"));
-        let mut wasi = berth_runtime::sandbox::wasi::guest::builder(&self.guest.spec)
-            .map_err(|e| setup(&e))?;
+        // The CGI variables win over the image's variables of the same name.
+        let mut spec = self.guest.spec.clone();
+        spec.env.retain(|kv| {
+            let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+            !env.iter().any(|(k, _)| k == key)
+        });
+        let mut wasi =
+            berth_runtime::sandbox::wasi::guest::builder(&spec, false).map_err(|e| setup(&e))?;
         // Room for the headers beyond the body cap, so a body of exactly the cap fits.
         let stdout = MemoryOutputPipe::new(self.max_output + 64 * 1024);
         wasi.args(&args)
@@ -105,13 +111,19 @@ impl WagiFunction {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await
         };
-        let exit = match run.await {
+        // A guest blocked in a host call never reaches an epoch check: the deadline holds
+        // around it too.
+        let run = tokio::time::timeout_at(ticket.deadline.into(), run);
+        let Ok(ran) = run.await else {
+            return Err(Failure::Timeout);
+        };
+        let exit = match ran {
             Ok(()) => 0,
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(I32Exit(code)) => *code,
                 None if ticket.timed_out() => return Err(Failure::Timeout),
                 // A write past the pipe's room fails in the guest, which then traps.
-                None if stdout.contents().len() >= self.max_output + 64 * 1024 => {
+                None if stdout.contents().len() > self.max_output => {
                     return Err(Failure::ResponseTooLarge(self.max_output as u64));
                 }
                 None => return Err(Failure::Guest(guest_error(&e))),

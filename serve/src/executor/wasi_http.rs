@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreContextMut, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -28,8 +30,25 @@ pub struct HttpHost {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    outbound: Outbound,
     limits: StoreLimits,
     ticket: Option<Arc<Ticket>>,
+    /// The request's slot on the server, freed with the instance.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Whether a function may make outgoing HTTP requests (`--allow-outbound-http`). Refused by
+/// default, as Spin does: a function could otherwise reach whatever this host reaches (its
+/// loopback services, the network's metadata endpoints) on a client's behalf.
+#[derive(Debug, Clone, Copy)]
+struct Outbound {
+    allowed: bool,
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for Outbound {
+    fn is_supported_scheme(&mut self, scheme: &http::uri::Scheme) -> bool {
+        self.allowed && (*scheme == http::uri::Scheme::HTTP || *scheme == http::uri::Scheme::HTTPS)
+    }
 }
 
 impl WasiView for HttpHost {
@@ -46,7 +65,7 @@ impl WasiHttpView for HttpHost {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -80,21 +99,46 @@ pub fn is_http_handler(engine: &Engine, component: &Component) -> bool {
 
 impl WasiHttpFunction {
     /// The function of the pre-instantiated `pre`.
-    pub fn new(engine: Engine, pre: ProxyPre<HttpHost>, guest: Arc<GuestSetup>) -> Self {
+    pub fn new(
+        engine: Engine,
+        pre: ProxyPre<HttpHost>,
+        guest: Arc<GuestSetup>,
+        allow_outbound: bool,
+    ) -> Self {
+        let maker = Arc::new(Maker {
+            engine,
+            pre,
+            guest,
+            outbound: Outbound {
+                allowed: allow_outbound,
+            },
+            ready: std::sync::Mutex::new(None),
+            making: std::sync::atomic::AtomicBool::new(false),
+        });
         WasiHttpFunction {
-            handler: ProxyHandler::new(State { engine, pre, guest }),
+            handler: ProxyHandler::new(State { maker }),
         }
     }
 
-    /// Answers `request` from a fresh instance, by the ticket's deadline.
+    /// Held until a response is sent: then the next request's instance is made, between
+    /// requests rather than on one's way.
+    pub fn after_response(&self) -> MakeAhead {
+        MakeAhead(self.handler.state().maker.clone())
+    }
+
+    /// Answers `request` from a fresh instance, by the ticket's deadline; `slot` is held
+    /// until the instance ends.
     pub async fn handle(
         &self,
         request: http::Request<WasiBody>,
         ticket: Arc<Ticket>,
+        slot: OwnedSemaphorePermit,
     ) -> Result<http::Response<WasiBody>, Failure> {
-        match self.handler.handle(ticket.clone(), request).await {
+        match self.handler.handle((ticket.clone(), slot), request).await {
             Ok(r) => Ok(r),
-            Err(_) if ticket.timed_out() => Err(Failure::Timeout),
+            Err(_) if ticket.timed_out() || Instant::now() >= ticket.deadline => {
+                Err(Failure::Timeout)
+            }
             Err(e) if e.is::<ExpirationError>() => Err(Failure::Timeout),
             // The trap itself reaches the worker, not the request: ask the ticket.
             Err(e) => Err(Failure::Guest(match ticket.failure().await {
@@ -105,28 +149,60 @@ impl WasiHttpFunction {
     }
 }
 
+/// Makes a function's next instance when dropped (see [`WasiHttpFunction::after_response`]).
+pub struct MakeAhead(Arc<Maker>);
+
+impl Drop for MakeAhead {
+    fn drop(&mut self) {
+        self.0.make_ahead();
+    }
+}
+
+/// The handler's state: makes the instances, keeping one made ahead.
 struct State {
+    maker: Arc<Maker>,
+}
+
+/// Makes instances of a function. One is kept ready: a request takes it, and the next is made
+/// once the response is sent, so instantiation (the store, the WASI context, the pooled
+/// memory) is off the request's path whenever the server has a moment between requests. Each
+/// instance still serves one request only.
+struct Maker {
     engine: Engine,
     pre: ProxyPre<HttpHost>,
     guest: Arc<GuestSetup>,
+    outbound: Outbound,
+    ready: std::sync::Mutex<Option<Ready>>,
+    making: std::sync::atomic::AtomicBool,
 }
 
-impl HandlerState for State {
-    type StoreData = HttpHost;
-    type WorkerExpiration = Expiration;
-    type WorkerState = OneRequest;
+type Ready = Instance<HttpHost, Expiration, OneRequest>;
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance<HttpHost, Expiration, OneRequest>> {
+impl Maker {
+    /// A fresh instance, made within the route's timeout (a component whose start never
+    /// ends must not hold a core).
+    async fn make(&self) -> wasmtime::Result<Ready> {
+        match tokio::time::timeout(self.guest.limits.timeout, self.instantiate()).await {
+            Ok(r) => r,
+            Err(_) => Err(wasmtime::format_err!(
+                "instantiating the component took longer than the route's timeout"
+            )),
+        }
+    }
+
+    async fn instantiate(&self) -> wasmtime::Result<Ready> {
         let guest = &self.guest;
-        let mut wasi = berth_runtime::sandbox::wasi::guest::builder(&guest.spec)?;
+        let mut wasi = berth_runtime::sandbox::wasi::guest::builder(&guest.spec, false)?;
         wasi.stdout(guest.output.clone())
             .stderr(guest.output.clone());
         let host = HttpHost {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
+            outbound: self.outbound,
             limits: guest.store_limits(),
             ticket: None,
+            slot: None,
         };
         let mut store = Store::new(&self.engine, host);
         store.limiter(|h| &mut h.limits);
@@ -138,10 +214,54 @@ impl HandlerState for State {
             view: WasiHttpView::http,
             expiration: Expiration {
                 timeout: guest.limits.timeout + DEADLINE_SLACK,
-                sleep: Box::pin(tokio::time::sleep(Duration::MAX)),
+                sleep: None,
             },
             state: OneRequest,
         })
+    }
+
+    /// The instance made ahead, or a new one; then the next is made in the background.
+    async fn take(self: &Arc<Self>) -> wasmtime::Result<Ready> {
+        let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match ready {
+            Some(r) => Ok(r),
+            None => self.make().await,
+        }
+    }
+
+    /// Starts making the next instance unless one is ready or being made.
+    fn make_ahead(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            || self.making.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let me = self.clone();
+        runtime.spawn(async move {
+            // A failure here is found again, and reported, by the request that makes its own.
+            if let Ok(r) = me.make().await {
+                *me.ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            }
+            me.making.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl HandlerState for State {
+    type StoreData = HttpHost;
+    type WorkerExpiration = Expiration;
+    type WorkerState = OneRequest;
+
+    async fn instantiate(&self) -> wasmtime::Result<Ready> {
+        self.maker.take().await
     }
 }
 
@@ -150,7 +270,7 @@ struct OneRequest;
 
 impl WorkerState for OneRequest {
     type StoreData = HttpHost;
-    type RequestData = Arc<Ticket>;
+    type RequestData = (Arc<Ticket>, OwnedSemaphorePermit);
 
     fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
         if total >= 1 {
@@ -163,11 +283,15 @@ impl WorkerState for OneRequest {
     fn on_request_start(
         &self,
         mut store: StoreContextMut<'_, HttpHost>,
-        ticket: Arc<Ticket>,
+        (ticket, slot): (Arc<Ticket>, OwnedSemaphorePermit),
         _task: wasmtime::component::GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         let until = ticket.deadline + DEADLINE_SLACK;
-        store.data_mut().ticket = Some(ticket);
+        // An instance made ahead had its epoch deadline set then: count from now.
+        store.set_epoch_deadline(1);
+        let host = store.data_mut();
+        host.ticket = Some(ticket);
+        host.slot = Some(slot);
         Box::pin(tokio::time::sleep_until(until.into()))
     }
 
@@ -183,7 +307,9 @@ impl WorkerState for OneRequest {
 /// Ends an instance that outlives its request's deadline (see [`DEADLINE_SLACK`]), or sits idle.
 struct Expiration {
     timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Made at the first poll, in the runtime that runs the instance (one made ahead may be
+    /// made in another core's).
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl WorkerExpiration for Expiration {
@@ -202,9 +328,12 @@ impl WorkerExpiration for Expiration {
             return Poll::Pending;
         };
         let deadline = tokio::time::Instant::from(deadline);
-        if me.sleep.deadline() != deadline {
-            me.sleep.as_mut().reset(deadline);
+        let sleep = me
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
         }
-        me.sleep.as_mut().poll(cx)
+        sleep.as_mut().poll(cx)
     }
 }

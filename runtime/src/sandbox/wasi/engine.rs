@@ -100,8 +100,7 @@ pub struct PoolSize {
 /// on-demand allocation. Tells which it got.
 pub fn new_serving_engine(pool: PoolSize) -> Result<(Engine, bool), WasiError> {
     let mut config = config();
-    let pooling = pooling_fits();
-    if pooling {
+    if pooling_fits() {
         let mut p = wasmtime::PoolingAllocationConfig::new();
         p.total_component_instances(pool.components)
             .total_core_instances(pool.core_instances)
@@ -111,9 +110,13 @@ pub fn new_serving_engine(pool: PoolSize) -> Result<(Engine, bool), WasiError> {
             .max_tables_per_component(pool.core_instances.min(16))
             .max_core_instances_per_component(pool.core_instances.min(32));
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
+        // A pool too large for this host's address space fails here: allocate on demand.
+        if let Ok(engine) = Engine::new(&config) {
+            return Ok((engine, true));
+        }
     }
-    let engine = Engine::new(&config).map_err(|e| WasiError::Engine(format!("{e:#}")))?;
-    Ok((engine, pooling))
+    let engine = Engine::new(&self::config()).map_err(|e| WasiError::Engine(format!("{e:#}")))?;
+    Ok((engine, false))
 }
 
 /// Whether 2^42 bytes of address space can be reserved: the pooling allocator's default

@@ -108,22 +108,24 @@ fn setup(e: impl std::fmt::Display) -> WasiError {
 
 /// The WASI context for `spec`, with the container's stdio.
 fn context(spec: &GuestSpec) -> Result<WasiCtxBuilder, WasiError> {
-    let mut b = builder(spec)?;
+    // The guest is alone in its process: a file operation (or a sleep) may block this thread
+    // (as in `wasmtime run`) rather than go to a thread of tokio's blocking pool and back,
+    // which cost a few tens of microseconds (and two wakeups) per call. `stop` is unchanged: a
+    // guest blocked in a host call is past an epoch check either way, and is killed after the
+    // stop timeout.
+    let mut b = builder(spec, true)?;
     b.inherit_stdio();
     Ok(b)
 }
 
 /// The WASI context for `spec` without stdio (the caller gives it: `serve` gives a request's
-/// body and a log): args, environment, working directory, preopens, network.
-pub fn builder(spec: &GuestSpec) -> Result<WasiCtxBuilder, WasiError> {
+/// body and a log): args, environment, working directory, preopens, network. `blocking` lets
+/// file operations and sleeps block the calling thread; a host that runs many guests on one
+/// thread (`serve`) must not.
+pub fn builder(spec: &GuestSpec, blocking: bool) -> Result<WasiCtxBuilder, WasiError> {
     let mut b = WasiCtxBuilder::new();
     b.args(&spec.args);
-    // The guest is alone in its process: a file operation may block this thread (as in
-    // `wasmtime run`) rather than go to a thread of tokio's blocking pool and back, which cost
-    // a few tens of microseconds (and two wakeups) per call. `stop` is unchanged: a guest
-    // blocked in a host call is past an epoch check either way, and is killed after the stop
-    // timeout.
-    b.allow_blocking_current_thread(true);
+    b.allow_blocking_current_thread(blocking);
     for kv in &spec.env {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         b.env(k, v);
