@@ -16,13 +16,17 @@
 #              both at GET /cgi-bin/wagi; wrk -c 1 and -c 8. Aim: berth >= 20x the requests/s.
 #
 # Every measured run is `wrk -t1 -cN -dDs --latency`, after a warm-up of WARMUP seconds at
-# the same concurrency; the table gives requests/s and p99 of each side and berth/peer.
+# the same concurrency. A single 10 s run's p99 at -c 1 swings by 2x on this VM for either
+# server, so each scenario runs ROUNDS times, the two servers taking turns (each started
+# afresh for its turn); the table gives the median requests/s and the median p99 of each
+# side, and berth/peer of those medians.
 # Timings are reported, never asserted: the exit status is 0 whether or not an aim is met
 # (STRICT=1 makes a missed aim exit 1).
 #
 # Run on Debian 12:  bash bench/serve.sh
 # Knobs (environment):
 #   DURATION (10)   seconds of each measured wrk run;  WARMUP (2)  seconds of its warm-up
+#   ROUNDS (3)      measured runs of each side at each concurrency (medians are reported)
 #   HTTP_CONNS ("1 64")  WAGI_CONNS ("1 8")  the wrk concurrencies of each scenario
 #   SERVER_CPU (0) and CLIENT_CPU (1)  the cores the servers and wrk are pinned to (taskset)
 #   BERTH     a prebuilt berth binary (default target/release/berth, built when missing)
@@ -57,6 +61,7 @@ repo=$PWD
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-3}
 HTTP_CONNS=${HTTP_CONNS:-1 64}
 WAGI_CONNS=${WAGI_CONNS:-1 8}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -243,6 +248,23 @@ wrk_stats() {
     ' "$f"
 }
 
+# median_stats NAME: "requests/s p99_ms errors closed" over the rounds NAME-r1..: the median
+# requests/s and the median p99 (each on its own), the errors and closes summed.
+median_stats() {
+    local r rows=()
+    for r in $(seq "$ROUNDS"); do
+        [[ -s $work/$1-r$r.wrk ]] && rows+=("$(wrk_stats "$1-r$r")")
+    done
+    ((${#rows[@]})) || { echo "- - - -"; return; }
+    printf '%s\n' "${rows[@]}" | awk '
+        { rps[NR] = $1; p99[NR] = $2; errs += $3; closed += $4 }
+        function median(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        END { printf "%s %s %d %d\n", median(rps, NR), median(p99, NR), errs, closed }'
+}
+
 # check_body NAME URL: GETs URL once (must be a 200) and keeps the body in $work/NAME.body.
 check_body() {
     if ! curl -fsS -H 'user-agent: serve-bench' -o "$work/$1.body" "$2"; then
@@ -304,29 +326,31 @@ log "runs: ${WARMUP}s warm-up, then ${DURATION}s measured, each"
 
 # --- wasi:http -----------------------------------------------------------------------------
 if ((run_http)); then
-    log "wasi:http: wasmtime serve -S cli"
-    start_server wasmtime-serve '^Serving HTTP on http://' \
-        "$wasmtime_bin" serve -S cli --addr 127.0.0.1:0 "$http_wasm"
-    check_body wasmtime-serve "$server_url/"
-    for c in $HTTP_CONNS; do wrk_run "http-wasmtime-c$c" "$server_url/" "$c"; done
-    stop_server
-    if ((with_berth)); then
-        log "wasi:http: berth serve (access log to $work/berth-http.stderr)"
-        start_server berth-http '^berth serve: listening on http://' \
-            "$berth_bin" serve --listen 127.0.0.1:0 bench-http
-        check_body berth-http "$server_url/"
-        compare_bodies berth-http wasmtime-serve
-        for c in $HTTP_CONNS; do wrk_run "http-berth-c$c" "$server_url/" "$c"; done
-        stop_server
-        log "berth's access log: $(grep -c . "$work/berth-http.stderr") lines, the last: $(tail -n1 "$work/berth-http.stderr")"
-    fi
+    for c in $HTTP_CONNS; do
+        for r in $(seq "$ROUNDS"); do
+            log "wasi:http -c $c, round $r of $ROUNDS: wasmtime serve -S cli"
+            start_server wasmtime-serve '^Serving HTTP on http://' \
+                "$wasmtime_bin" serve -S cli --addr 127.0.0.1:0 "$http_wasm"
+            check_body wasmtime-serve "$server_url/"
+            wrk_run "http-wasmtime-c$c-r$r" "$server_url/" "$c"
+            stop_server
+            ((with_berth)) || continue
+            log "wasi:http -c $c, round $r of $ROUNDS: berth serve (access log to $work/berth-http.stderr)"
+            start_server berth-http '^berth serve: listening on http://' \
+                "$berth_bin" serve --listen 127.0.0.1:0 bench-http
+            check_body berth-http "$server_url/"
+            compare_bodies berth-http wasmtime-serve
+            wrk_run "http-berth-c$c-r$r" "$server_url/" "$c"
+            stop_server
+            log "berth's access log: $(grep -c . "$work/berth-http.stderr") lines, the last: $(tail -n1 "$work/berth-http.stderr")"
+        done
+    done
 fi
 
 # --- WAGI ----------------------------------------------------------------------------------
-if ((run_wagi)); then
+start_busybox() { # busybox httpd prints nothing when ready (-vv logs each request): poll
+    local port
     port=$(free_port)
-    log "wagi: busybox httpd with cgi-bin/wagi (wasmtime run of the precompiled module)"
-    # busybox httpd prints nothing when ready (-vv logs each request): wait until it answers.
     taskset -c "$SERVER_CPU" busybox httpd -f -p "127.0.0.1:$port" -h "$work/cgi-root" \
         >"$work/busybox.stdout" 2>"$work/busybox.stderr" &
     server_pid=$!
@@ -335,19 +359,25 @@ if ((run_wagi)); then
         sleep 0.1
     done
     server_url=http://127.0.0.1:$port
-    check_body busybox-cgi "$server_url/cgi-bin/wagi"
-    for c in $WAGI_CONNS; do wrk_run "wagi-cgi-c$c" "$server_url/cgi-bin/wagi" "$c"; done
-    stop_server
-    if ((with_berth)); then
-        log "wagi: berth serve (access log to $work/berth-wagi.stderr)"
-        start_server berth-wagi '^berth serve: listening on http://' \
-            "$berth_bin" serve --listen 127.0.0.1:0 bench-wagi
-        check_body berth-wagi "$server_url/cgi-bin/wagi"
-        compare_bodies berth-wagi busybox-cgi
-        for c in $WAGI_CONNS; do wrk_run "wagi-berth-c$c" "$server_url/cgi-bin/wagi" "$c"; done
-        stop_server
-        log "berth's access log: $(grep -c . "$work/berth-wagi.stderr") lines, the last: $(tail -n1 "$work/berth-wagi.stderr")"
-    fi
+}
+if ((run_wagi)); then
+    for c in $WAGI_CONNS; do
+        for r in $(seq "$ROUNDS"); do
+            log "wagi -c $c, round $r of $ROUNDS: busybox httpd with cgi-bin/wagi (wasmtime run of the precompiled module)"
+            start_busybox
+            check_body busybox-cgi "$server_url/cgi-bin/wagi"
+            wrk_run "wagi-cgi-c$c-r$r" "$server_url/cgi-bin/wagi" "$c"
+            stop_server
+            ((with_berth)) || continue
+            log "wagi -c $c, round $r of $ROUNDS: berth serve (access log to $work/berth-wagi.stderr)"
+            start_server berth-wagi '^berth serve: listening on http://' \
+                "$berth_bin" serve --listen 127.0.0.1:0 bench-wagi
+            check_body berth-wagi "$server_url/cgi-bin/wagi"
+            compare_bodies berth-wagi busybox-cgi
+            wrk_run "wagi-berth-c$c-r$r" "$server_url/cgi-bin/wagi" "$c"
+            stop_server
+        done
+    done
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -356,8 +386,8 @@ fail=0
 # row SCENARIO CONNS BERTH_RUN PEER_RUN AIM FLOOR P99_FLOOR (FLOOR and P99_FLOOR may be -)
 row() {
     local br bp be bc pr pp pe pc
-    read -r br bp be bc < <(wrk_stats "$3")
-    read -r pr pp pe pc < <(wrk_stats "$4")
+    read -r br bp be bc < <(median_stats "$3")
+    read -r pr pp pe pc < <(median_stats "$4")
     awk -v c="$2" -v br="$br" -v bp="$bp" -v be="$be" -v bc="$bc" -v pr="$pr" -v pp="$pp" -v pe="$pe" \
         -v aim="$5" -v floor="$6" -v pfloor="$7" 'BEGIN {
         if (br == "-" || pr == "-") {
@@ -398,6 +428,6 @@ if ((run_wagi)); then
     printf '  the same module (%s bytes); GET /cgi-bin/wagi on both; busybox closes each connection\n' \
         "$(stat -c %s "$wagi_wasm")"
 fi
-printf '  wrk -t1, %ss after a %ss warm-up; server on CPU %s, wrk on CPU %s; load average %s before, %s after\n' \
-    "$DURATION" "$WARMUP" "$SERVER_CPU" "$CLIENT_CPU" "$load_before" "$load_after"
+printf '  medians of %s rounds of wrk -t1, %ss after a %ss warm-up; server on CPU %s, wrk on CPU %s; load average %s before, %s after\n' \
+    "$ROUNDS" "$DURATION" "$WARMUP" "$SERVER_CPU" "$CLIENT_CPU" "$load_before" "$load_after"
 if [[ ${STRICT:-0} == 1 ]]; then exit "$fail"; fi

@@ -19,6 +19,10 @@ impl Drop for Berth {
         if !self.root().is_dir() {
             return;
         }
+        // Bridges and firewall tables are the host's: a throwaway store takes its own down.
+        if self.root().join("networks").is_dir() {
+            let _ = self.cmd(&["system", "prune", "-f"]).output();
+        }
         let Ok(out) = self.cmd(&["info", "--format", "json"]).output() else {
             return;
         };

@@ -261,6 +261,7 @@ fn step_container(
         stop_timeout: 0,
         labels: BTreeMap::from([(BUILD_LABEL.to_string(), "1".to_string())]),
         log_config: Default::default(),
+        endpoints: Vec::new(),
         state: RunState::default(),
     }
 }

@@ -59,9 +59,21 @@ pub struct ContainerFlags {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
-    /// Network: none, host, or the default private namespace with loopback ("bridge", "default", "private")
-    #[arg(long, alias = "net", default_value = "default")]
+    /// Connect to a network: private (the default: loopback only), bridge (Docker's default, with NAT out), host, none
+    #[arg(long, alias = "net", default_value = "private", value_name = "NETWORK")]
     pub network: String,
+    /// The container's IPv4 address on a user-defined network
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// A name the container is also found by on a user-defined network
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// A DNS server for /etc/resolv.conf instead of the host's
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A DNS search domain for /etc/resolv.conf
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
     /// Publish a container port on the host ([IP:]HOST:CTR[/tcp|udp])
     #[arg(short, long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
@@ -295,11 +307,22 @@ impl ContainerFlags {
                 env.push(format!("{e}={v}"));
             }
         }
-        let network = match self.network.as_str() {
-            "default" | "bridge" | "private" => NetworkMode::Private,
-            "none" => NetworkMode::None,
-            "host" => NetworkMode::Host,
-            other => bail!("unsupported --network {other:?}: use default, none or host"),
+        let (network, bridge_network) = match self.network.as_str() {
+            "default" | "bridge" => (NetworkMode::Bridge, "bridge"),
+            "private" => (NetworkMode::Private, "bridge"),
+            "none" => (NetworkMode::None, "bridge"),
+            "host" => (NetworkMode::Host, "bridge"),
+            name if name.starts_with("container:") => bail!(
+                "--network container:NAME is not supported yet: use a user-defined network (`berth network create`)"
+            ),
+            name => (NetworkMode::Bridge, name),
+        };
+        #[cfg(not(target_os = "linux"))]
+        // Without Linux namespaces a WASI guest uses the host's network, as before bridges.
+        let network = if network == NetworkMode::Bridge {
+            NetworkMode::Private
+        } else {
+            network
         };
         let mut security = Security {
             cap_add: self.cap_add.clone(),
@@ -357,6 +380,13 @@ impl ContainerFlags {
             publish: self.publish.clone(),
             publish_all: self.publish_all,
             network,
+            bridge: berth_runtime::workload::BridgeRequest {
+                network: bridge_network.to_string(),
+                ip: self.ip,
+                aliases: self.network_alias.clone(),
+            },
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
             tty: self.tty,
             stdin: self.interactive,
             auto_remove: self.rm,

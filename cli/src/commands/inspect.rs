@@ -110,6 +110,7 @@ pub fn container_json(
             "Runtime": c.spec.backend.as_str(),
             "NetworkMode": match c.spec.network {
                 berth_runtime::workload::NetworkMode::Private => "default",
+                berth_runtime::workload::NetworkMode::Bridge => c.spec.bridge.network.as_str(),
                 berth_runtime::workload::NetworkMode::None => "none",
                 berth_runtime::workload::NetworkMode::Host => "host",
             },
@@ -141,7 +142,42 @@ pub fn container_json(
             "Destination": m.destination,
             "RW": !m.read_only,
         })).collect::<Vec<_>>(),
-        "NetworkSettings": { "Ports": c.ports },
+        "NetworkSettings": network_settings(c),
+    })
+}
+
+/// Docker's `NetworkSettings`: the published ports, and per network the address, gateway and
+/// MAC (the first network's also at the top level, as Docker shows the default bridge's).
+fn network_settings(c: &berth_runtime::container::state::Container) -> Value {
+    let first = c.endpoints.first();
+    let networks: serde_json::Map<String, Value> = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            let aliases = (e.network == c.spec.bridge.network)
+                .then(|| c.spec.bridge.aliases.clone())
+                .unwrap_or_default();
+            (
+                e.network.clone(),
+                json!({
+                    "NetworkID": e.network_id,
+                    "EndpointID": "",
+                    "Gateway": e.gateway.to_string(),
+                    "IPAddress": e.ip.to_string(),
+                    "IPPrefixLen": e.prefix,
+                    "MacAddress": e.mac,
+                    "Aliases": aliases,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "Ports": c.ports,
+        "IPAddress": first.map(|e| e.ip.to_string()).unwrap_or_default(),
+        "IPPrefixLen": first.map_or(0, |e| e.prefix),
+        "Gateway": first.map(|e| e.gateway.to_string()).unwrap_or_default(),
+        "MacAddress": first.map(|e| e.mac.clone()).unwrap_or_default(),
+        "Networks": networks,
     })
 }
 

@@ -64,6 +64,11 @@ pub fn run(g: &GlobalOptions, a: SystemArgs) -> Result<ExitCode> {
             // mounts in the run root (made again by the next `run --rm`).
             #[cfg(target_os = "linux")]
             berth_runtime::network::spare::release_all(&store.run_root().join("netns"));
+            // Bridges no container is on, and their firewall rules (made again at a start).
+            #[cfg(target_os = "linux")]
+            if berth_runtime::network::bridge::any(&store) {
+                berth_runtime::network::bridge::tear_down_unused(&store)?;
+            }
             berth_runtime::container::store::remove_spare_folders(&store.containers_dir());
             if !containers.is_empty() {
                 println!("Deleted Containers:");

@@ -44,6 +44,12 @@ pub struct CreateOptions {
     pub publish_all: bool,
     /// `--network`.
     pub network: NetworkMode,
+    /// With a bridge network: which, `--ip`, `--network-alias`.
+    pub bridge: crate::workload::BridgeRequest,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
     /// `-t`.
     pub tty: bool,
     /// `-i`.
@@ -609,6 +615,49 @@ fn check_user(user: &str) -> Result<(), CreateError> {
     }
 }
 
+/// Checks `--network`, `--ip`, `--network-alias` and `--dns` (the network must exist, as on
+/// Docker; the default one is made here on first use).
+fn check_network(store: &Store, opts: &CreateOptions) -> Result<(), CreateError> {
+    for d in &opts.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(format!(
+                "invalid --dns {d:?}: give a resolver's IP address, e.g. --dns 192.0.2.53"
+            )));
+        }
+    }
+    if opts.network != NetworkMode::Bridge {
+        if opts.bridge.ip.is_some() || !opts.bridge.aliases.is_empty() {
+            return Err(invalid(
+                "--ip and --network-alias need a bridge network (--network bridge or a network made with `berth network create`)",
+            ));
+        }
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let network = crate::network::bridge::load(store, &opts.bridge.network)
+            .map_err(|e| invalid(e.to_string()))?;
+        if let Some(ip) = opts.bridge.ip
+            && (!network.subnet.contains(&ip) || ip == network.gateway)
+        {
+            return Err(invalid(format!(
+                "--ip {ip} is not a host address of network {} ({}, gateway {})",
+                network.name, network.subnet, network.gateway
+            )));
+        }
+        if network.name == crate::network::bridge::DEFAULT
+            && (opts.bridge.ip.is_some() || !opts.bridge.aliases.is_empty())
+        {
+            return Err(invalid(
+                "--ip and --network-alias are only for user-defined networks, as on Docker: make one with `berth network create NAME`",
+            ));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = store;
+    Ok(())
+}
+
 /// Checks the options that need neither the store nor the image, and puts `-e` and
 /// `--add-host` into `spec`.
 fn check_options(opts: &CreateOptions, spec: &mut WorkloadSpec) -> Result<(), CreateError> {
@@ -745,12 +794,16 @@ pub fn create_container(
         security: opts.security.clone(),
         init: opts.init,
         extra_hosts: Vec::new(),
+        bridge: opts.bridge.clone(),
+        dns: opts.dns.clone(),
+        dns_search: opts.dns_search.clone(),
         backend: Backend::Native,
         backend_forced: opts.runtime.is_some(),
     };
     // Everything that can be refused is checked before volumes are made; once they are, a
     // failure removes the anonymous ones again.
     spec.limits.validate().map_err(|e| invalid(e.to_string()))?;
+    check_network(store, opts)?;
     check_options(opts, &mut spec)?;
     spec.mounts = make_mounts(store, opts)?;
     let made = record_container(store, image, image_name, opts, &rc, &mut spec);
@@ -855,6 +908,7 @@ fn record_container(
             .unwrap_or(10),
         labels,
         log_config: opts.log_config.clone(),
+        endpoints: Vec::new(),
         state: RunState::default(),
     };
     store.create_container(&c)?;

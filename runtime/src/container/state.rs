@@ -110,6 +110,10 @@ pub struct Container {
     /// container recorded before these existed gets the default cap.
     #[serde(default)]
     pub log_config: super::log::LogConfig,
+    /// Its places on bridge networks, from its first start on (kept across restarts, given
+    /// back at its removal).
+    #[serde(default)]
+    pub endpoints: Vec<crate::workload::Endpoint>,
     /// The run state.
     pub state: RunState,
 }

@@ -596,6 +596,14 @@ impl Store {
     /// process lives). Returns where the folder went, `None` if it was gone already.
     pub fn retire_container_files(&self, id: &str, owner: u32) -> Option<PathBuf> {
         let dir = self.container_dir(id);
+        // Its network addresses go back first: a lease whose container is gone is only
+        // reclaimed when its network runs out.
+        #[cfg(target_os = "linux")]
+        if crate::network::bridge::any(self)
+            && let Ok(c) = self.load_container(id)
+        {
+            crate::network::bridge::release(self, id, &c.endpoints);
+        }
         let tmp = crate::store::atomic::temp_path_owned(&self.tmp_dir(), "container", owner);
         let moved = fs::rename(&dir, &tmp).is_ok();
         let run = self.container_run_dir(id);

@@ -1,8 +1,13 @@
-//! Container networking: a private network namespace with loopback (made ahead where it can
-//! be), and published ports served by a userspace proxy that connects into the container's
-//! namespace.
+//! Container networking: a network namespace per container (made ahead where it can be), on a
+//! bridge network (`bridge`, with its addresses in `ipam`, its kernel calls in `netlink` and
+//! its NAT in `firewall`) or with loopback alone, and published ports served by a userspace
+//! proxy that connects into the container's namespace.
 
+pub mod bridge;
+pub mod firewall;
+pub mod ipam;
 pub mod loopback;
+pub mod netlink;
 pub mod ports;
 pub mod proxy;
 pub mod spare;

@@ -73,6 +73,15 @@ pub struct WorkloadSpec {
     pub init: bool,
     /// Extra /etc/hosts entries (`host:ip`).
     pub extra_hosts: Vec<String>,
+    /// With [`NetworkMode::Bridge`]: the network joined and how.
+    #[serde(default)]
+    pub bridge: BridgeRequest,
+    /// `--dns`: the resolvers of `/etc/resolv.conf` instead of the host's.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--dns-search`: its search domains.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
     /// The backend chosen for it (see `backend::select`).
     #[serde(default)]
     pub backend: Backend,
@@ -336,13 +345,73 @@ fn device_numbers(_path: &str) -> Result<(u64, u64), String> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
-    /// A network namespace of its own with loopback up (the default).
+    /// A network namespace of its own with loopback only (a container recorded before bridge
+    /// networks; builds' RUN steps with `--network none` get [`NetworkMode::None`]).
     #[default]
     Private,
+    /// A network namespace of its own on a bridge network (`run`'s default, Docker's
+    /// `bridge`): see [`WorkloadSpec::bridge`].
+    Bridge,
     /// A network namespace of its own with loopback only and no route out, as Docker's `none`.
     None,
     /// The host's network.
     Host,
+}
+
+/// Which bridge network a workload joins, and how (`--network NAME --ip --network-alias`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeRequest {
+    /// The network's name.
+    pub network: String,
+    /// `--ip`.
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--network-alias`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+impl Default for BridgeRequest {
+    fn default() -> Self {
+        BridgeRequest {
+            network: "bridge".into(),
+            ip: None,
+            aliases: Vec::new(),
+        }
+    }
+}
+
+/// A container's place on a bridge network, recorded with the container when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The network's name.
+    pub network: String,
+    /// The network's id.
+    pub network_id: String,
+    /// The container's address.
+    pub ip: std::net::Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// Its default route.
+    pub gateway: std::net::Ipv4Addr,
+    /// The MAC address of its `eth0` (Docker's: 02:42 and the address).
+    pub mac: String,
+    /// The bridge its veth is on.
+    pub bridge: String,
+}
+
+impl Endpoint {
+    /// The MAC as bytes.
+    pub fn mac_bytes(&self) -> [u8; 6] {
+        let o = self.ip.octets();
+        [0x02, 0x42, o[0], o[1], o[2], o[3]]
+    }
+
+    /// The host's end of container `id`'s veth: named for the container, so a start finds
+    /// (and removes) one that a killed start left.
+    pub fn host_veth(id: &str) -> String {
+        format!("veth{}", &id[..11.min(id.len())])
+    }
 }
 
 /// Security settings.

@@ -161,7 +161,15 @@ pub struct Monitor {
 impl Monitor {
     /// Starts the container `id` and returns once its workload runs (or failed to start).
     pub fn start(store: &Store, id: &str, attach: Attach) -> Result<Monitor, MonitorError> {
-        let (c, run_dir, start_lock) = claim(store, id)?;
+        let (mut c, run_dir, start_lock) = claim(store, id)?;
+        // Its address (kept from an earlier start) and the host's side of its network.
+        let wiring = bridge_wiring(store, &mut c).map_err(|e| {
+            let message = e.to_string();
+            match store.update_container(id, |c| c.state.error = Some(message.clone())) {
+                Ok(_) => e,
+                Err(store_error) => store_error.into(),
+            }
+        })?;
         // Attached (in the foreground or captured), signals sent to this process go on to the
         // container.
         let forward = !matches!(attach, Attach::Detached);
@@ -175,6 +183,7 @@ impl Monitor {
         let (plan, rootfs_files) =
             rootfs_plan::rootfs_plan(store, &c, &store.container_dir(id), &run_dir)?;
         let mut config = init_config(store, &c, plan);
+        config.bridge = wiring;
         // Published ports are bound before the container starts: a port in use fails the start
         // before the workload runs.
         let ports_bound = bind_ports(&c).map_err(|e| {
@@ -489,6 +498,7 @@ fn init_config(store: &Store, c: &Container, plan: RootfsPlan) -> InitConfig {
         netns_spares: (c.spec.network != NetworkMode::Host && !c.spec.security.userns)
             .then(|| store.run_root().join("netns")),
         spare_folders: None,
+        bridge: None,
         id: c.id.clone(),
         spec: c.spec.clone(),
         wasm_module: rootfs_plan::known_wasm_module(c, &plan, &wasm_cache.cache),
@@ -497,6 +507,47 @@ fn init_config(store: &Store, c: &Container, plan: RootfsPlan) -> InitConfig {
         cgroup: !c.spec.security.userns,
         wasm_cache: Some(wasm_cache),
     }
+}
+
+/// A bridge container's wiring: its endpoint (the address it had, else a new lease, recorded
+/// with the container so a restart keeps it) and the bridge's index, made on the host when
+/// missing. None for other network modes, and under `--userns`, whose `__init` cannot reach
+/// the host's namespace once in its own (such a container keeps loopback only).
+fn bridge_wiring(
+    store: &Store,
+    c: &mut Container,
+) -> Result<Option<crate::network::bridge::Wiring>, MonitorError> {
+    use crate::network::bridge;
+    if c.spec.network != NetworkMode::Bridge {
+        return Ok(None);
+    }
+    if c.spec.security.userns {
+        tracing::warn!(
+            "--userns containers are not yet connected to bridge networks: loopback only"
+        );
+        return Ok(None);
+    }
+    let network = bridge::load(store, &c.spec.bridge.network).map_err(start_err)?;
+    let bridge_index = bridge::ensure_host_side(store, &network).map_err(start_err)?;
+    let endpoint = match c.endpoints.iter().find(|e| e.network_id == network.id) {
+        Some(e) => e.clone(),
+        None => {
+            let e =
+                bridge::endpoint(store, &network, &c.id, c.spec.bridge.ip).map_err(start_err)?;
+            let recorded = e.clone();
+            store.update_container(&c.id, |c| {
+                c.endpoints.retain(|x| x.network != recorded.network);
+                c.endpoints.push(recorded);
+            })?;
+            c.endpoints.push(e.clone());
+            e
+        }
+    };
+    Ok(Some(bridge::Wiring {
+        bridge_index,
+        host_veth: crate::workload::Endpoint::host_veth(&c.id),
+        endpoint,
+    }))
 }
 
 /// Binds the container's published ports (none with the host's network).

@@ -114,6 +114,10 @@ pub(super) fn rootfs_plan(
     let mut hosts = format!(
         "127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
     );
+    // Its own address, as Docker writes it.
+    for e in &c.endpoints {
+        hosts.push_str(&format!("{}\t{hostname}\n", e.ip));
+    }
     for h in &c.spec.extra_hosts {
         if let Some((name, ip)) = h.split_once(':') {
             hosts.push_str(&format!("{ip}\t{name}\n"));
@@ -127,7 +131,7 @@ pub(super) fn rootfs_plan(
     let files = vec![
         (hostname_file.clone(), format!("{hostname}\n")),
         (hosts_file.clone(), hosts),
-        (resolv_file.clone(), resolv_conf(c.spec.network)),
+        (resolv_file.clone(), resolv_conf(&c.spec)),
     ];
     let plan = RootfsPlan {
         lowerdirs,
@@ -205,18 +209,43 @@ impl RootfsFiles {
 
 /// The host's resolv.conf; in a namespace of its own, loopback name servers (unreachable
 /// there) are dropped.
-fn resolv_conf(network: NetworkMode) -> String {
+fn resolv_conf(spec: &crate::workload::WorkloadSpec) -> String {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if network == NetworkMode::Host {
+    if spec.network == NetworkMode::Host && spec.dns.is_empty() && spec.dns_search.is_empty() {
         return host;
     }
-    host.lines()
-        .filter(|l| {
-            let mut w = l.split_whitespace();
-            !(w.next() == Some("nameserver")
-                && w.next()
-                    .is_some_and(|ip| ip.starts_with("127.") || ip == "::1"))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
+    let mut out = String::new();
+    let mut servers = 0;
+    for l in host.lines() {
+        let mut w = l.split_whitespace();
+        match w.next() {
+            // The host's loopback resolvers are not the container's; --dns replaces them all.
+            Some("nameserver") => {
+                let ip = w.next().unwrap_or("");
+                let loopback = ip.starts_with("127.") || ip == "::1";
+                if spec.dns.is_empty() && (spec.network == NetworkMode::Host || !loopback) {
+                    out.push_str(l);
+                    out.push('\n');
+                    servers += 1;
+                }
+            }
+            Some("search" | "domain") if !spec.dns_search.is_empty() => {}
+            _ => {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    for d in &spec.dns {
+        out.push_str(&format!("nameserver {d}\n"));
+        servers += 1;
+    }
+    // Docker's fallback when the host has only loopback resolvers, on a network that routes out.
+    if servers == 0 && spec.network == NetworkMode::Bridge {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    if !spec.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", spec.dns_search.join(" ")));
+    }
+    out
 }

@@ -81,6 +81,10 @@ pub struct InitConfig {
     /// pivots into the rootfs, which moves the root of `__init`'s mount namespace too.
     #[serde(default)]
     pub cleanup_in: Option<PathBuf>,
+    /// The container's place on a bridge network, wired by `__init` as its network namespace
+    /// is made.
+    #[serde(default)]
+    pub bridge: Option<crate::network::bridge::Wiring>,
 }
 
 /// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it; with
@@ -636,6 +640,13 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
     if cfg.spec.security.userns {
         enter_userns(cfg)?;
     }
+    // Opened in the host's network namespace, it keeps talking to it from the new one.
+    let mut host_netlink = match &cfg.bridge {
+        Some(_) => Some(crate::network::netlink::Netlink::open().map_err(|e| {
+            StartError::berth(format!("opening a netlink socket for the bridge: {e}"))
+        })?),
+        None => None,
+    };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -652,6 +663,14 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
     }
     nix::sched::unshare(flags)
         .map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
+    if let (Some(wiring), Some(host)) = (&cfg.bridge, host_netlink.as_mut()) {
+        wiring.wire(host).map_err(|e| {
+            StartError::berth(format!(
+                "connecting to network {}: {e}",
+                wiring.endpoint.network
+            ))
+        })?;
+    }
     Ok(())
 }
 

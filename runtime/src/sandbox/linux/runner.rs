@@ -115,6 +115,7 @@ impl Runner for NativeRunner {
             netns_spares: None,
             spare_folders: None,
             cleanup_in: None,
+            bridge: None,
         };
         let (status_read, status_write) = nix::unistd::pipe().map_err(StartError::berth)?;
         close_on_exec(&status_read)?;
