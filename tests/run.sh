@@ -14,6 +14,8 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd)
 # The proxy's tests serve through real network namespaces: python3 servers, `ip` to check lo.
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# Bridge networks (tests/network.rs): their NAT and forwarding rules go through nft.
+[ -x /usr/sbin/nft ] || need+=(nftables)
 # The registry tests: the distribution registry, htpasswd for basic auth, openssl for the test
 # CA and token keys, curl to read a digest.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)

@@ -19,8 +19,17 @@ impl Drop for Berth {
         if !self.root().is_dir() {
             return;
         }
-        // Bridges and firewall tables are the host's: a throwaway store takes its own down.
+        // Bridges and firewall tables are the host's: a throwaway store takes its own down,
+        // with the containers still on them (a test that failed half-way).
         if self.root().join("networks").is_dir() {
+            if let Ok(out) = self.cmd(&["ps", "-aq"]).output() {
+                let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+                let mut rm = vec!["rm", "-f"];
+                rm.extend(ids.split_whitespace());
+                if rm.len() > 2 {
+                    let _ = self.cmd(&rm).output();
+                }
+            }
             let _ = self.cmd(&["system", "prune", "-f"]).output();
         }
         let Ok(out) = self.cmd(&["info", "--format", "json"]).output() else {

@@ -313,7 +313,7 @@ impl ContainerFlags {
             "none" => (NetworkMode::None, "bridge"),
             "host" => (NetworkMode::Host, "bridge"),
             name if name.starts_with("container:") => bail!(
-                "--network container:NAME is not supported yet: use a user-defined network (`berth network create`)"
+                "--network container:NAME is not supported yet: use --network bridge and a published port"
             ),
             name => (NetworkMode::Bridge, name),
         };

@@ -154,9 +154,11 @@ fn network_settings(c: &berth_runtime::container::state::Container) -> Value {
         .endpoints
         .iter()
         .map(|e| {
-            let aliases = (e.network == c.spec.bridge.network)
-                .then(|| c.spec.bridge.aliases.clone())
-                .unwrap_or_default();
+            let aliases = if e.network == c.spec.bridge.network {
+                c.spec.bridge.aliases.clone()
+            } else {
+                Vec::new()
+            };
             (
                 e.network.clone(),
                 json!({

@@ -628,7 +628,7 @@ fn check_network(store: &Store, opts: &CreateOptions) -> Result<(), CreateError>
     if opts.network != NetworkMode::Bridge {
         if opts.bridge.ip.is_some() || !opts.bridge.aliases.is_empty() {
             return Err(invalid(
-                "--ip and --network-alias need a bridge network (--network bridge or a network made with `berth network create`)",
+                "--ip and --network-alias need a bridge network (--network bridge)",
             ));
         }
         return Ok(());
@@ -649,7 +649,7 @@ fn check_network(store: &Store, opts: &CreateOptions) -> Result<(), CreateError>
             && (opts.bridge.ip.is_some() || !opts.bridge.aliases.is_empty())
         {
             return Err(invalid(
-                "--ip and --network-alias are only for user-defined networks, as on Docker: make one with `berth network create NAME`",
+                "--ip and --network-alias are only for user-defined networks, as on Docker, which berth cannot make yet: leave them out on the default bridge",
             ));
         }
     }

@@ -29,7 +29,7 @@ pub const BRIDGE_PREFIX: &str = "berth";
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// No network of that name.
-    #[error("network {0:?} not found: `berth network ls` lists them")]
+    #[error("network {0:?} not found: use bridge, private, none or host")]
     NotFound(String),
     /// A network of that name exists.
     #[error("network with name {0:?} already exists")]
@@ -87,19 +87,6 @@ pub struct NetworkOptions {
 }
 
 pub use crate::workload::Endpoint;
-
-/// Docker's MAC addresses: 02:42 and the IPv4 address.
-fn mac_of(ip: Ipv4Addr) -> [u8; 6] {
-    let o = ip.octets();
-    [0x02, 0x42, o[0], o[1], o[2], o[3]]
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// Where networks live in the store.
 pub fn networks_dir(store: &Store) -> PathBuf {
@@ -183,8 +170,9 @@ fn read(store: &Store, name: &str) -> Result<Option<Network>, NetworkError> {
     match fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
             NetworkError::Invalid(format!(
-                "{} is damaged ({e}): `berth network rm {name}` removes it",
-                path.display()
+                "{} is damaged ({e}): remove {} (the default network is made again at the next start)",
+                path.display(),
+                network_dir(store, name).display()
             ))
         }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -289,9 +277,9 @@ fn make(
             what: format!("writing {}", dir.display()),
             source: io::Error::other(e.to_string()),
         })?;
-    // Its bridge now, under the host's lock: its route is what the next store's choice of a
-    // subnet sees.
-    make_bridge(&network)?;
+    // Its host side now, under the host's lock: its bridge's route is what the next store's
+    // choice of a subnet sees.
+    set_up_host_side(store, &network)?;
     Ok(network)
 }
 
@@ -412,7 +400,7 @@ pub fn remove(store: &Store, name: &str) -> Result<(), NetworkError> {
         .collect();
     // Only when berth's table exists (a host where no container ever joined has none).
     let table = table_name(store);
-    if which_nft().is_some() && super::firewall::present(&table) {
+    if super::firewall::present(&table) {
         super::firewall::apply(&table, &rest)?;
     }
     crate::store::remove_tree(&network_dir(store, name))
@@ -446,7 +434,7 @@ pub fn tear_down_unused(store: &Store) -> Result<(), NetworkError> {
         }
     }
     let table = table_name(store);
-    if which_nft().is_some() && super::firewall::present(&table) {
+    if super::firewall::present(&table) {
         if kept.is_empty() {
             super::firewall::remove(&table)?;
         } else {
@@ -454,13 +442,6 @@ pub fn tear_down_unused(store: &Store) -> Result<(), NetworkError> {
         }
     }
     Ok(())
-}
-
-fn which_nft() -> Option<PathBuf> {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
 }
 
 /// Makes the host's side of `network` when its bridge is missing: the bridge with the
@@ -472,18 +453,28 @@ pub fn ensure_host_side(store: &Store, network: &Network) -> Result<u32, Network
     {
         return Ok(i);
     }
-    if which_nft().is_none() {
+    let _lock = lock(store)?;
+    set_up_host_side(store, network)
+}
+
+/// Makes the host's side of `network` (the caller holds the store's networks lock): IPv4
+/// forwarding and the store's firewall first, the bridge last, so a bridge that exists says
+/// the rest was made (the fast path of [`ensure_host_side`]).
+fn set_up_host_side(store: &Store, network: &Network) -> Result<u32, NetworkError> {
+    if !super::firewall::available() {
         return Err(NetworkError::Firewall(
-            "the bridge network needs nftables' `nft` command for its NAT rules: install it (Debian: apt-get install nftables), or run with --network none or --network host".into(),
+            "the bridge network needs nftables' `nft` command for its NAT rules: install it (Debian: apt-get install nftables), or run with --network private, none or host".into(),
         ));
     }
-    let _lock = lock(store)?;
-    let index = make_bridge(network)?;
     fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(io_err(
         "enabling IPv4 forwarding (/proc/sys/net/ipv4/ip_forward)",
     ))?;
-    super::firewall::apply(&table_name(store), &list_unlocked(store))?;
-    Ok(index)
+    let mut networks = list_unlocked(store);
+    if !networks.iter().any(|n| n.name == network.name) {
+        networks.push(network.clone());
+    }
+    super::firewall::apply(&table_name(store), &networks)?;
+    make_bridge(network)
 }
 
 /// Gives container `id` its endpoint on `network` (the address it had, or a new lease).
@@ -514,7 +505,7 @@ pub fn endpoint(
         ip,
         prefix: network.subnet.prefix_len(),
         gateway: network.gateway,
-        mac: mac_text(mac_of(ip)),
+        mac: Endpoint::mac_text(ip),
         bridge: network.bridge.clone(),
     })
 }
@@ -589,7 +580,7 @@ pub fn reclaim_all(store: &Store) -> usize {
 
 /// Whether the store has a networks folder at all (nothing to release otherwise).
 pub fn any(store: &Store) -> bool {
-    Path::new(&networks_dir(store)).exists()
+    networks_dir(store).exists()
 }
 
 #[cfg(test)]
@@ -601,7 +592,7 @@ mod tests {
         assert!(valid_name("app-net_1.x"));
         assert!(!valid_name("-x") && !valid_name("a/b") && !valid_name(""));
         assert_eq!(
-            mac_text(mac_of(Ipv4Addr::new(172, 17, 0, 2))),
+            Endpoint::mac_text(Ipv4Addr::new(172, 17, 0, 2)),
             "02:42:ac:11:00:02"
         );
         let taken = Network {

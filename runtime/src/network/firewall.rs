@@ -7,8 +7,8 @@
 //! What it holds, per network (bridge B, subnet S):
 //! - NAT out: packets from S leaving through another interface than B are masqueraded
 //!   (not for an internal network);
-//! - forwarding: B to B is accepted; anything else between two of berth's bridges is dropped
-//!   (networks do not reach each other); an internal network's traffic is dropped in and
+//! - forwarding: B to B is accepted; B to any other of berth's bridges (this store's or
+//!   another's) is dropped, so networks do not reach each other; an internal network's traffic is dropped in and
 //!   out; otherwise B's traffic out, and what answers it, is accepted.
 
 use serde_json::{Value, json};
@@ -41,6 +41,8 @@ fn ruleset(table: &str, networks: &[Network]) -> Value {
         json!({"add": {"chain": {"family": "ip", "table": table, "name": "forward",
             "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}),
     ];
+    // Per bridge, never one rule for all: another store's table holds no accept for this
+    // store's bridges, and a drop in any table is final.
     for n in networks {
         cmds.push(rule(
             "forward",
@@ -50,15 +52,15 @@ fn ruleset(table: &str, networks: &[Network]) -> Value {
                 json!({"accept": null}),
             ],
         ));
+        cmds.push(rule(
+            "forward",
+            vec![
+                iif("==", &n.bridge),
+                oif("==", &any_bridge),
+                json!({"drop": null}),
+            ],
+        ));
     }
-    cmds.push(rule(
-        "forward",
-        vec![
-            iif("==", &any_bridge),
-            oif("==", &any_bridge),
-            json!({"drop": null}),
-        ],
-    ));
     for n in networks {
         if n.internal {
             cmds.push(rule(
@@ -96,8 +98,7 @@ fn ruleset(table: &str, networks: &[Network]) -> Value {
 pub fn apply(table: &str, networks: &[Network]) -> Result<(), NetworkError> {
     let parsed: nftables::schema::Nftables = serde_json::from_value(ruleset(table, networks))
         .map_err(|e| NetworkError::Firewall(format!("building the nftables rules: {e}")))?;
-    nftables::helper::apply_ruleset(&parsed)
-        .map_err(|e| NetworkError::Firewall(format!("setting berth's nftables table: {e}")))
+    run(&parsed).map_err(|e| NetworkError::Firewall(format!("setting nftables table {table}: {e}")))
 }
 
 /// Removes the table `table`.
@@ -108,13 +109,35 @@ pub fn remove(table: &str) -> Result<(), NetworkError> {
     ]});
     let parsed: nftables::schema::Nftables = serde_json::from_value(cmds)
         .map_err(|e| NetworkError::Firewall(format!("building the nftables rules: {e}")))?;
-    nftables::helper::apply_ruleset(&parsed)
+    run(&parsed)
         .map_err(|e| NetworkError::Firewall(format!("removing nftables table {table}: {e}")))
 }
 
-/// Whether the table `table` is in the kernel.
+/// The `nft` command, where Debian and others put it (a root shell's PATH may lack sbin).
+fn nft() -> Option<std::path::PathBuf> {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Whether this host has `nft`.
+pub fn available() -> bool {
+    nft().is_some()
+}
+
+fn run(batch: &nftables::schema::Nftables) -> Result<(), String> {
+    let nft = nft().ok_or("the nft command is missing (Debian: apt-get install nftables)")?;
+    nftables::helper::apply_ruleset_with_args(batch, Some(&nft), nftables::helper::DEFAULT_ARGS)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether the table `table` is in the kernel (false without `nft`).
 pub fn present(table: &str) -> bool {
-    std::process::Command::new("nft")
+    let Some(nft) = nft() else {
+        return false;
+    };
+    std::process::Command::new(nft)
         .args(["list", "table", "ip", table])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -5,7 +5,7 @@
 //! do, so two containers starting at once never get the same address, without a lock. A lease
 //! is given back when its container is removed; one whose container no longer exists (a
 //! removal that was killed half-way) is reclaimed when the network runs out of addresses and
-//! by `berth network prune` / `system prune`.
+//! by `berth system prune`.
 
 use std::fs;
 use std::io::{self, Write};

@@ -401,10 +401,16 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The MAC as bytes.
+    /// The MAC as bytes: Docker's, 02:42 and the IPv4 address.
     pub fn mac_bytes(&self) -> [u8; 6] {
         let o = self.ip.octets();
         [0x02, 0x42, o[0], o[1], o[2], o[3]]
+    }
+
+    /// The MAC of the address `ip`, as `inspect` shows it.
+    pub fn mac_text(ip: std::net::Ipv4Addr) -> String {
+        let o = ip.octets();
+        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
     }
 
     /// The host's end of container `id`'s veth: named for the container, so a start finds

@@ -163,13 +163,7 @@ impl Monitor {
     pub fn start(store: &Store, id: &str, attach: Attach) -> Result<Monitor, MonitorError> {
         let (mut c, run_dir, start_lock) = claim(store, id)?;
         // Its address (kept from an earlier start) and the host's side of its network.
-        let wiring = bridge_wiring(store, &mut c).map_err(|e| {
-            let message = e.to_string();
-            match store.update_container(id, |c| c.state.error = Some(message.clone())) {
-                Ok(_) => e,
-                Err(store_error) => store_error.into(),
-            }
-        })?;
+        let wiring = bridge_wiring(store, &mut c).map_err(|e| record_error(store, id, e))?;
         // Attached (in the foreground or captured), signals sent to this process go on to the
         // container.
         let forward = !matches!(attach, Attach::Detached);
@@ -186,13 +180,7 @@ impl Monitor {
         config.bridge = wiring;
         // Published ports are bound before the container starts: a port in use fails the start
         // before the workload runs.
-        let ports_bound = bind_ports(&c).map_err(|e| {
-            let message = e.to_string();
-            match store.update_container(id, |c| c.state.error = Some(message.clone())) {
-                Ok(_) => e,
-                Err(store_error) => store_error.into(),
-            }
-        })?;
+        let ports_bound = bind_ports(&c).map_err(|e| record_error(store, id, e))?;
         // The log is opened before the workload exists: nothing can fail between its start
         // and the copying of its output.
         let log_path = store
@@ -506,6 +494,16 @@ fn init_config(store: &Store, c: &Container, plan: RootfsPlan) -> InitConfig {
         // PID 1 joins the cgroup itself, except in a user namespace (see the go pipe).
         cgroup: !c.spec.security.userns,
         wasm_cache: Some(wasm_cache),
+    }
+}
+
+/// Records a start that failed before the workload existed in the container's `State.Error`
+/// (what `inspect` shows); passes the failure on.
+fn record_error(store: &Store, id: &str, e: MonitorError) -> MonitorError {
+    let message = e.to_string();
+    match store.update_container(id, |c| c.state.error = Some(message.clone())) {
+        Ok(_) => e,
+        Err(store_error) => store_error.into(),
     }
 }
 
