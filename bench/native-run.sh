@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Native container start-up, side by side on this machine and the same busybox image:
 #
-#   berth run --rm bench-busybox true     (berth, release build, a throwaway root)
+#   berth run --rm --network none bench-busybox true   (berth, release build, a throwaway root)
 #   runc run -b BUNDLE ID                 (the same image unpacked by umoci, /bin/true)
-#   podman run --rm bench-busybox true    (the same image loaded from `berth save`)
+#   podman run --rm --network=none bench-busybox true  (the same image loaded from `berth save`)
 #
 # measured with hyperfine, then the ratios berth/runc (aim <= 1.5x) and podman/berth
-# (aim >= 10x) are printed. Timings are reported, never asserted: the exit status is 0
+# (aim >= 10x) are printed. A second round times the bridge network, as a user gets it by
+# default: `berth run --rm IMG true` (the default bridge) against `--network none`, and
+# against `podman run --rm --network bridge` (netavark): the bridge's cost (aim <= 2 ms) and
+# podman/berth on the bridge (aim >= 10x). BRIDGE=0 skips that round. Timings are reported, never asserted: the exit status is 0
 # whether or not the aims are met (set STRICT=1 to exit 1 when one is missed).
 #
 # Run as root on Debian 12:  bash bench/native-run.sh
@@ -22,8 +25,8 @@
 #   and stderr on /dev/null, and is timed from fork to the exit of the command hyperfine
 #   started: for all three that is after the workload has exited and been cleaned up.
 # - All three give the workload the same isolation: new mount, pid, uts, ipc and network
-#   namespaces (loopback only: berth's default network for a private namespace brings lo up,
-#   runc brings lo up in a new netns without a network config, podman with --network=none),
+#   namespaces (loopback only: berth's --network none brings lo up, runc brings lo up in a
+#   new netns without a network config, podman with --network=none),
 #   a cgroup per container (runc's and berth's in the v1 hierarchies; podman's through
 #   runc), an overlay or bind rootfs with pivot_root, /proc, /dev, /sys, masked paths,
 #   capabilities, no_new_privs and seccomp (berth's default profile; umoci's config for runc
@@ -61,9 +64,12 @@ fi
 
 # --- what the benchmark needs --------------------------------------------------------------
 need=()
-for tool in hyperfine runc podman skopeo umoci jq; do
+for tool in hyperfine runc podman skopeo umoci jq nft; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+need=("${need[@]/nft/nftables}")
+# podman's bridge: netavark drives iptables.
+[[ ${BRIDGE:-1} == 0 ]] || command -v iptables >/dev/null 2>&1 || need+=(iptables)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if ((${#need[@]})); then
     log "installing ${need[*]}"
@@ -180,7 +186,7 @@ podman_image=$(podman_ images --format '{{.Repository}}:{{.Tag}}' | grep -m1 'be
 }
 
 # --- the three commands --------------------------------------------------------------------
-berth_cmd="$berth_bin run --rm $IMAGE true"
+berth_cmd="$berth_bin run --rm --network none $IMAGE true"
 runc_cmd="runc --root $runc_root run -b $bundle bench-runc"
 mapfile -t popts < <(podman_opts)
 podman_cmd="podman ${popts[*]} run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network=none $podman_image true"
@@ -226,3 +232,28 @@ printf '%s\n' "$summary"
 if [[ ${STRICT:-0} == 1 && $met == 0 ]]; then
     exit 1
 fi
+
+# --- the bridge round ----------------------------------------------------------------------
+[[ ${BRIDGE:-1} == 0 ]] && exit 0
+berth_bridge_cmd="$berth_bin run --rm $IMAGE true"
+podman_bridge_cmd="podman ${popts[*]} run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network=bridge $podman_image true"
+for c in "$berth_bridge_cmd" "$podman_bridge_cmd"; do
+    # shellcheck disable=SC2086
+    if ! out=$($c 2>&1); then
+        log "this command failed, so the bridge round is skipped: $c"
+        printf '%s\n' "$out" >&2
+        exit 1
+    fi
+done
+hyperfine "${noshell[@]}" --warmup "$WARMUP" --runs "$RUNS" \
+    --export-json "$work/bridge.json" \
+    -n 'berth run --rm (bridge)' "$berth_bridge_cmd" \
+    -n 'berth run --rm --network none' "$berth_cmd" \
+    -n 'podman run --rm --network bridge' "$podman_bridge_cmd"
+read -r bb bn pb < <(jq -r '[.results[] | .median * 1000] | map(tostring) | join(" ")' "$work/bridge.json")
+awk -v bb="$bb" -v bn="$bn" -v pb="$pb" 'BEGIN {
+    d = bb - bn; r = pb / bb
+    printf "\nbridge round (medians): berth bridge %.1f ms, berth none %.1f ms, podman bridge %.0f ms\n", bb, bn, pb
+    printf "  the bridge adds %.2f ms to a berth start (aim <= 2 ms: %s)\n", d, (d <= 2 ? "met" : "MISSED")
+    printf "  podman/berth on the bridge = %.1fx (aim >= 10x: %s)\n", r, (r >= 10 ? "met" : "MISSED")
+}'

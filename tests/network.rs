@@ -26,6 +26,21 @@ fn links() -> String {
     sh("ip -o link show")
 }
 
+/// The Linux bridge of network `name`.
+fn bridge_of(b: &Berth, name: &str) -> String {
+    let net =
+        std::fs::read_to_string(b.root().join(format!("networks/{name}/network.json"))).unwrap();
+    let net: serde_json::Value = serde_json::from_str(&net).unwrap();
+    net["bridge"].as_str().unwrap().to_string()
+}
+
+/// How many veths are on `bridge`.
+fn ports_of(bridge: &str) -> usize {
+    sh(&format!("ip -o link show master {bridge}"))
+        .lines()
+        .count()
+}
+
 #[test]
 fn a_bridge_container_has_an_address_a_route_and_its_etc_files() {
     let b = setup();
@@ -71,14 +86,40 @@ fn a_bridge_container_has_an_address_a_route_and_its_etc_files() {
     );
     let leases = b.root().join("networks/bridge/leases");
     assert_eq!(std::fs::read_dir(&leases).unwrap().count(), 1);
-    let id = c["Id"].as_str().unwrap().to_string();
+    let bridge = bridge_of(&b, "bridge");
+    assert!(
+        eventually(|| ports_of(&bridge) == 0),
+        "stopped: no veth on {bridge}"
+    );
+    // A monitor killed with kill -9 leaves no veth, and the next start gets the address back.
+    let lived = b
+        .ok(&["run", "-d", "busybox", "sleep", "1000"])
+        .trim()
+        .to_string();
+    let lived_ip = inspect(&b, &lived)["NetworkSettings"]["IPAddress"].clone();
+    assert_eq!(ports_of(&bridge), 1);
+    let state = b.root().join(format!("containers/{lived}/state.json"));
+    // The state file is a log of records: the last one holds.
+    let state = std::fs::read_to_string(state).unwrap();
+    let state: serde_json::Value = state
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    let monitor = state["state"]["monitor_pid"].as_i64().unwrap();
+    sh(&format!("kill -9 {monitor}"));
+    assert!(
+        eventually(|| ports_of(&bridge) == 0),
+        "the veth went with the killed monitor"
+    );
+    b.ok(&["start", &lived]);
+    assert_eq!(
+        inspect(&b, &lived)["NetworkSettings"]["IPAddress"],
+        lived_ip
+    );
+    b.ok(&["rm", "-f", &lived]);
     b.ok(&["rm", "web"]);
     assert_eq!(std::fs::read_dir(&leases).unwrap().count(), 0);
-    let veth = format!("veth{}", &id[..11]);
-    assert!(
-        eventually(|| !links().contains(&veth)),
-        "the veth went with the container"
-    );
     // --network none: loopback alone.
     let none = b.ok(&[
         "run",
@@ -93,11 +134,11 @@ fn a_bridge_container_has_an_address_a_route_and_its_etc_files() {
     assert!(!none.contains("eth0") && none.contains("lo"), "{none}");
     let (code, err) = b.fail(&["run", "--rm", "--network", "nosuchnet", "busybox", "true"]);
     assert_eq!(code, 125);
-    assert!(err.contains("network \"nosuchnet\" not found"), "{err}");
+    assert!(
+        err.contains("network nosuchnet not found: make it with `berth network create nosuchnet`"),
+        "{err}"
+    );
     // `system prune` takes the unused bridge and the store's firewall table down.
-    let bridge = std::fs::read_to_string(b.root().join("networks/bridge/network.json")).unwrap();
-    let bridge: serde_json::Value = serde_json::from_str(&bridge).unwrap();
-    let bridge = bridge["bridge"].as_str().unwrap().to_string();
     assert!(links().contains(&format!(" {bridge}:")), "{}", links());
     b.ok(&["system", "prune", "-f"]);
     assert!(!links().contains(&format!(" {bridge}:")), "{}", links());
@@ -176,7 +217,24 @@ fn outbound_traffic_is_masqueraded_to_the_hosts_address() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // An --internal network has no route out.
+    b.ok(&["network", "create", "--internal", "sealed"]);
+    let sealed = b.output(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "sh",
+        "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 198.19.77.2 9000",
+    ]);
     let log = out.log();
+    assert!(
+        !sealed.status.success() || sealed.stdout.is_empty(),
+        "an --internal container reached the outside: {}",
+        String::from_utf8_lossy(&sealed.stdout)
+    );
     assert!(reached, "the container reached the outside server: {log}");
     assert!(
         log.contains("198.19.77.1 - -"),
@@ -274,8 +332,257 @@ fn twenty_containers_started_at_once_get_distinct_addresses() {
     b.ok(&rm);
     let leases = b.root().join("networks/bridge/leases");
     assert_eq!(std::fs::read_dir(&leases).unwrap().count(), 0);
-    for id in &ids {
-        let veth = format!("veth{}", &id[..11]);
-        assert!(eventually(|| !links().contains(&veth)), "{veth} left");
+    let bridge = bridge_of(&b, "bridge");
+    assert!(
+        eventually(|| ports_of(&bridge) == 0),
+        "veths left on {bridge}"
+    );
+}
+
+/// A DNS server on 127.0.88.53:53 (host side) that answers every A query with 192.0.2.77; the
+/// upstream a container's `--dns` names. Stops with the test process.
+fn start_upstream() {
+    use hickory_proto::op::{Message, OpCode};
+    use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    let sock = std::net::UdpSocket::bind("127.0.88.53:53").expect("binding 127.0.88.53:53");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut a = Message::response(q.metadata.id, OpCode::Query);
+            a.metadata.recursion_available = true;
+            a.add_queries(q.queries.clone());
+            for query in q.queries.iter().filter(|q| q.query_type() == RecordType::A) {
+                let ip = std::net::Ipv4Addr::new(192, 0, 2, 77);
+                a.add_answer(Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::A(A(ip)),
+                ));
+            }
+            let _ = sock.send_to(&a.to_vec().unwrap(), from);
+        }
+    });
+}
+
+/// A query for `name` sent to `server` over UDP: the addresses of its answer, or None when no
+/// answer came within a second.
+fn query(server: &str, name: &str) -> Option<Vec<std::net::Ipv4Addr>> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    sock.send_to(&m.to_vec().unwrap(), (server, 53)).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).ok()?;
+    let a = Message::from_vec(&buf[..n]).ok()?;
+    Some(
+        a.answers
+            .iter()
+            .filter_map(|r| match r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name_and_no_other_network_reaches_them() {
+    let b = setup();
+    b.ok(&["network", "create", "app"]);
+    b.ok(&["network", "create", "--subnet", "10.251.0.0/24", "other"]);
+    let (code, err) = b.fail(&["network", "create", "app"]);
+    assert!(code != 0 && err.contains("already exists"), "{err}");
+    let (_, err) = b.fail(&["network", "create", "--subnet", "10.251.0.0/25", "clash"]);
+    assert!(err.contains("overlaps network \"other\""), "{err}");
+    let ls = b.ok(&["network", "ls"]);
+    for n in ["bridge", "app", "other", "host", "none"] {
+        assert!(ls.contains(&format!(" {n} ")), "{ls}");
     }
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "app",
+        "--network-alias",
+        "database",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let db_ip = inspect(&b, "db")["NetworkSettings"]["Networks"]["app"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // By name, by alias, and the traffic itself; resolv.conf names the network's server.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "app",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup db; nslookup database; ping -c 1 -W 2 db",
+    ]);
+    assert!(out.matches(&db_ip).count() >= 3, "db at {db_ip}: {out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    // The inspect of the network lists it; its removal is refused while db is on it.
+    let net: serde_json::Value =
+        serde_json::from_str(&b.ok(&["network", "inspect", "app"])).unwrap();
+    assert_eq!(net[0]["Containers"].as_object().unwrap().len(), 1, "{net}");
+    let (_, err) = b.fail(&["network", "rm", "app"]);
+    assert!(err.contains("in use by container(s) db"), "{err}");
+    // Another network neither resolves nor reaches it.
+    let across = b.output(&[
+        "run",
+        "--rm",
+        "--network",
+        "other",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("nslookup db; ping -c 1 -W 1 {db_ip}"),
+    ]);
+    let across_out = String::from_utf8_lossy(&across.stdout);
+    assert!(!across.status.success(), "{across_out}");
+    assert!(
+        !across_out.contains(&db_ip.to_string()) || across_out.contains("0 packets received"),
+        "{across_out}"
+    );
+    // `network connect` puts a running container on a second network, `disconnect` takes it off.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "x",
+        "--network",
+        "other",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ping_db = format!("ping -c 1 -W 2 {db_ip}");
+    assert!(
+        !b.output(&["exec", "x", "sh", "-c", &ping_db])
+            .status
+            .success()
+    );
+    b.ok(&["network", "connect", "--alias", "ex", "app", "x"]);
+    let eth1 = b.ok(&["exec", "x", "sh", "-c", "ip -o -4 addr show eth1"]);
+    assert!(eth1.contains("inet "), "{eth1}");
+    assert!(
+        b.output(&["exec", "x", "sh", "-c", &ping_db])
+            .status
+            .success()
+    );
+    let gw = inspect(&b, "db")["NetworkSettings"]["Networks"]["app"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        query(&gw, "ex").is_some_and(|a| !a.is_empty()),
+        "x's alias resolves"
+    );
+    let (_, err) = b.fail(&["network", "connect", "app", "x"]);
+    assert!(err.contains("already exists in network app"), "{err}");
+    b.ok(&["network", "disconnect", "app", "x"]);
+    assert!(
+        !b.output(&["exec", "x", "sh", "-c", &ping_db])
+            .status
+            .success()
+    );
+    assert_eq!(
+        query(&gw, "ex"),
+        Some(vec![]),
+        "the alias went with the endpoint"
+    );
+    // Everything goes: containers, then networks, their bridges and the DNS server.
+    let app_bridge = bridge_of(&b, "app");
+    b.ok(&["rm", "-f", "db", "x"]);
+    b.ok(&["network", "rm", "app", "other"]);
+    assert!(!links().contains(&format!(" {app_bridge}:")), "{}", links());
+    let dns_gone = eventually(|| query(&gw, "db").is_none());
+    assert!(dns_gone, "the DNS server of app ended");
+    let (_, err) = b.fail(&["network", "rm", "bridge"]);
+    assert!(err.contains("pre-defined"), "{err}");
+}
+
+#[test]
+fn a_user_networks_dns_forwards_to_the_containers_upstream_and_survives_hostile_clients() {
+    let b = setup();
+    start_upstream();
+    b.ok(&["network", "create", "fwd"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "fwd",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ns = &inspect(&b, "peer")["NetworkSettings"]["Networks"]["fwd"];
+    let (gw, peer_ip) = (
+        ns["Gateway"].as_str().unwrap().to_string(),
+        ns["IPAddress"].as_str().unwrap().to_string(),
+    );
+    // A name of no container goes to the container's --dns server.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "fwd",
+        "--dns",
+        "127.0.88.53",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup outside.example",
+    ]);
+    assert!(
+        out.contains("192.0.2.77"),
+        "forwarded to the --dns upstream: {out}"
+    );
+    // Hostile clients: garbage, a truncated header, a response, a flood, and more idle TCP
+    // clients than the server takes at once; it still answers.
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let mut junk: Vec<Vec<u8>> = vec![vec![], vec![0xff; 3], vec![0; 12], vec![0xaa; 4000]];
+    junk.push({
+        let mut r = vec![0x12, 0x34, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        r.extend([3, b'a', b'b', b'c', 0, 0, 1, 0, 1]);
+        r
+    });
+    // A name with a label pointer that loops on itself.
+    junk.push(vec![
+        0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1,
+    ]);
+    for j in &junk {
+        sock.send_to(j, (gw.as_str(), 53)).unwrap();
+    }
+    for _ in 0..1000 {
+        let _ = sock.send_to(&[0u8; 12], (gw.as_str(), 53));
+    }
+    let idle: Vec<_> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect((gw.as_str(), 53)).ok())
+        .collect();
+    let answer = query(&gw, "peer");
+    drop(idle);
+    assert_eq!(
+        answer,
+        Some(vec![peer_ip.parse().unwrap()]),
+        "the server still answers"
+    );
+    b.ok(&["rm", "-f", "peer"]);
+    b.ok(&["network", "rm", "fwd"]);
 }

@@ -106,6 +106,9 @@ pub enum Command {
     /// Manage volumes
     Volume(commands::volume::VolumeArgs),
     #[cfg(target_os = "linux")]
+    /// Manage networks (network create, ls, inspect, rm, prune, connect, disconnect)
+    Network(commands::network::NetworkArgs),
+    #[cfg(target_os = "linux")]
     /// Manage berth itself (system prune, system info)
     System(commands::system::SystemArgs),
     /// Manage images (image ls, rm, inspect, tag, history, import, save, load, prune)
@@ -153,6 +156,10 @@ pub enum Command {
     /// A command run in a container's namespaces (berth runs this itself)
     #[command(name = "__exec", hide = true)]
     InternalExec(commands::internal::ExecArgs),
+    #[cfg(target_os = "linux")]
+    /// A user-defined network's DNS server (berth runs this itself)
+    #[command(name = "__dns", hide = true)]
+    InternalDns(commands::internal::DnsArgs),
 }
 
 /// Sets up tracing from `--log-level` / `--debug`.

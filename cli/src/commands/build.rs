@@ -45,7 +45,7 @@ pub struct BuildArgs {
     /// The platform to build for: the host's (linux/amd64 here) or wasi/wasm
     #[arg(long)]
     pub platform: Option<String>,
-    /// The network for RUN: host (default) or none
+    /// The network for RUN: host (the default), default (the bridge, with NAT out) or none
     #[arg(long, default_value = "host")]
     pub network: String,
     /// Metadata for the image, KEY=VALUE; repeatable
@@ -185,9 +185,10 @@ pub fn run(g: &GlobalOptions, a: BuildArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("invalid --platform: {e}"))?;
     let display = tty_display(&a)?;
     let network = match a.network.as_str() {
-        "host" | "default" => NetworkMode::Host,
+        "host" => NetworkMode::Host,
+        "default" | "bridge" => NetworkMode::Bridge,
         "none" => NetworkMode::None,
-        other => bail!("invalid --network {other:?}: use host or none"),
+        other => bail!("invalid --network {other:?}: use host, default or none"),
     };
     let tags = a
         .tags

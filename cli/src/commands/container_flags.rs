@@ -59,9 +59,9 @@ pub struct ContainerFlags {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
-    /// Connect to a network: private (the default: loopback only), bridge (Docker's default, with NAT out), host, none
-    #[arg(long, alias = "net", default_value = "private", value_name = "NETWORK")]
-    pub network: String,
+    /// Connect to a network: bridge (the default, with NAT out), a user-defined one, host, none, or private (loopback only)
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
     /// The container's IPv4 address on a user-defined network
     #[arg(long, value_name = "IP")]
     pub ip: Option<std::net::Ipv4Addr>,
@@ -307,7 +307,19 @@ impl ContainerFlags {
                 env.push(format!("{e}={v}"));
             }
         }
-        let (network, bridge_network) = match self.network.as_str() {
+        let (network, bridge_network) = match self.network.as_deref().unwrap_or("default") {
+            // Without nftables the default bridge cannot route out: a container then gets
+            // loopback alone, said once, rather than no start (`--network bridge` insists).
+            // Bridges are root's: a rootless container keeps loopback alone, as before.
+            #[cfg(target_os = "linux")]
+            "default" if !nix::unistd::geteuid().is_root() => (NetworkMode::Private, "bridge"),
+            #[cfg(target_os = "linux")]
+            "default" if !berth_runtime::network::firewall::available() => {
+                tracing::warn!(
+                    "nftables' `nft` is not installed: the container gets loopback only (install nftables for the bridge network)"
+                );
+                (NetworkMode::Private, "bridge")
+            }
             "default" | "bridge" => (NetworkMode::Bridge, "bridge"),
             "private" => (NetworkMode::Private, "bridge"),
             "none" => (NetworkMode::None, "bridge"),

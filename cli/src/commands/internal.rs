@@ -39,6 +39,13 @@ pub struct ExecArgs {
     pub config: PathBuf,
 }
 
+/// Arguments of `__dns`.
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// The network.
+    pub network: String,
+}
+
 /// `__init` alone on the command line: each container start runs it, and parsing berth's whole
 /// command line (every subcommand's arguments) would cost it most of a millisecond.
 #[derive(Debug, clap::Parser)]
@@ -110,4 +117,13 @@ pub fn monitor(g: &GlobalOptions, a: MonitorArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Runs a user-defined network's DNS server until the network has no containers.
+pub fn dns(g: &GlobalOptions, a: DnsArgs) -> Result<ExitCode> {
+    // Our own session: the start that made us does not end us.
+    let _ = nix::unistd::setsid();
+    let store = super::open_store(g)?;
+    berth_runtime::network::dns::serve(store, &a.network)?;
+    Ok(ExitCode::SUCCESS)
 }

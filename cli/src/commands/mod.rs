@@ -25,6 +25,8 @@ pub mod load;
 pub mod login;
 #[cfg(target_os = "linux")]
 pub mod logs;
+#[cfg(target_os = "linux")]
+pub mod network;
 pub mod ps;
 pub mod pull;
 pub mod push;
@@ -104,6 +106,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Container(a) => container::run(g, a),
         Command::Volume(a) => volume::run(g, a),
         #[cfg(target_os = "linux")]
+        Command::Network(a) => network::run(g, a),
+        #[cfg(target_os = "linux")]
         Command::System(a) => system::run(g, a),
         #[cfg(target_os = "linux")]
         Command::InternalInit(a) => internal::init(a),
@@ -111,6 +115,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::InternalMonitor(a) => internal::monitor(g, a),
         #[cfg(target_os = "linux")]
         Command::InternalExec(a) => internal::exec(a),
+        #[cfg(target_os = "linux")]
+        Command::InternalDns(a) => internal::dns(g, a),
     }
 }
 

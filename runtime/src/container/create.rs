@@ -649,7 +649,7 @@ fn check_network(store: &Store, opts: &CreateOptions) -> Result<(), CreateError>
             && (opts.bridge.ip.is_some() || !opts.bridge.aliases.is_empty())
         {
             return Err(invalid(
-                "--ip and --network-alias are only for user-defined networks, as on Docker, which berth cannot make yet: leave them out on the default bridge",
+                "--ip and --network-alias are only for user-defined networks, as on Docker: make one with `berth network create NAME` and run with --network NAME",
             ));
         }
     }

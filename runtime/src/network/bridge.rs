@@ -29,7 +29,9 @@ pub const BRIDGE_PREFIX: &str = "berth";
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// No network of that name.
-    #[error("network {0:?} not found: use bridge, private, none or host")]
+    #[error(
+        "network {0} not found: make it with `berth network create {0}`, or use bridge, none or host"
+    )]
     NotFound(String),
     /// A network of that name exists.
     #[error("network with name {0:?} already exists")]
@@ -93,7 +95,8 @@ pub fn networks_dir(store: &Store) -> PathBuf {
     store.root().join("networks")
 }
 
-fn network_dir(store: &Store, name: &str) -> PathBuf {
+/// Network `name`'s folder.
+pub fn network_dir(store: &Store, name: &str) -> PathBuf {
     networks_dir(store).join(name)
 }
 
@@ -403,6 +406,7 @@ pub fn remove(store: &Store, name: &str) -> Result<(), NetworkError> {
     if super::firewall::present(&table) {
         super::firewall::apply(&table, &rest)?;
     }
+    super::dns::stop(store, name);
     crate::store::remove_tree(&network_dir(store, name))
         .map_err(io_err(format!("removing network {name}")))
 }
@@ -477,12 +481,15 @@ fn set_up_host_side(store: &Store, network: &Network) -> Result<u32, NetworkErro
     make_bridge(network)
 }
 
-/// Gives container `id` its endpoint on `network` (the address it had, or a new lease).
+/// Gives container `id` its endpoint on `network` as `interface` (the address it had, or a
+/// new lease; `wanted` is `--ip`).
 pub fn endpoint(
     store: &Store,
     network: &Network,
     id: &str,
     wanted: Option<Ipv4Addr>,
+    interface: &str,
+    aliases: &[String],
 ) -> Result<Endpoint, NetworkError> {
     let exists = |c: &str| store.container_dir(c).join("state.json").exists();
     let ip = super::ipam::lease(
@@ -507,6 +514,8 @@ pub fn endpoint(
         gateway: network.gateway,
         mac: Endpoint::mac_text(ip),
         bridge: network.bridge.clone(),
+        interface: interface.into(),
+        aliases: aliases.to_vec(),
     })
 }
 
@@ -522,10 +531,11 @@ pub struct Wiring {
 }
 
 impl Wiring {
-    /// Puts the calling process' network namespace on the bridge: a veth pair whose host end
+    /// Puts the calling thread's network namespace on the bridge: a veth pair whose host end
     /// joins the bridge (made through `host`, a socket of the host's namespace) and whose
-    /// other end is this namespace's `eth0`, with the endpoint's address and the default
-    /// route through the gateway. A host end that a killed start left is removed first.
+    /// other end is the endpoint's interface here, with its address (and the default route
+    /// through the gateway, on the first one). A host end that a killed start left is
+    /// removed first.
     pub fn wire(&self, host: &mut Netlink) -> io::Result<()> {
         let ns = fs::File::open("/proc/thread-self/ns/net")?;
         let e = &self.endpoint;
@@ -533,7 +543,7 @@ impl Wiring {
             h.add_veth_into(
                 &self.host_veth,
                 self.bridge_index,
-                "eth0",
+                &e.interface,
                 std::os::fd::AsFd::as_fd(&ns),
                 e.mac_bytes(),
             )
@@ -552,11 +562,19 @@ impl Wiring {
             )
         })?;
         let mut here = Netlink::open()?;
-        let eth0 = super::netlink::link_index("eth0")?
-            .ok_or_else(|| io::Error::other("eth0 did not arrive in the container's namespace"))?;
-        here.add_address(eth0, e.ip, e.prefix)
-            .map_err(|err| io::Error::new(err.kind(), format!("addressing eth0: {err}")))?;
-        here.set_up(eth0)?;
+        let link = super::netlink::link_index(&e.interface)?.ok_or_else(|| {
+            io::Error::other(format!(
+                "{} did not arrive in the container's namespace",
+                e.interface
+            ))
+        })?;
+        here.add_address(link, e.ip, e.prefix).map_err(|err| {
+            io::Error::new(err.kind(), format!("addressing {}: {err}", e.interface))
+        })?;
+        here.set_up(link)?;
+        if !e.is_default_route() {
+            return Ok(());
+        }
         here.add_default_route(e.gateway)
             .map_err(|err| io::Error::new(err.kind(), format!("adding the default route: {err}")))
     }
@@ -607,9 +625,7 @@ mod tests {
         let next = free_subnet(&[taken]).unwrap();
         assert_ne!(next, "172.17.0.0/16".parse::<Ipv4Net>().unwrap());
         assert!(!overlaps(next, "10.88.0.0/16".parse().unwrap()));
-        assert_eq!(
-            crate::workload::Endpoint::host_veth(&"ab".repeat(32)),
-            "vethabababababa"
-        );
+        let veth = crate::workload::Endpoint::host_veth(&"ab".repeat(32), &"0".repeat(64));
+        assert!(veth.starts_with("veth") && veth.len() == 15, "{veth}");
     }
 }

@@ -398,6 +398,14 @@ pub struct Endpoint {
     pub mac: String,
     /// The bridge its veth is on.
     pub bridge: String,
+    /// Its interface in the container: `eth0` for the network it started on, `eth1`… for
+    /// the ones `network connect` added.
+    #[serde(default = "Endpoint::first_interface")]
+    pub interface: String,
+    /// The names other containers on the network find it by, beside its own
+    /// (`--network-alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 impl Endpoint {
@@ -413,10 +421,21 @@ impl Endpoint {
         format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
     }
 
-    /// The host's end of container `id`'s veth: named for the container, so a start finds
-    /// (and removes) one that a killed start left.
-    pub fn host_veth(id: &str) -> String {
-        format!("veth{}", &id[..11.min(id.len())])
+    fn first_interface() -> String {
+        "eth0".into()
+    }
+
+    /// Whether the container's default route goes through this endpoint (its first one).
+    pub fn is_default_route(&self) -> bool {
+        self.interface == "eth0"
+    }
+
+    /// The host's end of container `id`'s veth on network `network_id`: named for both, so
+    /// a start finds (and removes) one that a killed start left.
+    pub fn host_veth(id: &str, network_id: &str) -> String {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(format!("{id}/{network_id}"));
+        format!("veth{}", &hex::encode(hash)[..11])
     }
 }
 

@@ -177,7 +177,7 @@ impl Monitor {
         let (plan, rootfs_files) =
             rootfs_plan::rootfs_plan(store, &c, &store.container_dir(id), &run_dir)?;
         let mut config = init_config(store, &c, plan);
-        config.bridge = wiring;
+        config.networks = wiring;
         // Published ports are bound before the container starts: a port in use fails the start
         // before the workload runs.
         let ports_bound = bind_ports(&c).map_err(|e| record_error(store, id, e))?;
@@ -486,7 +486,7 @@ fn init_config(store: &Store, c: &Container, plan: RootfsPlan) -> InitConfig {
         netns_spares: (c.spec.network != NetworkMode::Host && !c.spec.security.userns)
             .then(|| store.run_root().join("netns")),
         spare_folders: None,
-        bridge: None,
+        networks: Vec::new(),
         id: c.id.clone(),
         spec: c.spec.clone(),
         wasm_module: rootfs_plan::known_wasm_module(c, &plan, &wasm_cache.cache),
@@ -507,45 +507,61 @@ fn record_error(store: &Store, id: &str, e: MonitorError) -> MonitorError {
     }
 }
 
-/// A bridge container's wiring: its endpoint (the address it had, else a new lease, recorded
-/// with the container so a restart keeps it) and the bridge's index, made on the host when
-/// missing. None for other network modes, and under `--userns`, whose `__init` cannot reach
-/// the host's namespace once in its own (such a container keeps loopback only).
+/// A bridge container's wiring, one per network it is on: the network it was created on
+/// (an address leased at its first start, recorded with the container so a restart keeps
+/// it) and those `network connect` added; each network's host side is made when missing.
+/// None under `--userns`, whose `__init` cannot reach the host's namespace once in its own
+/// (such a container keeps loopback only).
 fn bridge_wiring(
     store: &Store,
     c: &mut Container,
-) -> Result<Option<crate::network::bridge::Wiring>, MonitorError> {
+) -> Result<Vec<crate::network::bridge::Wiring>, MonitorError> {
     use crate::network::bridge;
     if c.spec.network != NetworkMode::Bridge {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     if c.spec.security.userns {
         tracing::warn!(
             "--userns containers are not yet connected to bridge networks: loopback only"
         );
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let network = bridge::load(store, &c.spec.bridge.network).map_err(start_err)?;
-    let bridge_index = bridge::ensure_host_side(store, &network).map_err(start_err)?;
-    let endpoint = match c.endpoints.iter().find(|e| e.network_id == network.id) {
-        Some(e) => e.clone(),
-        None => {
-            let e =
-                bridge::endpoint(store, &network, &c.id, c.spec.bridge.ip).map_err(start_err)?;
-            let recorded = e.clone();
-            store.update_container(&c.id, |c| {
-                c.endpoints.retain(|x| x.network != recorded.network);
-                c.endpoints.push(recorded);
-            })?;
-            c.endpoints.push(e.clone());
-            e
+    let primary = &c.spec.bridge.network;
+    // Its first start: the network it was created on (later, a `network disconnect` from it
+    // holds).
+    if c.state.started_at.is_none() && !c.endpoints.iter().any(|e| &e.network == primary) {
+        let network = bridge::load(store, primary).map_err(start_err)?;
+        let interface = crate::network::connect::free_interface(&c.endpoints);
+        let e = bridge::endpoint(
+            store,
+            &network,
+            &c.id,
+            c.spec.bridge.ip,
+            &interface,
+            &c.spec.bridge.aliases,
+        )
+        .map_err(start_err)?;
+        let recorded = e.clone();
+        store.update_container(&c.id, |c| {
+            c.endpoints.retain(|x| x.network != recorded.network);
+            c.endpoints.push(recorded);
+        })?;
+        c.endpoints.push(e);
+    }
+    let mut wirings = Vec::new();
+    for e in &c.endpoints {
+        let network = bridge::load(store, &e.network).map_err(start_err)?;
+        let bridge_index = bridge::ensure_host_side(store, &network).map_err(start_err)?;
+        if crate::network::dns::serves(&network) {
+            crate::network::dns::ensure_running(store, &network).map_err(start_err)?;
         }
-    };
-    Ok(Some(bridge::Wiring {
-        bridge_index,
-        host_veth: crate::workload::Endpoint::host_veth(&c.id),
-        endpoint,
-    }))
+        wirings.push(bridge::Wiring {
+            bridge_index,
+            host_veth: crate::workload::Endpoint::host_veth(&c.id, &e.network_id),
+            endpoint: e.clone(),
+        });
+    }
+    Ok(wirings)
 }
 
 /// Binds the container's published ports (none with the host's network).

@@ -131,7 +131,7 @@ pub(super) fn rootfs_plan(
     let files = vec![
         (hostname_file.clone(), format!("{hostname}\n")),
         (hosts_file.clone(), hosts),
-        (resolv_file.clone(), resolv_conf(&c.spec)),
+        (resolv_file.clone(), resolv_conf(c)),
     ];
     let plan = RootfsPlan {
         lowerdirs,
@@ -209,8 +209,26 @@ impl RootfsFiles {
 
 /// The host's resolv.conf; in a namespace of its own, loopback name servers (unreachable
 /// there) are dropped.
-fn resolv_conf(spec: &crate::workload::WorkloadSpec) -> String {
+fn resolv_conf(c: &Container) -> String {
+    let spec = &c.spec;
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // On a user-defined network, its DNS server answers (and forwards to --dns), as Docker's
+    // embedded one.
+    #[cfg(target_os = "linux")]
+    if spec.network == NetworkMode::Bridge
+        && let Some(e) = c.endpoints.iter().find(|e| e.is_default_route())
+        && e.network != crate::network::bridge::DEFAULT
+    {
+        let search: Vec<String> = if spec.dns_search.is_empty() {
+            host.lines()
+                .filter_map(|l| l.strip_prefix("search "))
+                .flat_map(|l| l.split_whitespace().map(String::from))
+                .collect()
+        } else {
+            spec.dns_search.clone()
+        };
+        return crate::network::dns::resolv_conf(e.gateway, &search);
+    }
     if spec.network == NetworkMode::Host && spec.dns.is_empty() && spec.dns_search.is_empty() {
         return host;
     }

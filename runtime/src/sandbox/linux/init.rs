@@ -81,10 +81,10 @@ pub struct InitConfig {
     /// pivots into the rootfs, which moves the root of `__init`'s mount namespace too.
     #[serde(default)]
     pub cleanup_in: Option<PathBuf>,
-    /// The container's place on a bridge network, wired by `__init` as its network namespace
+    /// The container's places on bridge networks, wired by `__init` as its network namespace
     /// is made.
     #[serde(default)]
-    pub bridge: Option<crate::network::bridge::Wiring>,
+    pub networks: Vec<crate::network::bridge::Wiring>,
 }
 
 /// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it; with
@@ -641,11 +641,11 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
         enter_userns(cfg)?;
     }
     // Opened in the host's network namespace, it keeps talking to it from the new one.
-    let mut host_netlink = match &cfg.bridge {
-        Some(_) => Some(crate::network::netlink::Netlink::open().map_err(|e| {
+    let mut host_netlink = match cfg.networks.is_empty() {
+        false => Some(crate::network::netlink::Netlink::open().map_err(|e| {
             StartError::berth(format!("opening a netlink socket for the bridge: {e}"))
         })?),
-        None => None,
+        true => None,
     };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -663,13 +663,15 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
     }
     nix::sched::unshare(flags)
         .map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
-    if let (Some(wiring), Some(host)) = (&cfg.bridge, host_netlink.as_mut()) {
-        wiring.wire(host).map_err(|e| {
-            StartError::berth(format!(
-                "connecting to network {}: {e}",
-                wiring.endpoint.network
-            ))
-        })?;
+    if let Some(host) = host_netlink.as_mut() {
+        for wiring in &cfg.networks {
+            wiring.wire(host).map_err(|e| {
+                StartError::berth(format!(
+                    "connecting to network {}: {e}",
+                    wiring.endpoint.network
+                ))
+            })?;
+        }
     }
     Ok(())
 }

@@ -115,7 +115,7 @@ impl Runner for NativeRunner {
             netns_spares: None,
             spare_folders: None,
             cleanup_in: None,
-            bridge: None,
+            networks: Vec::new(),
         };
         let (status_read, status_write) = nix::unistd::pipe().map_err(StartError::berth)?;
         close_on_exec(&status_read)?;
