@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The berth demo: builds berth, makes a busybox image from Debian's busybox-static with
 # `berth import`, shows the image commands a Docker user knows, builds a Dockerfile, runs a
-# native container, a WASI one, and serves an HTTP function. Uses a root of its own under /tmp
+# native container, two that find each other by name on a network, a WASI one, and serves an
+# HTTP function. Uses a root of its own under /tmp
 # so it leaves your images alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! dpkg -s busybox-static >/dev/null 2>&1; then
-    echo "demo: installing busybox-static" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+need=()
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+# Bridge networks' NAT rules.
+[ -x /usr/sbin/nft ] || need+=(nftables)
+if ((${#need[@]})); then
+    echo "demo: installing ${need[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 for t in wasm32-wasip1 wasm32-wasip2; do
     rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t"
@@ -65,6 +70,15 @@ step berth exec demo-web ls /var/www
 berth exec demo-web ls /var/www
 step berth rm -f demo-web
 berth rm -f demo-web
+step "berth network create demo-net; berth run -d --name demo-db --network demo-net busybox:demo sleep 60"
+berth rm -f demo-db >/dev/null 2>&1 || true
+berth network rm demo-net >/dev/null 2>&1 || true
+berth network create demo-net >/dev/null
+berth run -d --name demo-db --network demo-net busybox:demo sleep 60 >/dev/null
+step "berth run --rm --network demo-net busybox:demo sh -c 'ping -c 1 demo-db'   (by name)"
+berth run --rm --network demo-net busybox:demo sh -c 'ping -c 1 demo-db'
+berth rm -f demo-db >/dev/null
+berth network rm demo-net >/dev/null
 step "berth tag busybox:demo busybox && berth build -t static-site examples/static-site"
 berth tag busybox:demo busybox
 berth build -q -t static-site examples/static-site >/dev/null && echo "built static-site"
@@ -79,7 +93,8 @@ berth run --rm -e NAME=demo hello-wasi
 step "berth build -t hello-http examples/hello-http   (a wasi:http component)"
 berth build -q -t hello-http examples/hello-http
 step "berth serve --listen 127.0.0.1:18089 hello-http   (in the background)"
-berth serve --listen 127.0.0.1:18089 hello-http 2>"$work/serve.log" &
+# The binary itself, not the function: the pid below must be the server's.
+./target/debug/berth serve --listen 127.0.0.1:18089 hello-http 2>"$work/serve.log" &
 serve_pid=$!
 for _ in $(seq 50); do grep -q listening "$work/serve.log" && break; sleep 0.1; done
 cat "$work/serve.log"

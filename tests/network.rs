@@ -401,6 +401,56 @@ fn containers_on_a_user_network_find_each_other_by_name_and_no_other_network_rea
     assert!(code != 0 && err.contains("already exists"), "{err}");
     let (_, err) = b.fail(&["network", "create", "--subnet", "10.251.0.0/25", "clash"]);
     assert!(err.contains("overlaps network \"other\""), "{err}");
+    // Bad requests name the problem and make nothing.
+    for (args, says) in [
+        (
+            &["network", "create", "../evil"][..],
+            "invalid network name",
+        ),
+        (&["network", "create", "none"][..], "invalid network name"),
+        (
+            &["network", "create", "--subnet", "10.252.0.0/31", "tiny"][..],
+            "too small",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.252.0.0/24",
+                "--gateway",
+                "10.9.0.1",
+                "gw",
+            ][..],
+            "not a host address",
+        ),
+        (
+            &["network", "create", "-d", "overlay", "ov"][..],
+            "not supported",
+        ),
+        (
+            &["network", "connect", "app", "nosuchcontainer"][..],
+            "nosuchcontainer",
+        ),
+        (&["network", "rm", "nosuchnet"][..], "not found"),
+        (
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "app",
+                "--ip",
+                "10.1.2.3",
+                "busybox",
+                "true",
+            ][..],
+            "not a host address of network app",
+        ),
+    ] {
+        let (code, err) = b.fail(args);
+        assert!(code != 0 && err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!b.root().join("evil").exists() && !b.root().join("networks/tiny").exists());
     let ls = b.ok(&["network", "ls"]);
     for n in ["bridge", "app", "other", "host", "none"] {
         assert!(ls.contains(&format!(" {n} ")), "{ls}");
