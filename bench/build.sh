@@ -34,13 +34,7 @@ fi
 for tool in hyperfine podman runc jq; do
     command -v "$tool" >/dev/null || { log "installing $tool"; apt-get install -y -qq "$tool" >/dev/null; }
 done
-if [[ -n ${BERTH:-} ]]; then
-    berth_bin=$(realpath "$BERTH")
-else
-    log "building berth (release)"
-    cargo build --release -p berth-cli
-    berth_bin=$repo/target/release/berth
-fi
+berth_binary "$repo"
 
 work=$(mktemp -d /tmp/berth-build-bench.XXXXXX)
 export BERTH_ROOT=$work/berth-root

@@ -14,3 +14,15 @@ remove_run_root() {
         sleep 0.2
     done
 }
+
+# berth_binary REPO: sets berth_bin to $BERTH (a prebuilt binary), else builds berth in release
+# mode in REPO and uses that.
+berth_binary() {
+    if [[ -n ${BERTH:-} ]]; then
+        berth_bin=$(realpath "$BERTH")
+    else
+        printf 'building berth (release)\n' >&2
+        cargo build --release -p berth-cli --manifest-path "$1/Cargo.toml"
+        berth_bin=$1/target/release/berth
+    fi
+}

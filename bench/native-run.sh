@@ -77,13 +77,7 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if [[ -n ${BERTH:-} ]]; then
-    berth_bin=$(realpath "$BERTH")
-else
-    log "building berth (release)"
-    cargo build --release -p berth-cli
-    berth_bin=$repo/target/release/berth
-fi
+berth_binary "$repo"
 
 # --- a throwaway work folder, removed on exit ----------------------------------------------
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)

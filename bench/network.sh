@@ -8,6 +8,8 @@
 #
 # Each side runs ROUNDS (3) alternating rounds of SECONDS (10); the medians of the received
 # bits per second and their ratio berth/podman are printed (aim: within 10%, >= 0.9x).
+# A second part measures a published port: iperf3 on the host against 127.0.0.1:PORT, the
+# server in a container run with -p (berth: its userspace proxy; podman: netavark's DNAT).
 # Reported, never asserted. Run as root: bash bench/network.sh
 # Knobs: ROUNDS, SECONDS_PER_ROUND, BERTH (a prebuilt berth binary: skips cargo), KEEP=1.
 set -euo pipefail
@@ -32,13 +34,7 @@ if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-if [[ -n ${BERTH:-} ]]; then
-    berth_bin=$(realpath "$BERTH")
-else
-    log "building berth (release)"
-    cargo build --release -p berth-cli
-    berth_bin=$repo/target/release/berth
-fi
+berth_binary "$repo"
 
 work=$(mktemp -d /tmp/berth-bench-net.XXXXXX)
 export BERTH_ROOT=$work/berth-root
@@ -50,7 +46,7 @@ podman_() {
 cleanup() {
     local rc=$?
     set +e
-    "$berth_bin" rm -f iperf-srv >/dev/null 2>&1
+    "$berth_bin" rm -f iperf-srv iperf-pub >/dev/null 2>&1
     "$berth_bin" network rm benchnet >/dev/null 2>&1
     "$berth_bin" system prune -f >/dev/null 2>&1
     [[ ${KEEP:-0} == 1 ]] || remove_run_root "$berth_bin" "$work"
@@ -89,6 +85,8 @@ berth_srv=$("$berth_bin" inspect iperf-srv | jq -r '.[0].NetworkSettings.Network
 podman_ network create benchnet >/dev/null
 podman_ run -d "${ulimits[@]}" --name iperf-srv --network benchnet "$podman_image" iperf3 -s >/dev/null
 podman_srv=$(podman_ inspect iperf-srv | jq -r '.[0].NetworkSettings.Networks.benchnet.IPAddress')
+"$berth_bin" run -d --name iperf-pub -p 127.0.0.1:15201:5201 "$IMAGE" iperf3 -s >/dev/null
+podman_ run -d "${ulimits[@]}" --name iperf-pub -p 127.0.0.1:15202:5201 "$podman_image" iperf3 -s >/dev/null
 sleep 1
 
 bps() { jq -r '.end.sum_received.bits_per_second'; }
@@ -99,6 +97,13 @@ for r in $(seq "$ROUNDS"); do
     berth_runs+=("$("$berth_bin" run --rm --network benchnet "$IMAGE" iperf3 -c "$berth_srv" -t "$SECS" -J | bps)")
     podman_runs+=("$(podman_ run --rm "${ulimits[@]}" --network benchnet "$podman_image" iperf3 -c "$podman_srv" -t "$SECS" -J | bps)")
 done
+berth_pub=()
+podman_pub=()
+for r in $(seq "$ROUNDS"); do
+    log "published port, round $r/$ROUNDS"
+    berth_pub+=("$(iperf3 -c 127.0.0.1 -p 15201 -t "$SECS" -J | bps)")
+    podman_pub+=("$(iperf3 -c 127.0.0.1 -p 15202 -t "$SECS" -J | bps)")
+done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 b=$(median "${berth_runs[@]}")
 p=$(median "${podman_runs[@]}")
@@ -107,4 +112,11 @@ awk -v b="$b" -v p="$p" -v n="$ROUNDS" -v s="$SECS" 'BEGIN {
     printf "\niperf3 between two containers on one network, median of %d rounds of %d s:\n", n, s
     printf "  berth:  %.2f Gbit/s\n  podman: %.2f Gbit/s\n", b / 1e9, p / 1e9
     printf "  berth/podman = %.2fx (aim >= 0.9x: %s)\n", r, (r >= 0.9 ? "met" : "MISSED")
+}'
+bp=$(median "${berth_pub[@]}")
+pp=$(median "${podman_pub[@]}")
+awk -v b="$bp" -v p="$pp" 'BEGIN {
+    printf "\nthrough a published port (host -> 127.0.0.1:PORT -> container):\n"
+    printf "  berth (userspace proxy): %.2f Gbit/s\n  podman (DNAT):           %.2f Gbit/s\n", b / 1e9, p / 1e9
+    printf "  berth/podman = %.2fx\n", b / p
 }'

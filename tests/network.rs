@@ -636,3 +636,40 @@ fn a_user_networks_dns_forwards_to_the_containers_upstream_and_survives_hostile_
     b.ok(&["rm", "-f", "peer"]);
     b.ok(&["network", "rm", "fwd"]);
 }
+
+#[test]
+fn a_user_namespace_container_joins_the_bridge() {
+    let b = setup();
+    b.ok(&["network", "create", "mapped"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "mapped",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    // By name and by address, from a container whose root is an unprivileged host id.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "private",
+        "--network",
+        "mapped",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0 && ip route && ping -c 1 -W 2 peer",
+    ]);
+    assert!(
+        out.contains("inet ") && out.contains("default via"),
+        "{out}"
+    );
+    assert!(out.contains("1 packets received"), "{out}");
+    b.ok(&["rm", "-f", "peer"]);
+    b.ok(&["network", "rm", "mapped"]);
+}

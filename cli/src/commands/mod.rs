@@ -143,3 +143,26 @@ pub fn open_store(g: &GlobalOptions) -> Result<Store> {
     let root = g.root.clone().unwrap_or_else(Store::default_root);
     Store::open(&root).with_context(|| format!("opening the berth root {}", root.display()))
 }
+
+/// Removes each of `names` with `remove`, as Docker's `rm` verbs do: a name per line for each
+/// removed, an error per line for each not, and exit status 1 when one failed.
+pub fn remove_each(
+    names: Vec<String>,
+    mut remove: impl FnMut(&str) -> Result<()>,
+) -> Result<ExitCode> {
+    let mut failed = false;
+    for n in names {
+        match remove(&n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

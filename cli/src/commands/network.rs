@@ -134,19 +134,9 @@ pub fn run(g: &GlobalOptions, a: NetworkArgs) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         NetworkCommand::Rm { networks } => {
-            let mut failed = false;
-            for n in networks {
-                match find(&store, &n).and_then(|net| Ok(bridge::remove(&store, &net.name)?)) {
-                    Ok(()) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("berth: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Ok(ExitCode::from(1));
-            }
+            return super::remove_each(networks, |n| {
+                Ok(bridge::remove(&store, &find(&store, n)?.name)?)
+            });
         }
         NetworkCommand::Prune { .. } => {
             let mut removed = Vec::new();

@@ -91,19 +91,7 @@ pub fn run(g: &GlobalOptions, a: VolumeArgs) -> Result<ExitCode> {
             }
         }
         VolumeCommand::Rm { force, names } => {
-            let mut failed = false;
-            for n in names {
-                match store.remove_volume(&n, force) {
-                    Ok(()) => println!("{n}"),
-                    Err(e) => {
-                        eprintln!("berth: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Ok(ExitCode::from(1));
-            }
+            return super::remove_each(names, |n| Ok(store.remove_volume(n, force)?));
         }
         VolumeCommand::Inspect { names } => {
             let mut out = Vec::new();

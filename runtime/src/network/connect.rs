@@ -54,12 +54,6 @@ pub fn connect(
             c.name
         )));
     }
-    if c.spec.security.userns {
-        return Err(invalid(format!(
-            "container {} runs with --userns, which berth does not yet connect to bridge networks",
-            c.name
-        )));
-    }
     if c.endpoints.iter().any(|e| e.network_id == network.id) {
         return Err(invalid(format!(
             "endpoint with name {} already exists in network {}",

@@ -510,20 +510,12 @@ fn record_error(store: &Store, id: &str, e: MonitorError) -> MonitorError {
 /// A bridge container's wiring, one per network it is on: the network it was created on
 /// (an address leased at its first start, recorded with the container so a restart keeps
 /// it) and those `network connect` added; each network's host side is made when missing.
-/// None under `--userns`, whose `__init` cannot reach the host's namespace once in its own
-/// (such a container keeps loopback only).
 fn bridge_wiring(
     store: &Store,
     c: &mut Container,
 ) -> Result<Vec<crate::network::bridge::Wiring>, MonitorError> {
     use crate::network::bridge;
     if c.spec.network != NetworkMode::Bridge {
-        return Ok(Vec::new());
-    }
-    if c.spec.security.userns {
-        tracing::warn!(
-            "--userns containers are not yet connected to bridge networks: loopback only"
-        );
         return Ok(Vec::new());
     }
     let primary = &c.spec.bridge.network;

@@ -637,16 +637,11 @@ fn enter_userns(cfg: &mut InitConfig) -> Result<(), StartError> {
 
 /// Unshares the namespaces (the pid namespace applies to children).
 fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
+    // Made while this process is still root of the host's namespaces.
+    let wirer = Wirer::new(&cfg.networks, cfg.spec.security.userns)?;
     if cfg.spec.security.userns {
         enter_userns(cfg)?;
     }
-    // Opened in the host's network namespace, it keeps talking to it from the new one.
-    let mut host_netlink = match cfg.networks.is_empty() {
-        false => Some(crate::network::netlink::Netlink::open().map_err(|e| {
-            StartError::berth(format!("opening a netlink socket for the bridge: {e}"))
-        })?),
-        true => None,
-    };
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -663,15 +658,104 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
     }
     nix::sched::unshare(flags)
         .map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
-    if let Some(host) = host_netlink.as_mut() {
-        for wiring in &cfg.networks {
-            wiring.wire(host).map_err(|e| {
-                StartError::berth(format!(
-                    "connecting to network {}: {e}",
-                    wiring.endpoint.network
-                ))
-            })?;
+    match wirer {
+        Some(w) => w.wire(&cfg.networks),
+        None => Ok(()),
+    }
+}
+
+/// Who puts the container's new network namespace on its bridges: this process, through a
+/// netlink socket opened in the host's namespace (which keeps talking to it from the new one),
+/// or under `--userns` a helper forked before the user namespace, still root of the host's
+/// (from the container's user namespace the host's network cannot be changed).
+enum Wirer {
+    Here(crate::network::netlink::Netlink),
+    Helper {
+        pid: Pid,
+        go: std::os::fd::OwnedFd,
+        done: std::os::fd::OwnedFd,
+    },
+}
+
+impl Wirer {
+    fn new(
+        networks: &[crate::network::bridge::Wiring],
+        userns: bool,
+    ) -> Result<Option<Wirer>, StartError> {
+        if networks.is_empty() {
+            return Ok(None);
         }
+        let host = crate::network::netlink::Netlink::open().map_err(|e| {
+            StartError::berth(format!("opening a netlink socket for the bridge: {e}"))
+        })?;
+        if !userns {
+            return Ok(Some(Wirer::Here(host)));
+        }
+        let pipe = || nix::unistd::pipe().map_err(StartError::berth);
+        let ((go_r, go_w), (done_r, done_w)) = (pipe()?, pipe()?);
+        // SAFETY: `__init` is single-threaded here; the child only wires and exits.
+        match unsafe { nix::unistd::fork() }.map_err(StartError::berth)? {
+            ForkResult::Child => {
+                drop((go_w, done_r));
+                let mut host = host;
+                let mut byte = [0u8; 1];
+                // End of file: the start was abandoned.
+                let message = match nix::unistd::read(&go_r, &mut byte) {
+                    Ok(1) => wire_from_host(nix::unistd::getppid(), networks, &mut host)
+                        .err()
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let _ = nix::unistd::write(&done_w, message.as_bytes());
+                // SAFETY: ends the forked helper without running the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child } => Ok(Some(Wirer::Helper {
+                pid: child,
+                go: go_w,
+                done: done_r,
+            })),
+        }
+    }
+
+    /// Wires every network into this process' (new) network namespace.
+    fn wire(self, networks: &[crate::network::bridge::Wiring]) -> Result<(), StartError> {
+        match self {
+            Wirer::Here(mut host) => networks.iter().try_for_each(|w| {
+                w.wire(&mut host)
+                    .map_err(|e| StartError::berth(wiring_error(w, e)))
+            }),
+            Wirer::Helper { pid, go, done } => {
+                let _ = nix::unistd::write(&go, b"1");
+                drop(go);
+                let mut message = String::new();
+                let _ = std::io::Read::read_to_string(&mut File::from(done), &mut message);
+                let _ = waitpid(pid, None);
+                match message.is_empty() {
+                    true => Ok(()),
+                    false => Err(StartError::berth(message)),
+                }
+            }
+        }
+    }
+}
+
+fn wiring_error(w: &crate::network::bridge::Wiring, e: std::io::Error) -> String {
+    format!("connecting to network {}: {e}", w.endpoint.network)
+}
+
+/// The helper's part: enters the network namespace of process `pid` and wires it.
+fn wire_from_host(
+    pid: Pid,
+    networks: &[crate::network::bridge::Wiring],
+    host: &mut crate::network::netlink::Netlink,
+) -> Result<(), String> {
+    let ns = File::open(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| format!("opening the container's network namespace: {e}"))?;
+    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("entering the container's network namespace: {e}"))?;
+    for w in networks {
+        w.wire(host).map_err(|e| wiring_error(w, e))?;
     }
     Ok(())
 }
