@@ -452,6 +452,23 @@ fn a_workload_cannot_run_the_host_binary_as_its_interpreter() {
     assert!(all.contains("permission denied"), "{all}");
 }
 
+/// The landlock domain that keeps execs in the container leaves renames and links across
+/// folders alone (a ruleset without the Refer right answers them EXDEV, which apt's
+/// `rename` of its lists does not survive; busybox `ln` has no copy to fall back on).
+#[test]
+fn the_exec_confinement_allows_links_and_renames_across_folders() {
+    let b = setup();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /var/a /var/b && echo x > /var/a/f && ln /var/a/f /var/b/f && echo linked",
+    ]);
+    assert!(out.contains("linked"), "{out}");
+}
+
 /// With `--init`, PID 1 is berth for the container's whole life: the container may neither
 /// open its executable nor write it.
 #[test]

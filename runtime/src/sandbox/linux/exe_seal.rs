@@ -119,26 +119,33 @@ fn memfd_copy() -> io::Result<OwnedFd> {
 /// Keeps the container's workload (PID 1, once it execs, and all it starts) from executing a
 /// file outside the container's root: the host's berth binary reached through `/proc/PID/exe`
 /// or a `#!/proc/self/exe` interpreter, a memfd, a file passed in. Called in the container,
-/// after pivot_root and while still privileged. `Ok(false)` when the kernel has no landlock,
-/// where callers must not rely on it. `berth exec`'d commands stay outside the domain (a
-/// domain's processes cannot trace, or read the /proc entries of, processes outside it, and an
-/// exec'd `ps` must see PID 1's): they come from the sealed binary.
+/// after pivot_root and while still privileged. `Ok(false)` when the kernel has no landlock
+/// (or only its first ABI), where callers must not rely on it. `berth exec`'d commands stay
+/// outside the domain (a domain's processes cannot trace, or read the /proc entries of,
+/// processes outside it, and an exec'd `ps` must see PID 1's): they come from the sealed
+/// binary.
 pub fn confine_exec_to_root() -> io::Result<bool> {
     use landlock::{
         AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
         RulesetCreatedAttr, RulesetStatus,
     };
+    if !landlock_available() {
+        return Ok(false);
+    }
     let fail = |e: &dyn std::fmt::Display| io::Error::other(format!("landlock: {e}"));
-    let execute = AccessFs::Execute;
+    // Refer is granted as well: a ruleset that leaves it out denies every rename and link
+    // across folders (EXDEV), which apt and dpkg do not survive. Needs ABI 2 (see
+    // `landlock_available`).
+    let access = AccessFs::Execute | AccessFs::Refer;
     let status = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(execute)
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(access)
         .map_err(|e| fail(&e))?
         .create()
         .map_err(|e| fail(&e))?
         .add_rule(PathBeneath::new(
             PathFd::new("/").map_err(|e| fail(&e))?,
-            execute,
+            access,
         ))
         .map_err(|e| fail(&e))?
         // The caller still holds CAP_SYS_ADMIN, and sets no_new_privs itself as the spec says.
@@ -148,7 +155,8 @@ pub fn confine_exec_to_root() -> io::Result<bool> {
     Ok(status.ruleset == RulesetStatus::FullyEnforced)
 }
 
-/// Whether this kernel enforces landlock (one syscall; callers decide per start).
+/// Whether this kernel enforces landlock with renames across folders allowed (ABI 2, Linux
+/// 5.19; one syscall; callers decide per start).
 pub fn landlock_available() -> bool {
     // SAFETY: landlock_create_ruleset with a null attribute and the version flag only returns
     // the ABI version.
@@ -160,7 +168,7 @@ pub fn landlock_available() -> bool {
             1u32, // LANDLOCK_CREATE_RULESET_VERSION
         )
     };
-    abi >= 1
+    abi >= 2
 }
 
 #[cfg(test)]
