@@ -673,3 +673,42 @@ fn a_user_namespace_container_joins_the_bridge() {
     b.ok(&["rm", "-f", "peer"]);
     b.ok(&["network", "rm", "mapped"]);
 }
+
+#[test]
+fn a_build_with_network_default_runs_its_steps_on_the_bridge() {
+    let b = setup();
+    let ctx = b.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN ip -o -4 addr show eth0 > /eth0 && ip route > /route\n",
+    )
+    .unwrap();
+    b.ok(&[
+        "build",
+        "--network",
+        "default",
+        "-t",
+        "bridged",
+        ctx.to_str().unwrap(),
+    ]);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bridged",
+        "cat",
+        "/eth0",
+        "/route",
+    ]);
+    assert!(
+        out.contains("inet ") && out.contains("default via"),
+        "{out}"
+    );
+    // Its address went back with the step's container.
+    let leases = b.root().join("networks/bridge/leases");
+    assert_eq!(std::fs::read_dir(&leases).unwrap().count(), 0);
+    let (_, err) = b.fail(&["build", "--network", "bogus", ctx.to_str().unwrap()]);
+    assert!(err.contains("use host, default or none"), "{err}");
+}
