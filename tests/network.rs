@@ -508,6 +508,23 @@ fn containers_on_a_user_network_find_each_other_by_name_and_no_other_network_rea
         !across_out.contains(&db_ip.to_string()) || across_out.contains("0 packets received"),
         "{across_out}"
     );
+    // Nor does it get answers from app's DNS server, which it reaches through the host.
+    let app_gw = inspect(&b, "db")["NetworkSettings"]["Networks"]["app"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let asked = b.output(&[
+        "run",
+        "--rm",
+        "--network",
+        "other",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("nslookup db {app_gw}"),
+    ]);
+    let asked_out = String::from_utf8_lossy(&asked.stdout);
+    assert!(!asked_out.contains(&db_ip), "{asked_out}");
     // `network connect` puts a running container on a second network, `disconnect` takes it off.
     b.ok(&[
         "run",

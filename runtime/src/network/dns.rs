@@ -197,6 +197,8 @@ struct Server {
     records: Mutex<Arc<Records>>,
     forwards: tokio::sync::Semaphore,
     host_resolvers: Vec<IpAddr>,
+    /// Sources found to be the host's own addresses, or not.
+    host_addresses: Mutex<HashMap<Ipv4Addr, bool>>,
 }
 
 impl Server {
@@ -206,6 +208,24 @@ impl Server {
             *r = Arc::new(Records::read(&self.store, &self.network));
         }
         r.clone()
+    }
+
+    /// Whether `ip` is one of the host's own addresses (the host's queries come from whichever
+    /// the kernel picks): one that a socket can bind. Remembered, a bounded number of them.
+    fn is_host_address(&self, ip: Ipv4Addr) -> bool {
+        let mut known = self
+            .host_addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(&yes) = known.get(&ip) {
+            return yes;
+        }
+        if known.len() >= 1024 {
+            known.clear();
+        }
+        let yes = std::net::UdpSocket::bind((ip, 0)).is_ok();
+        known.insert(ip, yes);
+        yes
     }
 
     /// Answers `query` from `from` with the network's names, or says where it goes.
@@ -223,6 +243,15 @@ impl Server {
             m.add_queries(msg.queries.iter().cloned());
             Reply::Local(m.to_vec().unwrap_or_default())
         };
+        // Only this network's containers and the host: a container of another network
+        // reaches this address through the host, and must not learn the names here.
+        let member = match from {
+            IpAddr::V4(v4) => self.network.subnet.contains(&v4) || self.is_host_address(v4),
+            IpAddr::V6(_) => false,
+        };
+        if !member {
+            return refuse(ResponseCode::Refused);
+        }
         if msg.metadata.op_code != OpCode::Query || msg.queries.len() != 1 {
             return refuse(ResponseCode::NotImp);
         }
@@ -351,6 +380,7 @@ pub fn serve(store: Store, name: &str) -> Result<(), NetworkError> {
             network,
             forwards: tokio::sync::Semaphore::new(MAX_FORWARDS),
             host_resolvers: host_resolvers(),
+            host_addresses: Mutex::new(HashMap::new()),
         });
         println!("ready");
         let udp = Arc::new(udp);
