@@ -729,3 +729,71 @@ fn a_build_with_network_default_runs_its_steps_on_the_bridge() {
     let (_, err) = b.fail(&["build", "--network", "bogus", ctx.to_str().unwrap()]);
     assert!(err.contains("use host, default or none"), "{err}");
 }
+
+#[test]
+fn a_bridge_containers_end_makes_the_next_ones_veth_ahead() {
+    let b = setup();
+    let info: serde_json::Value =
+        serde_json::from_str(&b.ok(&["info", "--format", "json"])).unwrap();
+    let spares = std::path::PathBuf::from(info["RunRoot"].as_str().unwrap()).join("netns");
+    // The host end of a waiting spare's veth: its ticket holds the namespace's inode, the
+    // host end's index and its name.
+    let spare_veth = || -> Option<String> {
+        std::fs::read_dir(&spares)
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ticket"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find_map(|t| t.split_whitespace().nth(2).map(String::from))
+    };
+    let veth_spare = || spare_veth().is_some();
+    b.ok(&["run", "--rm", "busybox", "true"]);
+    assert!(
+        eventually(veth_spare),
+        "no spare with a veth in {}",
+        spares.display()
+    );
+    let gw = std::fs::read_to_string(b.root().join("networks/bridge/network.json")).unwrap();
+    let gw = serde_json::from_str::<serde_json::Value>(&gw).unwrap()["gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Made in the host's namespace and moved in, its eth0 keeps the index it had there (a
+    // veth made into a fresh namespace is its second link); it works as any other.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "cat /sys/class/net/eth0/ifindex /sys/class/net/eth0/address; ping -c 1 -W 2 {gw}"
+        ),
+    ]);
+    let index: u32 = out.lines().next().unwrap().trim().parse().unwrap();
+    assert_ne!(index, 2, "the veth made ahead was taken: {out}");
+    assert!(out.contains("02:42:"), "its MAC is the endpoint's: {out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    // A container with loopback alone never takes one.
+    assert!(eventually(veth_spare));
+    let none = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link",
+    ]);
+    assert!(!none.contains("eth0"), "{none}");
+    // Letting the spares go takes their veths with them.
+    let veth = spare_veth().unwrap();
+    assert!(links().contains(&veth));
+    b.ok(&["system", "prune", "-f"]);
+    assert!(
+        eventually(|| !links().contains(&veth)),
+        "{veth}: {}",
+        links()
+    );
+}
