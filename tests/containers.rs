@@ -1205,8 +1205,7 @@ fn network_namespaces_made_ahead_are_fresh_and_never_shared() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".ticket"))
             .map(|n| std::fs::read_to_string(spares.join(n)).unwrap_or_default())
-            // The inode first (a spare with a veth names it after).
-            .map(|t| format!("net:[{}]", t.split_whitespace().next().unwrap_or("")))
+            .map(|ino| format!("net:[{}]", ino.trim()))
             .collect()
     };
     let made_ahead = waiting_ns();

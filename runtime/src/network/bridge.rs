@@ -561,32 +561,6 @@ impl Wiring {
                 format!("creating veth {}: {err}", self.host_veth),
             )
         })?;
-        self.configure_inside(None)
-    }
-
-    /// Like [`Wiring::wire`], with the veth made ahead into this namespace (its container end
-    /// `eth0`, see `network::spare`): its host end (`index`, `name`) is renamed for this
-    /// container, put on this bridge and brought up.
-    pub fn adopt(&self, host: &mut Netlink, (index, name): (u32, String)) -> io::Result<()> {
-        let adopted = match host.adopt_link(index, &self.host_veth, self.bridge_index) {
-            Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {
-                host.delete_link_in_host(&self.host_veth)?;
-                host.adopt_link(index, &self.host_veth, self.bridge_index)
-            }
-            r => r,
-        };
-        adopted.map_err(|err| {
-            io::Error::new(
-                err.kind(),
-                format!("taking over veth {name} as {}: {err}", self.host_veth),
-            )
-        })?;
-        self.configure_inside(Some(self.endpoint.mac_bytes()))
-    }
-
-    /// The container's end: its MAC (when given), address, up, and the default route.
-    fn configure_inside(&self, mac: Option<[u8; 6]>) -> io::Result<()> {
-        let e = &self.endpoint;
         let mut here = Netlink::open()?;
         let link = super::netlink::link_index(&e.interface)?.ok_or_else(|| {
             io::Error::other(format!(
@@ -594,9 +568,6 @@ impl Wiring {
                 e.interface
             ))
         })?;
-        if let Some(mac) = mac {
-            here.set_mac(link, mac)?;
-        }
         here.add_address(link, e.ip, e.prefix).map_err(|err| {
             io::Error::new(err.kind(), format!("addressing {}: {err}", e.interface))
         })?;

@@ -122,54 +122,6 @@ impl Netlink {
         )
     }
 
-    /// Makes a veth pair here, both ends down: `host` enslaved to the bridge `master`, and
-    /// `peer` (to be moved, see [`Netlink::move_link`]).
-    pub fn add_veth_pair(&mut self, host: &str, master: u32, peer: &str) -> io::Result<()> {
-        let mut peer_link = LinkMessage::default();
-        peer_link
-            .attributes
-            .push(LinkAttribute::IfName(peer.into()));
-        let mut link = LinkMessage::default();
-        link.attributes.push(LinkAttribute::IfName(host.into()));
-        link.attributes.push(LinkAttribute::Controller(master));
-        link.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_link))),
-        ]));
-        self.request(
-            RouteNetlinkMessage::NewLink(link),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-    }
-
-    /// Moves the link `index` into the namespace `netns` (an open nsfs file), named `name`.
-    pub fn move_link(&mut self, index: u32, netns: BorrowedFd<'_>, name: &str) -> io::Result<()> {
-        let mut link = LinkMessage::default();
-        link.header.index = index;
-        link.attributes
-            .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
-        link.attributes.push(LinkAttribute::IfName(name.into()));
-        self.request(RouteNetlinkMessage::SetLink(link), 0)
-    }
-
-    /// Takes over the link `index` (down): renamed `name`, enslaved to the bridge `master`, up.
-    pub fn adopt_link(&mut self, index: u32, name: &str, master: u32) -> io::Result<()> {
-        let mut link = LinkMessage::default();
-        link.header.index = index;
-        link.attributes.push(LinkAttribute::IfName(name.into()));
-        link.attributes.push(LinkAttribute::Controller(master));
-        self.request(RouteNetlinkMessage::SetLink(link), 0)?;
-        self.set_up(index)
-    }
-
-    /// Gives the link `index` the MAC address `mac`.
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> io::Result<()> {
-        let mut link = LinkMessage::default();
-        link.header.index = index;
-        link.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        self.request(RouteNetlinkMessage::SetLink(link), 0)
-    }
-
     /// Deletes the link `name` of the calling thread's namespace (and a veth's peer with it);
     /// a missing link is no error.
     pub fn delete_link(&mut self, name: &str) -> io::Result<()> {

@@ -148,11 +148,6 @@ pub fn run(mut cfg: InitConfig, status_fd: RawFd, monitor: i32, go_fd: Option<Ra
             let ahead = host_mounts.map(|host_mounts| MadeAhead {
                 host_mounts,
                 netns: cfg.netns_spares.clone().zip(host_net),
-                bridge: cfg
-                    .networks
-                    .iter()
-                    .find(|w| w.endpoint.is_default_route())
-                    .map(|w| w.bridge_index),
                 folders: cfg.spare_folders.clone(),
             });
             fork.into_parent(&cfg, child, ahead)
@@ -452,8 +447,6 @@ struct MadeAhead {
     host_mounts: File,
     /// Where a network namespace is made (`network::spare`), and the host's, it is made from.
     netns: Option<(PathBuf, File)>,
-    /// The bridge the container was on (its first network's): the spare gets a veth on it.
-    bridge: Option<u32>,
     /// Where a container folder is made (`container::store::make_spare_folder`).
     folders: Option<PathBuf>,
 }
@@ -547,7 +540,7 @@ fn end_with_cleanup(
             let _ = crate::container::store::make_spare_folder(folders);
         }
         if let Some((netns, host_net)) = &ahead.netns {
-            let _ = crate::network::spare::make(netns, host_net, ahead.bridge);
+            let _ = crate::network::spare::make(netns, host_net);
         }
     }
     std::process::exit(code.unwrap_or(137))
@@ -653,24 +646,20 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID;
-    // The host end of a veth made ahead in the spare taken, for the first network.
-    let mut veth = None;
     if cfg.spec.network != NetworkMode::Host {
-        // A namespace made ahead (with a veth on a bridge), else a new one.
-        let on_bridge = cfg.networks.iter().any(|w| w.endpoint.is_default_route());
+        // A namespace made ahead, else a new one.
         let spare = cfg
             .netns_spares
             .as_deref()
-            .and_then(|dir| crate::network::spare::take(dir, on_bridge));
-        match spare {
-            Some(s) if nix::sched::setns(&s.ns, CloneFlags::CLONE_NEWNET).is_ok() => veth = s.veth,
-            _ => flags |= CloneFlags::CLONE_NEWNET,
+            .and_then(crate::network::spare::take);
+        if spare.is_none_or(|ns| nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).is_err()) {
+            flags |= CloneFlags::CLONE_NEWNET;
         }
     }
     nix::sched::unshare(flags)
         .map_err(|e| StartError::berth(format!("creating namespaces: {e}")))?;
     match wirer {
-        Some(w) => w.wire(&cfg.networks, veth),
+        Some(w) => w.wire(&cfg.networks),
         None => Ok(()),
     }
 }
@@ -729,20 +718,12 @@ impl Wirer {
         }
     }
 
-    /// Wires every network into this process' (new) network namespace; `veth` is the host
-    /// end of one made ahead into it, for the first network.
-    fn wire(
-        self,
-        networks: &[crate::network::bridge::Wiring],
-        mut veth: Option<(u32, String)>,
-    ) -> Result<(), StartError> {
+    /// Wires every network into this process' (new) network namespace.
+    fn wire(self, networks: &[crate::network::bridge::Wiring]) -> Result<(), StartError> {
         match self {
             Wirer::Here(mut host) => networks.iter().try_for_each(|w| {
-                match veth.take_if(|_| w.endpoint.is_default_route()) {
-                    Some(v) => w.adopt(&mut host, v),
-                    None => w.wire(&mut host),
-                }
-                .map_err(|e| StartError::berth(wiring_error(w, e)))
+                w.wire(&mut host)
+                    .map_err(|e| StartError::berth(wiring_error(w, e)))
             }),
             Wirer::Helper { pid, go, done } => {
                 let _ = nix::unistd::write(&go, b"1");
