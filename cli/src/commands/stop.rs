@@ -136,28 +136,13 @@ pub fn restart(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
 pub fn rm(g: &GlobalOptions, a: RmArgs) -> Result<ExitCode> {
     use berth_runtime::container::store::ContainerError;
     let store = super::open_store(g)?;
-    let mut failed = false;
-    for name in &a.containers {
-        let removed = match store.find_container(name) {
-            Ok(c) => lifecycle::remove(&store, &c, a.force, a.volumes).map_err(anyhow::Error::from),
-            Err(ContainerError::Corrupt { .. }) => store
-                .find_remains(name)
-                .map_err(anyhow::Error::from)
-                .and_then(|r| Ok(lifecycle::remove_remains(&store, &r, a.force)?)),
-            Err(e) => Err(e.into()),
-        };
-        match removed {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("berth: {e:#}");
-                failed = true;
-            }
+    super::remove_each(a.containers, |name| match store.find_container(name) {
+        Ok(c) => Ok(lifecycle::remove(&store, &c, a.force, a.volumes)?),
+        Err(ContainerError::Corrupt { .. }) => {
+            let r = store.find_remains(name)?;
+            Ok(lifecycle::remove_remains(&store, &r, a.force)?)
         }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+        Err(e) => Err(e.into()),
     })
 }
 
