@@ -572,6 +572,23 @@ fn containers_on_a_user_network_find_each_other_by_name_and_no_other_network_rea
         Some(vec![]),
         "the alias went with the endpoint"
     );
+    // Taken off its first network, a container keeps the others: at its next start the next
+    // is eth0, with the default route.
+    b.ok(&["network", "connect", "app", "x"]);
+    b.ok(&["network", "disconnect", "other", "x"]);
+    b.ok(&["restart", "-t", "0", "x"]);
+    let route = b.ok(&["exec", "x", "sh", "-c", "ip route"]);
+    assert!(
+        route.contains(&format!("default via {app_gw} dev eth0")),
+        "{route}"
+    );
+    assert!(query(&gw, "x").is_some_and(|a| a.len() == 1));
+    // A stopped container's name no longer resolves, as on Docker.
+    b.ok(&["kill", "x"]);
+    assert!(
+        eventually(|| query(&gw, "x") == Some(vec![])),
+        "a stopped container resolved"
+    );
     // Everything goes: containers, then networks, their bridges and the DNS server.
     let app_bridge = bridge_of(&b, "app");
     b.ok(&["rm", "-f", "db", "x"]);

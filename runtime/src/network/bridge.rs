@@ -281,8 +281,11 @@ fn make(
             source: io::Error::other(e.to_string()),
         })?;
     // Its host side now, under the host's lock: its bridge's route is what the next store's
-    // choice of a subnet sees.
-    set_up_host_side(store, &network)?;
+    // choice of a subnet sees. A network whose host side cannot be made is not kept.
+    if let Err(e) = set_up_host_side(store, &network) {
+        let _ = crate::store::remove_tree(&dir);
+        return Err(e);
+    }
     Ok(network)
 }
 

@@ -34,12 +34,14 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_FORWARDS: usize = 256;
 /// TCP clients at once; more wait for the kernel's backlog.
 const MAX_TCP_CLIENTS: usize = 64;
-/// How long a TCP client may take to send a message.
+/// How long a TCP client may take to send a message, or to read its answer.
 const TCP_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server looks whether its network still has containers.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// The TTL of the network's own names: short, containers come and go.
 const TTL: u32 = 5;
+/// How long the names read are used before they are read again (sooner when a lease changes).
+const RECORDS_FOR: Duration = Duration::from_secs(1);
 
 /// Whether containers on `network` get its DNS server (Docker's default bridge has none).
 pub fn serves(network: &Network) -> bool {
@@ -125,7 +127,7 @@ pub fn stop(store: &Store, name: &str) {
 }
 
 /// The network's names and each container's own upstream servers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Records {
     /// Lowercase name → addresses.
     names: HashMap<String, Vec<Ipv4Addr>>,
@@ -133,6 +135,8 @@ struct Records {
     upstreams: HashMap<Ipv4Addr, Vec<IpAddr>>,
     /// The leases folder's modification time these were read at.
     read_at: Option<SystemTime>,
+    /// When they were read: containers start and stop without a lease changing.
+    read_when: std::time::Instant,
 }
 
 impl Records {
@@ -140,13 +144,19 @@ impl Records {
         let dir = bridge::leases_dir(store, &network.name);
         let read_at = fs::metadata(&dir).and_then(|m| m.modified()).ok();
         let mut r = Records {
+            names: HashMap::new(),
+            upstreams: HashMap::new(),
             read_at,
-            ..Records::default()
+            read_when: std::time::Instant::now(),
         };
         for (ip, id) in super::ipam::leases(&dir) {
+            // As Docker's: the names of running containers only.
             let Ok(c) = store.load_container(&id) else {
                 continue;
             };
+            if c.state.status != crate::container::state::Status::Running {
+                continue;
+            }
             let aliases = c
                 .endpoints
                 .iter()
@@ -166,6 +176,9 @@ impl Records {
     }
 
     fn stale(&self, store: &Store, network: &Network) -> bool {
+        if self.read_when.elapsed() >= RECORDS_FOR {
+            return true;
+        }
         let now = fs::metadata(bridge::leases_dir(store, &network.name))
             .and_then(|m| m.modified())
             .ok();
@@ -440,7 +453,15 @@ async fn serve_tcp(server: Arc<Server>, listener: TcpListener) -> io::Result<()>
                 let Ok(len) = u16::try_from(a.len()) else {
                     return;
                 };
-                if conn.write_u16(len).await.is_err() || conn.write_all(&a).await.is_err() {
+                // A client that does not read its answer does not keep its place.
+                let write = async {
+                    conn.write_u16(len).await?;
+                    conn.write_all(&a).await
+                };
+                if !matches!(
+                    tokio::time::timeout(TCP_READ_TIMEOUT, write).await,
+                    Ok(Ok(()))
+                ) {
                     return;
                 }
             }

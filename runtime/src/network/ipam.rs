@@ -118,6 +118,15 @@ pub fn leases(dir: &Path) -> Vec<(Ipv4Addr, String)> {
 pub fn reclaim(dir: &Path, exists: &dyn Fn(&str) -> bool) -> usize {
     let mut n = 0;
     for (ip, id) in leases(dir) {
+        // Taken this moment, its id not yet written (one left empty by a crash goes later).
+        let fresh = || {
+            fs::metadata(dir.join(ip.to_string()))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 60))
+        };
+        if id.is_empty() && fresh() {
+            continue;
+        }
         if !exists(&id) {
             release(dir, ip, &id);
             n += 1;

@@ -521,24 +521,30 @@ fn bridge_wiring(
     let primary = &c.spec.bridge.network;
     // Its first start: the network it was created on (later, a `network disconnect` from it
     // holds).
-    if c.state.started_at.is_none() && !c.endpoints.iter().any(|e| &e.network == primary) {
+    let mut endpoints = c.endpoints.clone();
+    if c.state.started_at.is_none() && !endpoints.iter().any(|e| &e.network == primary) {
         let network = bridge::load(store, primary).map_err(start_err)?;
-        let interface = crate::network::connect::free_interface(&c.endpoints);
         let e = bridge::endpoint(
             store,
             &network,
             &c.id,
             c.spec.bridge.ip,
-            &interface,
+            "eth0",
             &c.spec.bridge.aliases,
         )
         .map_err(start_err)?;
-        let recorded = e.clone();
-        store.update_container(&c.id, |c| {
-            c.endpoints.retain(|x| x.network != recorded.network);
-            c.endpoints.push(recorded);
-        })?;
-        c.endpoints.push(e);
+        endpoints.insert(0, e);
+    }
+    // Interfaces in the endpoints' order: the first network's is eth0 and has the default
+    // route, whatever was connected or disconnected since.
+    let mut renumbered = endpoints;
+    for (i, e) in renumbered.iter_mut().enumerate() {
+        e.interface = format!("eth{i}");
+    }
+    if renumbered != c.endpoints {
+        let recorded = renumbered.clone();
+        store.update_container(&c.id, |c| c.endpoints = recorded)?;
+        c.endpoints = renumbered;
     }
     let mut wirings = Vec::new();
     for e in &c.endpoints {
