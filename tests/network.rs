@@ -660,13 +660,12 @@ fn a_user_networks_dns_forwards_to_the_containers_upstream_and_survives_hostile_
     let idle: Vec<_> = (0..80)
         .filter_map(|_| std::net::TcpStream::connect((gw.as_str(), 53)).ok())
         .collect();
-    let answer = query(&gw, "peer");
+    // A datagram of the flood's may still fill the socket's buffer: asked again, as resolvers
+    // do, it answers.
+    let want = Some(vec![peer_ip.parse().unwrap()]);
+    let answered = eventually(|| query(&gw, "peer") == want);
     drop(idle);
-    assert_eq!(
-        answer,
-        Some(vec![peer_ip.parse().unwrap()]),
-        "the server still answers"
-    );
+    assert!(answered, "the server still answers");
     b.ok(&["rm", "-f", "peer"]);
     b.ok(&["network", "rm", "fwd"]);
 }

@@ -292,21 +292,8 @@ impl ContainerFlags {
         }
     }
 
-    /// The runtime's create options for these flags.
-    pub fn to_options(&self) -> Result<CreateOptions> {
-        let mut env = Vec::new();
-        for f in &self.env_file {
-            env.extend(read_env_file(f)?);
-        }
-        for e in &self.env {
-            check_env(e)?;
-            if e.contains('=') {
-                env.push(e.clone());
-            } else if let Ok(v) = std::env::var(e) {
-                // `-e KEY` passes this shell's value, as Docker's.
-                env.push(format!("{e}={v}"));
-            }
-        }
+    /// `--network`: the mode, and the bridge network's name (for the bridge mode).
+    fn network_mode(&self) -> Result<(NetworkMode, &str)> {
         let (network, bridge_network) = match self.network.as_deref().unwrap_or("default") {
             // Without nftables the default bridge cannot route out: a container then gets
             // loopback alone, said once, rather than no start (`--network bridge` insists).
@@ -336,6 +323,25 @@ impl ContainerFlags {
         } else {
             network
         };
+        Ok((network, bridge_network))
+    }
+
+    /// The runtime's create options for these flags.
+    pub fn to_options(&self) -> Result<CreateOptions> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            env.extend(read_env_file(f)?);
+        }
+        for e in &self.env {
+            check_env(e)?;
+            if e.contains('=') {
+                env.push(e.clone());
+            } else if let Ok(v) = std::env::var(e) {
+                // `-e KEY` passes this shell's value, as Docker's.
+                env.push(format!("{e}={v}"));
+            }
+        }
+        let (network, bridge_network) = self.network_mode()?;
         let mut security = Security {
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),

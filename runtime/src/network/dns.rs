@@ -150,11 +150,15 @@ impl Records {
             read_when: std::time::Instant::now(),
         };
         for (ip, id) in super::ipam::leases(&dir) {
-            // As Docker's: the names of running containers only.
             let Ok(c) = store.load_container(&id) else {
                 continue;
             };
-            if c.state.status != crate::container::state::Status::Running {
+            let dns: Vec<IpAddr> = c.spec.dns.iter().filter_map(|d| d.parse().ok()).collect();
+            r.upstreams.insert(ip, dns);
+            // As Docker's, no names of stopped containers (one starting, its workload perhaps
+            // asking already, is not yet recorded as running).
+            use crate::container::state::Status;
+            if matches!(c.state.status, Status::Exited | Status::Removing) {
                 continue;
             }
             let aliases = c
@@ -169,8 +173,6 @@ impl Records {
             for name in names {
                 r.names.entry(name.to_lowercase()).or_default().push(ip);
             }
-            let dns: Vec<IpAddr> = c.spec.dns.iter().filter_map(|d| d.parse().ok()).collect();
-            r.upstreams.insert(ip, dns);
         }
         r
     }
