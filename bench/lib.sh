@@ -3,8 +3,10 @@
 # remove_run_root BERTH_BIN WORK: removes the run root of the store BERTH_ROOT names, which is
 # on a tmpfs outside the work folder WORK (see README.md), with the network namespaces made
 # ahead there (mounts). A `--rm` container's init may still be making one: tried again until
-# the folder goes.
+# the folder goes. First `system prune` takes down the store's bridges and firewall table,
+# which are the host's and would outlive the store's folder.
 remove_run_root() {
+    "$1" system prune -f >/dev/null 2>&1 || true
     local rr
     rr=$("$1" info --format json 2>/dev/null | sed -n 's/.*"RunRoot":"\([^"]*\)".*/\1/p')
     [[ -n $rr && $rr != "$2"* ]] || return 0
