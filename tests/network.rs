@@ -339,30 +339,63 @@ fn twenty_containers_started_at_once_get_distinct_addresses() {
     );
 }
 
-/// A DNS server on 127.0.88.53:53 (host side) that answers every A query with 192.0.2.77; the
-/// upstream a container's `--dns` names. Stops with the test process.
-fn start_upstream() {
+/// The upstream's answer to `query`: every A query gets 192.0.2.77, except that over UDP a
+/// name starting with `big.` gets an empty answer cut short (TC), to be asked over TCP.
+fn upstream_answer(query: &[u8], udp: bool) -> Option<Vec<u8>> {
     use hickory_proto::op::{Message, OpCode};
     use hickory_proto::rr::{RData, Record, RecordType, rdata::A};
+    let q = Message::from_vec(query).ok()?;
+    let mut a = Message::response(q.metadata.id, OpCode::Query);
+    a.metadata.recursion_available = true;
+    a.add_queries(q.queries.clone());
+    let big = q
+        .queries
+        .iter()
+        .any(|q| q.name().to_ascii().starts_with("big."));
+    if udp && big {
+        a.metadata.truncation = true;
+    } else {
+        for query in q.queries.iter().filter(|q| q.query_type() == RecordType::A) {
+            let ip = std::net::Ipv4Addr::new(192, 0, 2, 77);
+            a.add_answer(Record::from_rdata(
+                query.name().clone(),
+                60,
+                RData::A(A(ip)),
+            ));
+        }
+    }
+    a.to_vec().ok()
+}
+
+/// A DNS server on 127.0.88.53:53 (host side), over UDP and TCP (see [`upstream_answer`]);
+/// the upstream a container's `--dns` names. Stops with the test process.
+fn start_upstream() {
     let sock = std::net::UdpSocket::bind("127.0.88.53:53").expect("binding 127.0.88.53:53");
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut a = Message::response(q.metadata.id, OpCode::Query);
-            a.metadata.recursion_available = true;
-            a.add_queries(q.queries.clone());
-            for query in q.queries.iter().filter(|q| q.query_type() == RecordType::A) {
-                let ip = std::net::Ipv4Addr::new(192, 0, 2, 77);
-                a.add_answer(Record::from_rdata(
-                    query.name().clone(),
-                    60,
-                    RData::A(A(ip)),
-                ));
+            if let Some(a) = upstream_answer(&buf[..n], true) {
+                let _ = sock.send_to(&a, from);
             }
-            let _ = sock.send_to(&a.to_vec().unwrap(), from);
+        }
+    });
+    let listener =
+        std::net::TcpListener::bind("127.0.88.53:53").expect("binding 127.0.88.53:53/tcp");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            let mut len = [0u8; 2];
+            if conn.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if conn.read_exact(&mut q).is_err() {
+                continue;
+            }
+            if let Some(a) = upstream_answer(&q, false) {
+                let _ = conn.write_all(&(a.len() as u16).to_be_bytes());
+                let _ = conn.write_all(&a);
+            }
         }
     });
 }
@@ -638,6 +671,25 @@ fn a_user_networks_dns_forwards_to_the_containers_upstream_and_survives_hostile_
         out.contains("192.0.2.77"),
         "forwarded to the --dns upstream: {out}"
     );
+    // Over TCP, an answer the upstream cut short over UDP is asked for again over TCP: a
+    // query for big.example (A), written by hand, through nc; the answer's address in hex.
+    let big = format!(
+        "printf '\\000\\035\\022\\064\\001\\000\\000\\001\\000\\000\\000\\000\\000\\000\\003big\\007example\\000\\000\\001\\000\\001' | nc -w 3 {gw} 53 | od -An -tx1"
+    );
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "fwd",
+        "--dns",
+        "127.0.88.53",
+        "busybox",
+        "sh",
+        "-c",
+        &big,
+    ]);
+    let hex: String = out.split_whitespace().collect();
+    assert!(hex.contains("c000024d"), "the whole answer over TCP: {out}");
     // Hostile clients: garbage, a truncated header, a response, a flood, and more idle TCP
     // clients than the server takes at once; it still answers.
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();

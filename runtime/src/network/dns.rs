@@ -9,8 +9,9 @@
 //! the network's leases (see `network::ipam`), read again whenever that folder changes.
 //!
 //! Every message is parsed and written by hickory-proto; what cannot be parsed is dropped,
-//! forwarded queries are bounded in number and time, and a TCP client gets one message of at
-//! most 64 KiB per read deadline.
+//! forwarded queries are bounded in number and time (sent over UDP, and again over TCP for a
+//! TCP client whose answer UDP cut short), and a TCP client gets one message of at most 64 KiB
+//! per read deadline.
 
 use std::collections::HashMap;
 use std::fs;
@@ -309,7 +310,7 @@ impl Server {
     }
 
     /// The answer to `query` from `from`: made here or forwarded; None to drop it.
-    async fn answer(&self, query: &[u8], from: IpAddr) -> Option<Vec<u8>> {
+    async fn answer(&self, query: &[u8], from: IpAddr, over_tcp: bool) -> Option<Vec<u8>> {
         match self.reply(query, from) {
             Reply::Local(m) => Some(m),
             Reply::Drop => None,
@@ -325,13 +326,46 @@ impl Server {
                     return servfail();
                 };
                 for up in upstreams {
-                    if let Ok(Some(a)) = forward(query, up).await {
-                        return Some(a);
+                    match forward(query, up).await {
+                        // Cut short for UDP: a TCP client, which cannot ask again over
+                        // UDP's limits, gets the whole answer over TCP.
+                        Ok(Some(a)) if over_tcp && truncated(&a) => {
+                            if let Ok(Some(whole)) = forward_tcp(query, up).await {
+                                return Some(whole);
+                            }
+                            return Some(a);
+                        }
+                        Ok(Some(a)) => return Some(a),
+                        _ => {}
                     }
                 }
                 servfail()
             }
         }
+    }
+}
+
+/// Whether an answer has its TC (truncated) bit.
+fn truncated(answer: &[u8]) -> bool {
+    answer.get(2).is_some_and(|flags| flags & 0x02 != 0)
+}
+
+/// Sends `query` to `upstream` port 53 over TCP; its answer, or None when none came in time.
+async fn forward_tcp(query: &[u8], upstream: IpAddr) -> io::Result<Option<Vec<u8>>> {
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect((upstream, 53)).await?;
+        let len = u16::try_from(query.len()).map_err(io::Error::other)?;
+        conn.write_u16(len).await?;
+        conn.write_all(query).await?;
+        let n = conn.read_u16().await? as usize;
+        let mut answer = vec![0u8; n];
+        conn.read_exact(&mut answer).await?;
+        io::Result::Ok(answer)
+    };
+    match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await {
+        Ok(Ok(a)) if a.len() >= 2 && a[..2] == query[..2] => Ok(Some(a)),
+        Ok(Ok(_)) | Err(_) => Ok(None),
+        Ok(Err(e)) => Err(e),
     }
 }
 
@@ -422,7 +456,7 @@ async fn serve_udp(server: Arc<Server>, sock: Arc<UdpSocket>) -> io::Result<()> 
         let query = buf[..n].to_vec();
         let (server, sock) = (server.clone(), sock.clone());
         tokio::spawn(async move {
-            if let Some(a) = server.answer(&query, from.ip()).await {
+            if let Some(a) = server.answer(&query, from.ip(), false).await {
                 let _ = sock.send_to(&a, from).await;
             }
         });
@@ -449,7 +483,7 @@ async fn serve_tcp(server: Arc<Server>, listener: TcpListener) -> io::Result<()>
                 let Ok(Ok(query)) = tokio::time::timeout(TCP_READ_TIMEOUT, read).await else {
                     return;
                 };
-                let Some(a) = server.answer(&query, from.ip()).await else {
+                let Some(a) = server.answer(&query, from.ip(), true).await else {
                     return;
                 };
                 let Ok(len) = u16::try_from(a.len()) else {
