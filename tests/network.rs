@@ -570,6 +570,13 @@ fn containers_on_a_user_network_find_each_other_by_name_and_no_other_network_rea
         "sleep",
         "1000",
     ]);
+    // `network prune` takes the unused ones only.
+    b.ok(&["network", "create", "unused"]);
+    let pruned = b.ok(&["network", "prune", "-f"]);
+    assert!(
+        pruned.contains("unused") && !pruned.contains("app") && !pruned.contains("other"),
+        "{pruned}"
+    );
     let ping_db = format!("ping -c 1 -W 2 {db_ip}");
     assert!(
         !b.output(&["exec", "x", "sh", "-c", &ping_db])

@@ -144,25 +144,28 @@ pub fn open_store(g: &GlobalOptions) -> Result<Store> {
     Store::open(&root).with_context(|| format!("opening the berth root {}", root.display()))
 }
 
-/// Removes each of `names` with `remove`, as Docker's `rm` verbs do: a name per line for each
-/// removed, an error per line for each not, and exit status 1 when one failed.
-pub fn remove_each(
-    names: Vec<String>,
-    mut remove: impl FnMut(&str) -> Result<()>,
-) -> Result<ExitCode> {
+/// Runs `f` on each of `names`, as Docker's verbs on several names do: what `f` returns (or
+/// the name, for None) on a line for each success, an error line for each failure, and exit
+/// status 1 when one failed.
+pub fn report_each(
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<Option<String>>,
+) -> ExitCode {
     let mut failed = false;
     for n in names {
-        match remove(&n) {
-            Ok(()) => println!("{n}"),
+        match f(n) {
+            Ok(None) => println!("{n}"),
+            Ok(Some(out)) if out.is_empty() => {}
+            Ok(Some(out)) => println!("{out}"),
             Err(e) => {
                 eprintln!("berth: {e:#}");
                 failed = true;
             }
         }
     }
-    Ok(if failed {
+    if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }

@@ -134,19 +134,22 @@ pub fn run(g: &GlobalOptions, a: NetworkArgs) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         NetworkCommand::Rm { networks } => {
-            return super::remove_each(networks, |n| {
-                Ok(bridge::remove(&store, &find(&store, n)?.name)?)
-            });
+            return Ok(super::report_each(&networks, |n| {
+                bridge::remove(&store, &find(&store, n)?.name)?;
+                Ok(None)
+            }));
         }
         NetworkCommand::Prune { .. } => {
             let mut removed = Vec::new();
+            // `remove` reclaims the leases of containers that are gone, and refuses the rest.
             for n in bridge::list(&store)? {
-                let leases = ipam::leases(&bridge::leases_dir(&store, &n.name));
-                if n.name != bridge::DEFAULT
-                    && leases.is_empty()
-                    && bridge::remove(&store, &n.name).is_ok()
-                {
-                    removed.push(n.name);
+                if n.name == bridge::DEFAULT {
+                    continue;
+                }
+                match bridge::remove(&store, &n.name) {
+                    Ok(()) => removed.push(n.name),
+                    Err(bridge::NetworkError::InUse { .. }) => {}
+                    Err(e) => eprintln!("berth: {e}"),
                 }
             }
             if !removed.is_empty() {

@@ -23,26 +23,15 @@ pub struct RmiArgs {
 /// Removes images; reports each failure and exits 1 if any failed, as Docker does.
 pub fn run(g: &GlobalOptions, a: RmiArgs) -> Result<ExitCode> {
     let store = super::open_store(g)?;
-    let mut failed = false;
-    for name in &a.images {
-        match store.remove_image(name, a.force) {
-            Ok(events) => {
-                for e in events {
-                    match e {
-                        Removed::Untagged(n) => println!("Untagged: {n}"),
-                        Removed::Deleted(d) => println!("Deleted: {d}"),
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!("berth: {e}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::report_each(&a.images, |name| {
+        let lines: Vec<String> = store
+            .remove_image(name, a.force)?
+            .into_iter()
+            .map(|e| match e {
+                Removed::Untagged(n) => format!("Untagged: {n}"),
+                Removed::Deleted(d) => format!("Deleted: {d}"),
+            })
+            .collect();
+        Ok(Some(lines.join("\n")))
+    }))
 }

@@ -70,26 +70,9 @@ pub(crate) fn each(
     ) -> Result<Option<String>>,
 ) -> Result<ExitCode> {
     let store = super::open_store(g)?;
-    let mut failed = false;
-    for name in names {
-        match store
-            .find_container(name)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| f(&store, &c))
-        {
-            Ok(Some(out)) => println!("{out}"),
-            Ok(None) => println!("{name}"),
-            Err(e) => {
-                eprintln!("berth: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(super::report_each(names, |name| {
+        f(&store, &store.find_container(name)?)
+    }))
 }
 
 /// Stops containers.
@@ -136,14 +119,17 @@ pub fn restart(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
 pub fn rm(g: &GlobalOptions, a: RmArgs) -> Result<ExitCode> {
     use berth_runtime::container::store::ContainerError;
     let store = super::open_store(g)?;
-    super::remove_each(a.containers, |name| match store.find_container(name) {
-        Ok(c) => Ok(lifecycle::remove(&store, &c, a.force, a.volumes)?),
-        Err(ContainerError::Corrupt { .. }) => {
-            let r = store.find_remains(name)?;
-            Ok(lifecycle::remove_remains(&store, &r, a.force)?)
+    Ok(super::report_each(&a.containers, |name| {
+        match store.find_container(name) {
+            Ok(c) => lifecycle::remove(&store, &c, a.force, a.volumes)?,
+            Err(ContainerError::Corrupt { .. }) => {
+                let r = store.find_remains(name)?;
+                lifecycle::remove_remains(&store, &r, a.force)?
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => Err(e.into()),
-    })
+        Ok(None)
+    }))
 }
 
 /// Waits for containers and prints their exit codes.

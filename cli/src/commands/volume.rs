@@ -91,7 +91,10 @@ pub fn run(g: &GlobalOptions, a: VolumeArgs) -> Result<ExitCode> {
             }
         }
         VolumeCommand::Rm { force, names } => {
-            return super::remove_each(names, |n| Ok(store.remove_volume(n, force)?));
+            return Ok(super::report_each(&names, |n| {
+                store.remove_volume(n, force)?;
+                Ok(None)
+            }));
         }
         VolumeCommand::Inspect { names } => {
             let mut out = Vec::new();

@@ -36,6 +36,16 @@ pub enum NetworkError {
     /// A network of that name exists.
     #[error("network with name {0:?} already exists")]
     Exists(String),
+    /// Containers are on it (their names).
+    #[error(
+        "network {network} is in use by container(s) {containers}: remove them or disconnect them first"
+    )]
+    InUse {
+        /// The network.
+        network: String,
+        /// Its containers' names, comma-separated.
+        containers: String,
+    },
     /// A bad request: a subnet, a gateway, a name.
     #[error("{0}")]
     Invalid(String),
@@ -391,10 +401,10 @@ pub fn remove(store: &Store, name: &str) -> Result<(), NetworkError> {
         })
         .collect();
     if !users.is_empty() {
-        return Err(NetworkError::Invalid(format!(
-            "network {name} is in use by container(s) {}: remove them or disconnect them first",
-            users.join(", ")
-        )));
+        return Err(NetworkError::InUse {
+            network: name.into(),
+            containers: users.join(", "),
+        });
     }
     if let Ok(mut nl) = Netlink::open() {
         nl.delete_link(&network.bridge)
