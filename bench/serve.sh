@@ -7,6 +7,7 @@
 #                wasmtime serve -S cli --addr 127.0.0.1:0 F.wasm (wasmtime-cli 48, the peer)
 #              wrk -c 1 and -c 64. Aim: berth >= 1.2x wasmtime serve's requests/s; floor:
 #              >= 1.0x with p99 at most 10% worse.
+#   container  a native image as a function: bench/serve-cold.sh (ONLY=container runs it)
 #   wagi       the same preview-1 module (examples/wagi-hello built for wasm32-wasip1) run
 #              once per request as CGI:
 #                berth serve --listen 127.0.0.1:0 bench-wagi   (the image at /...)
@@ -75,7 +76,8 @@ log() { printf 'serve-bench: %s\n' "$*" >&2; }
 
 case $ONLY in
 all | peers | http | wagi) ;;
-*) log "ONLY is all, peers, http or wagi, not '$ONLY'"; exit 1 ;;
+container) exec bash bench/serve-cold.sh ;;
+*) log "ONLY is all, peers, http, wagi or container, not '$ONLY'"; exit 1 ;;
 esac
 with_berth=1
 [[ $ONLY == peers ]] && with_berth=0

@@ -2,7 +2,8 @@
 # The berth demo: builds berth, makes a busybox image from Debian's busybox-static with
 # `berth import`, shows the image commands a Docker user knows, builds a Dockerfile, runs a
 # native container, two that find each other by name on a network, a WASI one, and serves an
-# HTTP function. Uses a root of its own under /tmp
+# HTTP function (a wasi:http component, then a native app as a scale-to-zero function in a
+# detached server). Uses a root of its own under /tmp
 # so it leaves your images alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +103,21 @@ step "curl -H 'x-echo: demo' http://127.0.0.1:18089/anything   (a fresh instance
 curl -s -H 'x-echo: demo' http://127.0.0.1:18089/anything
 kill -TERM "$serve_pid"; wait "$serve_pid" || true
 echo "(its access log:)"; grep ' GET ' "$work/serve.log"
+
+step "berth build -t seed-app examples/seed-app   (a native app: FROM busybox, EXPOSE 8000)"
+berth build -q -t seed-app examples/seed-app >/dev/null && echo "built seed-app"
+step "berth serve -d --name demo-fn --listen 127.0.0.1:18090 --container-port 8000 seed-app"
+berth rm -f demo-fn >/dev/null 2>&1 || true
+berth serve -d --name demo-fn --listen 127.0.0.1:18090 --container-port 8000 seed-app
+step "curl -si http://127.0.0.1:18090/cgi-bin/hello   (the first request starts its container)"
+curl -si http://127.0.0.1:18090/cgi-bin/hello | grep -iE '^(HTTP|x-berth-cold-start)|hello'
+step "curl -si http://127.0.0.1:18090/cgi-bin/hello   (warm: no cold-start header)"
+curl -si http://127.0.0.1:18090/cgi-bin/hello | grep -iE '^(HTTP|x-berth-cold-start)|hello'
+step berth ps
+berth ps
+step "berth logs demo-fn; berth stop demo-fn; berth rm demo-fn"
+berth logs --tail 2 demo-fn
+berth stop demo-fn && berth rm demo-fn
 
 step berth info
 berth info

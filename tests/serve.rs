@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::served::*;
 use common::*;
 use sha2::{Digest as _, Sha256};
 
@@ -111,132 +112,6 @@ fn wasm_image(b: &Berth, tag: &str, wasm: &Path) {
     b.ok(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
 }
 
-/// A running `berth serve`, stopped (SIGKILL) when dropped.
-struct Served {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `berth serve --listen 127.0.0.1:0 ARGS` and waits until it listens.
-    fn start(b: &Berth, args: &[&str]) -> Served {
-        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        let mut child = b
-            .cmd(&all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start berth serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("berth serve: listening on http://")
-                    && let Some(t) = tx.take()
-                {
-                    let _ = t.send(addr.trim_end_matches('/').to_string());
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "berth serve {args:?} did not start:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Served { child, addr, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log holds `text`.
-    fn wait_log(&self, text: &str) -> String {
-        assert!(
-            eventually(|| self.log().contains(text)),
-            "the server never logged {text:?}:\n{}",
-            self.log()
-        );
-        self.log()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// SIGTERM, then its exit status.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid()),
-            nix::sys::signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (status, self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berth serve did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP client that reports every status (no error for 4xx/5xx) and keeps connections.
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-/// GET `url`: (status, body).
-fn get(url: &str) -> (u16, String) {
-    let mut r = agent()
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = r.status().as_u16();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_string()
-        .unwrap();
-    (status, body)
-}
-
 #[test]
 fn the_examples_serve_both_executors_from_one_file() {
     examples();
@@ -255,6 +130,14 @@ fn the_examples_serve_both_executors_from_one_file() {
         "-t",
         "wagi-hello",
         ex.join("wagi-hello").to_str().unwrap(),
+    ]);
+    b.import_busybox("busybox");
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "seed-app",
+        ex.join("seed-app").to_str().unwrap(),
     ]);
     // A compiled module nobody has: the first serve compiles it, the second finds it.
     std::fs::remove_dir_all(b.root().join("wasm-cache")).unwrap();
@@ -300,6 +183,13 @@ fn the_examples_serve_both_executors_from_one_file() {
     let (status, body) = get(&s.url("/hello/exact"));
     assert_eq!(status, 200);
     assert!(body.contains("X_MATCHED_ROUTE: /hello/exact"), "{body}");
+    // The native seed app, a container started by this first request, sees the path below
+    // its route.
+    let r = agent().get(&s.url("/seed/cgi-bin/hello")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-berth-cold-start"], "1");
+    let (status, body) = get(&s.url("/seed/"));
+    assert_eq!(status, 200, "{body}");
     assert_eq!(get(&s.url("/nowhere")).0, 404);
 
     // One JSON access-log line per request, with its route.
@@ -309,12 +199,13 @@ fn the_examples_serve_both_executors_from_one_file() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4, "{log}");
+    assert_eq!(lines.len(), 6, "{log}");
     assert_eq!(lines[0]["method"], "GET");
     assert_eq!(lines[0]["status"], 200);
     assert_eq!(lines[0]["route"], "/hello/...");
     assert!(lines[0]["bytes"].as_u64().unwrap() > 50);
-    assert_eq!(lines[3]["status"], 404);
+    assert_eq!(lines[3]["route"], "/seed/...");
+    assert_eq!(lines[5]["status"], 404);
     let (status, _) = s.terminate();
     assert!(status.success());
 

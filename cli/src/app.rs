@@ -66,7 +66,7 @@ pub enum Command {
     Builder(commands::builder::BuilderArgs),
     /// Create and run a container from an image
     Run(commands::run::RunArgs),
-    /// Serve images as HTTP functions (wasi:http components, WAGI modules)
+    /// Serve images as HTTP functions (wasi:http components, WAGI modules, containers)
     Serve(commands::serve::ServeArgs),
     #[cfg(target_os = "linux")]
     /// Create a container without starting it

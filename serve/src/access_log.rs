@@ -40,10 +40,11 @@ pub fn flush() {
 
 use crate::config::LogFormat;
 
-/// Where the access log goes, and how.
+/// Where the access log goes, and how; with `--metrics`, each line is counted there too.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessLog {
     format: LogFormat,
+    metrics: Option<&'static crate::metrics::Metrics>,
 }
 
 /// What is known of a request when its response starts.
@@ -102,14 +103,23 @@ impl Finished {
 }
 
 impl AccessLog {
-    /// A log in `format`.
-    pub fn new(format: LogFormat) -> AccessLog {
-        AccessLog { format }
+    /// A log in `format`, counting requests in `metrics` when given.
+    pub fn new(format: LogFormat, metrics: Option<&'static crate::metrics::Metrics>) -> AccessLog {
+        AccessLog { format, metrics }
+    }
+
+    /// The metrics requests are counted in, if any.
+    pub fn metrics(&self) -> Option<&'static crate::metrics::Metrics> {
+        self.metrics
     }
 
     /// Writes the line of `e`.
     pub fn write(&self, e: &Entry, bytes: u64) {
-        let ms = e.start.elapsed().as_secs_f64() * 1000.0;
+        let took = e.start.elapsed();
+        if let Some(m) = self.metrics {
+            m.request(&e.route, e.status, took);
+        }
+        let ms = took.as_secs_f64() * 1000.0;
         let mut line = match self.format {
             LogFormat::Text => {
                 let mut s = format!(

@@ -14,6 +14,12 @@
 //! volumes = ["/srv/data:/data:ro"]
 //! memory = "64m"
 //! timeout = "5s"
+//!
+//! [[route]]
+//! route = "/app/..."
+//! image = "seed-app"                  # a native image, run as a container
+//! executor = { type = "container", port = 8000, idle_timeout = "5m", concurrency = 100,
+//!              min_instances = 0, max_instances = 1, ready_timeout = "30s", ready_path = "/" }
 //! ```
 
 use std::net::SocketAddr;
@@ -58,6 +64,8 @@ pub enum ExecutorKind {
     WasiHttp,
     /// A WASI preview-1 command module, run as a CGI script (WAGI).
     Wagi,
+    /// A native image run as a container, started on demand and proxied to.
+    Container,
 }
 
 impl std::fmt::Display for ExecutorKind {
@@ -65,6 +73,7 @@ impl std::fmt::Display for ExecutorKind {
         f.write_str(match self {
             ExecutorKind::WasiHttp => "wasi-http",
             ExecutorKind::Wagi => "wagi",
+            ExecutorKind::Container => "container",
         })
     }
 }
@@ -76,6 +85,78 @@ pub struct RouteLimits {
     pub memory: Option<u64>,
     /// How long one request may run before its instance is killed (504).
     pub timeout: Duration,
+}
+
+/// How a container function scales: the settings of `executor = { type = "container", … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSettings {
+    /// The port the app listens on inside its container; `None`: the one port the image
+    /// exposes.
+    pub port: Option<u16>,
+    /// A container with no request in flight for this long (since its last response) is
+    /// stopped.
+    pub idle_timeout: Duration,
+    /// Requests in flight per container; more start another replica, or wait.
+    pub concurrency: usize,
+    /// Containers kept running even when idle.
+    pub min_instances: usize,
+    /// The most containers the route runs at once.
+    pub max_instances: usize,
+    /// How long a starting container may take to accept connections before the requests
+    /// held for it get 503.
+    pub ready_timeout: Duration,
+    /// An HTTP path that must answer (any status below 500) before the container is ready;
+    /// `None`: a TCP connect is enough.
+    pub ready_path: Option<String>,
+}
+
+impl Default for ContainerSettings {
+    fn default() -> Self {
+        ContainerSettings {
+            port: None,
+            idle_timeout: Duration::from_secs(300),
+            concurrency: 100,
+            min_instances: 0,
+            max_instances: 1,
+            ready_timeout: Duration::from_secs(30),
+            ready_path: None,
+        }
+    }
+}
+
+/// The most replicas a route may have: each is a container with its own network namespace.
+pub const MAX_INSTANCES: usize = 64;
+
+impl ContainerSettings {
+    /// Checks the settings together; the message names the setting and the fix.
+    pub fn check(&self) -> Result<(), String> {
+        if self.port == Some(0) {
+            return Err("port = 0: give the port the app listens on inside its container".into());
+        }
+        if self.concurrency == 0 {
+            return Err("concurrency = 0: a container must take at least one request".into());
+        }
+        if self.max_instances == 0 || self.max_instances > MAX_INSTANCES {
+            return Err(format!(
+                "max_instances = {}: give 1 to {MAX_INSTANCES}",
+                self.max_instances
+            ));
+        }
+        if self.min_instances > self.max_instances {
+            return Err(format!(
+                "min_instances = {} is more than max_instances = {}",
+                self.min_instances, self.max_instances
+            ));
+        }
+        if let Some(p) = &self.ready_path
+            && (!p.starts_with('/') || p.parse::<http::uri::PathAndQuery>().is_err())
+        {
+            return Err(format!(
+                "ready_path = {p:?}: give a path that starts with /"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One route: a path pattern and the image that answers it.
@@ -93,6 +174,8 @@ pub struct RouteConfig {
     pub volumes: Vec<String>,
     /// Its limits.
     pub limits: RouteLimits,
+    /// How its containers scale, when it is served by the container executor.
+    pub container: ContainerSettings,
     /// Where it was defined, for messages (`route 2 (line 7)`, or `the command line`).
     pub origin: String,
 }
@@ -153,6 +236,10 @@ pub struct ServeConfig {
     pub source: String,
     /// Functions may send HTTP requests out (`--allow-outbound-http`).
     pub allow_outbound_http: bool,
+    /// Where to serve Prometheus metrics (`--metrics`).
+    pub metrics: Option<SocketAddr>,
+    /// The log level the monitors of container functions log at.
+    pub log_level: String,
 }
 
 /// A serve file as written.
@@ -185,6 +272,53 @@ struct FileRoute {
 struct FileExecutor {
     #[serde(rename = "type")]
     kind: ExecutorKind,
+    port: Option<u16>,
+    idle_timeout: Option<String>,
+    concurrency: Option<usize>,
+    min_instances: Option<usize>,
+    max_instances: Option<usize>,
+    ready_timeout: Option<String>,
+    ready_path: Option<String>,
+}
+
+impl FileExecutor {
+    /// The container settings it gives; an error names a setting that only the container
+    /// executor takes, given to another.
+    fn container_settings(&self) -> Result<ContainerSettings, String> {
+        let given = [
+            ("port", self.port.is_some()),
+            ("idle_timeout", self.idle_timeout.is_some()),
+            ("concurrency", self.concurrency.is_some()),
+            ("min_instances", self.min_instances.is_some()),
+            ("max_instances", self.max_instances.is_some()),
+            ("ready_timeout", self.ready_timeout.is_some()),
+            ("ready_path", self.ready_path.is_some()),
+        ];
+        if self.kind != ExecutorKind::Container
+            && let Some((name, _)) = given.iter().find(|(_, g)| *g)
+        {
+            return Err(format!(
+                "{name} is a setting of the container executor, not of {}: use executor = {{ type = \"container\", … }} or drop it",
+                self.kind
+            ));
+        }
+        let d = ContainerSettings::default();
+        let duration = |name: &str, v: &Option<String>, default| match v {
+            Some(v) => parse_duration(v).map_err(|e| format!("{name}: {e}")),
+            None => Ok(default),
+        };
+        let s = ContainerSettings {
+            port: self.port,
+            idle_timeout: duration("idle_timeout", &self.idle_timeout, d.idle_timeout)?,
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            min_instances: self.min_instances.unwrap_or(d.min_instances),
+            max_instances: self.max_instances.unwrap_or(d.max_instances),
+            ready_timeout: duration("ready_timeout", &self.ready_timeout, d.ready_timeout)?,
+            ready_path: self.ready_path.clone(),
+        };
+        s.check()?;
+        Ok(s)
+    }
 }
 
 /// The defaults a file's routes start from: the command line's flags.
@@ -300,6 +434,10 @@ pub fn parse_file(
         env.extend(defaults.env.iter().cloned());
         let mut volumes = fr.volumes.clone();
         volumes.extend(defaults.volumes.iter().cloned());
+        let container = match &fr.executor {
+            Some(e) => e.container_settings().map_err(|m| at(format!("executor: {m}")))?,
+            None => ContainerSettings::default(),
+        };
         lines.push(line);
         routes.push(RouteConfig {
             route,
@@ -308,6 +446,7 @@ pub fn parse_file(
             env,
             volumes,
             limits: RouteLimits { memory, timeout },
+            container,
             origin: format!("route {} (line {line})", fr.route.get_ref()),
         });
     }
@@ -375,6 +514,24 @@ timeout = "250ms"
     }
 
     #[test]
+    fn a_container_route_takes_its_scaling_settings() {
+        let text = r#"
+[[route]]
+route = "/app/..."
+image = "seed-app"
+executor = { type = "container", port = 8000, idle_timeout = "2s", max_instances = 3, concurrency = 10, ready_path = "/health" }
+"#;
+        let (_, routes) = parse_file("f.toml", text, &defaults()).unwrap();
+        let c = &routes[0].container;
+        assert_eq!(routes[0].executor, Some(ExecutorKind::Container));
+        assert_eq!(c.port, Some(8000));
+        assert_eq!(c.idle_timeout, Duration::from_secs(2));
+        assert_eq!((c.concurrency, c.min_instances, c.max_instances), (10, 0, 3));
+        assert_eq!(c.ready_timeout, Duration::from_secs(30));
+        assert_eq!(c.ready_path.as_deref(), Some("/health"));
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let e = |text: &str| {
             parse_file("f.toml", text, &defaults())
@@ -388,6 +545,14 @@ timeout = "250ms"
         assert!(m.contains("line 4") && m.contains("colour"), "{m}");
         let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"cgi\" }\n");
         assert!(m.contains("line 4") && m.contains("cgi"), "{m}");
+        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"wagi\", port = 80 }\n");
+        assert!(m.contains("line 2") && m.contains("port is a setting"), "{m}");
+        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", min_instances = 3 }\n");
+        assert!(m.contains("min_instances = 3 is more than max_instances = 1"), "{m}");
+        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", idle_timeout = \"soon\" }\n");
+        assert!(m.contains("idle_timeout") && m.contains("duration"), "{m}");
+        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", port = 70000 }\n");
+        assert!(m.contains("line 4"), "{m}");
         let m = e("[[route]\n");
         assert!(m.contains("line 1"), "{m}");
         let m = e("[[route]]\nroute = \"a\"\nimage = \"x\"\n");

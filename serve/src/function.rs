@@ -21,6 +21,9 @@ use crate::executor::GuestSetup;
 use crate::executor::wagi::{self, WagiFunction};
 use crate::executor::wasi_http::{self, WasiHttpFunction};
 use crate::guest_output::GuestOutput;
+#[cfg(target_os = "linux")]
+use crate::executor::container::{self, ContainerFunction};
+use crate::metrics::Metrics;
 
 /// Why a route's image cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub enum Executor {
     WasiHttp(WasiHttpFunction),
     /// A WAGI module.
     Wagi(WagiFunction),
+    /// A native image's containers.
+    #[cfg(target_os = "linux")]
+    Container(ContainerFunction),
 }
 
 /// A loaded function.
@@ -52,8 +58,9 @@ pub struct Function {
     pub cached: bool,
     /// The executor.
     pub executor: Executor,
-    /// The guest's `/`, removed with the function when it was merged for it.
-    _rootfs: Rootfs,
+    /// The guest's `/`, removed with the function when it was merged for it (none for
+    /// containers, which have their own).
+    _rootfs: Option<Rootfs>,
 }
 
 /// The folder a function's guest sees as `/`.
@@ -87,6 +94,9 @@ pub struct Loader {
     cache: Option<ModuleCache>,
     max_body: u64,
     allow_outbound: bool,
+    #[cfg(target_os = "linux")]
+    containers: Option<container::Context>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Loader {
@@ -100,7 +110,23 @@ impl Loader {
             cache,
             max_body,
             allow_outbound,
+            #[cfg(target_os = "linux")]
+            containers: None,
+            metrics: None,
         }
+    }
+
+    /// Lets routes be served by containers, made with `context`.
+    #[cfg(target_os = "linux")]
+    pub fn with_containers(mut self, context: container::Context) -> Loader {
+        self.containers = Some(context);
+        self
+    }
+
+    /// Counts routes' cold starts, instances and queues in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Loader {
+        self.metrics = metrics;
+        self
     }
 
     /// The store.
@@ -115,6 +141,9 @@ impl Loader {
             image: route.image.clone(),
             message,
         };
+        if served_as_container(route, image) {
+            return self.load_container(route, image).map_err(fail);
+        }
         let rootfs = self.rootfs(image).map_err(fail)?;
         let run = image.config.config.clone().unwrap_or_default();
         let args: Vec<String> = run
@@ -133,7 +162,7 @@ impl Loader {
         let bytes = read_program(rootfs.path(), &program, &env).map_err(fail)?;
         if WasmKind::detect(&bytes).is_none() {
             return Err(fail(format!(
-                "its program {program} is not WebAssembly: berth serve runs wasi:http components and WAGI (WASI preview 1) modules, and this is a native image"
+                "its program {program} is not WebAssembly, and the image exposes no single port: serve a native image as a container with executor = {{ type = \"container\", port = N }} (or --container-port N)"
             )));
         }
         let (compiled, cached) = self.compile(&bytes, &program).map_err(fail)?;
@@ -183,8 +212,34 @@ impl Loader {
             kind,
             cached,
             executor,
-            _rootfs: rootfs,
+            _rootfs: Some(rootfs),
         })
+    }
+
+    /// The container function of `route`: its containers made, none started.
+    #[cfg(target_os = "linux")]
+    fn load_container(&self, route: &RouteConfig, image: &Image) -> Result<Function, String> {
+        let Some(context) = &self.containers else {
+            return Err("this server does not run containers".into());
+        };
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|m| m.route(&route.route.to_string()));
+        let f = ContainerFunction::create(&self.store, route, image, context, metrics)?;
+        Ok(Function {
+            image_id: image.id.clone(),
+            kind: ExecutorKind::Container,
+            cached: false,
+            executor: Executor::Container(f),
+            _rootfs: None,
+        })
+    }
+
+    /// Without Linux there are no native containers.
+    #[cfg(not(target_os = "linux"))]
+    fn load_container(&self, _route: &RouteConfig, _image: &Image) -> Result<Function, String> {
+        Err("the container executor runs native images, which need Linux".into())
     }
 
     /// The image's files as one folder: a lone layer's snapshot as it is, else its layers
@@ -242,6 +297,9 @@ impl Loader {
             (Some(ExecutorKind::WasiHttp), Program::Module(_)) => Err(
                 "the wasi-http executor needs a component, and its program is a WASI preview-1 module: use executor = { type = \"wagi\" } (or leave the executor out)".into(),
             ),
+            (Some(ExecutorKind::Container), _) => Err(
+                "the container executor runs native images, and its program is WebAssembly: use executor = { type = \"wasi-http\" } or \"wagi\" (or leave the executor out)".into(),
+            ),
             (Some(ExecutorKind::Wagi), Program::Component(_)) => Err(
                 "the wagi executor runs WASI preview-1 modules, and its program is a component: use executor = { type = \"wasi-http\" } (or leave the executor out)".into(),
             ),
@@ -294,6 +352,27 @@ impl Loader {
             });
         }
         Ok(preopens)
+    }
+}
+
+/// Whether `route` is served by containers: when it says so, or when it names no executor
+/// and its image is native (not a wasm platform or annotation) and exposes one TCP port.
+fn served_as_container(route: &RouteConfig, image: &Image) -> bool {
+    match route.executor {
+        Some(kind) => kind == ExecutorKind::Container,
+        None => {
+            let hints = berth_runtime::backend::ImageHints::of_image(image);
+            if hints.wasm_platform || hints.wasm_annotation {
+                return false;
+            }
+            let exposed = image
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.exposed_ports.as_ref())
+                .map_or(0, |p| p.keys().filter(|k| !k.ends_with("/udp")).count());
+            exposed == 1
+        }
     }
 }
 

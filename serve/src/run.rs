@@ -14,6 +14,7 @@ use wasmtime::Engine;
 use crate::access_log::AccessLog;
 use crate::config::{ExecutorKind, ServeConfig};
 use crate::function::{LoadError, Loader};
+use crate::metrics::Metrics;
 use crate::server::{Server, Slot};
 
 /// How often the engine's epoch ticks: how late past its deadline a busy guest is stopped, and
@@ -62,6 +63,8 @@ pub struct ServedRoute {
     pub kind: ExecutorKind,
     /// Whether its program came from the compile cache.
     pub cached: bool,
+    /// The names of its containers (the container executor's).
+    pub containers: Vec<String>,
 }
 
 /// What a started server tells its caller.
@@ -73,6 +76,10 @@ pub struct Started {
     pub routes: Vec<ServedRoute>,
     /// Whether instances come from the pooling allocator.
     pub pooling: bool,
+    /// Where the metrics are served, with `--metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// Containers an earlier server of the same source left, removed at the start.
+    pub removed: Vec<String>,
 }
 
 /// Serves `config` from `store` until SIGTERM or Ctrl-C, then drains; `started` is called once
@@ -82,6 +89,8 @@ pub fn serve(
     store: Arc<Store>,
     started: impl FnOnce(&Started),
 ) -> Result<(), ServeError> {
+    // Dropped last: whatever ends the server, the containers it removes are gone when it returns.
+    let _removals = WaitForRemovals;
     raise_open_files_limit();
     let limits = config.limits;
     let requests = u32::try_from(limits.max_concurrent_requests).unwrap_or(u32::MAX);
@@ -96,12 +105,32 @@ pub fn serve(
         core_instances: components.saturating_mul(8),
     })
     .map_err(|e| ServeError::Setup(e.to_string()))?;
-    let loader = Arc::new(Loader::new(
+    let metrics = config.metrics.map(|_| Arc::new(Metrics::new()));
+    // The access log counts every request: the metrics live as long as the process.
+    let counted: Option<&'static Metrics> =
+        metrics.clone().map(|m| &**Box::leak(Box::new(m)));
+    let loader = Loader::new(
         store.clone(),
         engine.clone(),
         limits.max_body_size,
         config.allow_outbound_http,
-    ));
+    )
+    .with_metrics(metrics.clone());
+    #[cfg(target_os = "linux")]
+    let (loader, removed) = {
+        use crate::executor::container;
+        let owner = container::Owner::this_server(&config.source);
+        let removed = container::remove_predecessors(&store, &owner);
+        let loader = loader.with_containers(container::Context {
+            owner,
+            log_level: config.log_level.clone(),
+            max_queued: limits.max_queued_requests,
+        });
+        (loader, removed)
+    };
+    #[cfg(not(target_os = "linux"))]
+    let removed = Vec::new();
+    let loader = Arc::new(loader);
     let mut slots = Vec::new();
     let mut served = Vec::new();
     for r in &config.routes {
@@ -116,6 +145,7 @@ pub fn serve(
             image_id: f.image_id.short().to_string(),
             kind: f.kind,
             cached: f.cached,
+            containers: container_names(&store, &f),
         });
         slots.push(Slot {
             config: r.clone(),
@@ -142,6 +172,18 @@ pub fn serve(
         .map_err(setup)?;
     let _ticker = EpochTicker::start(engine);
     let _log = LogWriter::start();
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr).map_err(|source| ServeError::Listen {
+            addr,
+            hint: ": the --metrics address is taken or not this host's: choose another (port 0 picks a free one)",
+            source,
+        })?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(setup)?),
+        None => None,
+    };
     // Caught from now on: a SIGTERM right after the "listening" line drains too.
     let mut signals = {
         let _in = control.enter();
@@ -150,7 +192,7 @@ pub fn serve(
     let server = Arc::new(Server::new(
         slots,
         limits,
-        AccessLog::new(config.log_format),
+        AccessLog::new(config.log_format, counted),
         local,
     ));
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -170,11 +212,26 @@ pub fn serve(
         addr: local,
         routes: served,
         pooling,
+        metrics: metrics_addr,
+        removed,
     });
     control.block_on(async move {
         let reload = tokio::spawn(crate::reload::watch(server, loader));
+        let exporter = match (metrics_listener, metrics) {
+            (Some(l), Some(m)) => match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => Some(tokio::spawn(crate::metrics::serve(l, m, limits.header_timeout))),
+                Err(e) => {
+                    eprintln!("berth serve: serving the metrics: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
         signals.recv().await;
         reload.abort();
+        if let Some(e) = exporter {
+            e.abort();
+        }
         let _ = stop.send(true);
         eprintln!(
             "berth serve: stopping: no new connections; waiting up to {:?} for the requests in flight",
@@ -197,6 +254,32 @@ pub fn serve(
         }
     });
     Ok(())
+}
+
+/// The names of a function's containers, when it has some.
+fn container_names(store: &Store, f: &crate::function::Function) -> Vec<String> {
+    match &f.executor {
+        #[cfg(target_os = "linux")]
+        crate::function::Executor::Container(c) => c
+            .containers()
+            .iter()
+            .filter_map(|id| store.load_container(id).ok().map(|c| c.name))
+            .collect(),
+        _ => {
+            let _ = store;
+            Vec::new()
+        }
+    }
+}
+
+/// Waits, when dropped, for the container removals the server began.
+struct WaitForRemovals;
+
+impl Drop for WaitForRemovals {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        crate::executor::container::wait_for_removals();
+    }
 }
 
 /// One core's accept loop, on a single-threaded runtime of its own: a request is read,

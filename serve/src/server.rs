@@ -19,10 +19,12 @@ use hyper_util::server::conn::auto;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access_log::{AccessLog, Entry, Finished};
-use crate::body::{CappedRequest, ResponseBody};
+use crate::body::{BoxError, CappedRequest, ResponseBody};
 use crate::config::{RouteConfig, ServerLimits};
 use crate::executor::cgi::{self, CgiRequest};
 use crate::executor::{Failure, Ticket};
+#[cfg(target_os = "linux")]
+use crate::executor::container::ContainerFunction;
 use crate::function::{Executor, Function};
 use crate::route::Router;
 
@@ -174,7 +176,11 @@ impl Server {
                             .get(http::header::CONTENT_LENGTH)
                             .and_then(|v| v.to_str().ok()?.parse().ok());
                         entry.status = parts.status.as_u16();
-                        let holds = Box::new((function.clone(), f.after_response()));
+                        let holds = Box::new((
+                            function.clone(),
+                            f.after_response(),
+                            Instance::counted(self.log.metrics(), &entry.route),
+                        ));
                         let done = Finished::new(self.log, entry, holds);
                         let mut body = ResponseBody::new(body, cap, done)
                             .expecting(length)
@@ -193,6 +199,8 @@ impl Server {
                     Err(f) => self.fail(entry, f.status(), f.reason()),
                 }
             }
+            #[cfg(target_os = "linux")]
+            Executor::Container(f) => self.proxy(f, &function, req, entry, deadline).await,
             Executor::Wagi(f) => {
                 let route = &slot.config.route;
                 let (parts, body) = req.into_parts();
@@ -238,7 +246,9 @@ impl Server {
                     content_length: Some(body.len() as u64),
                 });
                 let args = cgi::arguments(parts.uri.path(), query);
+                let instance = Instance::counted(self.log.metrics(), &entry.route);
                 let ran = f.handle(env, args, body, Ticket::new(deadline)).await;
+                drop(instance);
                 // The module has ended: its slot is free whatever the client does next.
                 drop(permit);
                 match ran {
@@ -256,6 +266,42 @@ impl Server {
                     Err(f) => self.fail(entry, f.status(), f.reason()),
                 }
             }
+        }
+    }
+
+    /// Proxies a request to the route's containers.
+    #[cfg(target_os = "linux")]
+    async fn proxy(
+        &self,
+        f: &ContainerFunction,
+        function: &Arc<Function>,
+        req: Request<Incoming>,
+        mut entry: Entry,
+        deadline: Instant,
+    ) -> Response<ResponseBody> {
+        let cap = self.limits.max_body_size;
+        let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let req = req.map(|b| {
+            CappedRequest::new(b, cap, exceeded.clone())
+                .map_err(BoxError::from)
+                .boxed_unsync()
+        });
+        match f.handle(req, entry.remote, deadline).await {
+            Err(_) if exceeded.load(Ordering::Relaxed) => {
+                let f = Failure::RequestTooLarge(cap);
+                self.fail(entry, f.status(), f.reason())
+            }
+            Ok((resp, lease)) => {
+                let (parts, body) = resp.into_parts();
+                let length = parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                entry.status = parts.status.as_u16();
+                let done = Finished::new(self.log, entry, Box::new((function.clone(), lease)));
+                Response::from_parts(parts, ResponseBody::new(body, cap, done).expecting(length))
+            }
+            Err(f) => self.fail(entry, f.status(), f.reason()),
         }
     }
 
@@ -321,6 +367,33 @@ impl Server {
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         resp
+    }
+}
+
+/// A wasm instance in flight, counted in the metrics while it lives.
+struct Instance {
+    metrics: Option<&'static crate::metrics::Metrics>,
+    route: String,
+}
+
+impl Instance {
+    fn counted(metrics: Option<&'static crate::metrics::Metrics>, route: &str) -> Instance {
+        let route = match metrics {
+            Some(m) => {
+                m.instance(route, 1);
+                route.to_string()
+            }
+            None => String::new(),
+        };
+        Instance { metrics, route }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(m) = self.metrics {
+            m.instance(&self.route, -1);
+        }
     }
 }
 

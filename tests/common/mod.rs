@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
+pub mod served;
+
 /// A berth root of its own and the binary under test.
 pub struct Berth {
     /// The temp folder holding the root and anything else the test makes.

@@ -88,8 +88,9 @@ pub fn run(g: &GlobalOptions, a: ContainerArgs) -> Result<ExitCode> {
     }
 }
 
-/// Removes every stopped container, and every one whose state file is damaged and of which
-/// nothing runs (Docker's "dead"); returns their ids. Their volumes stay, as Docker's
+/// Removes every stopped container, every one whose state file is damaged and of which
+/// nothing runs (Docker's "dead"), and the running containers of a `berth serve` that was
+/// killed; returns their ids. Their volumes stay, as Docker's
 /// (`system prune --volumes` and `volume prune` take the anonymous ones).
 pub fn prune_containers(store: &berth_runtime::Store) -> Result<Vec<String>> {
     use berth_runtime::container::lifecycle;
@@ -98,11 +99,24 @@ pub fn prune_containers(store: &berth_runtime::Store) -> Result<Vec<String>> {
         if matches!(c.state.status, Status::Exited | Status::Created) {
             berth_runtime::container::monitor::remove_container(store, &c, false)?;
             removed.push(c.id);
+        } else if berth_serve::executor::container::owner::is_orphan(&c) {
+            // A function's container whose `berth serve` was killed: nothing will stop it.
+            lifecycle::stop(store, &c, std::time::Duration::from_secs(c.stop_timeout))?;
+            let c = store.load_container(&c.id)?;
+            lifecycle::remove(store, &c, true, false)?;
+            removed.push(c.id);
         }
     }
     for r in store.damaged_containers() {
         if !lifecycle::remains_running(store, &r) {
             lifecycle::remove_remains(store, &r, false)?;
+            removed.push(r.id);
+        }
+    }
+    // `serve -d` servers that ended, as stopped containers.
+    for r in berth_serve::managed::list(store) {
+        if !r.running() && r.pid.is_some() {
+            berth_serve::managed::remove(store, &r.id)?;
             removed.push(r.id);
         }
     }

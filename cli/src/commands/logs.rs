@@ -1,4 +1,5 @@
-//! `berth logs`: a container's output from its json-file log.
+//! `berth logs`: a container's output from its json-file log, or a detached server's
+//! (`serve -d`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ pub struct LogsArgs {
     /// Only lines before a time (RFC 3339) or a duration ago
     #[arg(long)]
     pub until: Option<String>,
-    /// The container: a name or an id
+    /// The container (or `serve -d` server): a name or an id
     pub container: String,
 }
 
@@ -96,14 +97,42 @@ fn print(
 
 /// Prints the log.
 pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
+    use berth_runtime::container::store::ContainerError;
     let store = super::open_store(g)?;
-    let c = store.find_container(&a.container)?;
-    if c.log_config.driver == LogDriver::None {
-        bail!(
-            "container {} keeps no log: it was created with --log-driver none (create it again without that flag to read its output with `berth logs`)",
-            c.name
-        );
-    }
+    // A container's log, or a `serve -d` server's (its access log and functions' output).
+    let (path, running): (std::path::PathBuf, Box<dyn Fn() -> bool>) =
+        match store.find_container(&a.container) {
+            Ok(c) => {
+                if c.log_config.driver == LogDriver::None {
+                    bail!(
+                        "container {} keeps no log: it was created with --log-driver none (create it again without that flag to read its output with `berth logs`)",
+                        c.name
+                    );
+                }
+                let (store, id) = (super::open_store(g)?, c.id.clone());
+                (
+                    store.container_dir(&c.id).join(log::FILE_NAME),
+                    Box::new(move || {
+                        store
+                            .load_container(&id)
+                            .is_ok_and(|c| c.state.status == Status::Running)
+                    }),
+                )
+            }
+            Err(ContainerError::NotFound(n)) => match berth_serve::managed::find(&store, &n) {
+                Ok(r) => {
+                    let (store, id) = (super::open_store(g)?, r.id.clone());
+                    (
+                        berth_serve::managed::log_path(&store, &r.id),
+                        Box::new(move || {
+                            berth_serve::managed::load(&store, &id).is_ok_and(|r| r.running())
+                        }),
+                    )
+                }
+                Err(_) => return Err(ContainerError::NotFound(n).into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(
@@ -116,7 +145,6 @@ pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
         since: a.since.as_deref().map(parse_time).transpose()?,
         until: a.until.as_deref().map(parse_time).transpose()?,
     };
-    let path = store.container_dir(&c.id).join(log::FILE_NAME);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut err = std::io::stderr().lock();
     let mut follower = log::read(&path, &opts, |r| {
@@ -127,9 +155,7 @@ pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
         // What comes in after --until is not shown: following ends there.
         let before_until = |r: &Record| opts.until.is_none_or(|u| r.time < u);
         loop {
-            let running = store
-                .load_container(&c.id)
-                .is_ok_and(|c| c.state.status == Status::Running);
+            let running = running();
             let more = follower
                 .poll(|r| {
                     if before_until(&r) {

@@ -35,6 +35,8 @@ pub mod run;
 pub mod save;
 pub mod serve;
 #[cfg(target_os = "linux")]
+pub mod serve_detached;
+#[cfg(target_os = "linux")]
 pub mod start;
 #[cfg(target_os = "linux")]
 pub mod stop;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use berth_runtime::container::store::Remains;
 use berth_runtime::container::{Container, Status};
+use berth_serve::managed::ServerRecord;
 use clap::Args;
 use serde::Serialize;
 
@@ -75,10 +76,12 @@ fn matches(c: &Container, filters: &[(String, String)]) -> bool {
     })
 }
 
-/// A row of the listing: a container, or what is left of one whose state file is damaged.
+/// A row of the listing: a container, what is left of one whose state file is damaged, or a
+/// server run with `serve -d`.
 enum Listed<'a> {
     Live(&'a Container),
     Dead(&'a Remains),
+    Server(&'a ServerRecord),
 }
 
 impl Listed<'_> {
@@ -86,6 +89,7 @@ impl Listed<'_> {
         match self {
             Listed::Live(c) => c.created,
             Listed::Dead(r) => r.created,
+            Listed::Server(r) => r.created,
         }
     }
 
@@ -93,6 +97,7 @@ impl Listed<'_> {
         match self {
             Listed::Live(c) => &c.id,
             Listed::Dead(r) => &r.id,
+            Listed::Server(r) => &r.id,
         }
     }
 }
@@ -134,6 +139,50 @@ fn live_row(c: &Container, no_trunc: bool) -> Row {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(","),
+    }
+}
+
+/// Whether a server passes the filters: its state, name, id and source can match.
+fn matches_server(r: &ServerRecord, filters: &[(String, String)]) -> bool {
+    filters.iter().all(|(k, v)| match k.as_str() {
+        "status" => server_state(r) == v,
+        "name" => r.name.contains(v.as_str()),
+        "id" => r.id.starts_with(v.as_str()),
+        "ancestor" => r.source == *v,
+        "exited" => r.exit_code.map(|e| e.to_string()).as_deref() == Some(v.as_str()),
+        _ => false,
+    })
+}
+
+/// A server's state, in a container's words.
+fn server_state(r: &ServerRecord) -> &'static str {
+    if r.running() {
+        "running"
+    } else if r.pid.is_none() {
+        "created"
+    } else {
+        "exited"
+    }
+}
+
+/// The row of a server: its source as the image, `berth serve` as the command, its address
+/// as the ports.
+fn server_row(r: &ServerRecord, no_trunc: bool) -> Row {
+    Row {
+        id: if no_trunc {
+            r.id.clone()
+        } else {
+            r.short_id().to_string()
+        },
+        image: r.source.clone(),
+        command: "\"berth serve\"".into(),
+        created_at: r.created.to_rfc3339(),
+        running_for: output::ago(Some(r.created)),
+        status: r.status_text(output::ago),
+        state: server_state(r).into(),
+        ports: r.listen.clone().unwrap_or_default(),
+        names: r.name.clone(),
+        labels: String::new(),
     }
 }
 
@@ -179,10 +228,12 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
     // Containers whose state file is damaged are listed as Docker lists its dead ones, so
     // they can be found and removed (`berth rm -f`).
     let dead = store.damaged_containers();
+    let servers = berth_serve::managed::list(&store);
     let mut all: Vec<Listed> = live
         .iter()
         .map(Listed::Live)
         .chain(dead.iter().map(Listed::Dead))
+        .chain(servers.iter().map(Listed::Server))
         .collect();
     all.sort_by_key(|l| std::cmp::Reverse(l.created()));
     let show_all = a.all
@@ -205,6 +256,7 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
                     && matches(c, &filters)
             }
             Listed::Dead(r) => show_all && matches_dead(r, &filters),
+            Listed::Server(r) => (show_all || r.running()) && matches_server(r, &filters),
         })
         .collect();
     if a.quiet {
@@ -218,6 +270,7 @@ pub fn run(g: &GlobalOptions, a: PsArgs) -> Result<ExitCode> {
         .map(|l| match l {
             Listed::Live(c) => live_row(c, a.no_trunc),
             Listed::Dead(r) => dead_row(r, a.no_trunc),
+            Listed::Server(r) => server_row(r, a.no_trunc),
         })
         .collect();
     output::print_rows(

@@ -1,6 +1,7 @@
-//! `berth serve`: images as HTTP functions (wasi:http components and WAGI modules), one
-//! image at `/...` or several routes from a TOML file. The server is `berth-serve`'s; this
-//! reads the flags, pulls what is missing, and reports.
+//! `berth serve`: images as HTTP functions (wasi:http components, WAGI modules, native images
+//! as containers), one image at `/...` or several routes from a TOML file. The server is
+//! `berth-serve`'s; this reads the flags, pulls what is missing, and reports; `-d` is
+//! `serve_detached`'s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use berth_serve::config::{
-    self, DEFAULT_LISTEN, ExecutorKind, LogFormat, RouteConfig, RouteDefaults, RouteLimits,
+    self, ContainerSettings, DEFAULT_LISTEN, ExecutorKind, LogFormat, RouteConfig, RouteDefaults, RouteLimits,
     ServeConfig, ServerLimits,
 };
 use berth_serve::route::Route;
@@ -21,7 +22,7 @@ use crate::app::GlobalOptions;
 /// Arguments of `berth serve`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  berth serve hello-http                          # every path, on 0.0.0.0:8080\n  berth serve --listen 127.0.0.1:0 hello-http     # a free port, printed\n  berth serve -f examples/functions/berth.toml    # several routes and images\n  berth serve --timeout 5s -m 64m -e GREETING=hi wagi-hello\n\nA serve file (TOML):\n  listen = \"127.0.0.1:8080\"\n  [[route]]\n  route = \"/hello/...\"          # exact (/a) or wildcard (/a/...); exact wins, then the longest prefix\n  image = \"hello-http\"\n  executor = { type = \"wasi-http\" }   # or \"wagi\"; inferred from the image when left out\n  env = { GREETING = \"hi\" }\n  volumes = [\"/srv/data:/data:ro\"]\n  memory = \"64m\"\n  timeout = \"5s\"\n\nSIGTERM or Ctrl-C stops accepting and waits for the requests in flight (--grace-period)."
+    after_help = "Examples:\n  berth serve hello-http                          # every path, on 0.0.0.0:8080\n  berth serve --listen 127.0.0.1:0 hello-http     # a free port, printed\n  berth serve -f examples/functions/berth.toml    # several routes and images\n  berth serve --timeout 5s -m 64m -e GREETING=hi wagi-hello\n  berth serve --container-port 8000 seed-app       # a native image, started on demand\n  berth serve -d --name fns -f berth.toml         # in the background: ps, logs, stop\n\nA serve file (TOML):\n  listen = \"127.0.0.1:8080\"\n  [[route]]\n  route = \"/hello/...\"          # exact (/a) or wildcard (/a/...); exact wins, then the longest prefix\n  image = \"hello-http\"\n  executor = { type = \"wasi-http\" }   # or \"wagi\", or \"container\" (below); inferred when left out\n  env = { GREETING = \"hi\" }\n  volumes = [\"/srv/data:/data:ro\"]\n  memory = \"64m\"\n  timeout = \"5s\"\n  [[route]]\n  route = \"/app/...\"\n  image = \"seed-app\"            # a native image: its containers start on demand\n  executor = { type = \"container\", port = 8000, idle_timeout = \"5m\", concurrency = 100, min_instances = 0, max_instances = 1, ready_timeout = \"30s\" }\n\nSIGTERM or Ctrl-C stops accepting and waits for the requests in flight (--grace-period)."
 )]
 pub struct ServeArgs {
     /// The image to serve at every path (`/...`)
@@ -36,9 +37,15 @@ pub struct ServeArgs {
     /// The route of IMAGE: /path (exact) or /path/... (it and everything below)
     #[arg(long, default_value = "/...", conflicts_with = "file")]
     pub route: String,
-    /// How IMAGE answers: wasi-http (a component) or wagi (a preview-1 module, as CGI) [default: from the image]
+    /// How IMAGE answers: wasi-http (a component), wagi (a preview-1 module, as CGI) or container (a native image) [default: from the image]
     #[arg(long, value_enum, conflicts_with = "file")]
     pub executor: Option<ExecutorArg>,
+    /// Serve IMAGE as containers whose app listens on PORT (the container executor)
+    #[arg(long, value_name = "PORT", conflicts_with = "file", value_parser = clap::value_parser!(u16).range(1..))]
+    pub container_port: Option<u16>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Set environment variables for every function (KEY=VALUE, or KEY to take this shell's)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -78,6 +85,15 @@ pub struct ServeArgs {
     /// When to pull an image: missing, never, always
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// Run in the background and print the server's id (`ps`, `logs`, `stop`, `rm` know it)
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The name of a detached server [default: a random one]
+    #[arg(long, requires = "detach")]
+    pub name: Option<String>,
+    /// Internal: this process is the detached server ID
+    #[arg(long, hide = true, value_name = "ID")]
+    pub managed_as: Option<String>,
 }
 
 /// A count of at least one.
@@ -95,6 +111,8 @@ pub enum ExecutorArg {
     WasiHttp,
     /// A WASI preview-1 module run as a CGI script
     Wagi,
+    /// A native image, run as containers started on demand
+    Container,
 }
 
 /// `--log-format`.
@@ -108,11 +126,28 @@ pub enum LogFormatArg {
 
 /// Serves until SIGTERM or Ctrl-C. Every failure to start is berth's own (125).
 pub fn run(g: &GlobalOptions, a: ServeArgs) -> Result<ExitCode> {
-    serve(g, a).map_err(super::start_failure)?;
+    #[cfg(target_os = "linux")]
+    {
+        if a.detach {
+            super::serve_detached::launch(g, &a).map_err(super::start_failure)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(id) = a.managed_as.clone() {
+            return super::serve_detached::run_managed(g, a, &id);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    if a.detach || a.managed_as.is_some() {
+        return Err(super::start_failure(anyhow::anyhow!(
+            "serve -d needs Linux (a detached server's session and log); here servers run in the foreground: drop -d"
+        )));
+    }
+    serve(g, a, None).map_err(super::start_failure)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(g: &GlobalOptions, a: ServeArgs) -> Result<()> {
+/// Serves; a detached server (`managed`, its id) records its address once it listens.
+pub fn serve(g: &GlobalOptions, a: ServeArgs, managed: Option<&str>) -> Result<()> {
     let env = a
         .env
         .iter()
@@ -146,15 +181,26 @@ fn serve(g: &GlobalOptions, a: ServeArgs) -> Result<()> {
             let r = RouteConfig {
                 route,
                 image: image.clone(),
-                executor: a.executor.map(|e| match e {
-                    ExecutorArg::WasiHttp => ExecutorKind::WasiHttp,
-                    ExecutorArg::Wagi => ExecutorKind::Wagi,
-                }),
+                executor: match (a.executor, a.container_port) {
+                    (Some(ExecutorArg::WasiHttp), Some(_)) | (Some(ExecutorArg::Wagi), Some(_)) => {
+                        bail!("--container-port is for the container executor: drop --executor or --container-port")
+                    }
+                    (_, Some(_)) | (Some(ExecutorArg::Container), None) => {
+                        Some(ExecutorKind::Container)
+                    }
+                    (Some(ExecutorArg::WasiHttp), None) => Some(ExecutorKind::WasiHttp),
+                    (Some(ExecutorArg::Wagi), None) => Some(ExecutorKind::Wagi),
+                    (None, None) => None,
+                },
                 env: defaults.env.clone(),
                 volumes: defaults.volumes.clone(),
                 limits: RouteLimits {
                     memory: a.memory,
                     timeout: a.timeout.unwrap_or(config::DEFAULT_TIMEOUT),
+                },
+                container: ContainerSettings {
+                    port: a.container_port,
+                    ..ContainerSettings::default()
                 },
                 origin: format!("route {}", a.route),
             };
@@ -166,11 +212,12 @@ fn serve(g: &GlobalOptions, a: ServeArgs) -> Result<()> {
         (Some(l), _) | (None, Some(l)) => l,
         (None, None) => DEFAULT_LISTEN.parse().expect("the default address parses"),
     };
-    let store = super::open_store(g)?;
+    let store = Arc::new(super::open_store(g)?);
     for r in &routes {
         super::pull::image_for(g, &store, &r.image, &a.pull, None)
             .with_context(|| format!("{}: image {}", r.origin, r.image))?;
     }
+    let source_name = source.clone();
     let config = ServeConfig {
         listen,
         routes,
@@ -188,23 +235,42 @@ fn serve(g: &GlobalOptions, a: ServeArgs) -> Result<()> {
         },
         source,
         allow_outbound_http: a.allow_outbound_http,
+        metrics: a.metrics,
+        log_level: g.log_level.clone(),
     };
-    berth_serve::serve(config, Arc::new(store), |s| {
-        for r in &s.routes {
+    let recorder = store.clone();
+    berth_serve::serve(config, store, |s| {
+        if !s.removed.is_empty() {
             eprintln!(
-                "berth serve: {} -> {} ({}, {}, {})",
-                r.route,
-                r.image,
-                r.image_id,
-                r.kind,
-                if r.cached {
-                    "from the compile cache"
-                } else {
-                    "compiled"
-                }
+                "berth serve: removed the containers an earlier server of {} left: {}",
+                source_name,
+                s.removed.join(", ")
             );
         }
+        for r in &s.routes {
+            let how = if !r.containers.is_empty() {
+                format!("containers {}", r.containers.join(", "))
+            } else if r.cached {
+                "from the compile cache".into()
+            } else {
+                "compiled".into()
+            };
+            eprintln!(
+                "berth serve: {} -> {} ({}, {}, {how})",
+                r.route, r.image, r.image_id, r.kind
+            );
+        }
+        if let Some(m) = s.metrics {
+            eprintln!("berth serve: metrics on http://{m}/metrics");
+        }
         eprintln!("berth serve: listening on http://{}/", s.addr);
+        if let Some(id) = managed
+            && let Err(e) = berth_serve::managed::update(&recorder, id, |r| {
+                r.listen = Some(s.addr.to_string())
+            })
+        {
+            eprintln!("berth serve: recording the server's address: {e}");
+        }
     })?;
     Ok(())
 }

@@ -1,14 +1,10 @@
 //! `berth start`: start created or stopped containers, detached (a `berth __monitor` process
 //! holds each) or attached with `-a`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 use berth_runtime::Store;
-use berth_runtime::sandbox::linux::exe_seal::SealedExe;
-use berth_runtime::sandbox::linux::status::StatusMessage;
-use berth_runtime::workload::StartError;
 use clap::Args;
 
 use crate::app::GlobalOptions;
@@ -31,42 +27,8 @@ pub struct StartArgs {
 /// Starts a container under a detached monitor process and waits until its workload runs
 /// (or failed to start).
 pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
-    let log = std::fs::File::create(store.container_dir(id).join("monitor.log"))
-        .context("creating the monitor's log")?;
-    // Sealed: the monitor forks the container's init, which then runs the same file.
-    let exe = SealedExe::of_self(store.run_root()).context("sealing berth's binary")?;
-    let mut child = exe
-        .command()
-        .arg("--root")
-        .arg(store.root())
-        .arg("--log-level")
-        .arg(&g.log_level)
-        .arg("__monitor")
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .context("starting the container's monitor")?;
-    let out = child.stdout.take().expect("piped");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .context("reading from the container's monitor")?;
-    match serde_json::from_str::<StatusMessage>(line.trim_end()) {
-        Ok(StatusMessage::Pid(_)) => Ok(()),
-        Ok(StatusMessage::Failed(e)) => {
-            let _ = child.wait();
-            Err(anyhow!(e))
-        }
-        Err(_) => {
-            let _ = child.wait();
-            Err(anyhow!(StartError::berth(format!(
-                "the container's monitor ended without starting it (see {})",
-                store.container_dir(id).join("monitor.log").display()
-            ))))
-        }
-    }
+    berth_runtime::container::monitor::detached::spawn_detached(store, id, &g.log_level)?;
+    Ok(())
 }
 
 /// Starts each container.

@@ -1,12 +1,15 @@
-//! `berth stop`, `kill`, `restart`, `rm`, `wait`: the lifecycle of created containers.
+//! `berth stop`, `kill`, `restart`, `rm`, `wait`: the lifecycle of created containers (and
+//! `stop`, `kill`, `rm` of `serve -d` servers).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use berth_runtime::container::lifecycle;
+use berth_serve::managed::ServerRecord;
 use clap::Args;
 
+use super::serve_detached;
 use crate::app::GlobalOptions;
 
 /// Arguments of `berth stop`.
@@ -75,9 +78,37 @@ pub(crate) fn each(
     }))
 }
 
-/// Stops containers.
+/// Runs `container` on each named container, or `server` on each `serve -d` server of that
+/// name, reporting failures as Docker does (exit 1 if any).
+fn each_or_server(
+    g: &GlobalOptions,
+    names: &[String],
+    mut container: impl FnMut(
+        &berth_runtime::Store,
+        &berth_runtime::container::Container,
+    ) -> Result<Option<String>>,
+    mut server: impl FnMut(&berth_runtime::Store, &ServerRecord) -> Result<Option<String>>,
+) -> Result<ExitCode> {
+    use berth_runtime::container::store::ContainerError;
+    let store = super::open_store(g)?;
+    Ok(super::report_each(names, |name| {
+        match store.find_container(name) {
+            Ok(c) => container(&store, &c),
+            Err(ContainerError::NotFound(n)) => match berth_serve::managed::find(&store, &n) {
+                Ok(r) => server(&store, &r),
+                Err(_) => Err(ContainerError::NotFound(n).into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }))
+}
+
+/// How long `stop` waits for a server by default: its drain (10 s) and its containers' stops.
+const SERVER_STOP_TIMEOUT: u64 = 30;
+
+/// Stops containers, and `serve -d` servers (with their containers).
 pub fn stop(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
-    each(g, &a.containers, |store, c| {
+    each_or_server(g, &a.containers, |store, c| {
         let mut c = c.clone();
         if let Some(s) = &a.signal {
             lifecycle::parse_signal(s)?;
@@ -89,14 +120,20 @@ pub fn stop(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
             Duration::from_secs(a.time.unwrap_or(c.stop_timeout)),
         )?;
         Ok(None)
+    }, |_, r| {
+        serve_detached::stop(r, Duration::from_secs(a.time.unwrap_or(SERVER_STOP_TIMEOUT)))?;
+        Ok(None)
     })
 }
 
-/// Sends a signal.
+/// Sends a signal (to a container, or a `serve -d` server).
 pub fn kill(g: &GlobalOptions, a: KillArgs) -> Result<ExitCode> {
     let signal = lifecycle::parse_signal(&a.signal)?;
-    each(g, &a.containers, |_, c| {
+    each_or_server(g, &a.containers, |_, c| {
         lifecycle::kill(c, signal)?;
+        Ok(None)
+    }, |_, r| {
+        serve_detached::signal(r, signal)?;
         Ok(None)
     })
 }
@@ -126,6 +163,10 @@ pub fn rm(g: &GlobalOptions, a: RmArgs) -> Result<ExitCode> {
                 let r = store.find_remains(name)?;
                 lifecycle::remove_remains(&store, &r, a.force)?
             }
+            Err(ContainerError::NotFound(n)) => match berth_serve::managed::find(&store, &n) {
+                Ok(r) => serve_detached::remove(&store, &r, a.force)?,
+                Err(_) => return Err(ContainerError::NotFound(n).into()),
+            },
             Err(e) => return Err(e.into()),
         }
         Ok(None)

@@ -143,8 +143,8 @@ impl std::fmt::Display for VolumeFlag {
     }
 }
 
-/// Whether `name` can name a volume: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn valid_volume_name(name: &str) -> bool {
+/// Whether `name` can name a volume, a container or a server: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_volume_name(name: &str) -> bool {
     name.chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric())

@@ -3,6 +3,8 @@
 //! memory limit and deadline; what goes wrong is this request's failure, never the server's.
 
 pub mod cgi;
+#[cfg(target_os = "linux")]
+pub mod container;
 pub mod wagi;
 pub mod wasi_http;
 
@@ -143,6 +145,10 @@ pub enum Failure {
     ResponseTooLarge(u64),
     /// No slot freed up in time, or the queue is full: 503.
     Busy(&'static str),
+    /// No container became ready to take the request: 503, with why.
+    Unavailable(String),
+    /// The container's app failed the request (it died, or broke the connection): 502.
+    Upstream(String),
 }
 
 impl Failure {
@@ -152,7 +158,8 @@ impl Failure {
             Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Failure::Guest(_) | Failure::ResponseTooLarge(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Busy(_) | Failure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -170,6 +177,7 @@ impl Failure {
                 format!("the response body is larger than --max-body-size ({n} bytes)")
             }
             Failure::Busy(why) => (*why).to_string(),
+            Failure::Unavailable(why) | Failure::Upstream(why) => why.clone(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! message, `sandbox::linux::status`), start copying the output, serve the ports, record it as
 //! running. Whatever fails, the start guard (`guard.rs`) undoes what was made.
 
+pub mod detached;
 mod guard;
 mod pipes;
 mod rootfs_plan;

@@ -1,0 +1,70 @@
+//! A container started under a monitor process of its own (`berth __monitor ID`), which
+//! outlives the command that started it: `run -d`, `start`, `restart`, and `berth serve`'s
+//! container functions.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::sandbox::linux::exe_seal::SealedExe;
+use crate::sandbox::linux::status::StatusMessage;
+use crate::store::Store;
+use crate::workload::StartError;
+
+/// Starts container `id` under a detached monitor (berth's own binary, sealed, logging at
+/// `log_level` to the container's `monitor.log`) and waits until its workload runs or failed
+/// to start; gives the workload's host pid.
+pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, StartError> {
+    let log_path = store.container_dir(id).join("monitor.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| {
+        StartError::berth(format!("creating the monitor's log {}: {e}", log_path.display()))
+    })?;
+    // Sealed: the monitor forks the container's init, which then runs the same file.
+    let exe = SealedExe::of_self(store.run_root())
+        .map_err(|e| StartError::berth(format!("sealing berth's binary: {e}")))?;
+    let mut child = exe
+        .command()
+        .arg("--root")
+        .arg(store.root())
+        .arg("--log-level")
+        .arg(log_level)
+        .arg("__monitor")
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| StartError::berth(format!("starting the container's monitor: {e}")))?;
+    let out = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .map_err(|e| StartError::berth(format!("reading from the container's monitor: {e}")))?;
+    match serde_json::from_str::<StatusMessage>(line.trim_end()) {
+        // The monitor runs on, detached: it is reaped by whoever inherits it.
+        Ok(StatusMessage::Pid(pid)) => {
+            reap_in_background(child);
+            Ok(pid)
+        }
+        Ok(StatusMessage::Failed(e)) => {
+            let _ = child.wait();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = child.wait();
+            Err(StartError::berth(format!(
+                "the container's monitor ended without starting it (see {})",
+                log_path.display()
+            )))
+        }
+    }
+}
+
+/// A long-lived process that starts monitors (`berth serve`) reaps each when it ends, so no
+/// zombie is left per cold start; a short-lived command's exit hands them to init anyway.
+fn reap_in_background(mut child: std::process::Child) {
+    let _ = std::thread::Builder::new()
+        .name("berth-monitor-reaper".into())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+}
