@@ -59,9 +59,16 @@ fn get_cold(url: &str) -> (u16, bool, String) {
         .get(url)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let cold = r.headers().get("x-berth-cold-start").is_some_and(|v| v == "1");
+    let cold = r
+        .headers()
+        .get("x-berth-cold-start")
+        .is_some_and(|v| v == "1");
     let status = r.status().as_u16();
-    (status, cold, r.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        cold,
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 /// The states of the store's containers (`ps -a`), by name.
@@ -105,7 +112,11 @@ fn a_cold_start_then_warm_then_idle_stop_then_cold_again() {
     let host = body.trim().strip_prefix("who=").unwrap().to_string();
     let (status, cold, body) = get_cold(&s.url("/cgi-bin/who?again"));
     assert_eq!((status, cold), (200, false), "{body}");
-    assert_eq!(body.trim(), format!("who={host}"), "the same container answers");
+    assert_eq!(
+        body.trim(),
+        format!("who={host}"),
+        "the same container answers"
+    );
     assert_eq!(states(&b)[0].1, "running");
 
     // Idle for a second: stopped, and the server says so.
@@ -118,7 +129,11 @@ fn a_cold_start_then_warm_then_idle_stop_then_cold_again() {
     s.wait_log("is idle: stopped");
     let (status, cold, body) = get_cold(&s.url("/cgi-bin/who"));
     assert_eq!((status, cold), (200, true), "{body}");
-    assert_eq!(body.trim(), format!("who={host}"), "the same container, started again");
+    assert_eq!(
+        body.trim(),
+        format!("who={host}"),
+        "the same container, started again"
+    );
     assert_eq!(states(&b).len(), 1, "no container made per cold start");
 
     // SIGTERM: the server stops its containers and removes them.
@@ -162,15 +177,26 @@ fn replicas_share_two_hundred_slow_requests() {
 #[test]
 fn an_app_that_never_listens_gets_503_after_ready_timeout_with_its_log() {
     let b = Berth::new();
-    app_image(&b, "mute", r#"["sh", "-c", "trap 'exit 0' TERM; echo mute-app-says-hello; sleep 1000 & wait"]"#);
+    app_image(
+        &b,
+        "mute",
+        r#"["sh", "-c", "trap 'exit 0' TERM; echo mute-app-says-hello; sleep 1000 & wait"]"#,
+    );
     let file = serve_file(&b, "mute", ", ready_timeout = \"1s\"");
     let s = Served::start(&b, &["-f", &file]);
     let (status, _, body) = get_cold(&s.url("/"));
     assert_eq!(status, 503, "{body}");
     let log = s.wait_log("mute-app-says-hello");
-    assert!(log.contains("was not ready on port 8080 within ready_timeout"), "{log}");
+    assert!(
+        log.contains("was not ready on port 8080 within ready_timeout"),
+        "{log}"
+    );
     // Stopped again, so the next request tries afresh (and fails the same way).
-    assert!(within(15, || states(&b)[0].1 == "exited"), "{:?}", states(&b));
+    assert!(
+        within(15, || states(&b)[0].1 == "exited"),
+        "{:?}",
+        states(&b)
+    );
     let (status, _, _) = get_cold(&s.url("/"));
     assert_eq!(status, 503);
 }
@@ -184,7 +210,12 @@ fn a_crashing_replica_is_replaced_and_its_request_gets_502() {
     let (status, _, _) = get_cold(&s.url("/cgi-bin/who"));
     assert_eq!(status, 200);
     let (status, _, body) = get_cold(&s.url("/cgi-bin/crash"));
-    assert_eq!(status, 502, "the request in flight on the dying app: {body}\n{}", s.log());
+    assert_eq!(
+        status,
+        502,
+        "the request in flight on the dying app: {body}\n{}",
+        s.log()
+    );
     s.wait_log("ended");
     let (status, cold, body) = get_cold(&s.url("/cgi-bin/who"));
     assert_eq!((status, cold), (200, true), "replaced: {body}\n{}", s.log());
@@ -196,7 +227,13 @@ fn metrics_count_what_was_sent() {
     app_image(&b, "app", HTTPD);
     let s = Served::start(
         &b,
-        &["--metrics", "127.0.0.1:0", "--container-port", "8080", "app"],
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--container-port",
+            "8080",
+            "app",
+        ],
     );
     let log = s.wait_log("metrics on http://");
     let metrics_url = log
@@ -211,16 +248,33 @@ fn metrics_count_what_was_sent() {
     // The access log line (and its count) follows the response's end.
     let text = || get(&metrics_url).1;
     assert!(
-        within(10, || text().contains(r#"berth_serve_requests_total{route="/...",status="200"} 3"#)),
+        within(10, || text().contains(
+            r#"berth_serve_requests_total{route="/...",status="200"} 3"#
+        )),
         "{}",
         text()
     );
     let t = text();
-    assert!(t.contains(r#"berth_serve_requests_total{route="/...",status="404"} 1"#), "{t}");
-    assert!(t.contains(r#"berth_serve_cold_starts_total{route="/..."} 1"#), "{t}");
-    assert!(t.contains(r#"berth_serve_instances{route="/..."} 1"#), "{t}");
-    assert!(t.contains(r#"berth_serve_request_duration_seconds_count{route="/..."} 4"#), "{t}");
-    assert!(t.contains("berth_serve_cold_start_duration_seconds_bucket"), "{t}");
+    assert!(
+        t.contains(r#"berth_serve_requests_total{route="/...",status="404"} 1"#),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"berth_serve_cold_starts_total{route="/..."} 1"#),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"berth_serve_instances{route="/..."} 1"#),
+        "{t}"
+    );
+    assert!(
+        t.contains(r#"berth_serve_request_duration_seconds_count{route="/..."} 4"#),
+        "{t}"
+    );
+    assert!(
+        t.contains("berth_serve_cold_start_duration_seconds_bucket"),
+        "{t}"
+    );
     // Only /metrics is served there.
     assert_eq!(get(&metrics_url.replace("/metrics", "/other")).0, 404);
 }
@@ -232,19 +286,34 @@ fn a_killed_server_leaves_containers_that_prune_or_the_next_server_removes() {
     let file = serve_file(&b, "app", ", min_instances = 1");
     let first = Served::start(&b, &["-f", &file]);
     // min_instances: one runs without a request.
-    assert!(within(15, || states(&b).iter().any(|(_, s)| s == "running")), "{:?}", states(&b));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.pid()), nix::sys::signal::SIGKILL)
-        .unwrap();
+    assert!(
+        within(15, || states(&b).iter().any(|(_, s)| s == "running")),
+        "{:?}",
+        states(&b)
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.pid()),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
     drop(first);
     assert_eq!(states(&b)[0].1, "running", "kill -9 leaves it running");
 
     // The next server of the same file removes it.
     let second = Served::start(&b, &["-f", &file]);
     let log = second.log();
-    assert!(log.contains("removed the containers an earlier server"), "{log}");
-    assert!(within(15, || states(&b).iter().any(|(_, s)| s == "running")));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(second.pid()), nix::sys::signal::SIGKILL)
-        .unwrap();
+    assert!(
+        log.contains("removed the containers an earlier server"),
+        "{log}"
+    );
+    assert!(within(15, || states(&b)
+        .iter()
+        .any(|(_, s)| s == "running")));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.pid()),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
     drop(second);
 
     // Or prune does.
@@ -259,7 +328,16 @@ fn serve_d_is_listed_logged_and_stopped_leaving_nothing_behind() {
     app_image(&b, "app", HTTPD);
     let file = serve_file(&b, "app", "");
     let id = b
-        .ok(&["serve", "-d", "--name", "fnsrv", "--listen", "127.0.0.1:0", "-f", &file])
+        .ok(&[
+            "serve",
+            "-d",
+            "--name",
+            "fnsrv",
+            "--listen",
+            "127.0.0.1:0",
+            "-f",
+            &file,
+        ])
         .trim()
         .to_string();
     assert_eq!(id.len(), 64, "{id}");
@@ -297,7 +375,10 @@ fn serve_d_is_listed_logged_and_stopped_leaving_nothing_behind() {
 
     assert_eq!(b.ok(&["stop", "fnsrv"]).trim(), "fnsrv");
     let exited = b.ok(&["ps", "-a", "--format", "json", "--filter", "name=fnsrv"]);
-    assert!(exited.contains("\"exited\"") && exited.contains("Exited (0)"), "{exited}");
+    assert!(
+        exited.contains("\"exited\"") && exited.contains("Exited (0)"),
+        "{exited}"
+    );
     // Its container is gone with it: no state, no mount, no cgroup.
     assert_eq!(b.container_folders(), 0);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -306,8 +387,152 @@ fn serve_d_is_listed_logged_and_stopped_leaving_nothing_behind() {
     assert!(b.ok(&["ps", "-a", "-q"]).trim().is_empty());
 
     // A server that cannot start says why, exits 125 and leaves no record.
-    let (code, err) = b.fail(&["serve", "-d", "--listen", "127.0.0.1:0", "--pull", "never", "no-such-image"]);
+    let (code, err) = b.fail(&[
+        "serve",
+        "-d",
+        "--listen",
+        "127.0.0.1:0",
+        "--pull",
+        "never",
+        "no-such-image",
+    ]);
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("no-such-image"), "{err}");
     assert!(b.ok(&["ps", "-a", "-q"]).trim().is_empty());
+}
+
+/// Sends `raw` on a new connection to `addr` and gives what comes back (until the server
+/// closes or 5 s pass).
+fn raw_exchange(addr: &str, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn hostile_clients_of_the_proxy_and_the_metrics_stop_neither() {
+    let b = Berth::new();
+    app_image(&b, "app", HTTPD);
+    let s = Served::start(
+        &b,
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "2s",
+            "--container-port",
+            "8080",
+            "app",
+        ],
+    );
+    let log = s.wait_log("metrics on http://");
+    let metrics_url = log
+        .lines()
+        .find_map(|l| l.strip_prefix("berth serve: metrics on "))
+        .unwrap()
+        .to_string();
+    let metrics_addr = metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let proxy_addr = s.addr.clone();
+
+    // Clients that send half a request and wait, on both listeners.
+    let idle: Vec<std::net::TcpStream> = (0..20)
+        .flat_map(|_| {
+            [&metrics_addr, &proxy_addr].map(|a| {
+                let mut c = std::net::TcpStream::connect(a).unwrap();
+                std::io::Write::write_all(&mut c, b"GET /metr").unwrap();
+                c
+            })
+        })
+        .collect();
+    // A 1 MB header, and a request line that is not one.
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    for addr in [&metrics_addr, &proxy_addr] {
+        let answer = raw_exchange(addr, big.as_bytes());
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+            "{addr}: {answer:.200}"
+        );
+        let answer = raw_exchange(addr, b"BLAH\x00 / HTTP/9.9\r\n\r\n");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+            "{addr}: {answer:.200}"
+        );
+    }
+    // Hop-by-hop headers a client sends do not reach the app, and the others are served.
+    let answer = raw_exchange(
+        &proxy_addr,
+        b"GET /cgi-bin/who HTTP/1.1\r\nHost: x\r\nConnection: close, x-drop\r\nX-Drop: 1\r\nUpgrade: h2c\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(get(&metrics_url).0, 200);
+    assert_eq!(get_cold(&s.url("/cgi-bin/who")).0, 200);
+    drop(idle);
+    // The half-sent requests are let go at the header timeout; everything still answers.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(&metrics_url).0, 200);
+    assert_eq!(get_cold(&s.url("/cgi-bin/who")).0, 200);
+    let (status, log) = s.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn wrong_container_settings_are_refused_with_the_fix() {
+    let b = Berth::new();
+    b.import_busybox("bb");
+    // A native image exposing no port, served without one.
+    let (code, err) = b.fail(&["serve", "--listen", "127.0.0.1:0", "bb"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("--container-port"), "{err}");
+    let (code, err) = b.fail(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--executor",
+        "container",
+        "bb",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("exposes no TCP port"), "{err}");
+    let (code, err) = b.fail(&[
+        "serve",
+        "--executor",
+        "wagi",
+        "--container-port",
+        "80",
+        "bb",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("--container-port is for the container executor"),
+        "{err}"
+    );
+    let (code, _) = b.fail(&["serve", "--container-port", "0", "bb"]);
+    assert_ne!(code, 0);
+    let file = b.path("bad.toml");
+    std::fs::write(
+        &file,
+        "[[route]]\nroute = \"/...\"\nimage = \"bb\"\nexecutor = { type = \"container\", port = 80, max_instances = 0 }\n",
+    )
+    .unwrap();
+    let (code, err) = b.fail(&["serve", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("line 4") && err.contains("max_instances = 0"),
+        "{err}"
+    );
+    // Nothing was made.
+    assert_eq!(b.container_folders(), 0);
+    let (code, err) = b.fail(&["serve", "-d", "--name", "bad name", "bb"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("invalid server name"), "{err}");
 }

@@ -258,7 +258,7 @@ struct File {
 struct FileRoute {
     route: toml::Spanned<String>,
     image: String,
-    executor: Option<FileExecutor>,
+    executor: Option<toml::Spanned<FileExecutor>>,
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -435,14 +435,19 @@ pub fn parse_file(
         let mut volumes = fr.volumes.clone();
         volumes.extend(defaults.volumes.iter().cloned());
         let container = match &fr.executor {
-            Some(e) => e.container_settings().map_err(|m| at(format!("executor: {m}")))?,
+            Some(e) => e.get_ref().container_settings().map_err(|m| {
+                invalid(format!(
+                    "line {}: executor: {m}",
+                    line_of(text, e.span().start)
+                ))
+            })?,
             None => ContainerSettings::default(),
         };
         lines.push(line);
         routes.push(RouteConfig {
             route,
             image: fr.image.clone(),
-            executor: fr.executor.as_ref().map(|e| e.kind),
+            executor: fr.executor.as_ref().map(|e| e.get_ref().kind),
             env,
             volumes,
             limits: RouteLimits { memory, timeout },
@@ -526,7 +531,10 @@ executor = { type = "container", port = 8000, idle_timeout = "2s", max_instances
         assert_eq!(routes[0].executor, Some(ExecutorKind::Container));
         assert_eq!(c.port, Some(8000));
         assert_eq!(c.idle_timeout, Duration::from_secs(2));
-        assert_eq!((c.concurrency, c.min_instances, c.max_instances), (10, 0, 3));
+        assert_eq!(
+            (c.concurrency, c.min_instances, c.max_instances),
+            (10, 0, 3)
+        );
         assert_eq!(c.ready_timeout, Duration::from_secs(30));
         assert_eq!(c.ready_path.as_deref(), Some("/health"));
     }
@@ -545,13 +553,27 @@ executor = { type = "container", port = 8000, idle_timeout = "2s", max_instances
         assert!(m.contains("line 4") && m.contains("colour"), "{m}");
         let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"cgi\" }\n");
         assert!(m.contains("line 4") && m.contains("cgi"), "{m}");
-        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"wagi\", port = 80 }\n");
-        assert!(m.contains("line 2") && m.contains("port is a setting"), "{m}");
-        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", min_instances = 3 }\n");
-        assert!(m.contains("min_instances = 3 is more than max_instances = 1"), "{m}");
-        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", idle_timeout = \"soon\" }\n");
+        let m = e(
+            "[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"wagi\", port = 80 }\n",
+        );
+        assert!(
+            m.contains("line 4") && m.contains("port is a setting"),
+            "{m}"
+        );
+        let m = e(
+            "[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", min_instances = 3 }\n",
+        );
+        assert!(
+            m.contains("min_instances = 3 is more than max_instances = 1"),
+            "{m}"
+        );
+        let m = e(
+            "[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", idle_timeout = \"soon\" }\n",
+        );
         assert!(m.contains("idle_timeout") && m.contains("duration"), "{m}");
-        let m = e("[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", port = 70000 }\n");
+        let m = e(
+            "[[route]]\nroute = \"/a\"\nimage = \"x\"\nexecutor = { type = \"container\", port = 70000 }\n",
+        );
         assert!(m.contains("line 4"), "{m}");
         let m = e("[[route]\n");
         assert!(m.contains("line 1"), "{m}");

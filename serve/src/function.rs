@@ -18,11 +18,11 @@ use wasmtime::Engine;
 
 use crate::config::{ExecutorKind, RouteConfig};
 use crate::executor::GuestSetup;
+#[cfg(target_os = "linux")]
+use crate::executor::container::{self, ContainerFunction};
 use crate::executor::wagi::{self, WagiFunction};
 use crate::executor::wasi_http::{self, WasiHttpFunction};
 use crate::guest_output::GuestOutput;
-#[cfg(target_os = "linux")]
-use crate::executor::container::{self, ContainerFunction};
 use crate::metrics::Metrics;
 
 /// Why a route's image cannot be served.

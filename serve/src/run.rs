@@ -107,8 +107,7 @@ pub fn serve(
     .map_err(|e| ServeError::Setup(e.to_string()))?;
     let metrics = config.metrics.map(|_| Arc::new(Metrics::new()));
     // The access log counts every request: the metrics live as long as the process.
-    let counted: Option<&'static Metrics> =
-        metrics.clone().map(|m| &**Box::leak(Box::new(m)));
+    let counted: Option<&'static Metrics> = metrics.clone().map(|m| &**Box::leak(Box::new(m)));
     let loader = Loader::new(
         store.clone(),
         engine.clone(),

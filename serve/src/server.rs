@@ -22,9 +22,9 @@ use crate::access_log::{AccessLog, Entry, Finished};
 use crate::body::{BoxError, CappedRequest, ResponseBody};
 use crate::config::{RouteConfig, ServerLimits};
 use crate::executor::cgi::{self, CgiRequest};
-use crate::executor::{Failure, Ticket};
 #[cfg(target_os = "linux")]
 use crate::executor::container::ContainerFunction;
+use crate::executor::{Failure, Ticket};
 use crate::function::{Executor, Function};
 use crate::route::Router;
 

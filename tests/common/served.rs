@@ -135,4 +135,3 @@ pub fn get(url: &str) -> (u16, String) {
         .unwrap();
     (status, body)
 }
-

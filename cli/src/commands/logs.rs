@@ -100,39 +100,40 @@ pub fn run(g: &GlobalOptions, a: LogsArgs) -> Result<ExitCode> {
     use berth_runtime::container::store::ContainerError;
     let store = super::open_store(g)?;
     // A container's log, or a `serve -d` server's (its access log and functions' output).
-    let (path, running): (std::path::PathBuf, Box<dyn Fn() -> bool>) =
-        match store.find_container(&a.container) {
-            Ok(c) => {
-                if c.log_config.driver == LogDriver::None {
-                    bail!(
-                        "container {} keeps no log: it was created with --log-driver none (create it again without that flag to read its output with `berth logs`)",
-                        c.name
-                    );
-                }
-                let (store, id) = (super::open_store(g)?, c.id.clone());
+    let (path, running): (std::path::PathBuf, Box<dyn Fn() -> bool>) = match store
+        .find_container(&a.container)
+    {
+        Ok(c) => {
+            if c.log_config.driver == LogDriver::None {
+                bail!(
+                    "container {} keeps no log: it was created with --log-driver none (create it again without that flag to read its output with `berth logs`)",
+                    c.name
+                );
+            }
+            let (store, id) = (super::open_store(g)?, c.id.clone());
+            (
+                store.container_dir(&c.id).join(log::FILE_NAME),
+                Box::new(move || {
+                    store
+                        .load_container(&id)
+                        .is_ok_and(|c| c.state.status == Status::Running)
+                }),
+            )
+        }
+        Err(ContainerError::NotFound(n)) => match berth_serve::managed::find(&store, &n) {
+            Ok(r) => {
+                let (store, id) = (super::open_store(g)?, r.id.clone());
                 (
-                    store.container_dir(&c.id).join(log::FILE_NAME),
+                    berth_serve::managed::log_path(&store, &r.id),
                     Box::new(move || {
-                        store
-                            .load_container(&id)
-                            .is_ok_and(|c| c.state.status == Status::Running)
+                        berth_serve::managed::load(&store, &id).is_ok_and(|r| r.running())
                     }),
                 )
             }
-            Err(ContainerError::NotFound(n)) => match berth_serve::managed::find(&store, &n) {
-                Ok(r) => {
-                    let (store, id) = (super::open_store(g)?, r.id.clone());
-                    (
-                        berth_serve::managed::log_path(&store, &r.id),
-                        Box::new(move || {
-                            berth_serve::managed::load(&store, &id).is_ok_and(|r| r.running())
-                        }),
-                    )
-                }
-                Err(_) => return Err(ContainerError::NotFound(n).into()),
-            },
-            Err(e) => return Err(e.into()),
-        };
+            Err(_) => return Err(ContainerError::NotFound(n).into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
     let tail = match a.tail.as_str() {
         "all" | "-1" => None,
         n => Some(

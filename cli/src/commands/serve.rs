@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use berth_serve::config::{
-    self, ContainerSettings, DEFAULT_LISTEN, ExecutorKind, LogFormat, RouteConfig, RouteDefaults, RouteLimits,
-    ServeConfig, ServerLimits,
+    self, ContainerSettings, DEFAULT_LISTEN, ExecutorKind, LogFormat, RouteConfig, RouteDefaults,
+    RouteLimits, ServeConfig, ServerLimits,
 };
 use berth_serve::route::Route;
 use clap::{Args, ValueEnum};
@@ -183,7 +183,9 @@ pub fn serve(g: &GlobalOptions, a: ServeArgs, managed: Option<&str>) -> Result<(
                 image: image.clone(),
                 executor: match (a.executor, a.container_port) {
                     (Some(ExecutorArg::WasiHttp), Some(_)) | (Some(ExecutorArg::Wagi), Some(_)) => {
-                        bail!("--container-port is for the container executor: drop --executor or --container-port")
+                        bail!(
+                            "--container-port is for the container executor: drop --executor or --container-port"
+                        )
                     }
                     (_, Some(_)) | (Some(ExecutorArg::Container), None) => {
                         Some(ExecutorKind::Container)
@@ -265,9 +267,8 @@ pub fn serve(g: &GlobalOptions, a: ServeArgs, managed: Option<&str>) -> Result<(
         }
         eprintln!("berth serve: listening on http://{}/", s.addr);
         if let Some(id) = managed
-            && let Err(e) = berth_serve::managed::update(&recorder, id, |r| {
-                r.listen = Some(s.addr.to_string())
-            })
+            && let Err(e) =
+                berth_serve::managed::update(&recorder, id, |r| r.listen = Some(s.addr.to_string()))
         {
             eprintln!("berth serve: recording the server's address: {e}");
         }

@@ -29,7 +29,9 @@ pub fn launch(g: &GlobalOptions, a: &ServeArgs) -> Result<()> {
                 bail!("invalid server name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
             }
             if store.find_container(n).is_ok() || managed::find(&store, n).is_ok() {
-                bail!("the name {n:?} is already in use: choose another with --name, or remove the container or server that has it");
+                bail!(
+                    "the name {n:?} is already in use: choose another with --name, or remove the container or server that has it"
+                );
             }
             n.clone()
         }

@@ -108,34 +108,47 @@ const SERVER_STOP_TIMEOUT: u64 = 30;
 
 /// Stops containers, and `serve -d` servers (with their containers).
 pub fn stop(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
-    each_or_server(g, &a.containers, |store, c| {
-        let mut c = c.clone();
-        if let Some(s) = &a.signal {
-            lifecycle::parse_signal(s)?;
-            c.stop_signal = s.clone();
-        }
-        lifecycle::stop(
-            store,
-            &c,
-            Duration::from_secs(a.time.unwrap_or(c.stop_timeout)),
-        )?;
-        Ok(None)
-    }, |_, r| {
-        serve_detached::stop(r, Duration::from_secs(a.time.unwrap_or(SERVER_STOP_TIMEOUT)))?;
-        Ok(None)
-    })
+    each_or_server(
+        g,
+        &a.containers,
+        |store, c| {
+            let mut c = c.clone();
+            if let Some(s) = &a.signal {
+                lifecycle::parse_signal(s)?;
+                c.stop_signal = s.clone();
+            }
+            lifecycle::stop(
+                store,
+                &c,
+                Duration::from_secs(a.time.unwrap_or(c.stop_timeout)),
+            )?;
+            Ok(None)
+        },
+        |_, r| {
+            serve_detached::stop(
+                r,
+                Duration::from_secs(a.time.unwrap_or(SERVER_STOP_TIMEOUT)),
+            )?;
+            Ok(None)
+        },
+    )
 }
 
 /// Sends a signal (to a container, or a `serve -d` server).
 pub fn kill(g: &GlobalOptions, a: KillArgs) -> Result<ExitCode> {
     let signal = lifecycle::parse_signal(&a.signal)?;
-    each_or_server(g, &a.containers, |_, c| {
-        lifecycle::kill(c, signal)?;
-        Ok(None)
-    }, |_, r| {
-        serve_detached::signal(r, signal)?;
-        Ok(None)
-    })
+    each_or_server(
+        g,
+        &a.containers,
+        |_, c| {
+            lifecycle::kill(c, signal)?;
+            Ok(None)
+        },
+        |_, r| {
+            serve_detached::signal(r, signal)?;
+            Ok(None)
+        },
+    )
 }
 
 /// Stops then starts containers.

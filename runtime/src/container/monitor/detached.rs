@@ -16,7 +16,10 @@ use crate::workload::StartError;
 pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, StartError> {
     let log_path = store.container_dir(id).join("monitor.log");
     let log = std::fs::File::create(&log_path).map_err(|e| {
-        StartError::berth(format!("creating the monitor's log {}: {e}", log_path.display()))
+        StartError::berth(format!(
+            "creating the monitor's log {}: {e}",
+            log_path.display()
+        ))
     })?;
     // Sealed: the monitor forks the container's init, which then runs the same file.
     let exe = SealedExe::of_self(store.run_root())

@@ -26,9 +26,9 @@ pub use pool::{Lease, ProxyBody};
 use pool::{Made, Pool};
 
 use crate::config::RouteConfig;
-use crate::route::Route;
 use crate::executor::Failure;
 use crate::metrics::RouteMetrics;
+use crate::route::Route;
 
 /// The header on a response whose request waited for a container to start.
 pub const COLD_START_HEADER: &str = "x-berth-cold-start";
@@ -158,8 +158,14 @@ impl Drop for ContainerFunction {
 /// the default network as `berth run` has it, `--init`, and the labels that name their server.
 fn create_options(route: &RouteConfig, context: &Context) -> CreateOptions {
     let mut labels = std::collections::BTreeMap::new();
-    labels.insert(owner::SERVER_LABEL.to_string(), context.owner.server.clone());
-    labels.insert(owner::SOURCE_LABEL.to_string(), context.owner.source.clone());
+    labels.insert(
+        owner::SERVER_LABEL.to_string(),
+        context.owner.server.clone(),
+    );
+    labels.insert(
+        owner::SOURCE_LABEL.to_string(),
+        context.owner.source.clone(),
+    );
     labels.insert(owner::ROUTE_LABEL.to_string(), route.route.to_string());
     let mut opts = CreateOptions {
         env: route.env.clone(),
@@ -224,14 +230,10 @@ fn upstream_request(
     route: &Route,
 ) -> Request<ProxyBody> {
     let (mut parts, body) = req.into_parts();
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| {
-            let a = parts.uri.authority()?;
-            HeaderValue::from_str(a.as_str()).ok()
-        });
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        let a = parts.uri.authority()?;
+        HeaderValue::from_str(a.as_str()).ok()
+    });
     strip_hop_by_hop(&mut parts.headers);
     if let Some(h) = &host {
         parts.headers.insert(header::HOST, h.clone());
@@ -331,9 +333,13 @@ fn remove_container(store: &Store, id: &str) {
     };
     let grace = Duration::from_secs(c.stop_timeout);
     let _ = berth_runtime::container::lifecycle::stop(store, &c, grace);
-    let removed = store.load_container(id).map_err(|e| e.to_string()).and_then(|c| {
-        berth_runtime::container::lifecycle::remove(store, &c, true, true).map_err(|e| e.to_string())
-    });
+    let removed = store
+        .load_container(id)
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            berth_runtime::container::lifecycle::remove(store, &c, true, true)
+                .map_err(|e| e.to_string())
+        });
     if let Err(e) = removed {
         eprintln!("berth serve: removing container {}: {e}", c.name);
     }
@@ -368,14 +374,21 @@ pub fn remove_predecessors(store: &Arc<Store>, owner: &Owner) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn hop_by_hop_headers_do_not_pass() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
@@ -386,9 +399,11 @@ mod tests {
     fn a_request_goes_out_in_origin_form_with_forwarding_headers() {
         let req = Request::get("http://example.test:8080/a/b?c=d")
             .header("x-forwarded-for", "10.0.0.1")
-            .body(http_body_util::BodyExt::boxed_unsync(
-                http_body_util::Empty::<bytes::Bytes>::new().map_err(|e| match e {}),
-            ))
+            .body(
+                http_body_util::Empty::<bytes::Bytes>::new()
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            )
             .unwrap();
         let all = Route::parse("/...").unwrap();
         let out = upstream_request(req, "127.0.0.1:5000".parse().unwrap(), &all);
@@ -402,19 +417,27 @@ mod tests {
     #[test]
     fn an_app_under_a_wildcard_route_sees_the_path_below_it() {
         let empty = || {
-            http_body_util::BodyExt::boxed_unsync(
-                http_body_util::Empty::<bytes::Bytes>::new().map_err(|e| match e {}),
-            )
+            http_body_util::Empty::<bytes::Bytes>::new()
+                .map_err(|e| match e {})
+                .boxed_unsync()
         };
         let app = Route::parse("/app/...").unwrap();
         let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let out = upstream_request(Request::get("/app/x/y?q=1").body(empty()).unwrap(), remote, &app);
+        let out = upstream_request(
+            Request::get("/app/x/y?q=1").body(empty()).unwrap(),
+            remote,
+            &app,
+        );
         assert_eq!(out.uri().to_string(), "/x/y?q=1");
         assert_eq!(out.headers()["x-forwarded-prefix"], "/app");
         let out = upstream_request(Request::get("/app").body(empty()).unwrap(), remote, &app);
         assert_eq!(out.uri().to_string(), "/");
         let exact = Route::parse("/exact").unwrap();
-        let out = upstream_request(Request::get("/exact").body(empty()).unwrap(), remote, &exact);
+        let out = upstream_request(
+            Request::get("/exact").body(empty()).unwrap(),
+            remote,
+            &exact,
+        );
         assert_eq!(out.uri().to_string(), "/exact");
     }
 }

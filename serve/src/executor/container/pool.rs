@@ -182,8 +182,7 @@ impl Pool {
                 }
                 if st.replicas.iter().any(|r| r.phase == Phase::Starting) {
                     held_for_start = true;
-                } else if let Some(i) = st.replicas.iter().position(|r| r.phase == Phase::Stopped)
-                {
+                } else if let Some(i) = st.replicas.iter().position(|r| r.phase == Phase::Stopped) {
                     self.begin_start(&mut st, i);
                     held_for_start = true;
                 }
@@ -363,7 +362,7 @@ impl Pool {
                 .count()
                 - dead.len();
             // The longest idle go first, down to the minimum.
-            idle.sort_by(|a, b| b.0.cmp(&a.0));
+            idle.sort_by_key(|b| std::cmp::Reverse(b.0));
             let spare = running.saturating_sub(self.settings.min_instances);
             idle.retain(|(for_, _, _)| *for_ >= self.settings.idle_timeout);
             idle.truncate(spare);
@@ -455,7 +454,11 @@ impl Lease {
             let open = {
                 let mut st = self.pool.lock();
                 let r = &mut st.replicas[self.index];
-                if r.run == self.run { r.idle.pop() } else { None }
+                if r.run == self.run {
+                    r.idle.pop()
+                } else {
+                    None
+                }
             };
             let Some(mut sender) = open else {
                 break;

@@ -31,8 +31,8 @@ pub async fn start_and_wait(
         .await
         .map_err(|e| format!("starting it: {e}"))?
         .map_err(|e| format!("starting it: {e}"))?;
-    let netns = Netns::of_process(pid)
-        .map_err(|e| format!("opening its network namespace: {e}"))?;
+    let netns =
+        Netns::of_process(pid).map_err(|e| format!("opening its network namespace: {e}"))?;
     let deadline = began + ready_timeout;
     let mut delay = Duration::from_millis(1);
     loop {
@@ -78,7 +78,11 @@ async fn probe(netns: &Netns, port: u16, path: Option<&str>) -> Result<(), Strin
     });
     let req = http::Request::get(path)
         .header(http::header::HOST, format!("localhost:{port}"))
-        .body(Empty::<bytes::Bytes>::new().map_err(|e| match e {}).boxed_unsync())
+        .body(
+            Empty::<bytes::Bytes>::new()
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
         .map_err(|e| format!("GET {path}: {e}"))?;
     let resp = sender
         .send_request(req)
