@@ -713,16 +713,6 @@ fn open_fds(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// Writes `raw` on a new connection and reads what comes back until the server closes it.
-fn raw_exchange(addr: &str, raw: &[u8]) -> String {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let _ = c.write_all(raw);
-    let mut out = Vec::new();
-    let _ = c.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn hostile_clients_do_not_stop_the_server() {
     let b = Berth::new();

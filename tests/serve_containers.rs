@@ -235,12 +235,7 @@ fn metrics_count_what_was_sent() {
             "app",
         ],
     );
-    let log = s.wait_log("metrics on http://");
-    let metrics_url = log
-        .lines()
-        .find_map(|l| l.strip_prefix("berth serve: metrics on "))
-        .unwrap()
-        .to_string();
+    let metrics_url = metrics_url(&s);
     for _ in 0..3 {
         assert_eq!(get_cold(&s.url("/cgi-bin/who")).0, 200);
     }
@@ -401,18 +396,6 @@ fn serve_d_is_listed_logged_and_stopped_leaving_nothing_behind() {
     assert!(b.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }
 
-/// Sends `raw` on a new connection to `addr` and gives what comes back (until the server
-/// closes or 5 s pass).
-fn raw_exchange(addr: &str, raw: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn hostile_clients_of_the_proxy_and_the_metrics_stop_neither() {
     let b = Berth::new();
@@ -429,12 +412,7 @@ fn hostile_clients_of_the_proxy_and_the_metrics_stop_neither() {
             "app",
         ],
     );
-    let log = s.wait_log("metrics on http://");
-    let metrics_url = log
-        .lines()
-        .find_map(|l| l.strip_prefix("berth serve: metrics on "))
-        .unwrap()
-        .to_string();
+    let metrics_url = metrics_url(&s);
     let metrics_addr = metrics_url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")

@@ -171,10 +171,7 @@ impl Server {
                     }
                     Ok(resp) => {
                         let (parts, body) = resp.into_parts();
-                        let length = parts
-                            .headers
-                            .get(http::header::CONTENT_LENGTH)
-                            .and_then(|v| v.to_str().ok()?.parse().ok());
+                        let length = header_length(&parts.headers);
                         entry.status = parts.status.as_u16();
                         let holds = Box::new((
                             function.clone(),
@@ -293,10 +290,7 @@ impl Server {
             }
             Ok((resp, lease)) => {
                 let (parts, body) = resp.into_parts();
-                let length = parts
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                let length = header_length(&parts.headers);
                 entry.status = parts.status.as_u16();
                 let done = Finished::new(self.log, entry, Box::new((function.clone(), lease)));
                 Response::from_parts(parts, ResponseBody::new(body, cap, done).expecting(length))
@@ -407,7 +401,12 @@ fn authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a
 
 /// The request's Content-Length, when it has a valid one.
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
+    header_length(req.headers())
+}
+
+/// A message's Content-Length, when it has a valid one.
+fn header_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(http::header::CONTENT_LENGTH)?
         .to_str()
         .ok()?

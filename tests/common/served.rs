@@ -135,3 +135,24 @@ pub fn get(url: &str) -> (u16, String) {
         .unwrap();
     (status, body)
 }
+
+/// Sends `raw` on a new connection to `addr` and gives what comes back, until the server closes
+/// the connection or 20 s pass.
+pub fn raw_exchange(addr: &str, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = c.write_all(raw);
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The metrics address a server started with `--metrics` printed.
+pub fn metrics_url(s: &Served) -> String {
+    s.wait_log("metrics on http://")
+        .lines()
+        .find_map(|l| l.strip_prefix("berth serve: metrics on "))
+        .unwrap()
+        .to_string()
+}

@@ -14,6 +14,7 @@ use crate::workload::StartError;
 /// `log_level` to the container's `monitor.log`) and waits until its workload runs or failed
 /// to start; gives the workload's host pid.
 pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, StartError> {
+    let began = std::time::Instant::now();
     let log_path = store.container_dir(id).join("monitor.log");
     let log = std::fs::File::create(&log_path).map_err(|e| {
         StartError::berth(format!(
@@ -24,6 +25,7 @@ pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, S
     // Sealed: the monitor forks the container's init, which then runs the same file.
     let exe = SealedExe::of_self(store.run_root())
         .map_err(|e| StartError::berth(format!("sealing berth's binary: {e}")))?;
+    tracing::debug!(took = ?began.elapsed(), "sealed");
     let mut child = exe
         .command()
         .arg("--root")
@@ -37,11 +39,13 @@ pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, S
         .stderr(log)
         .spawn()
         .map_err(|e| StartError::berth(format!("starting the container's monitor: {e}")))?;
+    tracing::debug!(took = ?began.elapsed(), "monitor spawned");
     let out = child.stdout.take().expect("piped");
     let mut line = String::new();
     BufReader::new(out)
         .read_line(&mut line)
         .map_err(|e| StartError::berth(format!("reading from the container's monitor: {e}")))?;
+    tracing::debug!(took = ?began.elapsed(), "monitor answered");
     match serde_json::from_str::<StatusMessage>(line.trim_end()) {
         // The monitor runs on, detached: it is reaped by whoever inherits it.
         Ok(StatusMessage::Pid(pid)) => {

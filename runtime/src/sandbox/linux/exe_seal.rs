@@ -44,6 +44,11 @@ impl SealedExe {
     /// Seals the binary this process runs. `run_root` is the store's run root, which holds
     /// the empty folder the overlay needs.
     pub fn of_self(run_root: &Path) -> io::Result<SealedExe> {
+        // A process exec'd from a sealed binary (a detached monitor) passes that on: sealing
+        // it again would copy the whole binary into a memfd, its path being nowhere.
+        if let Some(file) = already_sealed() {
+            return Ok(SealedExe { file });
+        }
         let exe = std::fs::read_link("/proc/self/exe")?;
         match overlay(&exe, &empty_layer(run_root)) {
             Ok(file) => Ok(SealedExe { file }),
@@ -61,6 +66,24 @@ impl SealedExe {
         cmd.arg0("berth");
         cmd
     }
+}
+
+/// A handle on this process' own binary when it is sealed already: a memfd that takes no
+/// more writes, or a file on an overlayfs whose path is nowhere in this mount namespace (the
+/// private, detached, read-only mount [`overlay`] makes).
+fn already_sealed() -> Option<OwnedFd> {
+    /// overlayfs' `f_type`.
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    let file: OwnedFd = File::open("/proc/self/exe").ok()?.into();
+    if rustix::fs::fcntl_get_seals(&file).is_ok_and(|s| s.contains(SealFlags::WRITE)) {
+        return Some(file);
+    }
+    // `f_type`'s width differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let on_overlay =
+        rustix::fs::fstatfs(&file).is_ok_and(|s| s.f_type as i64 == OVERLAYFS_SUPER_MAGIC);
+    let path = std::fs::read_link("/proc/self/exe").ok()?;
+    (on_overlay && !path.exists()).then_some(file)
 }
 
 /// Opens the binary `exe` through a private read-only overlayfs of its folder.

@@ -155,7 +155,9 @@ impl Drop for ContainerFunction {
 }
 
 /// The create options of a route's containers: the route's environment, volumes and memory,
-/// the default network as `berth run` has it, `--init`, and the labels that name their server.
+/// the default network as `berth run` has it, and the labels that name their server. No
+/// `--init` (it costs a cold start a fork): an app that is PID 1 and handles no SIGTERM is
+/// stopped after its grace period, as `berth stop` stops it.
 fn create_options(route: &RouteConfig, context: &Context) -> CreateOptions {
     let mut labels = std::collections::BTreeMap::new();
     labels.insert(
@@ -173,10 +175,6 @@ fn create_options(route: &RouteConfig, context: &Context) -> CreateOptions {
         network: default_network(),
         bridge: BridgeRequest::default(),
         labels,
-        // An app that is PID 1 gets only the signals it handles (httpd, most servers, handle
-        // none): berth's init forwards the stop signal to it and reaps its children, so an
-        // idle stop takes no grace period.
-        init: true,
         ..CreateOptions::default()
     };
     opts.limits.memory = route.limits.memory;

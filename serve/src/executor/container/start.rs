@@ -31,6 +31,7 @@ pub async fn start_and_wait(
         .await
         .map_err(|e| format!("starting it: {e}"))?
         .map_err(|e| format!("starting it: {e}"))?;
+    tracing::debug!(container = id, pid, took = ?began.elapsed(), "started");
     let netns =
         Netns::of_process(pid).map_err(|e| format!("opening its network namespace: {e}"))?;
     let deadline = began + ready_timeout;
@@ -38,7 +39,10 @@ pub async fn start_and_wait(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let last = match tokio::time::timeout(left, probe(&netns, port, ready_path)).await {
-            Ok(Ok(())) => return Ok((pid, netns)),
+            Ok(Ok(())) => {
+                tracing::debug!(container = id, took = ?began.elapsed(), "ready");
+                return Ok((pid, netns));
+            }
             Ok(Err(e)) => e,
             Err(_) => "no answer".into(),
         };
@@ -56,7 +60,8 @@ pub async fn start_and_wait(
             ));
         }
         tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
-        delay = (delay * 2).min(Duration::from_millis(20));
+        // Apps listen within milliseconds of their start: look often, but not in a spin.
+        delay = (delay * 2).min(Duration::from_millis(4));
     }
 }
 
