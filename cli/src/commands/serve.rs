@@ -148,68 +148,7 @@ pub fn run(g: &GlobalOptions, a: ServeArgs) -> Result<ExitCode> {
 
 /// Serves; a detached server (`managed`, its id) records its address once it listens.
 pub fn serve(g: &GlobalOptions, a: ServeArgs, managed: Option<&str>) -> Result<()> {
-    let env = a
-        .env
-        .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some(("", _)) => bail!("invalid -e {kv:?}: the variable needs a name before ="),
-            Some(_) => Ok(kv.clone()),
-            None if kv.is_empty() => bail!("invalid -e \"\": give KEY=VALUE"),
-            None => Ok(std::env::var(kv)
-                .map(|v| format!("{kv}={v}"))
-                .unwrap_or_default()),
-        })
-        .filter(|r| !matches!(r, Ok(s) if s.is_empty()))
-        .collect::<Result<Vec<_>>>()?;
-    let defaults = RouteDefaults {
-        env,
-        volumes: a.volumes.clone(),
-        memory: a.memory,
-        timeout: a.timeout,
-    };
-    let (file_listen, routes, source) = match (&a.file, &a.image) {
-        (Some(file), _) => {
-            let path = file.display().to_string();
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading the serve file {path}"))?;
-            let (listen, routes) = config::parse_file(&path, &text, &defaults)?;
-            (listen, routes, path)
-        }
-        (None, Some(image)) => {
-            let route =
-                Route::parse(&a.route).map_err(|e| anyhow::anyhow!("invalid --route: {e}"))?;
-            let r = RouteConfig {
-                route,
-                image: image.clone(),
-                executor: match (a.executor, a.container_port) {
-                    (Some(ExecutorArg::WasiHttp), Some(_)) | (Some(ExecutorArg::Wagi), Some(_)) => {
-                        bail!(
-                            "--container-port is for the container executor: drop --executor or --container-port"
-                        )
-                    }
-                    (_, Some(_)) | (Some(ExecutorArg::Container), None) => {
-                        Some(ExecutorKind::Container)
-                    }
-                    (Some(ExecutorArg::WasiHttp), None) => Some(ExecutorKind::WasiHttp),
-                    (Some(ExecutorArg::Wagi), None) => Some(ExecutorKind::Wagi),
-                    (None, None) => None,
-                },
-                env: defaults.env.clone(),
-                volumes: defaults.volumes.clone(),
-                limits: RouteLimits {
-                    memory: a.memory,
-                    timeout: a.timeout.unwrap_or(config::DEFAULT_TIMEOUT),
-                },
-                container: ContainerSettings {
-                    port: a.container_port,
-                    ..ContainerSettings::default()
-                },
-                origin: format!("route {}", a.route),
-            };
-            (None, vec![r], image.clone())
-        }
-        (None, None) => bail!("give an image to serve, or a serve file with -f"),
-    };
+    let (file_listen, routes, source) = routes(&a)?;
     let listen = match (a.listen, file_listen) {
         (Some(l), _) | (None, Some(l)) => l,
         (None, None) => DEFAULT_LISTEN.parse().expect("the default address parses"),
@@ -274,4 +213,71 @@ pub fn serve(g: &GlobalOptions, a: ServeArgs, managed: Option<&str>) -> Result<(
         }
     })?;
     Ok(())
+}
+
+/// The routes the flags name (a file's, or IMAGE at `--route`), the file's listen address,
+/// and what is served (the file's path or the image).
+fn routes(a: &ServeArgs) -> Result<(Option<SocketAddr>, Vec<RouteConfig>, String)> {
+    let env = a
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some(("", _)) => bail!("invalid -e {kv:?}: the variable needs a name before ="),
+            Some(_) => Ok(kv.clone()),
+            None if kv.is_empty() => bail!("invalid -e \"\": give KEY=VALUE"),
+            None => Ok(std::env::var(kv)
+                .map(|v| format!("{kv}={v}"))
+                .unwrap_or_default()),
+        })
+        .filter(|r| !matches!(r, Ok(s) if s.is_empty()))
+        .collect::<Result<Vec<_>>>()?;
+    let defaults = RouteDefaults {
+        env,
+        volumes: a.volumes.clone(),
+        memory: a.memory,
+        timeout: a.timeout,
+    };
+    Ok(match (&a.file, &a.image) {
+        (Some(file), _) => {
+            let path = file.display().to_string();
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the serve file {path}"))?;
+            let (listen, routes) = config::parse_file(&path, &text, &defaults)?;
+            (listen, routes, path)
+        }
+        (None, Some(image)) => {
+            let route =
+                Route::parse(&a.route).map_err(|e| anyhow::anyhow!("invalid --route: {e}"))?;
+            let r = RouteConfig {
+                route,
+                image: image.clone(),
+                executor: match (a.executor, a.container_port) {
+                    (Some(ExecutorArg::WasiHttp), Some(_)) | (Some(ExecutorArg::Wagi), Some(_)) => {
+                        bail!(
+                            "--container-port is for the container executor: drop --executor or --container-port"
+                        )
+                    }
+                    (_, Some(_)) | (Some(ExecutorArg::Container), None) => {
+                        Some(ExecutorKind::Container)
+                    }
+                    (Some(ExecutorArg::WasiHttp), None) => Some(ExecutorKind::WasiHttp),
+                    (Some(ExecutorArg::Wagi), None) => Some(ExecutorKind::Wagi),
+                    (None, None) => None,
+                },
+                env: defaults.env.clone(),
+                volumes: defaults.volumes.clone(),
+                limits: RouteLimits {
+                    memory: a.memory,
+                    timeout: a.timeout.unwrap_or(config::DEFAULT_TIMEOUT),
+                },
+                container: ContainerSettings {
+                    port: a.container_port,
+                    ..ContainerSettings::default()
+                },
+                origin: format!("route {}", a.route),
+            };
+            (None, vec![r], image.clone())
+        }
+        (None, None) => bail!("give an image to serve, or a serve file with -f"),
+    })
 }

@@ -61,7 +61,13 @@ struct State {
     /// Starts that failed so far; a request held for a start learns of its failure by it.
     failed_starts: u64,
     last_failure: String,
+    /// When the last start failed: the supervisor waits [`RETRY_AFTER`] before it starts
+    /// again for `min_instances` (an app that fails at once is not restarted in a loop).
+    last_failed_at: Option<Instant>,
 }
+
+/// How long after a failed start the supervisor waits to start a replica again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// A function's replicas.
 pub struct Pool {
@@ -129,6 +135,7 @@ impl Pool {
                 replicas,
                 failed_starts: 0,
                 last_failure: String::new(),
+                last_failed_at: None,
             }),
             changed: Notify::new(),
             queued: AtomicUsize::new(0),
@@ -261,6 +268,7 @@ impl Pool {
                         let mut st = me.lock();
                         st.failed_starts += 1;
                         st.last_failure = why;
+                        st.last_failed_at = Some(Instant::now());
                         st.replicas[i].phase = Phase::Stopping;
                     }
                     me.changed.notify_waiters();
@@ -367,8 +375,12 @@ impl Pool {
             idle.retain(|(for_, _, _)| *for_ >= self.settings.idle_timeout);
             idle.truncate(spare);
             let starting = st.replicas.iter().any(|r| r.phase == Phase::Starting);
+            let backing_off = st
+                .last_failed_at
+                .is_some_and(|t| now.duration_since(t) < RETRY_AFTER);
             if running < self.settings.min_instances
                 && !starting
+                && !backing_off
                 && let Some(i) = st.replicas.iter().position(|r| r.phase == Phase::Stopped)
             {
                 self.begin_start(&mut st, i);
