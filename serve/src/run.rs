@@ -36,12 +36,13 @@ pub enum ServeError {
         message: String,
     },
     /// The listen address could not be bound.
-    #[error("listening on {addr}: {source}{hint}")]
+    // The cause is in the message, not the error's source: `{:#}` would print it twice.
+    #[error("listening on {addr}: {cause}{hint}")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
         /// What to do.
         hint: &'static str,
     },
@@ -151,16 +152,16 @@ pub fn serve(
             function: RwLock::new(Arc::new(f)),
         });
     }
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Listen {
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|cause| ServeError::Listen {
         addr: config.listen,
-        hint: match source.kind() {
+        hint: match cause.kind() {
             std::io::ErrorKind::AddrInUse => {
                 ": another program listens there: choose another address with --listen (port 0 picks a free one)"
             }
             std::io::ErrorKind::PermissionDenied => ": ports below 1024 need root: choose a higher port with --listen",
             _ => "",
         },
-        source,
+        cause,
     })?;
     let setup = |e: std::io::Error| ServeError::Setup(format!("starting the server: {e}"));
     listener.set_nonblocking(true).map_err(setup)?;
@@ -172,10 +173,10 @@ pub fn serve(
     let _ticker = EpochTicker::start(engine);
     let _log = LogWriter::start();
     let metrics_listener = match config.metrics {
-        Some(addr) => Some(crate::metrics::bind(addr).map_err(|source| ServeError::Listen {
+        Some(addr) => Some(crate::metrics::bind(addr).map_err(|cause| ServeError::Listen {
             addr,
             hint: ": the --metrics address is taken or not this host's: choose another (port 0 picks a free one)",
-            source,
+            cause,
         })?),
         None => None,
     };
