@@ -513,4 +513,9 @@ fn wrong_container_settings_are_refused_with_the_fix() {
     let (code, err) = b.fail(&["serve", "-d", "--name", "bad name", "bb"]);
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("invalid server name"), "{err}");
+    // The internal flag takes no path: nothing is written outside the store.
+    let (code, err) = b.fail(&["serve", "--managed-as", "../../escape", "bb"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("--managed-as is berth's own"), "{err}");
+    assert!(!b.dir.path().join("escape").exists());
 }

@@ -122,6 +122,10 @@ fn last_lines(store: &berth_runtime::Store, id: &str) -> String {
 
 /// Runs as detached server `id`: its output into its log, its record kept, until it stops.
 pub fn run_managed(g: &GlobalOptions, a: ServeArgs, id: &str) -> Result<ExitCode> {
+    // The id names a folder of the store: only what `serve -d` makes (64 hex digits).
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("--managed-as is berth's own: `serve -d` passes it (64 hex digits), not {id:?}");
+    }
     let store = super::open_store(g)?;
     // Out of the launcher's session: a Ctrl-C there does not reach this server.
     let _ = nix::unistd::setsid();
