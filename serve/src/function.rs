@@ -365,15 +365,28 @@ fn served_as_container(route: &RouteConfig, image: &Image) -> bool {
             if hints.wasm_platform || hints.wasm_annotation {
                 return false;
             }
-            let exposed = image
-                .config
-                .config
-                .as_ref()
-                .and_then(|c| c.exposed_ports.as_ref())
-                .map_or(0, |p| p.keys().filter(|k| !k.ends_with("/udp")).count());
-            exposed == 1
+            exposed_tcp_ports(image).len() == 1
         }
     }
+}
+
+/// The TCP ports the image exposes (`EXPOSE 80`, `EXPOSE 80/tcp`).
+pub fn exposed_tcp_ports(image: &Image) -> Vec<u16> {
+    image
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.exposed_ports.as_ref())
+        .map(|p| {
+            p.keys()
+                .filter_map(|k| match k.split_once('/') {
+                    None => k.parse().ok(),
+                    Some((n, "tcp")) => n.parse().ok(),
+                    Some(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The image's `KEY=VALUE` entries with the route's over them (a later key replaces).

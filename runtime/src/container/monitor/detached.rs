@@ -23,8 +23,7 @@ pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, S
         ))
     })?;
     // Sealed: the monitor forks the container's init, which then runs the same file.
-    let exe = SealedExe::of_self(store.run_root())
-        .map_err(|e| StartError::berth(format!("sealing berth's binary: {e}")))?;
+    let exe = sealed_self(store)?;
     tracing::debug!(took = ?began.elapsed(), "sealed");
     let mut child = exe
         .command()
@@ -64,6 +63,25 @@ pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, S
             )))
         }
     }
+}
+
+/// This process' sealed binary, sealed once: a long-lived process that starts many monitors
+/// (`berth serve`'s cold starts) mounts no overlay per start.
+fn sealed_self(store: &Store) -> Result<std::sync::Arc<SealedExe>, StartError> {
+    use std::sync::{Arc, Mutex};
+    static SEALED: Mutex<Option<(std::path::PathBuf, Arc<SealedExe>)>> = Mutex::new(None);
+    let mut sealed = SEALED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((root, exe)) = sealed.as_ref()
+        && root == store.run_root()
+    {
+        return Ok(exe.clone());
+    }
+    let exe = Arc::new(
+        SealedExe::of_self(store.run_root())
+            .map_err(|e| StartError::berth(format!("sealing berth's binary: {e}")))?,
+    );
+    *sealed = Some((store.run_root().to_path_buf(), exe.clone()));
+    Ok(exe)
 }
 
 /// A long-lived process that starts monitors (`berth serve`) reaps each when it ends, so no

@@ -192,28 +192,11 @@ fn default_network() -> NetworkMode {
 
 /// The one TCP port the image exposes.
 fn exposed_port(image: &Image) -> Result<u16, String> {
-    let exposed: Vec<String> = image
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.exposed_ports.clone())
-        .unwrap_or_default()
-        .into_keys()
-        .collect();
-    let tcp: Vec<u16> = exposed
-        .iter()
-        .filter_map(|p| match p.split_once('/') {
-            None => p.parse().ok(),
-            Some((n, "tcp")) => n.parse().ok(),
-            Some(_) => None,
-        })
-        .collect();
-    match tcp.as_slice() {
+    match crate::function::exposed_tcp_ports(image).as_slice() {
         [one] => Ok(*one),
         [] => Err("it exposes no TCP port: give the app's port with executor = { type = \"container\", port = N } (or --container-port N)".into()),
-        _ => Err(format!(
-            "it exposes several TCP ports ({}): choose one with executor = {{ type = \"container\", port = N }} (or --container-port N)",
-            exposed.join(", ")
+        several => Err(format!(
+            "it exposes several TCP ports ({several:?}): choose one with executor = {{ type = \"container\", port = N }} (or --container-port N)"
         )),
     }
 }
