@@ -5,6 +5,8 @@
 //! path, symlink or hardlink from an image can reach outside its root.
 
 pub mod backend;
+#[cfg(target_os = "linux")]
+pub mod bundle;
 pub mod container;
 pub mod digest;
 pub mod host;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod executor;
 pub mod function;
 pub mod guest_output;
+mod listener;
 pub mod managed;
 pub mod metrics;
 pub mod reload;

@@ -247,10 +247,3 @@ fn answer<B>(req: &http::Request<B>, metrics: &Metrics) -> http::Response<Full<b
     );
     resp
 }
-
-/// Binds the metrics listener at `addr`.
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}

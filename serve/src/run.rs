@@ -152,7 +152,7 @@ pub fn serve(
             function: RwLock::new(Arc::new(f)),
         });
     }
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|cause| ServeError::Listen {
+    let listener = crate::listener::bind(config.listen).map_err(|cause| ServeError::Listen {
         addr: config.listen,
         hint: match cause.kind() {
             std::io::ErrorKind::AddrInUse => {
@@ -164,7 +164,6 @@ pub fn serve(
         cause,
     })?;
     let setup = |e: std::io::Error| ServeError::Setup(format!("starting the server: {e}"));
-    listener.set_nonblocking(true).map_err(setup)?;
     let local = listener.local_addr().map_err(setup)?;
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -173,7 +172,7 @@ pub fn serve(
     let _ticker = EpochTicker::start(engine);
     let _log = LogWriter::start();
     let metrics_listener = match config.metrics {
-        Some(addr) => Some(crate::metrics::bind(addr).map_err(|cause| ServeError::Listen {
+        Some(addr) => Some(crate::listener::bind(addr).map_err(|cause| ServeError::Listen {
             addr,
             hint: ": the --metrics address is taken or not this host's: choose another (port 0 picks a free one)",
             cause,

@@ -88,6 +88,7 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
         spec,
         cgroup,
         wasm_cache: Some(berth_runtime::sandbox::wasi::cache::CacheLocation::of_store(&store)),
+        cgroup_path: None,
     };
     let path = store.temp_path("exec");
     store.write_file(&path, &serde_json::to_vec(&config)?)?;

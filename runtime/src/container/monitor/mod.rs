@@ -495,6 +495,8 @@ fn init_config(store: &Store, c: &Container, plan: RootfsPlan) -> InitConfig {
         // PID 1 joins the cgroup itself, except in a user namespace (see the go pipe).
         cgroup: !c.spec.security.userns,
         wasm_cache: Some(wasm_cache),
+        cgroup_path: None,
+        join: Vec::new(),
     }
 }
 

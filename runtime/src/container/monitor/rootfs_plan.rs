@@ -150,6 +150,7 @@ pub(super) fn rootfs_plan(
         userxattr: false,
         wasi_guest: c.spec.backend == Backend::Wasi,
         volatile: c.auto_remove,
+        prepared: false,
     };
     dirs.extend([
         (plan.upperdir.clone(), 0o755),

@@ -85,6 +85,47 @@ pub struct InitConfig {
     /// is made.
     #[serde(default)]
     pub networks: Vec<crate::network::bridge::Wiring>,
+    /// Where its cgroup is, as a runtime spec's `linux.cgroupsPath` says (containerd's
+    /// shim); else `berth/<id>`.
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
+    /// Namespaces joined instead of made (a pod's network namespace, given by path).
+    #[serde(default)]
+    pub join: Vec<NamespacePath>,
+}
+
+/// A namespace to join, by the path of its file (`/proc/PID/ns/net`, `/var/run/netns/NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespacePath {
+    /// Its kind, as runtime specs name it: `network`, `ipc`, `uts` or `pid`.
+    pub kind: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl NamespacePath {
+    /// The clone flag of its kind; `None` for a kind that cannot be joined here (`mount`,
+    /// `user`, `cgroup`: berth makes those itself).
+    pub fn flag(&self) -> Option<CloneFlags> {
+        match self.kind.as_str() {
+            "network" => Some(CloneFlags::CLONE_NEWNET),
+            "ipc" => Some(CloneFlags::CLONE_NEWIPC),
+            "uts" => Some(CloneFlags::CLONE_NEWUTS),
+            "pid" => Some(CloneFlags::CLONE_NEWPID),
+            _ => None,
+        }
+    }
+}
+
+/// The cgroup a config places its container in.
+pub(crate) fn open_cgroup(id: &str, path: Option<&str>) -> Result<cgroups::Cgroup, StartError> {
+    match path {
+        Some(p) => {
+            cgroups::CgroupPath::from_spec(p).and_then(|at| cgroups::Cgroup::open_at(id, &at))
+        }
+        None => cgroups::Cgroup::open(id),
+    }
+    .map_err(StartError::berth)
 }
 
 /// Runs `__init`; never returns. `monitor` is the pid of the monitor that spawned it; with
@@ -272,7 +313,7 @@ struct ForkPlan {
 impl ForkPlan {
     fn make(cfg: &mut InitConfig) -> Result<ForkPlan, StartError> {
         let (fork_target, cgroup) = if cfg.cgroup {
-            let cg = cgroups::Cgroup::open(&cfg.id).map_err(StartError::berth)?;
+            let cg = open_cgroup(&cfg.id, cfg.cgroup_path.as_deref())?;
             (cg.fork_target().map_err(StartError::berth)?, Some(cg))
         } else {
             (cgroups::ForkTarget::default(), None)
@@ -646,7 +687,30 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWPID;
-    if cfg.spec.network != NetworkMode::Host {
+    for ns in &cfg.join {
+        let Some(flag) = ns.flag() else {
+            return Err(StartError::berth(format!(
+                "joining a {} namespace by path is not supported: only network, ipc, uts and pid",
+                ns.kind
+            )));
+        };
+        let file = File::open(&ns.path).map_err(|e| {
+            StartError::berth(format!(
+                "opening the {} namespace {}: {e}",
+                ns.kind,
+                ns.path.display()
+            ))
+        })?;
+        nix::sched::setns(&file, flag).map_err(|e| {
+            StartError::berth(format!(
+                "joining the {} namespace {}: {e}",
+                ns.kind,
+                ns.path.display()
+            ))
+        })?;
+        flags.remove(flag);
+    }
+    if cfg.spec.network != NetworkMode::Host && !joined(cfg, CloneFlags::CLONE_NEWNET) {
         // A namespace made ahead, else a new one.
         let spare = cfg
             .netns_spares
@@ -662,6 +726,11 @@ fn enter(cfg: &mut InitConfig) -> Result<(), StartError> {
         Some(w) => w.wire(&cfg.networks),
         None => Ok(()),
     }
+}
+
+/// Whether the config joins a namespace of this kind.
+fn joined(cfg: &InitConfig, flag: CloneFlags) -> bool {
+    cfg.join.iter().any(|ns| ns.flag() == Some(flag))
 }
 
 /// Who puts the container's new network namespace on its bridges: this process, through a

@@ -11,4 +11,5 @@ pub mod rootfs;
 pub mod runner;
 pub mod seccomp;
 pub mod status;
+pub mod task;
 pub mod userns;

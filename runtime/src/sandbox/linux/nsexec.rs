@@ -30,6 +30,9 @@ pub struct ExecConfig {
     /// The store's compiled-module cache, for a WebAssembly command.
     #[serde(default)]
     pub wasm_cache: Option<crate::sandbox::wasi::cache::CacheLocation>,
+    /// Where the container's cgroup is, when not `berth/<id>` (see `InitConfig::cgroup_path`).
+    #[serde(default)]
+    pub cgroup_path: Option<String>,
 }
 
 /// Runs `__exec`; never returns.
@@ -63,7 +66,7 @@ fn run(config: &Path) -> Result<std::convert::Infallible, StartError> {
     // a cgroup of the host's, so there this process joins the whole cgroup first.
     let mut fork_target = cgroups::ForkTarget::default();
     if cfg.cgroup {
-        let cg = cgroups::Cgroup::open(&cfg.id).map_err(StartError::berth)?;
+        let cg = super::init::open_cgroup(&cfg.id, cfg.cgroup_path.as_deref())?;
         if cfg.spec.security.userns {
             cg.add_process(std::process::id() as i32)
         } else {

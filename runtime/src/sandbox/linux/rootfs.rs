@@ -82,6 +82,10 @@ pub struct RootfsPlan {
     /// (`volatile`, no sync when it is unmounted).
     #[serde(default)]
     pub volatile: bool,
+    /// `merged` is a root filesystem made already (a containerd bundle's `rootfs`, which
+    /// containerd's snapshotter mounted): it is bound onto itself, and no overlay is made.
+    #[serde(default)]
+    pub prepared: bool,
 }
 
 /// A mount step that failed.
@@ -202,41 +206,19 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
     )
     .map_err(|e| err("making / private", e))?;
 
-    let lower = plan
-        .lowerdirs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let mut opts = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        plan.upperdir.display(),
-        plan.workdir.display()
-    );
-    if plan.userxattr {
-        opts.push_str(",userxattr");
-    }
-    let overlay = |opts: &str| {
+    if plan.prepared {
+        // pivot_root wants a mount point.
         mount(
-            Some("overlay"),
+            Some(plan.merged.as_path()),
             &plan.merged,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts),
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none(),
         )
-    };
-    // `volatile` came with Linux 5.10: an older kernel refuses it, and syncs.
-    if plan.volatile {
-        overlay(&format!("{opts},volatile")).or_else(|_| overlay(&opts))
+        .map_err(|e| err(format!("binding the rootfs {}", plan.merged.display()), e))?;
     } else {
-        overlay(&opts)
+        overlay_rootfs(plan)?;
     }
-    .map_err(|e| {
-        err(
-            format!("mounting the overlay rootfs at {}", plan.merged.display()),
-            e,
-        )
-    })?;
     let root = Dir::open_ambient_dir(&plan.merged, ambient_authority())
         .map_err(|e| err("opening the rootfs", e))?;
     if !plan.wasi_guest {
@@ -284,6 +266,46 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
         )
         .map_err(|e| err("making the rootfs read-only", e))?;
     }
+    Ok(())
+}
+
+/// The overlay of the plan's layers and writable layer, at `merged`.
+fn overlay_rootfs(plan: &RootfsPlan) -> Result<(), RootfsError> {
+    let lower = plan
+        .lowerdirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        plan.upperdir.display(),
+        plan.workdir.display()
+    );
+    if plan.userxattr {
+        opts.push_str(",userxattr");
+    }
+    let overlay = |opts: &str| {
+        mount(
+            Some("overlay"),
+            &plan.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts),
+        )
+    };
+    // `volatile` came with Linux 5.10: an older kernel refuses it, and syncs.
+    if plan.volatile {
+        overlay(&format!("{opts},volatile")).or_else(|_| overlay(&opts))
+    } else {
+        overlay(&opts)
+    }
+    .map_err(|e| {
+        err(
+            format!("mounting the overlay rootfs at {}", plan.merged.display()),
+            e,
+        )
+    })?;
     Ok(())
 }
 

@@ -116,6 +116,8 @@ impl Runner for NativeRunner {
             spare_folders: None,
             cleanup_in: None,
             networks: Vec::new(),
+            cgroup_path: None,
+            join: Vec::new(),
         };
         let (status_read, status_write) = nix::unistd::pipe().map_err(StartError::berth)?;
         close_on_exec(&status_read)?;
@@ -162,6 +164,7 @@ fn plan(workload: &Workload<'_>, dir: &Path) -> RootfsPlan {
         userxattr: false,
         wasi_guest: spec.backend == Backend::Wasi,
         volatile: true,
+        prepared: false,
     }
 }
 

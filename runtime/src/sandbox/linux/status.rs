@@ -71,34 +71,67 @@ pub enum StartReport {
 pub fn read(pipe: File, mut on_pid: impl FnMut(i32) -> Result<(), StartError>) -> StartReport {
     let mut pid = None;
     for line in BufReader::new(pipe).lines() {
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                return StartReport::Failed(StartError::berth(format!(
-                    "reading the container's init: {e}"
-                )));
-            }
-        };
-        match serde_json::from_str::<StatusMessage>(&line) {
+        match parse(line) {
             Ok(StatusMessage::Pid(p)) => {
                 if let Err(e) = on_pid(p) {
                     return StartReport::Failed(e);
                 }
                 pid = Some(p);
             }
-            Ok(StatusMessage::Failed(e)) => return StartReport::Failed(e),
-            Err(e) => {
-                return StartReport::Failed(StartError::berth(format!(
-                    "the container's init sent {line:?}, which is not a status message: {e}"
-                )));
-            }
+            Ok(StatusMessage::Failed(e)) | Err(e) => return StartReport::Failed(e),
         }
     }
     match pid {
         Some(p) => StartReport::Running(p),
-        None => StartReport::Failed(StartError::berth(
-            "the container's init ended before starting the workload",
-        )),
+        None => StartReport::Failed(ended_early()),
+    }
+}
+
+/// One line of the pipe, as a message.
+fn parse(line: std::io::Result<String>) -> Result<StatusMessage, StartError> {
+    let line = line.map_err(|e| StartError::berth(format!("reading the container's init: {e}")))?;
+    serde_json::from_str::<StatusMessage>(&line).map_err(|e| {
+        StartError::berth(format!(
+            "the container's init sent {line:?}, which is not a status message: {e}"
+        ))
+    })
+}
+
+fn ended_early() -> StartError {
+    StartError::berth("the container's init ended before starting the workload")
+}
+
+/// The status pipe read in two steps, for a host that creates a container and starts it
+/// later (containerd's shim): PID 1's pid once the container is made, then, after the go
+/// byte, whether its workload started.
+pub struct TwoStep(BufReader<File>);
+
+impl TwoStep {
+    /// Reads up to PID 1's pid.
+    pub fn pid(pipe: File) -> Result<(TwoStep, i32), StartError> {
+        let mut reader = BufReader::new(pipe);
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => Err(ended_early()),
+            Ok(_) => match parse(Ok(line.trim_end().to_string()))? {
+                StatusMessage::Pid(p) => Ok((TwoStep(reader), p)),
+                StatusMessage::Failed(e) => Err(e),
+            },
+            Err(e) => Err(StartError::berth(format!(
+                "reading the container's init: {e}"
+            ))),
+        }
+    }
+
+    /// Reads to the end: the workload started, or why it did not.
+    pub fn started(self) -> Result<(), StartError> {
+        for line in self.0.lines() {
+            match parse(line)? {
+                StatusMessage::Pid(_) => {}
+                StatusMessage::Failed(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

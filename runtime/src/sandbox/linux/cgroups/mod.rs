@@ -52,6 +52,11 @@ pub enum CgroupError {
     /// An id that cannot name a directory safely.
     #[error("invalid container id {0:?} for a cgroup: use letters, digits, '_', '.' and '-'")]
     InvalidId(String),
+    /// A runtime spec's `linux.cgroupsPath` that cannot name a group safely.
+    #[error(
+        "invalid cgroupsPath {0:?}: give a path of names made of letters, digits, '_', '.', '-', ':' and '@', with no '..', or systemd's slice:prefix:name"
+    )]
+    InvalidPath(String),
     /// A limit outside what the kernel or Docker accept.
     #[error("{0}")]
     InvalidLimit(String),
@@ -123,6 +128,81 @@ pub struct Cgroup {
     dirs: Vec<Dir>,
 }
 
+/// Where a container's group is below each hierarchy's mount: `berth/<id>` for berth's own
+/// containers, or what a runtime spec's `linux.cgroupsPath` says (containerd's shim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupPath(PathBuf);
+
+impl CgroupPath {
+    /// `berth/<id>`.
+    pub fn of_container(id: &str) -> Result<CgroupPath, CgroupError> {
+        check_id(id)?;
+        Ok(CgroupPath(Path::new(PARENT).join(id)))
+    }
+
+    /// A spec's `linux.cgroupsPath`: a path (`/default/ctr`, relative to each hierarchy's
+    /// root, as runc takes it) or systemd's `slice:prefix:name`, laid out as systemd would
+    /// (`a-b.slice` in `a.slice`, the group `prefix-name.scope`). Nothing above the
+    /// hierarchy's root, and no name the kernel gives a meaning (`cgroup.*`, a controller's
+    /// file), can be reached.
+    pub fn from_spec(given: &str) -> Result<CgroupPath, CgroupError> {
+        let bad = || CgroupError::InvalidPath(given.to_string());
+        let parts: Vec<String> = match given.split(':').collect::<Vec<_>>()[..] {
+            [slice, prefix, name] if !given.starts_with('/') => {
+                let mut parts = systemd_slice(slice).ok_or_else(bad)?;
+                parts.push(if prefix.is_empty() {
+                    format!("{name}.scope")
+                } else {
+                    format!("{prefix}-{name}.scope")
+                });
+                parts
+            }
+            _ => given
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)
+                .collect(),
+        };
+        let fine = |c: &String| {
+            !c.is_empty()
+                && c.len() <= 255
+                && !c.starts_with('.')
+                && !c.starts_with("cgroup.")
+                && !c.contains('/')
+                && c.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':' | b'@')
+                })
+        };
+        if parts.is_empty() || parts.len() > 32 || !parts.iter().all(fine) {
+            return Err(bad());
+        }
+        Ok(CgroupPath(parts.iter().collect()))
+    }
+
+    /// The path, relative to a hierarchy's mount.
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// systemd's folders for a slice: `a-b.slice` is `a.slice/a-b.slice`; `-.slice` and an empty
+/// one are the root.
+fn systemd_slice(slice: &str) -> Option<Vec<String>> {
+    if slice.is_empty() || slice == "-.slice" {
+        return Some(Vec::new());
+    }
+    let stem = slice.strip_suffix(".slice")?;
+    if stem.is_empty() || stem.starts_with('-') || stem.ends_with('-') || stem.contains("--") {
+        return None;
+    }
+    let words: Vec<&str> = stem.split('-').collect();
+    Some(
+        (1..=words.len())
+            .map(|n| format!("{}.slice", words[..n].join("-")))
+            .collect(),
+    )
+}
+
 /// The id as error messages show it: Docker's 12-character short form.
 fn short(id: &str) -> String {
     id.chars().take(12).collect()
@@ -153,7 +233,22 @@ impl Cgroup {
     /// error; with no limit asked, a missing controller is not. cpuset and blkio/io are joined
     /// only when a limit needs them.
     pub fn create_in(root: &CgroupRoot, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        check_id(id)?;
+        Self::create_at_in(root, id, &CgroupPath::of_container(id)?, limits)
+    }
+
+    /// Creates the group at `path` on this host for the container `id` (which only names it
+    /// in messages), as [`Cgroup::create_in`] does.
+    pub fn create_at(id: &str, path: &CgroupPath, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        Self::create_at_in(CgroupRoot::host(), id, path, limits)
+    }
+
+    /// [`Cgroup::create_at`] under `root`.
+    pub fn create_at_in(
+        root: &CgroupRoot,
+        id: &str,
+        path: &CgroupPath,
+        limits: &Limits,
+    ) -> Result<Cgroup, CgroupError> {
         let plan = Plan::of(limits)?;
         let version = root.version;
         if version == CgroupVersion::None {
@@ -187,7 +282,7 @@ impl Cgroup {
             .hierarchies
             .iter()
             .filter(joined)
-            .try_for_each(|h| cg.add_hierarchy(h, &asked))
+            .try_for_each(|h| cg.add_hierarchy(h, path.as_path(), &asked))
             .and_then(|()| {
                 if v2 {
                     v2::apply(&cg, &plan)
@@ -210,13 +305,22 @@ impl Cgroup {
 
     /// The cgroup of an existing container under `root`.
     pub fn open_in(root: &CgroupRoot, id: &str) -> Result<Cgroup, CgroupError> {
-        check_id(id)?;
+        Self::open_at_in(root, id, &CgroupPath::of_container(id)?)
+    }
+
+    /// The group at `path` on this host, of the container `id`.
+    pub fn open_at(id: &str, path: &CgroupPath) -> Result<Cgroup, CgroupError> {
+        Self::open_at_in(CgroupRoot::host(), id, path)
+    }
+
+    /// [`Cgroup::open_at`] under `root`.
+    pub fn open_at_in(root: &CgroupRoot, id: &str, at: &CgroupPath) -> Result<Cgroup, CgroupError> {
         let version = root.version;
         let dirs: Vec<Dir> = root
             .hierarchies
             .iter()
             .map(|h| {
-                let path = h.mount.join(PARENT).join(id);
+                let path = h.mount.join(at.as_path());
                 let controllers = if version == CgroupVersion::V2 {
                     // The controllers enabled for the container are those its parent passes on.
                     root::words(&path.join("cgroup.controllers"))
@@ -488,25 +592,32 @@ impl Cgroup {
         self.write_each(dir, file, lines)
     }
 
-    /// Makes the container's directory in one hierarchy (and `berth/` above it).
+    /// Makes the container's directory at `rel` in one hierarchy (and the groups above it).
     fn add_hierarchy(
         &mut self,
         h: &Hierarchy,
+        rel: &Path,
         asked: &dyn Fn(&str) -> bool,
     ) -> Result<(), CgroupError> {
-        let parent = h.mount.join(PARENT);
-        let path = parent.join(&self.id);
+        // The mount, each group down to the container's, and the container's.
+        let mut chain = vec![h.mount.clone()];
+        for c in rel.components() {
+            let next = chain[chain.len() - 1].join(c);
+            chain.push(next);
+        }
+        let path = chain[chain.len() - 1].clone();
         let controllers = if self.version == CgroupVersion::V2 {
-            let controllers = v2::enable(self, &h.mount, &parent, &h.controllers, asked)?;
+            let controllers = v2::enable(self, &chain[..chain.len() - 1], &h.controllers, asked)?;
             self.mkdir(&path)?;
             controllers
         } else {
-            // `berth/` is there but for the first container: made only when missing, which
-            // saves a syscall per hierarchy at each start.
+            // The groups above are there but for the first container: made only when
+            // missing, which saves a syscall per hierarchy at each start.
             match std::fs::create_dir(&path) {
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    self.mkdir(&parent)?;
-                    self.mkdir(&path)?;
+                    for dir in &chain[1..] {
+                        self.mkdir(dir)?;
+                    }
                 }
                 Err(e) if e.kind() != ErrorKind::AlreadyExists => {
                     return Err(self.io_err(format!("creating cgroup {}", path.display()))(
@@ -516,7 +627,8 @@ impl Cgroup {
                 _ => {}
             }
             if h.controllers.iter().any(|c| c == "cpuset") {
-                v1::inherit_cpuset(self, [&h.mount, &parent, &path])?;
+                let chain: Vec<&Path> = chain.iter().map(PathBuf::as_path).collect();
+                v1::inherit_cpuset(self, &chain)?;
             }
             h.controllers.clone()
         };
@@ -693,4 +805,41 @@ fn subgroups(dir: &Path) -> Vec<PathBuf> {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
         .collect()
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn spec_paths_stay_below_the_hierarchy() {
+        let p = |s: &str| CgroupPath::from_spec(s).map(|c| c.as_path().to_path_buf());
+        assert_eq!(p("/default/t1").unwrap(), Path::new("default/t1"));
+        assert_eq!(
+            p("/kubepods/besteffort/pod1/abc").unwrap(),
+            Path::new("kubepods/besteffort/pod1/abc")
+        );
+        assert_eq!(
+            p("kubepods-besteffort-pod1.slice:cri-containerd:abc").unwrap(),
+            Path::new(
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"
+            )
+        );
+        for bad in [
+            "",
+            "/",
+            "/a/../../etc",
+            "/a/./b",
+            "/cgroup.procs",
+            "/a b",
+            ".hidden",
+            "-.slice:x:../y",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?} was taken");
+        }
+        assert_eq!(
+            CgroupPath::of_container("abc").unwrap().as_path(),
+            Path::new("berth/abc")
+        );
+    }
 }

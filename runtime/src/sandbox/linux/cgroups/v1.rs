@@ -110,8 +110,9 @@ fn blkio(cg: &Cgroup, p: &Path, plan: &Plan) -> Result<(), CgroupError> {
 }
 
 /// A new cpuset group has no CPUs and no memory nodes, and no process can join it until it
-/// has both: `berth/` and the container's take their parent's, unless set already.
-pub(super) fn inherit_cpuset(cg: &Cgroup, dirs: [&Path; 3]) -> Result<(), CgroupError> {
+/// has both: the groups from the mount down to the container's (`dirs`) take their parent's,
+/// unless set already.
+pub(super) fn inherit_cpuset(cg: &Cgroup, dirs: &[&Path]) -> Result<(), CgroupError> {
     for pair in dirs.windows(2) {
         let (from, to) = (pair[0], pair[1]);
         for file in ["cpuset.cpus", "cpuset.mems"] {

@@ -1,7 +1,7 @@
 //! Writing a container's limits into the v2 hierarchy, with runc's conversions of Docker's v1
 //! values.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::plan::{CFS_PERIOD_US, Plan, cpu_weight, io_weight};
 use super::root::{OPTIONAL, words};
@@ -10,17 +10,19 @@ use super::{Cgroup, CgroupError};
 /// The v2 controllers a container may get (see [`OPTIONAL`] for those only asked for).
 const CONTROLLERS: &[&str] = &["memory", "cpu", "pids", "cpuset", "io"];
 
-/// Passes the controllers on from the root to `berth/`, making `berth/`. Returns those the
-/// container will have. A controller no limit asks for is best effort; an optional one is
+/// Passes the controllers on from the root down the groups `above` the container's (the root
+/// first: `berth/`, or a spec's path), making those groups. Returns those the container will
+/// have. A controller no limit asks for is best effort; an optional one is
 /// enabled only when asked for.
 pub(super) fn enable(
     cg: &Cgroup,
-    root: &Path,
-    parent: &Path,
+    above: &[PathBuf],
     available: &[String],
     asked: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<String>, CgroupError> {
-    cg.mkdir(parent)?;
+    for dir in &above[1..] {
+        cg.mkdir(dir)?;
+    }
     let mut enabled = Vec::new();
     for c in CONTROLLERS {
         let needed = asked(c);
@@ -28,7 +30,7 @@ pub(super) fn enable(
             continue;
         }
         let mut ok = true;
-        for dir in [root, parent] {
+        for dir in above {
             let on = words(&dir.join("cgroup.subtree_control"))
                 .iter()
                 .any(|x| x == c);

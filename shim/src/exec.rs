@@ -1,0 +1,149 @@
+//! `ctr task exec` (and kubelet's exec probes): another process in a native task's container,
+//! run as `berth exec` runs one: this binary's `__exec` joins the container's namespaces and
+//! cgroup and execs the command. A WASI task has no process to join.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Condvar, Mutex};
+use std::time::SystemTime;
+
+use berth_runtime::sandbox::linux::exe_seal::SealedExe;
+use berth_runtime::sandbox::linux::nsexec::ExecConfig;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+
+use crate::instance::{Instance, Phase, RUN_ROOT};
+
+/// An exec'd process.
+pub struct Exec {
+    pub id: String,
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    config: ExecConfig,
+    pid: Mutex<Option<i32>>,
+    phase: Mutex<Phase>,
+    changed: Condvar,
+}
+
+impl Exec {
+    /// An exec of the process in `spec` (containerd's runtime-spec Process, as JSON) into
+    /// `task`, not started yet.
+    pub fn new(
+        task: &Instance,
+        id: &str,
+        spec: &Any,
+        stdio: [&str; 3],
+        terminal: bool,
+    ) -> Result<Exec, String> {
+        if task.wasi {
+            return Err(format!(
+                "task {} runs a WebAssembly guest, which has no namespaces to exec a process into: exec works in native tasks only",
+                task.id
+            ));
+        }
+        if terminal {
+            return Err(
+                "a terminal (exec -t) is not supported by berth's shim yet: exec without -t".into(),
+            );
+        }
+        let process: oci_spec::runtime::Process = serde_json::from_slice(&spec.value)
+            .map_err(|e| format!("reading the exec's process spec: {e}"))?;
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err("the exec's process has no args: give the command to run".into());
+        }
+        let mut workload = task.spec.clone();
+        workload.args = args;
+        workload.env = process.env().clone().unwrap_or_default();
+        if !process.cwd().as_os_str().is_empty() {
+            workload.cwd = process.cwd().display().to_string();
+        }
+        workload.user = format!("{}:{}", process.user().uid(), process.user().gid());
+        workload.tty = false;
+        workload.init = false;
+        Ok(Exec {
+            id: id.to_string(),
+            stdin: stdio[0].to_string(),
+            stdout: stdio[1].to_string(),
+            stderr: stdio[2].to_string(),
+            config: ExecConfig {
+                id: task.id.clone(),
+                pid: task.pid,
+                spec: workload,
+                cgroup: true,
+                wasm_cache: None,
+                cgroup_path: Some(task.cgroup_path.clone()),
+            },
+            pid: Mutex::new(None),
+            phase: Mutex::new(Phase::Created),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Starts it; gives its pid.
+    pub fn start(&self, bundle: &Path) -> Result<i32, String> {
+        if self.pid.lock().unwrap().is_some() {
+            return Err(format!("exec {} was started already", self.id));
+        }
+        let [stdin, stdout, stderr] = crate::stdio::open(&self.stdin, &self.stdout, &self.stderr)?;
+        let path = bundle.join(format!(".exec-{}.json", self.id));
+        std::fs::write(&path, serde_json::to_vec(&self.config).unwrap_or_default())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        // Never the host's file: the exec process joins the container (see `exe_seal`).
+        let exe = SealedExe::of_self(Path::new(RUN_ROOT))
+            .map_err(|e| format!("sealing the shim's binary: {e}"))?;
+        let mut cmd = exe.command();
+        cmd.arg("__exec")
+            .arg(&path)
+            .env_clear()
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
+        let child = cmd.spawn().map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            format!("starting exec {}: {e}", self.id)
+        })?;
+        let pid = child.id() as i32;
+        *self.pid.lock().unwrap() = Some(pid);
+        *self.phase.lock().unwrap() = Phase::Running;
+        Ok(pid)
+    }
+
+    /// Its pid once started.
+    pub fn pid(&self) -> Option<i32> {
+        *self.pid.lock().unwrap()
+    }
+
+    /// Where it is.
+    pub fn phase(&self) -> Phase {
+        *self.phase.lock().unwrap()
+    }
+
+    /// Records its end.
+    pub fn exited(&self, code: i32) {
+        *self.phase.lock().unwrap() = Phase::Stopped(code as u32, SystemTime::now());
+        self.changed.notify_all();
+    }
+
+    /// Waits for its end.
+    pub fn wait(&self) -> (u32, SystemTime) {
+        let mut phase = self.phase.lock().unwrap();
+        loop {
+            if let Phase::Stopped(code, at) = *phase {
+                return (code, at);
+            }
+            phase = self.changed.wait(phase).unwrap();
+        }
+    }
+
+    /// Sends it `signal`.
+    pub fn kill(&self, signal: u32) -> Result<(), String> {
+        let (Some(pid), Phase::Running) = (self.pid(), self.phase()) else {
+            return Ok(());
+        };
+        let sig = nix::sys::signal::Signal::try_from(signal as i32)
+            .map_err(|_| format!("signal {signal} is not a valid signal number"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .map_err(|e| format!("signalling exec {}: {e}", self.id))
+    }
+}
