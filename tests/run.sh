@@ -30,6 +30,9 @@ dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # berth.exe: cross-compiled with mingw-w64 and run under wine by tests/windows.rs.
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64-posix)
 command -v wine >/dev/null 2>&1 || need+=(wine wine64)
+# tests/shim.rs: containerd-shim-berth-v1 under containerd and ctr; `ip netns` for a pod's netns.
+command -v containerd >/dev/null 2>&1 || need+=(containerd)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if ((${#need[@]})); then
     echo "tests/run.sh: installing ${need[*]}" >&2
     apt-get update -qq
