@@ -3,7 +3,6 @@
 //! and requests waiting. Kept with `prometheus-client`; served by a small listener of its own,
 //! bounded as the main one is (a header timeout, a cap on connections).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 

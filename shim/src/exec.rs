@@ -35,6 +35,17 @@ impl Exec {
         stdio: [&str; 3],
         terminal: bool,
     ) -> Result<Exec, String> {
+        let named_well = !id.is_empty()
+            && id.len() <= 76
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            && !id.starts_with('.');
+        if !named_well {
+            return Err(format!(
+                "invalid exec id {id:?}: use letters, digits, '_', '.' and '-'"
+            ));
+        }
         if task.wasi {
             return Err(format!(
                 "task {} runs a WebAssembly guest, which has no namespaces to exec a process into: exec works in native tasks only",
