@@ -227,6 +227,15 @@ impl Drop for Containerd {
     }
 }
 
+/// The pid `ctr task ls` (its output `ls`) gives task `id`.
+fn task_pid(ls: &str, id: &str) -> i32 {
+    ls.lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("task {id} is not in {ls}"))
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -316,12 +325,7 @@ fn a_detached_task_lists_its_pids_metrics_and_execs_and_is_killed_and_deleted() 
     c.ok(&["run", "-d", "--runtime", RUNTIME, &bb, "d1", "sleep", "300"]);
     let ls = c.ok(&["task", "ls"]);
     assert!(ls.contains("d1") && ls.contains("RUNNING"), "{ls}");
-    let pid: i32 = ls
-        .lines()
-        .find(|l| l.starts_with("d1"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let pid = task_pid(&ls, "d1");
     assert!(c.ok(&["task", "ps", "d1"]).contains(&pid.to_string()));
     let metrics = c.ok(&["task", "metrics", "d1"]);
     assert!(metrics.contains("pids.current"), "{metrics}");
@@ -429,12 +433,7 @@ fn a_killed_shim_is_cleaned_up_after_and_its_task_dies_with_it() {
     let bb = c.import(&b, "bb");
     c.ok(&["run", "-d", "--runtime", RUNTIME, &bb, "k1", "sleep", "300"]);
     let ls = c.ok(&["task", "ls"]);
-    let pid: i32 = ls
-        .lines()
-        .find(|l| l.starts_with("k1"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let pid = task_pid(&ls, "k1");
     let shims = c.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
     nix::sys::signal::kill(

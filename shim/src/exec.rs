@@ -152,9 +152,7 @@ impl Exec {
         let (Some(pid), Phase::Running) = (self.pid(), self.phase()) else {
             return Ok(());
         };
-        let sig = nix::sys::signal::Signal::try_from(signal as i32)
-            .map_err(|_| format!("signal {signal} is not a valid signal number"))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        crate::instance::send_signal(pid, signal)
             .map_err(|e| format!("signalling exec {}: {e}", self.id))
     }
 }

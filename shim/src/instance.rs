@@ -199,7 +199,24 @@ impl Instance {
                 *phase = Phase::Running;
             }
         }
-        created.start().map(drop).map_err(|e| e.message)
+        created.start().map(drop).map_err(|e| {
+            // PID 1 said why and ended: its end is recorded before the error goes back, so
+            // the Delete containerd sends next finds the task stopped.
+            if !self.wait_for(std::time::Duration::from_secs(5)) {
+                let _ = self.cgroup.kill_all(nix::libc::SIGKILL);
+            }
+            e.message
+        })
+    }
+
+    /// Waits up to `limit` for its end; whether it ended.
+    fn wait_for(&self, limit: std::time::Duration) -> bool {
+        let phase = self.phase.lock().unwrap();
+        let (phase, _) = self
+            .changed
+            .wait_timeout_while(phase, limit, |p| !matches!(p, Phase::Stopped(..)))
+            .unwrap();
+        matches!(*phase, Phase::Stopped(..))
     }
 
     /// Where it is now.
@@ -239,10 +256,7 @@ impl Instance {
                 .kill_all(signal as i32)
                 .map_err(|e| e.to_string());
         }
-        let sig = nix::sys::signal::Signal::try_from(signal as i32)
-            .map_err(|_| format!("signal {signal} is not a valid signal number"))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig)
-            .map_err(|e| format!("signalling task {}: {e}", self.id))
+        send_signal(self.pid, signal).map_err(|e| format!("signalling task {}: {e}", self.id))
     }
 
     /// The container's processes.
@@ -259,6 +273,13 @@ impl Instance {
             let _ = self.cgroup.remove();
         }
     }
+}
+
+/// Sends `signal` (a number, as containerd gives it) to `pid`.
+pub fn send_signal(pid: i32, signal: u32) -> Result<(), String> {
+    let sig = nix::sys::signal::Signal::try_from(signal as i32)
+        .map_err(|_| format!("signal {signal} is not a valid signal number"))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| e.to_string())
 }
 
 /// The backend, as `berth run` chooses it: the program's magic bytes in the rootfs, else the

@@ -185,7 +185,7 @@ fn inherited_stdio() -> Result<InitStdio, StartError> {
 }
 
 /// Keeps this process' end of a pipe from the init's inheritance.
-fn close_on_exec(fd: &OwnedFd) -> Result<(), StartError> {
+pub(super) fn close_on_exec(fd: &OwnedFd) -> Result<(), StartError> {
     nix::fcntl::fcntl(
         fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),

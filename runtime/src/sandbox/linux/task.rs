@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::cgroups::{Cgroup, CgroupPath};
 use super::init::{InitConfig, NamespacePath};
 use super::rootfs::RootfsPlan;
+use super::runner::close_on_exec;
 use super::status::TwoStep;
 use crate::backend::Backend;
 use crate::container::spawn::{self, InitHandoff, InitStdio};
@@ -144,11 +145,12 @@ impl CreatedTask {
     /// Lets PID 1 run the program; says why it could not (a program not found is 127, as
     /// with `berth run`).
     pub fn start(mut self) -> Result<Cgroup, StartError> {
-        self.go
-            .write_all(b"g")
-            .map_err(|e| StartError::berth(format!("starting the container: {e}")))?;
+        // PID 1 may have ended already, having said why (a program not found): that is the
+        // error, not the closed pipe.
+        let written = self.go.write_all(b"g");
         drop(self.go);
         self.status.started()?;
+        written.map_err(|e| StartError::berth(format!("starting the container: {e}")))?;
         Ok(self.cgroup)
     }
 }
@@ -179,7 +181,7 @@ fn plan(spec: &WorkloadSpec, rootfs: &Path) -> RootfsPlan {
 fn pipe_to_us() -> Result<(OwnedFd, OwnedFd), StartError> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::empty()).map_err(StartError::berth)?;
-    cloexec(&read)?;
+    close_on_exec(&read)?;
     Ok((read, write))
 }
 
@@ -187,15 +189,6 @@ fn pipe_to_us() -> Result<(OwnedFd, OwnedFd), StartError> {
 fn pipe_from_us() -> Result<(OwnedFd, OwnedFd), StartError> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::empty()).map_err(StartError::berth)?;
-    cloexec(&write)?;
+    close_on_exec(&write)?;
     Ok((read, write))
-}
-
-fn cloexec(fd: &OwnedFd) -> Result<(), StartError> {
-    nix::fcntl::fcntl(
-        fd,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .map(drop)
-    .map_err(StartError::berth)
 }
