@@ -4,14 +4,15 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use berth_runtime::sandbox::linux::nsexec::ExecConfig;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 
-use crate::instance::{Instance, Phase, RUN_ROOT};
+use crate::instance::{Instance, RUN_ROOT};
+use crate::life::{Life, Phase};
 
 /// An exec'd process.
 pub struct Exec {
@@ -21,8 +22,7 @@ pub struct Exec {
     pub stderr: String,
     config: ExecConfig,
     pid: Mutex<Option<i32>>,
-    phase: Mutex<Phase>,
-    changed: Condvar,
+    life: Life,
 }
 
 impl Exec {
@@ -86,8 +86,7 @@ impl Exec {
                 cgroup_path: Some(task.cgroup_path.clone()),
             },
             pid: Mutex::new(None),
-            phase: Mutex::new(Phase::Created),
-            changed: Condvar::new(),
+            life: Life::new(),
         })
     }
 
@@ -116,7 +115,7 @@ impl Exec {
         })?;
         let pid = child.id() as i32;
         *self.pid.lock().unwrap() = Some(pid);
-        *self.phase.lock().unwrap() = Phase::Running;
+        self.life.started();
         Ok(pid)
     }
 
@@ -127,24 +126,17 @@ impl Exec {
 
     /// Where it is.
     pub fn phase(&self) -> Phase {
-        *self.phase.lock().unwrap()
+        self.life.get()
     }
 
     /// Records its end.
     pub fn exited(&self, code: i32) {
-        *self.phase.lock().unwrap() = Phase::Stopped(code as u32, SystemTime::now());
-        self.changed.notify_all();
+        self.life.ended(code);
     }
 
     /// Waits for its end.
     pub fn wait(&self) -> (u32, SystemTime) {
-        let mut phase = self.phase.lock().unwrap();
-        loop {
-            if let Phase::Stopped(code, at) = *phase {
-                return (code, at);
-            }
-            phase = self.changed.wait(phase).unwrap();
-        }
+        self.life.wait()
     }
 
     /// Sends it `signal`.

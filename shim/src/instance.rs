@@ -2,9 +2,9 @@
 //! the shim reaps its `__init`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Condvar, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use berth_runtime::backend::{self, Backend, Evidence, ImageHints};
 use berth_runtime::bundle::Bundle;
@@ -13,6 +13,7 @@ use berth_runtime::sandbox::linux::task::{CreatedTask, TaskSetup};
 use berth_runtime::sandbox::wasi::cache::CacheLocation;
 use berth_runtime::workload::{StartError, WorkloadSpec};
 
+use crate::life::{Life, Phase};
 use crate::state::{self, Saved};
 
 /// Where the shim seals its binary for `__init` and `__exec` (see berth's `exe_seal`).
@@ -53,17 +54,6 @@ impl Spawner {
     }
 }
 
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Made, waiting for Start.
-    Created,
-    /// Its workload runs.
-    Running,
-    /// Ended, with this exit status, at this time.
-    Stopped(u32, SystemTime),
-}
-
 /// What containerd asked for at Create.
 pub struct Request {
     pub id: String,
@@ -94,8 +84,7 @@ pub struct Instance {
     pub cgroup_path: String,
     cgroup: Cgroup,
     created: Mutex<Option<CreatedTask>>,
-    phase: Mutex<Phase>,
-    changed: Condvar,
+    life: Life,
 }
 
 impl Instance {
@@ -146,6 +135,8 @@ impl Instance {
         let (id, state_dir, rootfs_dir) =
             (req.id.clone(), req.bundle.clone(), rootfs.to_path_buf());
         let (task_spec, join, path) = (spec.clone(), bundle.join, cgroup_path.clone());
+        // Opening berth's store costs a native start for nothing.
+        let cache = (spec.backend == Backend::Wasi).then(wasm_cache).flatten();
         let created = spawner
             .run(move || {
                 CreatedTask::create(TaskSetup {
@@ -157,7 +148,7 @@ impl Instance {
                     stdio,
                     state_dir: &state_dir,
                     run_root: Path::new(RUN_ROOT),
-                    wasm_cache: wasm_cache(),
+                    wasm_cache: cache,
                 })
             })
             .map_err(|e: StartError| e.message)?;
@@ -181,8 +172,7 @@ impl Instance {
                 cgroup_path,
                 cgroup: created.cgroup().clone(),
                 created: Mutex::new(Some(created)),
-                phase: Mutex::new(Phase::Created),
-                changed: Condvar::new(),
+                life: Life::new(),
             },
             saved,
         ))
@@ -193,56 +183,42 @@ impl Instance {
         let Some(created) = self.created.lock().unwrap().take() else {
             return Err(format!("task {} was started already", self.id));
         };
-        {
-            let mut phase = self.phase.lock().unwrap();
-            if *phase == Phase::Created {
-                *phase = Phase::Running;
-            }
-        }
+        self.life.started();
         created.start().map(drop).map_err(|e| {
             // PID 1 said why and ended: its end is recorded before the error goes back, so
             // the Delete containerd sends next finds the task stopped.
-            if !self.wait_for(std::time::Duration::from_secs(5)) {
+            if !self.life.wait_for(Duration::from_secs(5)) {
                 let _ = self.cgroup.kill_all(nix::libc::SIGKILL);
             }
             e.message
         })
     }
 
-    /// Waits up to `limit` for its end; whether it ended.
-    fn wait_for(&self, limit: std::time::Duration) -> bool {
-        let phase = self.phase.lock().unwrap();
-        let (phase, _) = self
-            .changed
-            .wait_timeout_while(phase, limit, |p| !matches!(p, Phase::Stopped(..)))
-            .unwrap();
-        matches!(*phase, Phase::Stopped(..))
-    }
-
     /// Where it is now.
     pub fn phase(&self) -> Phase {
-        *self.phase.lock().unwrap()
+        self.life.get()
     }
 
     /// Records its end (its `__init` was reaped with `code`); says whether the OOM killer
     /// struck.
     pub fn exited(&self, code: i32) -> bool {
-        // A container never started: its PID 1 waited on the go pipe, which is closed now.
-        drop(self.created.lock().unwrap().take());
-        *self.phase.lock().unwrap() = Phase::Stopped(code as u32, SystemTime::now());
-        self.changed.notify_all();
-        self.cgroup.oom_killed()
+        self.life.ended(code);
+        // The kernel signals its victim before it counts the kill (`__oom_kill_process`): a
+        // SIGKILLed workload reaped at once may be counted a moment later.
+        if code != 128 + nix::libc::SIGKILL {
+            return self.cgroup.oom_killed();
+        }
+        (0..20).any(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.cgroup.oom_killed()
+        })
     }
 
     /// Waits for its end.
     pub fn wait(&self) -> (u32, SystemTime) {
-        let mut phase = self.phase.lock().unwrap();
-        loop {
-            if let Phase::Stopped(code, at) = *phase {
-                return (code, at);
-            }
-            phase = self.changed.wait(phase).unwrap();
-        }
+        self.life.wait()
     }
 
     /// Sends `signal` to PID 1, or with `all` to every process of the container.

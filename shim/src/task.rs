@@ -17,7 +17,8 @@ use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::events::Events;
 use crate::exec::Exec;
-use crate::instance::{Instance, Phase, Request, Spawner};
+use crate::instance::{Instance, Request, Spawner};
+use crate::life::Phase;
 
 /// The task service: the shim's task (one per shim) and its execs.
 #[derive(Clone)]
