@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, SystemTime};
 
@@ -85,6 +86,8 @@ pub struct Instance {
     cgroup: Cgroup,
     created: Mutex<Option<CreatedTask>>,
     life: Life,
+    /// containerd asked for SIGKILL: an exit by it is that, not the OOM killer.
+    sigkill_sent: AtomicBool,
 }
 
 impl Instance {
@@ -173,6 +176,7 @@ impl Instance {
                 cgroup: created.cgroup().clone(),
                 created: Mutex::new(Some(created)),
                 life: Life::new(),
+                sigkill_sent: AtomicBool::new(false),
             },
             saved,
         ))
@@ -204,8 +208,13 @@ impl Instance {
     pub fn exited(&self, code: i32) -> bool {
         self.life.ended(code);
         // The kernel signals its victim before it counts the kill (`__oom_kill_process`): a
-        // SIGKILLed workload reaped at once may be counted a moment later.
-        if code != 128 + nix::libc::SIGKILL {
+        // SIGKILLed workload reaped at once may be counted a moment later. Waited for only
+        // where the memory cgroup could have killed it (a limit, and no SIGKILL asked for),
+        // as this holds up every other exit the shim reports.
+        let maybe_oom = code == 128 + nix::libc::SIGKILL
+            && self.spec.limits.memory.is_some()
+            && !self.sigkill_sent.load(Ordering::Relaxed);
+        if !maybe_oom {
             return self.cgroup.oom_killed();
         }
         (0..20).any(|i| {
@@ -225,6 +234,9 @@ impl Instance {
     pub fn kill(&self, signal: u32, all: bool) -> Result<(), String> {
         if matches!(self.phase(), Phase::Stopped(..)) {
             return Ok(());
+        }
+        if signal == nix::libc::SIGKILL as u32 {
+            self.sigkill_sent.store(true, Ordering::Relaxed);
         }
         if all {
             return self
