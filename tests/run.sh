@@ -53,5 +53,9 @@ fi
 # (the `wine` profile: dependencies unoptimized, which halves this build).
 cargo build --profile wine --target x86_64-pc-windows-gnu -p berth-cli
 
+# `cargo test` builds other packages' binaries only as test harnesses: tests/shim.rs runs the
+# real shim, built here beside berth.
+cargo build -p berth-shim --bin containerd-shim-berth-v1
+
 cargo test --workspace --all-targets "$@"
 
