@@ -8,7 +8,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,37 +15,6 @@ use std::time::{Duration, Instant};
 use common::served::*;
 use common::*;
 use sha2::{Digest as _, Sha256};
-
-/// Builds a Cargo project of tests/guests or examples for `target` into `target_dir`; gives
-/// the .wasm path.
-fn cargo_wasm(dir: &Path, target: &str, target_dir: &Path, file: &str, locked: bool) -> PathBuf {
-    let mut c = Command::new("cargo");
-    c.args([
-        "build",
-        "--release",
-        "--quiet",
-        "--target",
-        target,
-        "--target-dir",
-    ])
-    .arg(target_dir)
-    .current_dir(dir)
-    .env_remove("CARGO_TARGET_DIR");
-    if locked {
-        c.arg("--locked");
-    }
-    let status = c.status().expect("run cargo");
-    assert!(
-        status.success(),
-        "building {} failed: run the tests through tests/run.sh, which adds the wasm targets",
-        dir.display()
-    );
-    target_dir.join(target).join("release").join(file)
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The guests, built once per test run.
 struct Guests {
@@ -79,25 +47,9 @@ fn guests() -> &'static Guests {
 }
 
 /// Builds the examples once (into their own target folders, where their Dockerfiles look).
-fn examples() -> &'static () {
-    static E: OnceLock<()> = OnceLock::new();
-    E.get_or_init(|| {
-        for (name, target) in [
-            ("hello-http", "wasm32-wasip2"),
-            ("wagi-hello", "wasm32-wasip1"),
-        ] {
-            let dir = repo().join("examples").join(name);
-            let file = format!(
-                "{}.wasm",
-                if target.ends_with("p2") {
-                    name.replace('-', "_")
-                } else {
-                    name.to_string()
-                }
-            );
-            cargo_wasm(&dir, target, &dir.join("target"), &file, false);
-        }
-    })
+fn examples() {
+    example("hello-http", "wasm32-wasip2");
+    example("wagi-hello", "wasm32-wasip1");
 }
 
 /// Makes image `tag` of the module at `wasm` (`FROM scratch`, the module as its entrypoint).
@@ -814,4 +766,51 @@ fn hostile_clients_do_not_stop_the_server() {
         "an idle keep-alive connection was kept"
     );
     ok();
+}
+
+#[test]
+fn berth_run_serves_a_wasi_http_component_in_its_container() {
+    examples();
+    let b = Berth::new();
+    let ctx = repo().join("examples/hello-http");
+    b.ok(&["build", "-q", "-t", "hello-http", ctx.to_str().unwrap()]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("BERTH_HTTP_LISTEN=127.0.0.1:{port}");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "-e",
+        &listen,
+        "hello-http",
+    ]);
+    let id = id.trim();
+    let url = format!("http://127.0.0.1:{port}/from-run?q=1");
+    assert!(
+        eventually(|| agent().get(&url).call().is_ok()),
+        "the container did not serve: {:?}",
+        b.output(&["logs", id])
+    );
+    let (_, body) = get(&url);
+    assert!(body.contains("Hello from a berth function!"), "{body}");
+    assert!(body.contains("path: /from-run?q=1"), "{body}");
+    // The server's and the access log's lines are the container's stderr.
+    let logs = || String::from_utf8_lossy(&b.output(&["logs", id]).stderr).into_owned();
+    assert!(
+        eventually(|| logs().contains("GET /from-run?q=1 200")),
+        "{}",
+        logs()
+    );
+    assert!(logs().contains("serving /hello-http.wasm"));
+    // An address that is none: the container ends at once, naming the variable.
+    let (code, err) = b.fail(&["run", "-e", "BERTH_HTTP_LISTEN=:::", "hello-http"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("BERTH_HTTP_LISTEN=\":::\""), "{err}");
+    b.ok(&["stop", id]);
+    b.ok(&["rm", id]);
 }

@@ -562,3 +562,94 @@ fn an_image_berth_pushed_is_pulled_and_run_by_containerd() {
     assert_eq!(stdout(&out), "pulled\n", "{}", stderr(&out));
     c.assert_clean();
 }
+
+/// `cmd` run inside the network namespace `netns` (by `ip netns exec`); its stdout.
+fn in_netns(netns: &str, cmd: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns, "bash", "-c", cmd])
+        .output()
+        .expect("run ip netns exec");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_wasi_http_component_is_served_in_the_network_namespace_it_is_given() {
+    example("hello-http", "wasm32-wasip2");
+    let b = Berth::new();
+    let c = Containerd::start();
+    let ctx = repo().join("examples/hello-http");
+    b.ok(&["build", "-q", "-t", "hello-http", ctx.to_str().unwrap()]);
+    let image = c.import(&b, "hello-http");
+    // A pod's network namespace, made by the test, with its loopback up.
+    let netns = format!("berth-shim-http-{}", std::process::id());
+    sh(&format!(
+        "ip netns add {netns} && ip netns exec {netns} ip link set lo up"
+    ));
+    let with_ns = format!("network:/var/run/netns/{netns}");
+    let get = |port: u16, path: &str| {
+        in_netns(
+            &netns,
+            &format!("curl -s -m 5 -i http://127.0.0.1:{port}{path}"),
+        )
+    };
+    let run = |id: &str, env: &[&str]| {
+        let mut args = vec!["run", "-d", "--with-ns", &with_ns, "--runtime", RUNTIME];
+        for e in env {
+            args.extend(["--env", e]);
+        }
+        args.extend([image.as_str(), id]);
+        c.ok(&args);
+    };
+    // The default address, 0.0.0.0:8080 of the task's namespace. ctr's stdio fifos lose their
+    // reader when `ctr run -d` returns: the server's output must not end it.
+    run("h1", &[]);
+    assert!(
+        eventually(|| get(8080, "/from-ctr").contains("200 OK")),
+        "no answer on 8080 in the task's namespace: {}",
+        c.ok(&["task", "ls"])
+    );
+    let answer = get(8080, "/from-ctr?x=1");
+    assert!(answer.contains("Hello from a berth function!"), "{answer}");
+    assert!(answer.contains("path: /from-ctr?x=1"), "{answer}");
+    // A client speaking no HTTP gets 400 and the server goes on.
+    let garbage = in_netns(
+        &netns,
+        "exec 3<>/dev/tcp/127.0.0.1/8080; printf 'NOT HTTP \\001\\r\\n\\r\\n' >&3; head -c 12 <&3",
+    );
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(get(8080, "/again").contains("200 OK"));
+    // BERTH_HTTP_LISTEN moves it: a second task in the same namespace, on 9090.
+    run("h2", &["BERTH_HTTP_LISTEN=127.0.0.1:9090"]);
+    assert!(eventually(|| get(9090, "/second").contains("path: /second")));
+    // An address that is none: the task ends saying which variable to fix.
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--env",
+        "BERTH_HTTP_LISTEN=nonsense",
+        "--runtime",
+        RUNTIME,
+        &image,
+        "h3",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("BERTH_HTTP_LISTEN=\"nonsense\""),
+        "{}",
+        stderr(&out)
+    );
+    for id in ["h1", "h2"] {
+        c.ok(&["task", "kill", id]);
+    }
+    assert!(eventually(|| {
+        let ls = c.ok(&["task", "ls"]);
+        ls.matches("STOPPED").count() == 2
+    }));
+    for id in ["h1", "h2"] {
+        c.ctr(&["task", "delete", id]);
+        c.ok(&["container", "rm", id]);
+    }
+    let _ = c.ctr(&["container", "rm", "h3"]);
+    let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+    c.assert_clean();
+}

@@ -43,6 +43,8 @@ fn run_fast_path() -> Option<Cli> {
 }
 
 fn main() -> ExitCode {
+    // A container whose program is a wasi:http component serves it (in its init too).
+    berth_runtime::sandbox::wasi::http::register_server(berth_serve::serve_component);
     #[cfg(target_os = "linux")]
     if let Some(code) = commands::internal::init_fast_path() {
         return code;

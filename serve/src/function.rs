@@ -50,8 +50,8 @@ pub enum Executor {
 
 /// A loaded function.
 pub struct Function {
-    /// The image's id.
-    pub image_id: Digest,
+    /// The id of the image it came from (none for a component served by its own container).
+    pub image_id: Option<Digest>,
     /// Which executor runs it.
     pub kind: ExecutorKind,
     /// Whether its program came from the compile cache (else it was compiled now).
@@ -60,11 +60,11 @@ pub struct Function {
     pub executor: Executor,
     /// The guest's `/`, removed with the function when it was merged for it (none for
     /// containers, which have their own).
-    _rootfs: Option<Rootfs>,
+    pub(crate) _rootfs: Option<Rootfs>,
 }
 
 /// The folder a function's guest sees as `/`.
-enum Rootfs {
+pub(crate) enum Rootfs {
     /// A one-layer image's snapshot, which never changes.
     Snapshot(PathBuf),
     /// Several layers merged into a folder of the server's own.
@@ -208,7 +208,7 @@ impl Loader {
             _ => unreachable!("executor_kind matched the program's kind"),
         };
         Ok(Function {
-            image_id: image.id.clone(),
+            image_id: Some(image.id.clone()),
             kind,
             cached,
             executor,
@@ -228,7 +228,7 @@ impl Loader {
             .map(|m| m.route(&route.route.to_string()));
         let f = ContainerFunction::create(&self.store, route, image, context, metrics)?;
         Ok(Function {
-            image_id: image.id.clone(),
+            image_id: Some(image.id.clone()),
             kind: ExecutorKind::Container,
             cached: false,
             executor: Executor::Container(f),
@@ -283,7 +283,9 @@ impl Loader {
         program: &Program,
     ) -> Result<ExecutorKind, String> {
         let http = match program {
-            Program::Component(c) => wasi_http::is_http_handler(&self.engine, c),
+            Program::Component(c) => {
+                berth_runtime::sandbox::wasi::http::is_http_handler(&self.engine, c)
+            }
             Program::Module(_) => false,
         };
         match (route.executor, program) {

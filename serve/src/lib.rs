@@ -17,5 +17,7 @@ pub mod reload;
 pub mod route;
 mod run;
 pub mod server;
+mod single;
 
 pub use run::{ServeError, ServedRoute, Started, serve};
+pub use single::serve_component;

@@ -33,7 +33,7 @@ pub async fn watch(server: Arc<Server>, loader: Arc<Loader>) {
                 let image = loader.store().find_image(&config.image).map_err(|e| {
                     format!("{}: looking up image {}: {e}", config.origin, config.image)
                 })?;
-                if image.id == current {
+                if current.as_ref() == Some(&image.id) {
                     return Ok(None);
                 }
                 loader
@@ -49,7 +49,7 @@ pub async fn watch(server: Arc<Server>, loader: Arc<Loader>) {
                         "berth serve: route {}: image {} is now {} ({}); new requests go to it",
                         slot.config.route,
                         slot.config.image,
-                        f.image_id.short(),
+                        f.image_id.as_ref().map_or("", |d| d.short()),
                         f.kind
                     );
                     *slot.function.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(f);

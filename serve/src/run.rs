@@ -142,7 +142,10 @@ pub fn serve(
         served.push(ServedRoute {
             route: r.route.to_string(),
             image: r.image.clone(),
-            image_id: f.image_id.short().to_string(),
+            image_id: f
+                .image_id
+                .as_ref()
+                .map_or_else(String::new, |d| d.short().to_string()),
             kind: f.kind,
             cached: f.cached,
             containers: container_names(&store, &f),
@@ -195,18 +198,7 @@ pub fn serve(
         local,
     ));
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let open = Arc::new(AtomicUsize::new(0));
-    let mut loops = Vec::new();
-    for i in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
-        let listener = listener.try_clone().map_err(setup)?;
-        let (server, stopping, open) = (server.clone(), stopping.clone(), open.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("berth-serve-{i}"))
-            .spawn(move || accept_loop(listener, server, stopping, open))
-            .map_err(setup)?;
-        loops.push(thread);
-    }
-    drop(listener);
+    let loops = spawn_accept_loops(listener, &server, stopping).map_err(setup)?;
     started(&Started {
         addr: local,
         routes: served,
@@ -279,6 +271,26 @@ impl Drop for WaitForRemovals {
         #[cfg(target_os = "linux")]
         crate::executor::container::wait_for_removals();
     }
+}
+
+/// The accept loops of `server` on `listener`, one per core, each on a thread of its own;
+/// each gives, once `stopping` turns true and it has drained, how many connections it cut.
+pub(crate) fn spawn_accept_loops(
+    listener: std::net::TcpListener,
+    server: &Arc<Server>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<usize>>> {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut loops = Vec::new();
+    for i in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        let listener = listener.try_clone()?;
+        let (server, stopping, open) = (server.clone(), stopping.clone(), open.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("berth-serve-{i}"))
+            .spawn(move || accept_loop(listener, server, stopping, open))?;
+        loops.push(thread);
+    }
+    Ok(loops)
 }
 
 /// One core's accept loop, on a single-threaded runtime of its own: a request is read,
@@ -414,13 +426,13 @@ fn background_priority() {
 }
 
 /// The server's one epoch ticker: every guest's deadline check and yield hang off it.
-struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> EpochTicker {
+    pub(crate) fn start(engine: Engine) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -448,13 +460,13 @@ impl Drop for EpochTicker {
 
 /// Writes the access log's gathered lines every few milliseconds, on a thread of its own: a
 /// stderr that blocks (a full pipe) stalls this thread only, never a request or the epochs.
-struct LogWriter {
+pub(crate) struct LogWriter {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LogWriter {
-    fn start() -> LogWriter {
+    pub(crate) fn start() -> LogWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -485,7 +497,7 @@ impl Drop for LogWriter {
 const LOG_EVERY: Duration = Duration::from_millis(50);
 
 /// Idle keep-alive connections each hold a descriptor: as root, take the hard limit.
-fn raise_open_files_limit() {
+pub(crate) fn raise_open_files_limit() {
     #[cfg(unix)]
     {
         use rustix::process::{Resource, getrlimit, setrlimit};

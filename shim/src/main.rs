@@ -29,6 +29,8 @@ const RUNTIME: &str = "io.containerd.berth.v1";
 
 #[cfg(target_os = "linux")]
 fn main() {
+    // A task whose program is a wasi:http component serves it, as `berth run` does.
+    berth_runtime::sandbox::wasi::http::register_server(berth_serve::serve_component);
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("__init") => {

@@ -327,3 +327,60 @@ pub fn probe(target: &str) -> PathBuf {
     })
     .clone()
 }
+
+/// Builds a Cargo project of tests/guests or examples for `target` into `target_dir`; gives
+/// the .wasm path.
+pub fn cargo_wasm(
+    dir: &Path,
+    target: &str,
+    target_dir: &Path,
+    file: &str,
+    locked: bool,
+) -> PathBuf {
+    let mut c = Command::new("cargo");
+    c.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        target,
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .current_dir(dir)
+    .env_remove("CARGO_TARGET_DIR");
+    if locked {
+        c.arg("--locked");
+    }
+    let status = c.status().expect("run cargo");
+    assert!(
+        status.success(),
+        "building {} failed: run the tests through tests/run.sh, which adds the wasm targets",
+        dir.display()
+    );
+    target_dir.join(target).join("release").join(file)
+}
+
+/// The repository's folder.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds example `name` for `target` once per test run, into its own target folder (where
+/// its Dockerfile looks); gives the .wasm path.
+pub fn example(name: &str, target: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let dir = repo().join("examples").join(name);
+    let file = if target.ends_with("p2") {
+        format!("{}.wasm", name.replace('-', "_"))
+    } else {
+        format!("{name}.wasm")
+    };
+    let p = cargo_wasm(&dir, target, &dir.join("target"), &file, false);
+    built.push((name.to_string(), p.clone()));
+    p
+}

@@ -89,14 +89,6 @@ pub fn link(engine: &Engine, component: &Component) -> Result<ProxyPre<HttpHost>
         .map_err(|e| format!("it does not export wasi:http/incoming-handler@0.2 (is it a wasi:http proxy component?): {e:#}"))
 }
 
-/// Whether `component` exports `wasi:http/incoming-handler`, from its type alone.
-pub fn is_http_handler(engine: &Engine, component: &Component) -> bool {
-    component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| name.starts_with("wasi:http/incoming-handler@"))
-}
-
 impl WasiHttpFunction {
     /// The function of the pre-instantiated `pre`.
     pub fn new(

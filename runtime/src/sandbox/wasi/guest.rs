@@ -187,6 +187,10 @@ pub fn run(engine: &Engine, program: &Program, spec: &GuestSpec) -> Result<i32, 
                 .and_then(|f| f.call(&mut store, ()));
             (r, store.data().limiter.exceeded)
         }
+        Program::Component(component) if super::http::is_served(engine, component) => {
+            super::http::serve(engine, component, spec).map_err(WasiError::Setup)?;
+            return Ok(0);
+        }
         Program::Component(component) => {
             let mut linker: ComponentLinker<P2State> = ComponentLinker::new(engine);
             // Links `wasi:cli/exit.exit-with-code` too: stable since WASI 0.2.12, which

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod engine;
 pub mod guest;
+pub mod http;
 pub mod launch;
 pub mod runner;
 pub mod stop;
