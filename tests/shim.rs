@@ -121,6 +121,22 @@ impl Containerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `ctr ARGS` (a shell-quoted string) under a pseudo-terminal made by `script`, in a
+    /// window of 30 rows and 100 columns, as a person at a terminal would run it.
+    fn in_terminal(&self, args: &str) -> Output {
+        let ctr = format!(
+            "stty rows 30 cols 100; ctr -a {} -n {} {args}",
+            self.dir.path().join("c.sock").display(),
+            self.namespace
+        );
+        Command::new("script")
+            .args(["-qec", &ctr, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script")
+    }
+
     /// Saves berth's image `name` and imports it; gives containerd's name for it.
     fn import(&self, b: &Berth, name: &str) -> String {
         let tar = b.path(&format!("{name}.tar"));
@@ -478,7 +494,7 @@ fn a_task_joins_the_network_namespace_it_is_given_and_hostile_specs_are_refused(
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("net:[{inode}]\n"));
 
-    // A cgroup path out of the hierarchy, a mount namespace to join, a terminal: each refused
+    // A cgroup path out of the hierarchy, a mount namespace to join: each refused
     // with its reason, leaving nothing.
     let out = c.ctr(&[
         "run",
@@ -651,5 +667,41 @@ fn a_wasi_http_component_is_served_in_the_network_namespace_it_is_given() {
     }
     let _ = c.ctr(&["container", "rm", "h3"]);
     let _ = Command::new("ip").args(["netns", "del", &netns]).status();
+    c.assert_clean();
+}
+
+/// A shell loop that waits until its terminal has the size containerd resizes it to, then
+/// prints it: `ctr` sends the size once the process runs.
+const SIZE_WHEN_SET: &str = "for i in $(seq 100); do s=$(stty size 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != \"0 0\" ] && break; sleep 0.05; done; echo size=$s";
+
+#[test]
+fn a_task_and_an_exec_with_a_terminal_get_one_that_follows_the_window() {
+    let b = Berth::new();
+    let c = Containerd::start();
+    b.import_busybox("bb");
+    let bb = c.import(&b, "bb");
+    let out = c.in_terminal(&format!(
+        "run -t --rm --runtime {RUNTIME} {bb} t1 sh -c '{SIZE_WHEN_SET}; [ -t 0 ] && [ -t 1 ] && echo on-a-terminal; echo TERM=$TERM; exit 3'"
+    ));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}{}", stderr(&out));
+    assert!(text.contains("size=30 100"), "{text}");
+    assert!(text.contains("on-a-terminal"), "{text}");
+    assert!(text.contains("TERM=xterm"), "{text}");
+    // An exec with a terminal into a task without one.
+    c.ok(&["run", "-d", "--runtime", RUNTIME, &bb, "t2", "sleep", "300"]);
+    let out = c.in_terminal(&format!(
+        "task exec -t --exec-id e1 t2 sh -c '{SIZE_WHEN_SET}; [ -t 0 ] && echo on-a-terminal; exit 5'"
+    ));
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("size=30 100") && text.contains("on-a-terminal"),
+        "{text}"
+    );
+    c.ok(&["task", "kill", "-s", "KILL", "t2"]);
+    assert!(eventually(|| c.ok(&["task", "ls"]).contains("STOPPED")));
+    c.ctr(&["task", "delete", "t2"]);
+    c.ok(&["container", "rm", "t2"]);
     c.assert_clean();
 }

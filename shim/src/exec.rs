@@ -4,13 +4,14 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use berth_runtime::sandbox::linux::exe_seal::SealedExe;
 use berth_runtime::sandbox::linux::nsexec::ExecConfig;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 
+use crate::console::Console;
 use crate::instance::{Instance, RUN_ROOT};
 use crate::life::{Life, Phase};
 
@@ -23,6 +24,10 @@ pub struct Exec {
     config: ExecConfig,
     pid: Mutex<Option<i32>>,
     life: Life,
+    /// It runs in a terminal of its own.
+    terminal: bool,
+    /// That terminal, once started.
+    pub console: Mutex<Option<Arc<Console>>>,
 }
 
 impl Exec {
@@ -52,11 +57,6 @@ impl Exec {
                 task.id
             ));
         }
-        if terminal {
-            return Err(
-                "a terminal (exec -t) is not supported by berth's shim yet: exec without -t".into(),
-            );
-        }
         let process: oci_spec::runtime::Process = serde_json::from_slice(&spec.value)
             .map_err(|e| format!("reading the exec's process spec: {e}"))?;
         let args = process.args().clone().unwrap_or_default();
@@ -70,7 +70,7 @@ impl Exec {
             workload.cwd = process.cwd().display().to_string();
         }
         workload.user = format!("{}:{}", process.user().uid(), process.user().gid());
-        workload.tty = false;
+        workload.tty = terminal;
         workload.init = false;
         Ok(Exec {
             id: id.to_string(),
@@ -87,6 +87,8 @@ impl Exec {
             },
             pid: Mutex::new(None),
             life: Life::new(),
+            terminal,
+            console: Mutex::new(None),
         })
     }
 
@@ -95,7 +97,13 @@ impl Exec {
         if self.pid.lock().unwrap().is_some() {
             return Err(format!("exec {} was started already", self.id));
         }
-        let [stdin, stdout, stderr] = crate::stdio::open(&self.stdin, &self.stdout, &self.stderr)?;
+        let [stdin, stdout, stderr] = if self.terminal {
+            let (console, stdio) = Console::open(&self.stdin, &self.stdout)?;
+            *self.console.lock().unwrap() = Some(Arc::new(console));
+            stdio
+        } else {
+            crate::stdio::open(&self.stdin, &self.stdout, &self.stderr)?
+        };
         let path = bundle.join(format!(".exec-{}.json", self.id));
         std::fs::write(&path, serde_json::to_vec(&self.config).unwrap_or_default())
             .map_err(|e| format!("writing {}: {e}", path.display()))?;

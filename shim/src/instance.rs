@@ -14,6 +14,7 @@ use berth_runtime::sandbox::linux::task::{CreatedTask, TaskSetup};
 use berth_runtime::sandbox::wasi::cache::CacheLocation;
 use berth_runtime::workload::{StartError, WorkloadSpec};
 
+use crate::console::Console;
 use crate::life::{Life, Phase};
 use crate::state::{self, Saved};
 
@@ -88,17 +89,13 @@ pub struct Instance {
     life: Life,
     /// containerd asked for SIGKILL: an exit by it is that, not the OOM killer.
     sigkill_sent: AtomicBool,
+    /// Its terminal, when it has one.
+    pub console: Option<Console>,
 }
 
 impl Instance {
     /// Makes the container of `req`'s bundle, up to its program's exec.
     pub fn create(req: Request, spawner: &Spawner) -> Result<Instance, String> {
-        if req.terminal {
-            return Err(
-                "a terminal (ctr run -t) is not supported by berth's shim yet: run without -t"
-                    .into(),
-            );
-        }
         let bundle = Bundle::load(&req.bundle).map_err(|e| e.to_string())?;
         let mounted = state::mount_rootfs(&req.bundle, &req.rootfs)?;
         let rootfs = if mounted {
@@ -129,7 +126,14 @@ impl Instance {
     ) -> Result<(Instance, Saved), String> {
         let mut spec = bundle.spec;
         spec.backend = choose_backend(&spec, &bundle.annotations, rootfs)?;
-        let stdio = crate::stdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+        let (console, stdio) = if req.terminal {
+            spec.tty = true;
+            let (console, stdio) = Console::open(&req.stdin, &req.stdout)?;
+            (Some(console), stdio)
+        } else {
+            let stdio = crate::stdio::open(&req.stdin, &req.stdout, &req.stderr)?;
+            (None, stdio)
+        };
         let cgroup_path = bundle
             .cgroup_path
             .clone()
@@ -177,6 +181,7 @@ impl Instance {
                 created: Mutex::new(Some(created)),
                 life: Life::new(),
                 sigkill_sent: AtomicBool::new(false),
+                console,
             },
             saved,
         ))

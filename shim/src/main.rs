@@ -7,6 +7,8 @@
 //! binary again (sealed, as berth's are), so it needs no `berth` beside it.
 
 #[cfg(target_os = "linux")]
+mod console;
+#[cfg(target_os = "linux")]
 mod events;
 #[cfg(target_os = "linux")]
 mod exec;

@@ -15,7 +15,7 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<[OwnedFd; 3], Str
     ])
 }
 
-fn open_one(path: &str, write: bool) -> Result<OwnedFd, String> {
+pub(crate) fn open_one(path: &str, write: bool) -> Result<OwnedFd, String> {
     if path.is_empty() {
         return File::options()
             .read(true)

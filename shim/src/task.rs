@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use containerd_shim::api;
 use containerd_shim::monitor::{Subject, Topic};
@@ -20,6 +20,9 @@ use crate::exec::Exec;
 use crate::instance::{Instance, Request, Spawner};
 use crate::life::Phase;
 
+/// How long an exit waits for its terminal's output to be copied out (a child the process
+/// left may hold the terminal open for ever).
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// The task service: the shim's task (one per shim) and its execs.
 #[derive(Clone)]
 pub struct TaskService(Arc<Inner>);
@@ -128,6 +131,9 @@ impl TaskService {
     }
 
     fn task_exited(&self, t: &Instance, code: i32) {
+        if let Some(c) = &t.console {
+            c.wait_drained(DRAIN_LIMIT);
+        }
         if t.exited(code) {
             self.0.events.send(
                 TASK_OOM_EVENT_TOPIC,
@@ -152,6 +158,10 @@ impl TaskService {
     }
 
     fn exec_exited(&self, id: &str, e: &Exec, code: i32) {
+        let console = e.console.lock().unwrap().clone();
+        if let Some(c) = console {
+            c.wait_drained(DRAIN_LIMIT);
+        }
         e.exited(code);
         let (status, at) = e.wait();
         self.0.events.send(
@@ -460,8 +470,20 @@ impl containerd_shim::Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<api::Empty> {
-        // No task of this shim has a terminal (Create refuses one): nothing to resize.
-        self.task(&req.id)?;
+        // A process without a terminal has nothing to resize.
+        if req.exec_id.is_empty() {
+            if let Some(c) = &self.task(&req.id)?.console {
+                c.resize(req.width, req.height);
+            }
+        } else if let Some(c) = self
+            .exec(&req.id, &req.exec_id)?
+            .console
+            .lock()
+            .unwrap()
+            .as_ref()
+        {
+            c.resize(req.width, req.height);
+        }
         Ok(api::Empty::new())
     }
 
