@@ -705,3 +705,74 @@ fn a_task_and_an_exec_with_a_terminal_get_one_that_follows_the_window() {
     c.ok(&["container", "rm", "t2"]);
     c.assert_clean();
 }
+
+#[test]
+fn the_spec_seccomp_profile_is_the_filter_and_one_berth_cannot_keep_is_refused() {
+    let b = Berth::new();
+    let c = Containerd::start();
+    b.import_busybox("bb");
+    let bb = c.import(&b, "bb");
+    let run = |id: &str, seccomp: &[&str], script: &str| {
+        let mut args = vec!["run", "--rm", "--runtime", RUNTIME];
+        args.extend_from_slice(seccomp);
+        args.extend([bb.as_str(), id, "sh", "-c", script]);
+        c.ctr(&args)
+    };
+    // containerd's default profile: ordinary work goes on, a new user namespace is refused.
+    let out = run(
+        "s1",
+        &["--seccomp"],
+        "echo ok; ls / >/dev/null && echo listed; unshare -U true 2>&1; echo unshare=$?",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("ok\nlisted\n"), "{text}");
+    assert!(
+        text.contains("Operation not permitted") && text.contains("unshare=1"),
+        "{text}"
+    );
+    // A WASI guest (wasmtime in the task's process) runs under it too.
+    wasi_image(&b, "wprobe");
+    let wasi = c.import(&b, "wprobe");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--seccomp",
+        "--runtime",
+        RUNTIME,
+        &wasi,
+        "s0",
+        "/probe.wasm",
+        "args",
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "/probe.wasm\nargs\nx\n");
+    // A profile of the user's: mkdir answers EACCES, everything else is allowed.
+    let file = b.path("profile.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    )
+    .unwrap();
+    let profile = file.to_str().unwrap();
+    let out = run(
+        "s2",
+        &["--seccomp", "--seccomp-profile", profile],
+        "mkdir /tmp/d 2>&1; touch /tmp/f && echo touched",
+    );
+    let text = stdout(&out);
+    assert!(text.contains("Permission denied"), "{text}{}", stderr(&out));
+    assert!(text.contains("touched"), "{text}");
+    // A profile that needs a seccomp agent: refused at create, saying why.
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    )
+    .unwrap();
+    let out = run("s3", &["--seccomp", "--seccomp-profile", profile], "true");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("seccomp agent"), "{}", stderr(&out));
+    let _ = c.ctr(&["container", "rm", "s3"]);
+    c.assert_clean();
+}

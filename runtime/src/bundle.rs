@@ -3,9 +3,9 @@
 //! network namespace) and the cgroup path (`linux.cgroupsPath`).
 //!
 //! What berth makes itself is not taken from the spec: the system mounts (`/proc`, `/dev`,
-//! `/sys` and their children), the masked and read-only paths (berth's list is Docker's,
-//! which containerd's default spec also uses), and the seccomp filter (berth's default
-//! profile when the spec has one, none when it has none).
+//! `/sys` and their children). The spec's masked and read-only paths are kept (Docker's when
+//! it names none), and its seccomp profile is compiled as it is (`seccomp_profile`); no profile
+//! means no filter, as with runc.
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +87,28 @@ impl Bundle {
             return Err(BundleError::Unsupported(
                 "has no process.args: give the command to run".into(),
             ));
+        }
+        let sec = &spec.security;
+        for (field, paths) in [
+            ("maskedPaths", &sec.masked_paths),
+            ("readonlyPaths", &sec.readonly_paths),
+        ] {
+            for p in paths.iter().flatten() {
+                let clean = p.starts_with('/')
+                    && Path::new(p)
+                        .components()
+                        .all(|c| !matches!(c, std::path::Component::ParentDir));
+                if !clean {
+                    return Err(BundleError::Unsupported(format!(
+                        "linux.{field} has {p:?}: give absolute paths without `..`"
+                    )));
+                }
+            }
+        }
+        // A profile berth cannot compile is refused at create, not at the workload's start.
+        if let Some(p) = &spec.security.seccomp_profile {
+            crate::sandbox::linux::seccomp_profile::compile(p)
+                .map_err(|e| BundleError::Unsupported(format!("linux.seccomp: {e}")))?;
         }
         spec.mounts = mounts(oci);
         let linux = oci.linux().as_ref();
@@ -182,7 +204,13 @@ fn security(oci: &Spec) -> Security {
             .map(|c| c.to_string())
             .collect(),
         privileged: false,
-        seccomp: oci.linux().as_ref().is_some_and(|l| l.seccomp().is_some()),
+        seccomp: false,
+        seccomp_profile: oci.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        masked_paths: oci.linux().as_ref().and_then(|l| l.masked_paths().clone()),
+        readonly_paths: oci
+            .linux()
+            .as_ref()
+            .and_then(|l| l.readonly_paths().clone()),
         no_new_privs: process.and_then(|p| p.no_new_privileges()).unwrap_or(false),
         userns: false,
     }
@@ -295,6 +323,35 @@ mod tests {
             .collect();
         assert_eq!(dests, ["/etc/hosts", "/data"]);
         assert!(b.spec.mounts[0].read_only);
+    }
+
+    #[test]
+    fn masked_and_read_only_paths_are_kept_and_a_path_out_of_the_root_is_refused() {
+        let with = |linux: &str| {
+            Bundle::of(&spec(&format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"args":["true"],"cwd":"/","user":{{"uid":0,"gid":0}}}},"linux":{linux}}}"#
+            )))
+        };
+        let b = with(r#"{"maskedPaths":["/proc/kcore","/secret"],"readonlyPaths":["/proc/sys"]}"#)
+            .unwrap();
+        assert_eq!(
+            b.spec.security.masked_paths.as_deref(),
+            Some(&["/proc/kcore".to_string(), "/secret".to_string()][..])
+        );
+        assert_eq!(
+            b.spec.security.readonly_paths.as_deref(),
+            Some(&["/proc/sys".to_string()][..])
+        );
+        // None named: Docker's lists, which the rootfs applies.
+        let b = with("{}").unwrap();
+        assert_eq!(b.spec.security.masked_paths, None);
+        for hostile in [
+            r#"{"maskedPaths":["/proc/../../etc"]}"#,
+            r#"{"readonlyPaths":["relative"]}"#,
+        ] {
+            let e = with(hostile).unwrap_err().to_string();
+            assert!(e.contains("give absolute paths without `..`"), "{e}");
+        }
     }
 
     #[test]

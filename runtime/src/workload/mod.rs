@@ -450,6 +450,18 @@ pub struct Security {
     pub privileged: bool,
     /// The default seccomp filter (off with `--security-opt seccomp=unconfined`).
     pub seccomp: bool,
+    /// A seccomp profile of the caller's (a bundle's `linux.seccomp`), in place of the default
+    /// filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// Paths hidden from the workload, when the caller names them (a bundle's
+    /// `linux.maskedPaths`); `None`: Docker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only, when the caller names them (`linux.readonlyPaths`); `None`:
+    /// Docker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
     /// no_new_privs (always on unless privileged; `--security-opt no-new-privileges=false`).
     pub no_new_privs: bool,
     /// `--userns`: a user namespace mapping container root to an unprivileged host range.
@@ -463,6 +475,9 @@ impl Default for Security {
             cap_drop: Vec::new(),
             privileged: false,
             seccomp: true,
+            seccomp_profile: None,
+            masked_paths: None,
+            readonly_paths: None,
             no_new_privs: true,
             userns: false,
         }

@@ -146,6 +146,8 @@ pub(super) fn rootfs_plan(
         mounts: c.spec.mounts.clone(),
         read_only: c.spec.read_only,
         privileged: c.spec.security.privileged,
+        masked_paths: c.spec.security.masked_paths.clone(),
+        readonly_paths: c.spec.security.readonly_paths.clone(),
         own_netns: c.spec.network != NetworkMode::Host,
         userxattr: false,
         wasi_guest: c.spec.backend == Backend::Wasi,

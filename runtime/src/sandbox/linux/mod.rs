@@ -10,6 +10,7 @@ pub mod pid1;
 pub mod rootfs;
 pub mod runner;
 pub mod seccomp;
+pub mod seccomp_profile;
 pub mod status;
 pub mod task;
 pub mod userns;

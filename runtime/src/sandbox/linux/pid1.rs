@@ -20,7 +20,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
 use super::init::InitConfig;
-use super::{capabilities, exe_seal, rootfs, seccomp};
+use super::{capabilities, exe_seal, rootfs, seccomp, seccomp_profile};
 use crate::backend;
 use crate::sandbox::wasi::{self, launch};
 use crate::workload::user::{self, ResolvedUser};
@@ -355,10 +355,11 @@ pub(crate) fn drop_privileges(
     let sec = &spec.security;
     let caps = capabilities::resolve(&sec.cap_add, &sec.cap_drop, sec.privileged)
         .map_err(StartError::berth)?;
-    let filter = if sec.seccomp && !sec.privileged {
-        Some(seccomp::default_profile(&caps).map_err(StartError::berth)?)
-    } else {
-        None
+    let filter = match &sec.seccomp_profile {
+        _ if sec.privileged => None,
+        Some(profile) => Some(seccomp_profile::compile(profile).map_err(StartError::berth)?),
+        None if sec.seccomp => Some(seccomp::default_profile(&caps).map_err(StartError::berth)?),
+        None => None,
     };
     // Without no_new_privs the filter needs CAP_SYS_ADMIN to install, so it goes in while
     // we are still root; the profile allows the setuid, capset and prctl calls after it.

@@ -69,6 +69,12 @@ pub struct RootfsPlan {
     pub read_only: bool,
     /// `--privileged`: /sys writable, no masked paths.
     pub privileged: bool,
+    /// The paths to hide; `None`: [`MASKED_PATHS`].
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    /// The paths to make read-only; `None`: [`READONLY_PATHS`].
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
     /// Whether the container has a network namespace of its own (sysfs can then be mounted).
     pub own_netns: bool,
     /// Mount the overlay with `userxattr` (inside a user namespace, where trusted.* xattrs
@@ -233,10 +239,14 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
             .map_err(|e| err(format!("binding {dest}"), e))?;
     }
     if !plan.privileged && !plan.wasi_guest {
-        for path in MASKED_PATHS {
+        let listed = |given: &Option<Vec<String>>, docker: &[&'static str]| match given {
+            Some(paths) => paths.clone(),
+            None => docker.iter().map(|p| p.to_string()).collect(),
+        };
+        for path in &listed(&plan.masked_paths, MASKED_PATHS) {
             mask(&root, path);
         }
-        for path in READONLY_PATHS {
+        for path in &listed(&plan.readonly_paths, READONLY_PATHS) {
             let rel = path.trim_start_matches('/');
             let is_file = root.metadata(rel).is_ok_and(|m| m.is_file());
             if root.exists(rel)

@@ -160,6 +160,8 @@ fn plan(workload: &Workload<'_>, dir: &Path) -> RootfsPlan {
         mounts: spec.mounts.clone(),
         read_only: spec.read_only,
         privileged: spec.security.privileged,
+        masked_paths: spec.security.masked_paths.clone(),
+        readonly_paths: spec.security.readonly_paths.clone(),
         own_netns: spec.network != NetworkMode::Host,
         userxattr: false,
         wasi_guest: spec.backend == Backend::Wasi,

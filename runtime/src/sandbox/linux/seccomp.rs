@@ -37,6 +37,17 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A filter of `programs`, installed in turn (the kernel answers with the most
+    /// restrictive of their answers).
+    pub(crate) fn of(programs: Vec<BpfProgram>) -> Filter {
+        Filter { programs }
+    }
+
+    /// How many programs it has.
+    pub fn programs(&self) -> usize {
+        self.programs.len()
+    }
 }
 
 /// What can go wrong with seccomp.
@@ -48,7 +59,7 @@ pub enum SeccompError {
     )]
     UnsupportedArch(String),
     /// seccompiler refused the rules.
-    #[error("compiling the default seccomp profile: {0}")]
+    #[error("compiling the seccomp profile: {0}")]
     Compile(String),
     /// PR_SET_NO_NEW_PRIVS failed.
     #[error("setting no_new_privs: {0}")]

@@ -167,6 +167,8 @@ fn plan(spec: &WorkloadSpec, rootfs: &Path) -> RootfsPlan {
         mounts: spec.mounts.clone(),
         read_only: spec.read_only,
         privileged: spec.security.privileged,
+        masked_paths: spec.security.masked_paths.clone(),
+        readonly_paths: spec.security.readonly_paths.clone(),
         // A joined network namespace is a pod's, which the host's root made: sysfs can be
         // mounted from it as from one of the container's own.
         own_netns: spec.network != NetworkMode::Host,
