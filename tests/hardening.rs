@@ -615,3 +615,41 @@ fn a_connection_flood_on_a_published_port_never_takes_the_container_down() {
     eprintln!("{idle_count} idle held; of 2000 more, {served} served and {refused} refused");
     b.ok(&["rm", "-f", id]);
 }
+
+#[test]
+fn an_image_whose_proc_is_a_link_cannot_unmask_proc() {
+    // An image with /proc a link elsewhere: the kernel's /proc would go there, and the masked
+    // and read-only paths under /proc (sysrq-trigger, /proc/sys) would find nothing to cover.
+    let b = setup();
+    let rootfs = common::busybox_rootfs(&b.path("linked-proc"));
+    let _ = std::fs::remove_dir(rootfs.join("proc"));
+    std::fs::create_dir_all(rootfs.join("xproc")).unwrap();
+    std::os::unix::fs::symlink("/xproc", rootfs.join("proc")).unwrap();
+    b.ok(&["import", rootfs.to_str().unwrap(), "linked-proc"]);
+    let (code, err) = b.fail(&[
+        "run",
+        "--rm",
+        "linked-proc",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/sysrq",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("the image's /proc is a symbolic link"),
+        "{err}"
+    );
+    // Ordinary images still get /proc/sys read-only and /proc/keys masked (an empty file).
+    let out = b.output(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /proc/sys/kernel/hostname; echo keys=$(wc -c < /proc/keys)",
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(text.contains("keys=0"), "{text}");
+}

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -21,16 +21,8 @@ impl Console {
     /// A pty copying containerd's `stdin` fifo in and out to its `stdout` fifo (either may be
     /// empty: none); gives it and the slave for the process' three stdio descriptors.
     pub fn open(stdin: &str, stdout: &str) -> Result<(Console, [OwnedFd; 3]), String> {
-        let pty = nix::pty::openpty(None, None).map_err(|e| format!("making a terminal: {e}"))?;
-        // Neither end may reach a child but as its stdio (which the spawn dups).
-        for fd in [&pty.master, &pty.slave] {
-            nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .map_err(|e| format!("making a terminal: {e}"))?;
-        }
-        let master = Arc::new(pty.master);
+        let (master, slave) = pty_pair().map_err(|e| format!("making a terminal: {e}"))?;
+        let master = Arc::new(master);
         let drained = Arc::new((Mutex::new(false), Condvar::new()));
         let dup = |fd: &OwnedFd| {
             fd.try_clone()
@@ -52,7 +44,7 @@ impl Console {
             // terminal.
             None => spawn_copy("berth-shim-tty-out", from, sink()?, Some(drained.clone()))?,
         }
-        let stdio = [dup(&pty.slave)?, dup(&pty.slave)?, pty.slave];
+        let stdio = [dup(&slave)?, dup(&slave)?, slave];
         Ok((Console { master, drained }, stdio))
     }
 
@@ -74,6 +66,24 @@ impl Console {
         let guard = done.lock().unwrap_or_else(|e| e.into_inner());
         let _ = cv.wait_timeout_while(guard, limit, |d| !*d);
     }
+}
+
+/// A pty's master and slave, both close-on-exec from their opening: a process another thread
+/// spawns meanwhile inherits neither (a slave held elsewhere would keep the output open).
+fn pty_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::OFlag;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: posix_openpt gave this descriptor, and `master` is given up for it.
+    let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    Ok((master, slave))
 }
 
 fn sink() -> Result<File, String> {

@@ -131,10 +131,13 @@ impl TaskService {
     }
 
     fn task_exited(&self, t: &Instance, code: i32) {
+        // Recorded first: a kill from now on does not reach a pid that may be reused.
+        let oom = t.exited(code);
+        // Then the events, once the terminal's output is out.
         if let Some(c) = &t.console {
             c.wait_drained(DRAIN_LIMIT);
         }
-        if t.exited(code) {
+        if oom {
             self.0.events.send(
                 TASK_OOM_EVENT_TOPIC,
                 TaskOOM {
@@ -158,11 +161,11 @@ impl TaskService {
     }
 
     fn exec_exited(&self, id: &str, e: &Exec, code: i32) {
+        e.exited(code);
         let console = e.console.lock().unwrap().clone();
         if let Some(c) = console {
             c.wait_drained(DRAIN_LIMIT);
         }
-        e.exited(code);
         let (status, at) = e.wait();
         self.0.events.send(
             TASK_EXIT_EVENT_TOPIC,

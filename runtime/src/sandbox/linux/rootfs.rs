@@ -244,24 +244,24 @@ pub fn build(plan: &RootfsPlan) -> Result<(), RootfsError> {
             None => docker.iter().map(|p| p.to_string()).collect(),
         };
         for path in &listed(&plan.masked_paths, MASKED_PATHS) {
-            mask(&root, path);
+            mask(&root, path)?;
         }
         for path in &listed(&plan.readonly_paths, READONLY_PATHS) {
-            let rel = path.trim_start_matches('/');
-            let is_file = root.metadata(rel).is_ok_and(|m| m.is_file());
-            if root.exists(rel)
-                && let Ok((p, _h)) = target(&root, path, is_file)
-                && mount(
-                    Some(p.as_path()),
-                    &p,
-                    none(),
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    none(),
-                )
-                .is_ok()
-            {
-                remount_read_only(&root, path, is_file, true)?;
-            }
+            // Found as the mounts found it, symlinks resolved inside the root: a path that is
+            // there but cannot be made read-only stops the start, never runs writable.
+            let Some(is_dir) = kind_in_root(&root, path)? else {
+                continue;
+            };
+            let (p, _h) = target(&root, path, !is_dir)?;
+            mount(
+                Some(p.as_path()),
+                &p,
+                none(),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none(),
+            )
+            .map_err(|e| err(format!("making {path} read-only"), e))?;
+            remount_read_only(&root, path, !is_dir, true)?;
         }
     }
 
@@ -322,6 +322,18 @@ fn overlay_rootfs(plan: &RootfsPlan) -> Result<(), RootfsError> {
 /// The kernel's file systems a native workload expects: /proc, a minimal /dev (with pts, shm,
 /// mqueue and the console) and /sys.
 fn system_mounts(root: &Dir, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    // The kernel's file systems go where the image says /proc, /dev and /sys are; a link
+    // there would put them elsewhere and leave the masked and read-only paths unmatched.
+    for name in ["proc", "dev", "sys"] {
+        if root.symlink_metadata(name).is_ok_and(|m| m.is_symlink()) {
+            return Err(err(
+                format!("mounting /{name}"),
+                format!(
+                    "the image's /{name} is a symbolic link: berth mounts the kernel's /{name} there, so the image must have a folder (or nothing) at /{name}"
+                ),
+            ));
+        }
+    }
     let (p, _h) = target(root, "/proc", false)?;
     mount(Some("proc"), &p, Some("proc"), NOSUID_NODEV_NOEXEC, none())
         .map_err(|e| err("mounting /proc", e))?;
@@ -562,15 +574,33 @@ fn remount_read_only(
 }
 
 /// Hides a path: /dev/null over a file, an empty read-only tmpfs over a folder.
-fn mask(root: &Dir, path: &str) {
-    let rel = path.trim_start_matches('/');
-    let Ok(meta) = root.metadata(rel) else { return };
-    if meta.is_dir() {
-        if let Ok((p, _h)) = target(root, path, false) {
-            let _ = mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::MS_RDONLY, none());
+fn mask(root: &Dir, path: &str) -> Result<(), RootfsError> {
+    let Some(is_dir) = kind_in_root(root, path)? else {
+        return Ok(());
+    };
+    let (p, _h) = target(root, path, !is_dir)?;
+    let masked = if is_dir {
+        mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::MS_RDONLY, none())
+    } else {
+        mount(Some("/dev/null"), &p, none(), MsFlags::MS_BIND, none())
+    };
+    masked.map_err(|e| err(format!("masking {path}"), e))
+}
+
+/// Whether `path` is a folder, found inside the root as the mounts find it (symlinks resolved
+/// in it); `None` when it is not there. Any other failure is an error: a path that cannot be
+/// looked at cannot be known to be masked.
+fn kind_in_root(root: &Dir, path: &str) -> Result<Option<bool>, RootfsError> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    match in_root(root, rel, rustix::fs::OFlags::PATH) {
+        Ok(fd) => {
+            let st = rustix::fs::fstat(&fd).map_err(|e| err(format!("looking at {path}"), e))?;
+            Ok(Some(
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory,
+            ))
         }
-    } else if let Ok((p, _h)) = target(root, path, true) {
-        let _ = mount(Some("/dev/null"), &p, none(), MsFlags::MS_BIND, none());
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err(format!("looking at {path}"), e)),
     }
 }
 

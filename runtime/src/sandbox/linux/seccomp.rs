@@ -340,6 +340,29 @@ fn deny_list_program(
     Ok(p)
 }
 
+/// On x86_64, a program that answers the whole x32 ABI with ENOSYS and allows every other
+/// syscall (another architecture's kill the process): seccompiler's programs match syscall
+/// numbers without the x32 bit, so `nr | 0x40000000` would pass a rule that refuses `nr`.
+/// `None` where there is no x32 ABI.
+pub(crate) fn x32_guard(arch: TargetArch) -> Option<BpfProgram> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let (audit_arch, x32) = audit_arch(arch);
+    x32.then(|| {
+        vec![
+            stmt(BPF_LD | BPF_W | BPF_ABS, ARCH_OFFSET),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, audit_arch, 1, 0),
+            stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_KILL_PROCESS),
+            stmt(BPF_LD | BPF_W | BPF_ABS, NR_OFFSET),
+            jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
+            stmt(
+                BPF_RET | BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+            ),
+            stmt(BPF_RET | BPF_K, libc::SECCOMP_RET_ALLOW),
+        ]
+    })
+}
+
 /// The binary search of [`deny_list_program`] over `denied`, the syscall number loaded: a
 /// "≥ middle" jump splits it in two until a few numbers are left, which are compared one by
 /// one. Every jump is forward (as BPF wants) and each part ends in its own returns, so no

@@ -46,9 +46,11 @@ fn action(
     })
 }
 
-/// The rule of one syscall entry: its argument comparisons, all of which must hold; `None`
-/// when it has none (it matches whatever the arguments).
-fn rule(entry: &LinuxSyscall) -> Result<Option<SeccompRule>, SeccompError> {
+/// The rules of one syscall entry, any of which matches: its argument comparisons, all of which
+/// must hold (`None`: it has none, and matches whatever the arguments). Comparisons of one
+/// argument more than once are each a rule of their own, as runc makes them (libseccomp
+/// cannot AND them).
+fn rules(entry: &LinuxSyscall) -> Result<Vec<Option<SeccompRule>>, SeccompError> {
     let bad = |e: seccompiler::BackendError| SeccompError::Compile(e.to_string());
     let mut conditions = Vec::new();
     for arg in entry.args().iter().flatten() {
@@ -79,9 +81,21 @@ fn rule(entry: &LinuxSyscall) -> Result<Option<SeccompRule>, SeccompError> {
             .push(SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(bad)?);
     }
     if conditions.is_empty() {
-        return Ok(None);
+        return Ok(vec![None]);
     }
-    SeccompRule::new(conditions).map(Some).map_err(bad)
+    let indexes: Vec<usize> = entry.args().iter().flatten().map(|a| a.index()).collect();
+    let repeated = indexes
+        .iter()
+        .enumerate()
+        .any(|(i, x)| indexes[..i].contains(x));
+    if repeated {
+        conditions
+            .into_iter()
+            .map(|c| SeccompRule::new(vec![c]).map(Some).map_err(bad))
+            .collect()
+    } else {
+        Ok(vec![Some(SeccompRule::new(conditions).map_err(bad)?)])
+    }
 }
 
 /// Syscalls and when they match: `None`, whatever the arguments; else when one rule holds.
@@ -125,9 +139,16 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     let mut by_action: Vec<(SeccompAction, Matches)> = Vec::new();
     for entry in profile.syscalls().iter().flatten() {
         let act = action(entry.action(), entry.errno_ret(), libc::EPERM as u32)?;
-        let r = rule(entry)?;
+        // What the default does anyway needs no rule (runc skips them too): as a rule of the
+        // default's program it would allow the syscall.
+        if act == default {
+            continue;
+        }
+        let rs = rules(entry)?;
         for nr in entry.names().iter().filter_map(|n| number(n)) {
-            named.add(nr, &r);
+            for r in &rs {
+                named.add(nr, r);
+            }
             if act == SeccompAction::Allow {
                 continue;
             }
@@ -138,7 +159,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                     by_action.len() - 1
                 }
             };
-            by_action[i].1.add(nr, &r);
+            for r in &rs {
+                by_action[i].1.add(nr, r);
+            }
         }
     }
     let program = |rules: Matches, mismatch, on_match| {
@@ -151,9 +174,12 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         programs.push(program(named, default.clone(), SeccompAction::Allow)?);
     }
     for (act, rules) in by_action {
-        if act != default {
-            programs.push(program(rules, SeccompAction::Allow, act)?);
-        }
+        programs.push(program(rules, SeccompAction::Allow, act)?);
+    }
+    if !programs.is_empty()
+        && let Some(guard) = super::seccomp::x32_guard(arch)
+    {
+        programs.push(guard);
     }
     Ok(Filter::of(programs))
 }
@@ -175,12 +201,66 @@ mod tests {
                 {"names":["clone3"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
         );
         let f = compile(&p).unwrap();
-        assert_eq!(f.programs(), 2);
+        assert_eq!(f.programs(), 2 + x32());
         // Allow by default: only the exception's program.
         let p = profile(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
         );
-        assert_eq!(compile(&p).unwrap().programs(), 1);
+        assert_eq!(compile(&p).unwrap().programs(), 1 + x32());
+        // A rule that does what the default does adds nothing (it must not allow the call).
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["ptrace"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        );
+        assert_eq!(compile(&p).unwrap().programs(), 1 + x32());
+        // Nothing refused: no program at all.
+        let p = profile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        assert_eq!(compile(&p).unwrap().programs(), 0);
+    }
+
+    /// Runs `sh -c script` under `profile` in a child; its stdout and stderr.
+    fn run_under(profile: &LinuxSeccomp, script: &str) -> String {
+        use std::os::unix::process::CommandExt;
+        let filter = compile(profile).unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", script]);
+        // SAFETY: (test only) prctl and seccomp syscalls, no allocation, no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                super::super::seccomp::set_no_new_privs()
+                    .map_err(|_| std::io::Error::last_os_error())?;
+                super::super::seccomp::install(&filter)
+                    .map_err(|_| std::io::Error::from_raw_os_error(libc::EPROTO))
+            })
+        };
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
+    #[test]
+    fn comparisons_of_one_argument_are_alternatives_and_the_filter_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        // mkdir with mode 0700 or 0750 is refused with EACCES (mode is mkdir's argument 1 and
+        // mkdirat's 2); any other mode, and every other call, goes on.
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["mkdir"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[
+                  {"index":1,"value":448,"op":"SCMP_CMP_EQ"},{"index":1,"value":488,"op":"SCMP_CMP_EQ"}]},
+                {"names":["mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[
+                  {"index":2,"value":448,"op":"SCMP_CMP_EQ"},{"index":2,"value":488,"op":"SCMP_CMP_EQ"}]},
+                {"names":["getpid"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        );
+        let d = dir.path().display();
+        let out = run_under(
+            &p,
+            &format!("mkdir -m 700 {d}/a; mkdir -m 750 {d}/b; mkdir -m 755 {d}/c && echo made-c"),
+        );
+        assert_eq!(out.matches("Permission denied").count(), 2, "{out}");
+        assert!(out.contains("made-c"), "{out}");
+    }
+
+    /// The x32 guard's program, on x86_64.
+    fn x32() -> usize {
+        usize::from(cfg!(target_arch = "x86_64"))
     }
 
     #[test]
