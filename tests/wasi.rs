@@ -297,6 +297,22 @@ fn layers_whiteouts_and_the_container_layer() {
         "alpha\n"
     );
 
+    // A RUN of such a stage whose program is not wasm (a script, here) is refused, naming
+    // the step and the fix; the stage's other steps are unaffected.
+    let bad = b.path("ctx-native-run");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("hello.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::write(
+        bad.join("Dockerfile"),
+        "FROM probe\nCOPY hello.sh /hello.sh\nRUN [\"/hello.sh\"]\n",
+    )
+    .unwrap();
+    let (code, err) = b.fail(&["build", "-q", "-t", "bad", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("/hello.sh is not one"), "{err}");
+    assert!(err.contains("RUN a .wasm program"), "{err}");
+
     // Writes land in the container's own layer, never in the image.
     b.ok(&[
         "run",

@@ -101,7 +101,9 @@ impl Builder<'_> {
             }
         }
         let mut c = step_container(state, &rc, argv, &env, net, mounts);
-        c.spec.backend = self.step_backend(state, &c.spec);
+        c.spec.backend = self
+            .step_backend(state, &c.spec)
+            .map_err(|e| self.step_err(instr, e))?;
         self.store
             .create_container(&c)
             .map_err(|e| self.step_err(instr, e))?;
@@ -113,21 +115,27 @@ impl Builder<'_> {
     }
 
     /// The backend of a RUN step, decided as a container's is: a WASI stage's steps run
-    /// WebAssembly programs; elsewhere the program's bytes in the stage's layers decide.
-    fn step_backend(&self, state: &StageState, spec: &WorkloadSpec) -> Backend {
+    /// WebAssembly programs (one that is found and is not wasm is refused, saying so);
+    /// elsewhere the program's bytes in the stage's layers decide.
+    fn step_backend(&self, state: &StageState, spec: &WorkloadSpec) -> Result<Backend, String> {
         let hints = ImageHints::of_config(&state.config);
-        let header = hints
-            .needs_program_header(None)
-            .then(|| {
-                let diff_ids: Vec<_> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
-                backend::program_header(&self.store.snapshots_top_first(&diff_ids), spec)
-            })
-            .flatten();
+        let diff_ids: Vec<_> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let header = backend::program_header(&self.store.snapshots_top_first(&diff_ids), spec);
+        if hints.wasm_platform
+            && let Some(h) = &header
+            && !berth_runtime::sandbox::wasi::is_wasm(h)
+        {
+            return Err(format!(
+                "this stage is a WebAssembly image ({}), so its RUN steps run WebAssembly programs, and {} is not one: RUN a .wasm program in the exec form (RUN [\"/tool.wasm\", \"arg\"]), or name a WASI shell with SHELL",
+                hints.platform,
+                spec.args.first().map_or("the program", String::as_str)
+            ));
+        }
         let evidence = backend::Evidence {
             forced: None,
             program_header: header.as_deref(),
         };
-        backend::decide("", &hints, evidence).unwrap_or(Backend::Native)
+        Ok(backend::decide("", &hints, evidence).unwrap_or(Backend::Native))
     }
 
     /// Runs the step's container `c` to its end; a zero exit makes its upper dir the layer
