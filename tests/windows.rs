@@ -121,6 +121,26 @@ fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
     ok(&["--root", &root_w, "load", "-i", &win(&archive)]);
     let images = ok(&["--root", &root_w, "images"]);
     assert!(images.contains("probe"), "{images}");
+    // The store berth.exe wrote is an OCI layout the Linux tools read as it is: skopeo
+    // inspects and copies the image (and a tag berth.exe made), umoci lists its layers.
+    ok(&["--root", &root_w, "tag", "probe", "probe:v2"]);
+    for tag in ["latest", "v2"] {
+        let image = format!("{}:docker.io/library/probe:{tag}", root.display());
+        let inspected = common::sh(&format!("skopeo inspect oci:{image}"));
+        assert!(inspected.contains("\"Digest\""), "{inspected}");
+    }
+    let copied = b.path("skopeo-copy");
+    common::sh(&format!(
+        "skopeo copy -q oci:{}:docker.io/library/probe:latest dir:{}",
+        root.display(),
+        copied.display()
+    ));
+    assert!(copied.join("manifest.json").exists());
+    let stat = common::sh(&format!(
+        "umoci stat --image {}:docker.io/library/probe:latest",
+        root.display()
+    ));
+    assert!(stat.contains("COPY probe.wasm /probe.wasm"), "{stat}");
     assert_eq!(
         ok(&[
             "--root",
