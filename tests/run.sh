@@ -30,6 +30,9 @@ dpkg -s debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # berth.exe: cross-compiled with mingw-w64 and run under wine by tests/windows.rs.
 command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || need+=(gcc-mingw-w64-x86-64-posix)
 command -v wine >/dev/null 2>&1 || need+=(wine wine64)
+# tests/aarch64.rs: berth cross-built for aarch64 (Debian's cross gcc) and run under qemu-user.
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 # tests/shim.rs: containerd-shim-berth-v1 under containerd and ctr; `ip netns` for a pod's netns.
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -40,7 +43,7 @@ if ((${#need[@]})); then
 fi
 
 # The WASI tests build their guests (tests/guests, examples/hello-wasi) for the wasm targets.
-for t in wasm32-wasip1 wasm32-wasip2 x86_64-pc-windows-gnu; do
+for t in wasm32-wasip1 wasm32-wasip2 x86_64-pc-windows-gnu aarch64-unknown-linux-gnu; do
     rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t"
 done
 
@@ -52,6 +55,8 @@ fi
 # Without Linux namespaces, berth runs WASI images only: tests/windows.rs runs this under wine
 # (the `wine` profile: dependencies unoptimized, which halves this build).
 cargo build --profile wine --target x86_64-pc-windows-gnu -p berth-cli
+# The aarch64 Linux build, with the same profile, for tests/aarch64.rs (qemu-user).
+cargo build --profile wine --target aarch64-unknown-linux-gnu -p berth-cli
 
 # `cargo test` builds other packages' binaries only as test harnesses: tests/shim.rs runs the
 # real shim, built here beside berth.

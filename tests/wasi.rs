@@ -956,3 +956,34 @@ fn a_tmpfs_is_writable_under_a_read_only_root() {
     let (code, out) = b.fail(&["run", "--rm", "--read-only", "probe", "write", "/note", "x"]);
     assert_eq!(code, 1, "{out}");
 }
+
+#[test]
+fn isolation_wasi_runs_the_guest_in_berths_own_process() {
+    let b = setup();
+    // The path for hosts without namespaces (tests/aarch64.rs runs it under qemu-user).
+    assert_eq!(
+        b.ok(&["run", "--rm", "--isolation", "wasi", "probe", "args", "x"]),
+        "/probe.wasm\nargs\nx\n"
+    );
+    let out = b.output(&["run", "--rm", "--isolation", "wasi", "probe", "exit", "5"]);
+    assert_eq!(out.status.code(), Some(5));
+    // What it cannot do is refused with the fix.
+    let (code, err) = b.fail(&["run", "-d", "--isolation", "wasi", "probe", "args"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("in the foreground: drop -d"), "{err}");
+    let (_, err) = b.fail(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "wasi",
+        "-p",
+        "8080:80",
+        "probe",
+    ]);
+    assert!(err.contains("drop -p"), "{err}");
+    b.import_busybox("bb");
+    let (_, err) = b.fail(&["run", "--rm", "--isolation", "wasi", "bb", "true"]);
+    assert!(err.contains("drop --isolation wasi"), "{err}");
+    let (_, err) = b.fail(&["run", "--rm", "--isolation", "vm", "probe"]);
+    assert!(err.contains("default, wasi"), "{err}");
+}

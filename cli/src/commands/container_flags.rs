@@ -147,6 +147,11 @@ pub struct ContainerFlags {
     /// Runtime backend: native or wasi (default: chosen from the image)
     #[arg(long)]
     pub runtime: Option<String>,
+    /// How the container is isolated: default (namespaces and cgroups on Linux), or wasi (a
+    /// WASI image in berth's own process, in the foreground, isolated by WASI's capabilities
+    /// alone: for hosts without namespaces, such as qemu-user)
+    #[arg(long, value_name = "MODE", default_value = "default", value_parser = ["default", "wasi"])]
+    pub isolation: String,
     /// When to pull the image: missing, never, always
     #[arg(long, default_value = "missing")]
     pub pull: String,

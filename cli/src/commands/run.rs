@@ -31,12 +31,18 @@ pub struct RunArgs {
 /// Without Linux: the container runs in this process, in the foreground (WASI images only).
 #[cfg(not(target_os = "linux"))]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
-    use berth_runtime::container::portable;
     if a.detach {
         return Err(super::start_failure(anyhow::anyhow!(
             "run -d needs Linux (a detached container's monitor); here containers run in the foreground: drop -d"
         )));
     }
+    run_in_process(g, a)
+}
+
+/// The container in this process, in the foreground, with no namespaces (WASI images only):
+/// every run where there is no Linux, and `--isolation wasi` on Linux.
+fn run_in_process(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
+    use berth_runtime::container::portable;
     let store = super::open_store(g).map_err(super::start_failure)?;
     let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
     let ran = portable::run_foreground(&store, &c.id);
@@ -50,6 +56,22 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
 /// Creates and starts the container; the exit code is the workload's (or 125/126/127).
 #[cfg(target_os = "linux")]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
+    if a.flags.isolation == "wasi" {
+        if a.detach {
+            return Err(super::start_failure(anyhow::anyhow!(
+                "--isolation wasi runs the container in berth's own process, in the foreground: drop -d"
+            )));
+        }
+        if !a.flags.publish.is_empty() || a.flags.publish_all {
+            return Err(super::start_failure(anyhow::anyhow!(
+                "--isolation wasi has no network namespace to publish ports from: the guest is on the host's network; drop -p"
+            )));
+        }
+        let mut a = a;
+        // No namespace to put a network in: the guest shares the host's, as on Windows.
+        a.flags.network.get_or_insert_with(|| "host".into());
+        return run_in_process(g, a);
+    }
     let store = super::open_store(g).map_err(super::start_failure)?;
     let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
     if a.detach {

@@ -11,7 +11,6 @@ pub mod lifecycle;
 pub mod log;
 #[cfg(target_os = "linux")]
 pub mod monitor;
-#[cfg(not(target_os = "linux"))]
 pub mod portable;
 #[cfg(target_os = "linux")]
 pub(crate) mod spawn;

@@ -1,5 +1,6 @@
-//! Running a container where there are no Linux namespaces (Windows, macOS): only WASI
-//! guests, in the foreground, in this process. The guest's `/` is the image's layers merged
+//! Running a container where there are no Linux namespaces (Windows, macOS, and Linux hosts
+//! that refuse them, such as qemu-user, with `--isolation wasi`): only WASI guests, in the
+//! foreground, in this process. The guest's `/` is the image's layers merged
 //! into the container's own folder (its writable layer), and volumes are further preopens.
 //! WASI's capability model is the isolation here: the guest reaches only its preopens.
 
@@ -45,8 +46,13 @@ impl PortableError {
 pub fn run_foreground(store: &Store, id: &str) -> Result<i32, PortableError> {
     let c = store.load_container(id)?;
     if c.spec.backend != Backend::Wasi {
+        let needs = if cfg!(target_os = "linux") {
+            "Linux namespaces: drop --isolation wasi"
+        } else {
+            "Linux"
+        };
         return Err(PortableError::Unsupported(format!(
-            "container {} is a native container, which needs Linux",
+            "container {} is a native container, which needs {needs}",
             c.name
         )));
     }
