@@ -984,6 +984,8 @@ fn isolation_wasi_runs_the_guest_in_berths_own_process() {
     b.import_busybox("bb");
     let (_, err) = b.fail(&["run", "--rm", "--isolation", "wasi", "bb", "true"]);
     assert!(err.contains("drop --isolation wasi"), "{err}");
+    let (_, err) = b.fail(&["create", "--isolation", "wasi", "probe"]);
+    assert!(err.contains("use `berth run --isolation wasi`"), "{err}");
     let (_, err) = b.fail(&["run", "--rm", "--isolation", "vm", "probe"]);
     assert!(err.contains("default, wasi"), "{err}");
 }
