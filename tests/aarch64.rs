@@ -72,37 +72,20 @@ fn the_aarch64_build_runs_a_wasi_image_that_x86_64_built() {
     // The same image, by the same id, on both.
     let ids = ok(&root, &["images", "-q", "--no-trunc"]);
     assert_eq!(ids.trim(), id.trim(), "{ids}");
-    let out = ok(
-        &root,
-        &[
-            "run",
-            "--rm",
-            "--isolation",
-            "wasi",
-            "probe",
-            "args",
-            "on aarch64",
-        ],
+    // `run --rm --isolation wasi probe ARGS`, the path that needs no namespaces.
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--isolation", "wasi", "probe"];
+        all.extend_from_slice(args);
+        emulated(&root, &all)
+    };
+    let text = |o: Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        text(run(&["args", "on aarch64"])),
+        "/probe.wasm\nargs\non aarch64\n"
     );
-    assert_eq!(out, "/probe.wasm\nargs\non aarch64\n");
     // The layer the x86_64 build's wasm RUN made, and the guest's own exit code.
-    let out = ok(
-        &root,
-        &[
-            "run",
-            "--rm",
-            "--isolation",
-            "wasi",
-            "probe",
-            "cat",
-            "/made.txt",
-        ],
-    );
-    assert_eq!(out, "by a wasm RUN");
-    let out = emulated(
-        &root,
-        &["run", "--rm", "--isolation", "wasi", "probe", "exit", "7"],
-    );
+    assert_eq!(text(run(&["cat", "/made.txt"])), "by a wasm RUN");
+    let out = run(&["exit", "7"]);
     assert_eq!(out.status.code(), Some(7));
     // Without --isolation wasi the sandbox needs namespaces, which qemu-user refuses: berth
     // says it could not start (125), never runs the guest outside it.

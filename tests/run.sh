@@ -58,6 +58,15 @@ cargo build --profile wine --target x86_64-pc-windows-gnu -p berth-cli
 # The aarch64 Linux build, with the same profile, for tests/aarch64.rs (qemu-user).
 cargo build --profile wine --target aarch64-unknown-linux-gnu -p berth-cli
 
+# With BERTH_LINT=1 (.ci/run), the workspace's crates are compiled through clippy-driver with
+# every warning an error: `cargo clippy --workspace --all-targets -D warnings` in the same build,
+# rather than a second pass over every dependency.
+if [[ ${BERTH_LINT:-} == 1 ]]; then
+    RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver)
+    export RUSTC_WORKSPACE_WRAPPER
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+fi
+
 # `cargo test` builds other packages' binaries only as test harnesses: tests/shim.rs runs the
 # real shim, built here beside berth.
 cargo build -p berth-shim --bin containerd-shim-berth-v1
