@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Berth, probe};
+use common::{Berth, eventually, probe};
 
 /// Builds `name` from a context holding the probe (as /probe.wasm) and `data/`.
 fn build_probe_image(b: &Berth, name: &str, target: &str, dockerfile: &str) {
@@ -967,10 +967,7 @@ fn isolation_wasi_runs_the_guest_in_berths_own_process() {
     );
     let out = b.output(&["run", "--rm", "--isolation", "wasi", "probe", "exit", "5"]);
     assert_eq!(out.status.code(), Some(5));
-    // What it cannot do is refused with the fix.
-    let (code, err) = b.fail(&["run", "-d", "--isolation", "wasi", "probe", "args"]);
-    assert_eq!(code, 125);
-    assert!(err.contains("in the foreground: drop -d"), "{err}");
+    // What it cannot do is refused with the fix, leaving nothing.
     let (_, err) = b.fail(&[
         "run",
         "--rm",
@@ -982,10 +979,87 @@ fn isolation_wasi_runs_the_guest_in_berths_own_process() {
     ]);
     assert!(err.contains("drop -p"), "{err}");
     b.import_busybox("bb");
-    let (_, err) = b.fail(&["run", "--rm", "--isolation", "wasi", "bb", "true"]);
+    let (code, err) = b.fail(&["run", "--isolation", "wasi", "bb", "true"]);
+    assert_eq!(code, 125);
     assert!(err.contains("drop --isolation wasi"), "{err}");
-    let (_, err) = b.fail(&["create", "--isolation", "wasi", "probe"]);
-    assert!(err.contains("use `berth run --isolation wasi`"), "{err}");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
     let (_, err) = b.fail(&["run", "--rm", "--isolation", "vm", "probe"]);
     assert!(err.contains("default, wasi"), "{err}");
+}
+
+#[test]
+fn isolation_wasi_containers_detach_under_a_monitor_of_their_own() {
+    let b = setup();
+    // What Windows does (tests/windows.rs runs it under wine), natively: `run -d`, `ps`,
+    // `logs`, `stop`, `wait`, `start`, `kill`, `rm`.
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--isolation",
+        "wasi",
+        "--name",
+        "s",
+        "probe",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert!(b.ok(&["ps"]).contains("Up"));
+    assert!(eventually(|| b.ok(&["logs", "s"]) == "sleeping\n"));
+    assert_eq!(b.ok(&["stop", "s"]), "s\n");
+    assert_eq!(b.ok(&["wait", "s"]), "143\n");
+    b.ok(&["start", "s"]);
+    assert!(b.ok(&["ps"]).contains("Up"));
+    // The monitor killed with -9 takes the guest along, and is recorded as killed.
+    let monitor = b.ok(&["inspect", "s"]);
+    let state: serde_json::Value = serde_json::from_str(&monitor).unwrap();
+    let runner = state[0]["State"]["Pid"].as_i64().unwrap();
+    assert!(runner > 0, "{state}");
+    let parent = std::fs::read_to_string(format!("/proc/{runner}/stat")).unwrap();
+    let monitor_pid: i32 = parent
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(eventually(|| !std::path::Path::new(&format!(
+        "/proc/{runner}"
+    ))
+    .exists()));
+    assert_eq!(b.ok(&["wait", "s"]), "137\n");
+    // create, then start -a; --rm leaves nothing once it ends.
+    b.ok(&[
+        "create",
+        "--isolation",
+        "wasi",
+        "--name",
+        "later",
+        "probe",
+        "exit",
+        "6",
+    ]);
+    assert_eq!(b.output(&["start", "-a", "later"]).status.code(), Some(6));
+    b.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--isolation",
+        "wasi",
+        "--name",
+        "gone",
+        "probe",
+        "exit",
+        "0",
+    ]);
+    assert!(eventually(|| !b.ok(&["ps", "-a"]).contains("gone")));
+    b.ok(&["rm", "s", "later"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
 }

@@ -84,6 +84,32 @@ fn wine(args: &[&str]) -> Output {
         .expect("run wine")
 }
 
+/// `wine berth.exe ARGS` for a command that starts a detached monitor (`run -d`, `start`,
+/// `restart`), its stderr through a file: wine hands its processes' Unix stderr (its debug
+/// channel) down to the processes they start, so a pipe there would stay open as long as the
+/// monitor runs (on Windows itself, berth keeps its handles from the monitor).
+fn ok_detached(args: &[&str]) -> String {
+    let prefix = prefix();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("wine")
+        .arg(berth_exe())
+        .args(args)
+        .env("WINEPREFIX", &prefix)
+        .env("WINEDEBUG", "-all")
+        .stdin(Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .output()
+        .expect("run wine");
+    assert!(
+        out.status.success(),
+        "wine berth.exe {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        std::fs::read_to_string(err.path()).unwrap_or_default()
+    );
+    String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+}
+
 fn ok(args: &[&str]) -> String {
     let out = wine(args);
     assert!(
@@ -96,10 +122,9 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
 }
 
-#[test]
-fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
-    let b = Berth::new();
-    // A WASI image made by the Linux berth: hello-wasi's module, saved as an OCI archive.
+/// A WASI image made by the Linux berth, saved as an OCI archive: the probe module, a data
+/// layer and a variable.
+fn probe_archive(b: &Berth) -> PathBuf {
     let ctx = b.path("ctx");
     std::fs::create_dir_all(ctx.join("data")).unwrap();
     std::fs::write(ctx.join("data/greeting.txt"), "hello from a layer\n").unwrap();
@@ -113,7 +138,13 @@ fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
     b.ok(&["build", "-q", "-t", "probe", ctx.to_str().unwrap()]);
     let archive = b.path("probe.tar");
     b.ok(&["save", "-o", archive.to_str().unwrap(), "probe"]);
+    archive
+}
 
+#[test]
+fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
+    let b = Berth::new();
+    let archive = probe_archive(&b);
     let root = b.path("winroot");
     let root_w = win(&root);
     let info = ok(&["--root", &root_w, "info"]);
@@ -178,8 +209,82 @@ fn berth_exe_under_wine_loads_and_runs_a_wasi_image() {
     assert_eq!(std::fs::read_to_string(vol.join("r.txt")).unwrap(), "42");
     let out = wine(&["--root", &root_w, "run", "--rm", "probe", "exit", "3"]);
     assert_eq!(out.status.code(), Some(3));
-    // What needs Linux says so.
-    let out = wine(&["--root", &root_w, "run", "-d", "probe", "args"]);
+    // What needs Linux says so: a native image, and a published port.
+    let bb = b.path("bb.tar");
+    b.import_busybox("bb");
+    b.ok(&["save", "-o", bb.to_str().unwrap(), "bb"]);
+    ok(&["--root", &root_w, "load", "-i", &win(&bb)]);
+    let out = wine(&["--root", &root_w, "run", "--rm", "bb", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs Linux"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("native Linux image: running it needs Linux"),
+        "{err}"
+    );
+    let out = wine(&["--root", &root_w, "run", "-p", "80:80", "probe", "args"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("drop -p"), "{err}");
+}
+
+#[test]
+fn berth_exe_under_wine_runs_detached_containers() {
+    let b = Berth::new();
+    let archive = probe_archive(&b);
+    let root = b.path("winroot-detached");
+    let root_w = win(&root);
+    let berth = |args: &[&str]| ok(&[&["--root", root_w.as_str()], args].concat());
+    let detached = |args: &[&str]| ok_detached(&[&["--root", root_w.as_str()], args].concat());
+    berth(&["load", "-i", &win(&archive)]);
+
+    // One that ends by itself: `wait` gives its code, `logs` its output, each stream on its own.
+    let id = detached(&["run", "-d", "--name", "job", "probe", "args", "on windows"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert_eq!(berth(&["wait", "job"]), "0\n");
+    let logs = wine(&["--root", &root_w, "logs", "job"]);
+    assert_eq!(
+        String::from_utf8_lossy(&logs.stdout).replace("\r\n", "\n"),
+        "/probe.wasm\nargs\non windows\n"
+    );
+    detached(&["run", "-d", "--name", "err", "probe", "stderr", "to stderr"]);
+    assert_eq!(berth(&["wait", "err"]), "0\n");
+    let logs = wine(&["--root", &root_w, "logs", "err"]);
+    assert!(logs.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("to stderr"));
+
+    // One that runs until stopped: `ps` shows it up, `stop` ends it as SIGTERM would (143),
+    // `kill` as SIGKILL (137).
+    detached(&["run", "-d", "--name", "sleeper", "probe", "sleep", "600"]);
+    let ps = berth(&["ps"]);
+    assert!(ps.contains("sleeper") && ps.contains("Up"), "{ps}");
+    assert!(!ps.contains("job"), "{ps}");
+    assert!(common::eventually(
+        || berth(&["logs", "sleeper"]) == "sleeping\n"
+    ));
+    assert_eq!(berth(&["stop", "sleeper"]), "sleeper\n");
+    assert_eq!(berth(&["wait", "sleeper"]), "143\n");
+    let ps = berth(&["ps", "-a"]);
+    assert!(ps.contains("Exited (143)"), "{ps}");
+    // Started again, then killed.
+    detached(&["start", "sleeper"]);
+    assert!(berth(&["ps"]).contains("sleeper"));
+    berth(&["kill", "sleeper"]);
+    assert_eq!(berth(&["wait", "sleeper"]), "137\n");
+
+    // A running container is removed only with -f; --rm leaves nothing once it ends.
+    detached(&["restart", "sleeper"]);
+    let out = wine(&["--root", &root_w, "rm", "sleeper"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("it is running"));
+    berth(&["rm", "-f", "sleeper", "job", "err"]);
+    detached(&["run", "-d", "--rm", "--name", "gone", "probe", "exit", "4"]);
+    assert!(common::eventually(|| berth(&["ps", "-aq"]).is_empty()));
+    // create, then start -a: attached, its exit code berth's.
+    berth(&["create", "--name", "later", "probe", "exit", "5"]);
+    let out = wine(&["--root", &root_w, "start", "-a", "later"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = wine(&["--root", &root_w, "stop", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such container: nosuch"), "{err}");
 }

@@ -68,30 +68,22 @@ pub enum Command {
     Run(commands::run::RunArgs),
     /// Serve images as HTTP functions (wasi:http components, WAGI modules, containers)
     Serve(commands::serve::ServeArgs),
-    #[cfg(target_os = "linux")]
     /// Create a container without starting it
     Create(commands::create::CreateArgs),
-    #[cfg(target_os = "linux")]
     /// Start containers
     Start(commands::start::StartArgs),
-    #[cfg(target_os = "linux")]
     /// Stop containers (the stop signal, then SIGKILL)
     Stop(commands::stop::StopArgs),
-    #[cfg(target_os = "linux")]
     /// Restart containers
     Restart(commands::stop::StopArgs),
-    #[cfg(target_os = "linux")]
     /// Send a signal to containers
     Kill(commands::stop::KillArgs),
-    #[cfg(target_os = "linux")]
     /// Remove containers
     Rm(commands::stop::RmArgs),
-    #[cfg(target_os = "linux")]
     /// Wait for containers to stop and print their exit codes
     Wait(commands::stop::WaitArgs),
     /// List containers
     Ps(commands::ps::PsArgs),
-    #[cfg(target_os = "linux")]
     /// Show a container's output
     Logs(commands::logs::LogsArgs),
     #[cfg(target_os = "linux")]
@@ -160,6 +152,12 @@ pub enum Command {
     /// A user-defined network's DNS server (berth runs this itself)
     #[command(name = "__dns", hide = true)]
     InternalDns(commands::internal::DnsArgs),
+    /// The process that holds a detached WASI container without namespaces (berth runs this)
+    #[command(name = "__wasi-monitor", hide = true)]
+    InternalWasiMonitor(commands::internal_wasi::ContainerArg),
+    /// The guest of a detached WASI container without namespaces (berth runs this itself)
+    #[command(name = "__wasi-run", hide = true)]
+    InternalWasiRun(commands::internal_wasi::ContainerArg),
 }
 
 /// Sets up tracing from `--log-level` / `--debug`.
@@ -173,14 +171,28 @@ pub fn init_logging(g: &GlobalOptions) {
 
 /// Logs at `level` (error, warn, info, debug or trace) to stderr.
 pub fn init_logging_at(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "berth={level},berth_runtime={level},berth_builder={level},berth_cli={level}"
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(level))
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// Logs at `level` into `file`, with times: a process whose stderr is a container's.
+pub fn init_logging_into(level: &str, file: std::fs::File) {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
+/// berth's own crates at `level`.
+fn filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(format!(
+        "berth={level},berth_runtime={level},berth_builder={level},berth_cli={level}"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
 }

@@ -63,7 +63,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    app::init_logging(&cli.global);
+    // The runner of a WASI container logs to its monitor's log: its stderr is the container's.
+    if !matches!(cli.command, app::Command::InternalWasiRun(_)) {
+        app::init_logging(&cli.global);
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -19,7 +19,9 @@ use hyper_util::server::conn::auto;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access_log::{AccessLog, Entry, Finished};
-use crate::body::{BoxError, CappedRequest, ResponseBody};
+#[cfg(target_os = "linux")]
+use crate::body::BoxError;
+use crate::body::{CappedRequest, ResponseBody};
 use crate::config::{RouteConfig, ServerLimits};
 use crate::executor::cgi::{self, CgiRequest};
 #[cfg(target_os = "linux")]

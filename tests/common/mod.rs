@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
+pub mod registry;
 pub mod served;
 
 /// A berth root of its own and the binary under test.

@@ -270,6 +270,7 @@ fn step_container(
         labels: BTreeMap::from([(BUILD_LABEL.to_string(), "1".to_string())]),
         log_config: Default::default(),
         endpoints: Vec::new(),
+        isolation: Default::default(),
         state: RunState::default(),
     }
 }

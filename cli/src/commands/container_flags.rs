@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use berth_runtime::backend::Backend;
+use berth_runtime::container::Isolation;
 use berth_runtime::container::create::CreateOptions;
 use berth_runtime::container::log::LogConfig;
 use berth_runtime::workload::{DeviceRate, Limits, NetworkMode, Security};
@@ -346,7 +347,22 @@ impl ContainerFlags {
                 env.push(format!("{e}={v}"));
             }
         }
-        let (network, bridge_network) = self.network_mode()?;
+        let (mut network, bridge_network) = self.network_mode()?;
+        let isolation = match self.isolation.as_str() {
+            "wasi" => Isolation::Wasi,
+            _ => Isolation::Namespaces,
+        };
+        if isolation == Isolation::Wasi || !cfg!(target_os = "linux") {
+            if !self.publish.is_empty() || self.publish_all {
+                bail!(
+                    "a WASI guest without namespaces (--isolation wasi, or any container where there is no Linux) has no network namespace to publish ports from: it is on the host's network; drop -p"
+                );
+            }
+            // No namespace to put a network in: the guest shares the host's.
+            if self.network.is_none() {
+                network = NetworkMode::Host;
+            }
+        }
         let mut security = Security {
             cap_add: self.cap_add.clone(),
             cap_drop: self.cap_drop.clone(),
@@ -428,6 +444,7 @@ impl ContainerFlags {
                 .transpose()
                 .map_err(|e| anyhow::anyhow!(e))?,
             log_config: LogConfig::parse(self.log_driver.as_deref(), &self.log_opt)?,
+            isolation,
         })
     }
 }

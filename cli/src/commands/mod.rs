@@ -8,7 +8,6 @@ pub mod completion;
 #[cfg(target_os = "linux")]
 pub mod container;
 pub mod container_flags;
-#[cfg(target_os = "linux")]
 pub mod create;
 #[cfg(target_os = "linux")]
 pub mod exec;
@@ -21,9 +20,9 @@ pub mod info;
 pub mod inspect;
 #[cfg(target_os = "linux")]
 pub mod internal;
+pub mod internal_wasi;
 pub mod load;
 pub mod login;
-#[cfg(target_os = "linux")]
 pub mod logs;
 #[cfg(target_os = "linux")]
 pub mod network;
@@ -36,9 +35,7 @@ pub mod save;
 pub mod serve;
 #[cfg(target_os = "linux")]
 pub mod serve_detached;
-#[cfg(target_os = "linux")]
 pub mod start;
-#[cfg(target_os = "linux")]
 pub mod stop;
 #[cfg(target_os = "linux")]
 pub mod system;
@@ -83,22 +80,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Completion(a) => completion::run(a),
         Command::Run(a) => run::run(g, a),
         Command::Serve(a) => serve::run(g, a),
-        #[cfg(target_os = "linux")]
         Command::Create(a) => create::run(g, a),
-        #[cfg(target_os = "linux")]
         Command::Start(a) => start::run(g, a),
-        #[cfg(target_os = "linux")]
         Command::Stop(a) => stop::stop(g, a),
-        #[cfg(target_os = "linux")]
         Command::Restart(a) => stop::restart(g, a),
-        #[cfg(target_os = "linux")]
         Command::Kill(a) => stop::kill(g, a),
-        #[cfg(target_os = "linux")]
         Command::Rm(a) => stop::rm(g, a),
-        #[cfg(target_os = "linux")]
         Command::Wait(a) => stop::wait(g, a),
         Command::Ps(a) => ps::run(g, a),
-        #[cfg(target_os = "linux")]
         Command::Logs(a) => logs::run(g, a),
         #[cfg(target_os = "linux")]
         Command::Exec(a) => exec::run(g, a),
@@ -119,6 +108,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::InternalExec(a) => internal::exec(a),
         #[cfg(target_os = "linux")]
         Command::InternalDns(a) => internal::dns(g, a),
+        Command::InternalWasiMonitor(a) => internal_wasi::monitor(g, a),
+        Command::InternalWasiRun(a) => internal_wasi::run(g, a),
     }
 }
 

@@ -28,23 +28,26 @@ pub struct RunArgs {
     pub flags: ContainerFlags,
 }
 
-/// Without Linux: the container runs in this process, in the foreground (WASI images only).
+/// Without Linux: every container is a WASI guest without namespaces.
 #[cfg(not(target_os = "linux"))]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
-    if a.detach {
-        return Err(super::start_failure(anyhow::anyhow!(
-            "run -d needs Linux (a detached container's monitor); here containers run in the foreground: drop -d"
-        )));
-    }
-    run_in_process(g, a)
+    run_wasi_isolated(g, a)
 }
 
-/// The container in this process, in the foreground, with no namespaces (WASI images only):
-/// every run where there is no Linux, and `--isolation wasi` on Linux.
-fn run_in_process(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
+/// A WASI guest without namespaces (every run where there is no Linux, and `--isolation
+/// wasi` on Linux): in this process in the foreground, or under a detached monitor with `-d`.
+fn run_wasi_isolated(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
     use berth_runtime::container::portable;
     let store = super::open_store(g).map_err(super::start_failure)?;
     let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
+    if a.detach {
+        if let Err(e) = super::start::spawn_monitor(g, &store, &c) {
+            remove_unstarted(&store, &c.id);
+            return Err(super::start_failure(e));
+        }
+        println!("{}", c.id);
+        return Ok(ExitCode::SUCCESS);
+    }
     let ran = portable::run_foreground(&store, &c.id);
     if c.auto_remove {
         let _ = store.remove_container_files(&c.id);
@@ -57,25 +60,12 @@ fn run_in_process(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
 #[cfg(target_os = "linux")]
 pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
     if a.flags.isolation == "wasi" {
-        if a.detach {
-            return Err(super::start_failure(anyhow::anyhow!(
-                "--isolation wasi runs the container in berth's own process, in the foreground: drop -d"
-            )));
-        }
-        if !a.flags.publish.is_empty() || a.flags.publish_all {
-            return Err(super::start_failure(anyhow::anyhow!(
-                "--isolation wasi has no network namespace to publish ports from: the guest is on the host's network; drop -p"
-            )));
-        }
-        let mut a = a;
-        // No namespace to put a network in: the guest shares the host's, as on Windows.
-        a.flags.network.get_or_insert_with(|| "host".into());
-        return run_in_process(g, a);
+        return run_wasi_isolated(g, a);
     }
     let store = super::open_store(g).map_err(super::start_failure)?;
     let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
     if a.detach {
-        if let Err(e) = super::start::spawn_monitor(g, &store, &c.id) {
+        if let Err(e) = super::start::spawn_monitor(g, &store, &c) {
             remove_unstarted(&store, &c.id);
             return Err(super::start_failure(e));
         }
@@ -87,7 +77,6 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
 
 /// Removes the container a `run` made and could not start (with its anonymous volumes): the
 /// failed command leaves nothing behind (a container made by `create` stays, as Docker's).
-#[cfg(target_os = "linux")]
 fn remove_unstarted(store: &Store, id: &str) {
     if let Ok(c) = store.load_container(id)
         && c.state.status != berth_runtime::container::Status::Running
@@ -114,8 +103,18 @@ pub fn create(
 
 /// Runs a created container with this process as its monitor; gives the exit code. One that
 /// fails to start is removed when `run` made it (`made_here`), or has `--rm`.
-#[cfg(target_os = "linux")]
 pub fn foreground(store: &Store, id: &str, made_here: bool) -> Result<ExitCode> {
+    if store.load_container(id)?.isolation == berth_runtime::container::Isolation::Wasi {
+        let code = berth_runtime::container::portable::run_foreground(store, id)
+            .map_err(|e| anyhow::Error::new(e.into_start_error()))?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
+    namespaced_foreground(store, id, made_here)
+}
+
+/// A namespaced container in the foreground, under a monitor in this process.
+#[cfg(target_os = "linux")]
+fn namespaced_foreground(store: &Store, id: &str, made_here: bool) -> Result<ExitCode> {
     let monitor = Monitor::start(store, id, Attach::Foreground).map_err(|e| {
         if made_here || store.load_container(id).is_ok_and(|c| c.auto_remove) {
             remove_unstarted(store, id);
@@ -126,4 +125,14 @@ pub fn foreground(store: &Store, id: &str, made_here: bool) -> Result<ExitCode> 
         .wait()
         .map_err(|e| anyhow::Error::new(e.into_start_error()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Where there is no Linux no container has namespaces (one recorded on Linux cannot start).
+#[cfg(not(target_os = "linux"))]
+fn namespaced_foreground(store: &Store, id: &str, _made_here: bool) -> Result<ExitCode> {
+    let c = store.load_container(id)?;
+    Err(super::start_failure(anyhow::anyhow!(
+        "container {} has Linux namespaces, which need Linux",
+        c.name
+    )))
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use berth_runtime::Store;
+use berth_runtime::container::{Container, Isolation, portable};
 use clap::Args;
 
 use crate::app::GlobalOptions;
@@ -25,9 +26,21 @@ pub struct StartArgs {
 }
 
 /// Starts a container under a detached monitor process and waits until its workload runs
-/// (or failed to start).
-pub fn spawn_monitor(g: &GlobalOptions, store: &Store, id: &str) -> Result<()> {
-    berth_runtime::container::monitor::detached::spawn_detached(store, id, &g.log_level)?;
+/// (or failed to start): `__monitor` for namespaces, `__wasi-monitor` for a WASI guest
+/// without them.
+pub fn spawn_monitor(g: &GlobalOptions, store: &Store, c: &Container) -> Result<()> {
+    if c.isolation == Isolation::Wasi {
+        portable::detached::spawn(store, &c.id, &g.log_level)?;
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    berth_runtime::container::monitor::detached::spawn_detached(store, &c.id, &g.log_level)?;
+    #[cfg(not(target_os = "linux"))]
+    anyhow::bail!(
+        "container {} has Linux namespaces, which need Linux",
+        c.name
+    );
+    #[cfg(target_os = "linux")]
     Ok(())
 }
 
@@ -47,7 +60,7 @@ pub fn run(g: &GlobalOptions, a: StartArgs) -> Result<ExitCode> {
     drop(store);
     super::stop::each(g, &a.containers, |store, c| {
         if c.state.status != berth_runtime::container::Status::Running {
-            spawn_monitor(g, store, &c.id)?;
+            spawn_monitor(g, store, c)?;
         }
         Ok(None)
     })

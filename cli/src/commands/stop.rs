@@ -9,8 +9,34 @@ use berth_runtime::container::lifecycle;
 use berth_serve::managed::ServerRecord;
 use clap::Args;
 
+#[cfg(target_os = "linux")]
 use super::serve_detached;
 use crate::app::GlobalOptions;
+
+/// `serve -d` needs Linux: a server recorded there and found here (a copied store) is refused.
+#[cfg(not(target_os = "linux"))]
+mod serve_detached {
+    use super::*;
+
+    fn needs_linux(r: &ServerRecord) -> anyhow::Error {
+        anyhow::anyhow!(
+            "server {} was started by `serve -d` on Linux, and only Linux can manage it",
+            r.name
+        )
+    }
+
+    pub fn stop(r: &ServerRecord, _: Duration) -> Result<()> {
+        Err(needs_linux(r))
+    }
+
+    pub fn signal(r: &ServerRecord, _: lifecycle::Signal) -> Result<()> {
+        Err(needs_linux(r))
+    }
+
+    pub fn remove(_: &berth_runtime::Store, r: &ServerRecord, _: bool) -> Result<()> {
+        Err(needs_linux(r))
+    }
+}
 
 /// Arguments of `berth stop`.
 #[derive(Debug, Args)]
@@ -160,7 +186,7 @@ pub fn restart(g: &GlobalOptions, a: StopArgs) -> Result<ExitCode> {
             Duration::from_secs(a.time.unwrap_or(c.stop_timeout)),
         )?;
         store.update_container(&c.id, |c| c.state.restart_count += 1)?;
-        super::start::spawn_monitor(g, store, &c.id)?;
+        super::start::spawn_monitor(g, store, c)?;
         Ok(None)
     })
 }

@@ -76,6 +76,8 @@ pub struct CreateOptions {
     pub runtime: Option<Backend>,
     /// `--log-driver` and `--log-opt`.
     pub log_config: super::log::LogConfig,
+    /// `--isolation` (always WASI's where there is no Linux).
+    pub isolation: super::state::Isolation,
 }
 
 /// Why a container could not be made.
@@ -840,11 +842,22 @@ fn record_container(
         program_header: header.as_deref(),
     };
     spec.backend = backend::decide(image_name, &hints, evidence).map_err(invalid)?;
-    if !spec.backend.available() {
+    if opts.isolation == super::state::Isolation::Wasi && spec.backend == Backend::Native {
         return Err(invalid(format!(
-            "this build of berth cannot run {} workloads on this system; image {image_name} needs the {} runtime",
-            spec.backend, spec.backend
+            "image {image_name} is a native image, which needs Linux namespaces: drop --isolation wasi"
         )));
+    }
+    if !spec.backend.available() {
+        return Err(invalid(if spec.backend == Backend::Native {
+            format!(
+                "image {image_name} is a native Linux image: running it needs Linux (namespaces and cgroups); here berth runs WASI images (os wasip1/wasip2, arch wasm)"
+            )
+        } else {
+            format!(
+                "this build of berth cannot run {} workloads on this system; image {image_name} needs the {} runtime",
+                spec.backend, spec.backend
+            )
+        }));
     }
     // The image's VOLUMEs get anonymous volumes unless something is mounted there.
     for path in rc.volumes.clone().unwrap_or_default().into_keys() {
@@ -909,6 +922,11 @@ fn record_container(
         labels,
         log_config: opts.log_config.clone(),
         endpoints: Vec::new(),
+        isolation: if cfg!(target_os = "linux") {
+            opts.isolation
+        } else {
+            super::state::Isolation::Wasi
+        },
         state: RunState::default(),
     };
     store.create_container(&c)?;

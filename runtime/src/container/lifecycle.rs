@@ -1,16 +1,33 @@
 //! Stopping, killing, waiting for and removing containers, from any berth process: signals
-//! go to the container's first process; the monitor records the end.
+//! go to the container's first process (see [`super::process`] for Windows); the monitor
+//! records the end.
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+#[cfg(target_os = "linux")]
+pub use nix::sys::signal::Signal;
+#[cfg(not(target_os = "linux"))]
+pub use portable_signal::Signal;
 
-use super::monitor::{MonitorError, remove_container};
 use super::state::{Container, Status};
+use super::store::ContainerError;
 use super::store::Remains;
+#[cfg(target_os = "linux")]
 use crate::sandbox::linux::cgroups::Cgroup;
 use crate::store::Store;
+
+/// Why a lifecycle request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// The container is in the wrong state, or a signal could not be sent.
+    #[error("{0}")]
+    State(String),
+    /// The container store failed.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+}
+
+type MonitorError = LifecycleError;
 
 /// Parses a signal as Docker accepts it: `SIGTERM`, `TERM`, `term` or `15`.
 pub fn parse_signal(s: &str) -> Result<Signal, MonitorError> {
@@ -39,7 +56,7 @@ pub fn kill(c: &Container, signal: Signal) -> Result<(), MonitorError> {
             c.name
         )));
     };
-    nix::sys::signal::kill(Pid::from_raw(pid), signal)
+    super::process::signal(pid, signal as i32)
         .map_err(|e| MonitorError::State(format!("signalling container {}: {e}", c.name)))
 }
 
@@ -104,14 +121,48 @@ pub fn remove(
             return Ok(());
         }
     }
-    remove_container(store, c, volumes)
+    remove_stopped(store, c, volumes)?;
+    Ok(())
+}
+
+/// Removes a stopped container: its cgroup (a monitor that was killed could not remove it;
+/// nothing runs in it any more), its files, and with `volumes` its anonymous volumes.
+pub fn remove_stopped(store: &Store, c: &Container, volumes: bool) -> Result<(), ContainerError> {
+    #[cfg(target_os = "linux")]
+    if let Ok(cg) = Cgroup::open(&c.id) {
+        let _ = cg.remove();
+    }
+    remove_files(store, c, volumes)
+}
+
+/// Removes a container's folder, and with `volumes` its anonymous volumes.
+pub fn remove_files(store: &Store, c: &Container, volumes: bool) -> Result<(), ContainerError> {
+    store.remove_container_files(&c.id)?;
+    if volumes {
+        remove_volumes(store, c);
+    }
+    Ok(())
+}
+
+/// Removes a container's anonymous volumes.
+pub fn remove_volumes(store: &Store, c: &Container) {
+    for m in &c.spec.mounts {
+        if let Some(v) = &m.volume
+            && store.volume(v).is_ok_and(|v| v.anonymous)
+        {
+            let _ = store.remove_volume(v, true);
+        }
+    }
 }
 
 /// Whether anything of a damaged container still runs: its monitor, or a process in its
 /// cgroup.
 pub fn remains_running(store: &Store, r: &Remains) -> bool {
+    #[cfg(target_os = "linux")]
+    if Cgroup::open(&r.id).is_ok_and(|cg| !cg.pids().unwrap_or_default().is_empty()) {
+        return true;
+    }
     store.monitor_holds(&r.id)
-        || Cgroup::open(&r.id).is_ok_and(|cg| !cg.pids().unwrap_or_default().is_empty())
 }
 
 /// Removes a container whose state file is damaged, from what is left of it: the processes
@@ -125,6 +176,7 @@ pub fn remove_remains(store: &Store, r: &Remains, force: bool) -> Result<(), Mon
             "cannot remove container {name}: its state file is corrupt and its processes still run; force removal with -f (`berth rm -f {name}`)"
         )));
     }
+    #[cfg(target_os = "linux")]
     if let Ok(cg) = Cgroup::open(&r.id) {
         let _ = cg.kill_all(Signal::SIGKILL as i32);
     }
@@ -134,17 +186,69 @@ pub fn remove_remains(store: &Store, r: &Remains, force: bool) -> Result<(), Mon
     while store.monitor_holds(&r.id) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    if let Ok(cg) = Cgroup::open(&r.id)
-        && let Err(e) = cg.remove()
+    #[cfg(target_os = "linux")]
     {
-        return Err(MonitorError::State(format!(
-            "removing container {name}: {e}"
-        )));
+        if let Ok(cg) = Cgroup::open(&r.id)
+            && let Err(e) = cg.remove()
+        {
+            return Err(MonitorError::State(format!(
+                "removing container {name}: {e}"
+            )));
+        }
+        // Mounted in the container's own mount namespace, which is gone with its processes;
+        // a mount left on the host by an older berth or by hand goes too.
+        let merged = store.container_run_dir(&r.id).join("merged");
+        let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
     }
-    // Mounted in the container's own mount namespace, which is gone with its processes; a
-    // mount left on the host by an older berth or by hand goes too.
-    let merged = store.container_run_dir(&r.id).join("merged");
-    let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
     store.remove_container_files(&r.id)?;
     Ok(())
+}
+
+/// Signals by their Linux names and numbers, where there is no Linux: what `--stop-signal`,
+/// `kill -s` and `stop -s` take (see [`super::process::signal`] for what sending one does).
+#[cfg(not(target_os = "linux"))]
+mod portable_signal {
+    /// A signal, numbered as on Linux x86_64.
+    #[allow(missing_docs, clippy::upper_case_acronyms)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(i32)]
+    pub enum Signal {
+        SIGHUP = 1,
+        SIGINT = 2,
+        SIGQUIT = 3,
+        SIGABRT = 6,
+        SIGKILL = 9,
+        SIGUSR1 = 10,
+        SIGUSR2 = 12,
+        SIGPIPE = 13,
+        SIGALRM = 14,
+        SIGTERM = 15,
+    }
+
+    const ALL: [Signal; 10] = [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGABRT,
+        Signal::SIGKILL,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGPIPE,
+        Signal::SIGALRM,
+        Signal::SIGTERM,
+    ];
+
+    impl TryFrom<i32> for Signal {
+        type Error = ();
+        fn try_from(n: i32) -> Result<Signal, ()> {
+            ALL.into_iter().find(|s| *s as i32 == n).ok_or(())
+        }
+    }
+
+    impl std::str::FromStr for Signal {
+        type Err = ();
+        fn from_str(name: &str) -> Result<Signal, ()> {
+            ALL.into_iter().find(|s| format!("{s:?}") == name).ok_or(())
+        }
+    }
 }

@@ -6,12 +6,12 @@
 //! the state; a monitor that died is noticed, so a container never shows as a ghost "running".
 
 pub mod create;
-#[cfg(target_os = "linux")]
 pub mod lifecycle;
 pub mod log;
 #[cfg(target_os = "linux")]
 pub mod monitor;
 pub mod portable;
+pub mod process;
 #[cfg(target_os = "linux")]
 pub(crate) mod spawn;
 pub mod state;
@@ -19,7 +19,7 @@ pub mod store;
 #[cfg(target_os = "linux")]
 pub mod tty;
 
-pub use state::{Container, RunState, Status};
+pub use state::{Container, Isolation, RunState, Status};
 
 /// The label that marks a build's RUN-step containers; `berth ps` hides them, as BuildKit's.
 pub const BUILD_LABEL: &str = "berth.build";

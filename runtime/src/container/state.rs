@@ -34,6 +34,18 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// How a container is isolated, which decides what starts and stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Linux namespaces and cgroups, under a `__monitor` process.
+    #[default]
+    Namespaces,
+    /// WASI's capabilities alone: the guest in a berth process of its own, with no namespaces
+    /// (`--isolation wasi`, and every container where there is no Linux).
+    Wasi,
+}
+
 /// What is running (or ran) right now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
@@ -114,6 +126,9 @@ pub struct Container {
     /// back at its removal).
     #[serde(default)]
     pub endpoints: Vec<crate::workload::Endpoint>,
+    /// How it is isolated (a container recorded before this existed had namespaces).
+    #[serde(default)]
+    pub isolation: Isolation,
     /// The run state.
     pub state: RunState,
 }
@@ -167,14 +182,8 @@ pub fn process_alive(pid: i32, start: Option<u64>) -> bool {
     }
 }
 
-/// A process' start time (clock ticks since boot), from /proc; `None` if it is gone or a zombie.
+/// A process' start time (opaque, see [`super::process::start_time`]); `None` if it is gone
+/// or a zombie.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parens: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+    super::process::start_time(pid)
 }

@@ -338,7 +338,7 @@ impl Monitor {
                                 .ctx(|| format!("removing {}", f.display()))?;
                         }
                     }
-                    remove_volumes(&self.store, &self.container);
+                    super::lifecycle::remove_volumes(&self.store, &self.container);
                     Ok(())
                 });
             if self.child.try_wait()
@@ -427,31 +427,7 @@ impl Monitor {
 
 /// Removes a stopped container's files, and with `volumes` its anonymous volumes.
 pub fn remove_container(store: &Store, c: &Container, volumes: bool) -> Result<(), MonitorError> {
-    // A monitor that was killed could not remove the cgroup; nothing runs in it any more.
-    if let Ok(cg) = Cgroup::open(&c.id) {
-        let _ = cg.remove();
-    }
-    remove_files(store, c, volumes)
-}
-
-/// Removes a container's folder, and with `volumes` its anonymous volumes.
-fn remove_files(store: &Store, c: &Container, volumes: bool) -> Result<(), MonitorError> {
-    store.remove_container_files(&c.id)?;
-    if volumes {
-        remove_volumes(store, c);
-    }
-    Ok(())
-}
-
-/// Removes a container's anonymous volumes.
-fn remove_volumes(store: &Store, c: &Container) {
-    for m in &c.spec.mounts {
-        if let Some(v) = &m.volume
-            && store.volume(v).is_ok_and(|v| v.anonymous)
-        {
-            let _ = store.remove_volume(v, true);
-        }
-    }
+    Ok(super::lifecycle::remove_stopped(store, c, volumes)?)
 }
 
 /// Takes the container's monitor lock (held for the monitor's life, so a second `start` finds

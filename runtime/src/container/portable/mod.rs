@@ -1,8 +1,11 @@
 //! Running a container where there are no Linux namespaces (Windows, macOS, and Linux hosts
-//! that refuse them, such as qemu-user, with `--isolation wasi`): only WASI guests, in the
-//! foreground, in this process. The guest's `/` is the image's layers merged
-//! into the container's own folder (its writable layer), and volumes are further preopens.
-//! WASI's capability model is the isolation here: the guest reaches only its preopens.
+//! that refuse them, such as qemu-user, with `--isolation wasi`): only WASI guests, each in a
+//! berth process: the command's own in the foreground, or a runner under a detached monitor
+//! ([`detached`]). The guest's `/` is the image's layers merged into the container's own
+//! folder (its writable layer), and volumes are further preopens. WASI's capability model is
+//! the isolation here: the guest reaches only its preopens.
+
+pub mod detached;
 
 use chrono::Utc;
 
@@ -42,8 +45,26 @@ impl PortableError {
     }
 }
 
-/// Runs container `id` to its end in this process and records its exit; gives its code.
+/// Runs container `id` to its end in this process, which holds it as its monitor, and
+/// records its exit; gives its code.
 pub fn run_foreground(store: &Store, id: &str) -> Result<i32, PortableError> {
+    run(store, id, true)
+}
+
+/// Runs container `id` to its end in this process under a monitor of its own (which has
+/// recorded itself), and records its exit; gives its code.
+pub fn run_under_monitor(store: &Store, id: &str) -> Result<i32, PortableError> {
+    if let Some(monitor) = std::env::var(detached::MONITOR_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        super::process::end_with_parent(monitor);
+    }
+    run(store, id, false)
+}
+
+/// Runs the container's guest here; `holds` when this process is its monitor too.
+fn run(store: &Store, id: &str, holds: bool) -> Result<i32, PortableError> {
     let c = store.load_container(id)?;
     if c.spec.backend != Backend::Wasi {
         let needs = if cfg!(target_os = "linux") {
@@ -73,11 +94,18 @@ pub fn run_foreground(store: &Store, id: &str) -> Result<i32, PortableError> {
     // directory, preopens, limits), through the runner any host uses.
     let cache = wasi::ModuleCache::for_store(store.root()).map_err(StartError::from)?;
     let runner = WasiRunner::new(Some(cache))?;
+    let me = std::process::id() as i32;
     store.update_container(id, |c| {
         c.state.status = Status::Running;
-        c.state.pid = Some(std::process::id() as i32);
+        c.state.pid = Some(me);
+        if holds {
+            // So another berth sees it running, and sees it die with this process.
+            c.state.monitor_pid = Some(me);
+            c.state.monitor_start = super::process::start_time(me);
+        }
         c.state.started_at = Some(Utc::now());
         c.state.exit_code = None;
+        c.state.error = None;
     })?;
     let result = runner.run(&Workload {
         id,
@@ -91,6 +119,9 @@ pub fn run_foreground(store: &Store, id: &str) -> Result<i32, PortableError> {
     store.update_container(id, |c| {
         c.state.status = Status::Exited;
         c.state.pid = None;
+        if holds {
+            c.state.monitor_pid = None;
+        }
         c.state.exit_code = Some(code);
         c.state.finished_at = Some(Utc::now());
         if let Err(e) = &result {
