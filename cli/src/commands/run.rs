@@ -41,12 +41,7 @@ fn run_wasi_isolated(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
     let store = super::open_store(g).map_err(super::start_failure)?;
     let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
     if a.detach {
-        if let Err(e) = super::start::spawn_monitor(g, &store, &c) {
-            remove_unstarted(&store, &c.id);
-            return Err(super::start_failure(e));
-        }
-        println!("{}", c.id);
-        return Ok(ExitCode::SUCCESS);
+        return detach(g, &store, &c);
     }
     let ran = portable::run_foreground(&store, &c.id);
     if c.auto_remove {
@@ -65,14 +60,24 @@ pub fn run(g: &GlobalOptions, a: RunArgs) -> Result<ExitCode> {
     let store = super::open_store(g).map_err(super::start_failure)?;
     let c = create(g, &store, &a.flags).map_err(super::start_failure)?;
     if a.detach {
-        if let Err(e) = super::start::spawn_monitor(g, &store, &c) {
-            remove_unstarted(&store, &c.id);
-            return Err(super::start_failure(e));
-        }
-        println!("{}", c.id);
-        return Ok(ExitCode::SUCCESS);
+        return detach(g, &store, &c);
     }
     foreground(&store, &c.id, true)
+}
+
+/// Starts `c` under a detached monitor and prints its id (`run -d`); one that cannot start
+/// is removed.
+fn detach(
+    g: &GlobalOptions,
+    store: &Store,
+    c: &berth_runtime::container::Container,
+) -> Result<ExitCode> {
+    if let Err(e) = super::start::spawn_monitor(g, store, c) {
+        remove_unstarted(store, &c.id);
+        return Err(super::start_failure(e));
+    }
+    println!("{}", c.id);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Removes the container a `run` made and could not start (with its anonymous volumes): the

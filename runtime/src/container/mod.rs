@@ -6,6 +6,7 @@
 //! the state; a monitor that died is noticed, so a container never shows as a ghost "running".
 
 pub mod create;
+mod handshake;
 pub mod lifecycle;
 pub mod log;
 #[cfg(target_os = "linux")]

@@ -2,7 +2,6 @@
 //! outlives the command that started it: `run -d`, `start`, `restart`, and `berth serve`'s
 //! container functions.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use crate::sandbox::linux::exe_seal::SealedExe;
@@ -39,28 +38,17 @@ pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, S
         .spawn()
         .map_err(|e| StartError::berth(format!("starting the container's monitor: {e}")))?;
     tracing::debug!(took = ?began.elapsed(), "monitor spawned");
-    let out = child.stdout.take().expect("piped");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .map_err(|e| StartError::berth(format!("reading from the container's monitor: {e}")))?;
+    let status = super::super::handshake::read::<StatusMessage>(&mut child, &log_path);
     tracing::debug!(took = ?began.elapsed(), "monitor answered");
-    match serde_json::from_str::<StatusMessage>(line.trim_end()) {
+    match status? {
         // The monitor runs on, detached: it is reaped by whoever inherits it.
-        Ok(StatusMessage::Pid(pid)) => {
+        StatusMessage::Pid(pid) => {
             reap_in_background(child);
             Ok(pid)
         }
-        Ok(StatusMessage::Failed(e)) => {
+        StatusMessage::Failed(e) => {
             let _ = child.wait();
             Err(e)
-        }
-        Err(_) => {
-            let _ = child.wait();
-            Err(StartError::berth(format!(
-                "the container's monitor ended without starting it (see {})",
-                log_path.display()
-            )))
         }
     }
 }

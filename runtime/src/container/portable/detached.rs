@@ -7,7 +7,7 @@
 //! process' end) while the monitor stays to record the exit code and remove a `--rm`
 //! container; the same on every OS, so Linux tests it natively with `--isolation wasi`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use chrono::Utc;
@@ -69,24 +69,12 @@ pub fn spawn(store: &Store, id: &str, log_level: &str) -> Result<i32, StartError
     let mut child = cmd
         .spawn()
         .map_err(|e| StartError::berth(format!("starting the container's monitor: {e}")))?;
-    let mut line = String::new();
-    let out = child.stdout.take().expect("piped");
-    BufReader::new(out)
-        .read_line(&mut line)
-        .map_err(|e| StartError::berth(format!("reading from the container's monitor: {e}")))?;
-    match serde_json::from_str::<Started>(line.trim_end()) {
+    match crate::container::handshake::read::<Started>(&mut child, &log_path)? {
         // It runs on, detached; whoever inherits it reaps it.
-        Ok(Started::Pid(pid)) => Ok(pid),
-        Ok(Started::Failed(e)) => {
+        Started::Pid(pid) => Ok(pid),
+        Started::Failed(e) => {
             let _ = child.wait();
             Err(e)
-        }
-        Err(_) => {
-            let _ = child.wait();
-            Err(StartError::berth(format!(
-                "the container's monitor ended without starting it (see {})",
-                log_path.display()
-            )))
         }
     }
 }
