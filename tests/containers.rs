@@ -549,6 +549,110 @@ fn names_are_unique_and_ids_match_by_prefix() {
 }
 
 #[test]
+fn rename_and_port_answer_as_dockers() {
+    let b = setup();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("127.0.0.1:{port}:80");
+    b.ok(&[
+        "run", "-d", "--name", "web", "-p", &spec, "busybox", "sleep", "60",
+    ]);
+    assert_eq!(
+        b.ok(&["port", "web"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    assert_eq!(b.ok(&["port", "web", "80"]), format!("127.0.0.1:{port}\n"));
+    assert_eq!(
+        b.ok(&["container", "port", "web", "80/tcp"]),
+        format!("127.0.0.1:{port}\n")
+    );
+    let (code, err) = b.fail(&["port", "web", "81"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no public port 81/tcp published for web"),
+        "{err}"
+    );
+    let (_, err) = b.fail(&["port", "web", "http"]);
+    assert!(err.contains("invalid port"), "{err}");
+
+    // A running container renamed: found by its new name only, its old one free again.
+    b.ok(&["create", "--name", "db", "busybox", "true"]);
+    assert_eq!(b.ok(&["rename", "web", "front"]), "");
+    assert!(b.ok(&["ps"]).contains("front"));
+    assert_eq!(inspect(&b, "front")["Name"], "/front");
+    let (_, err) = b.fail(&["port", "web"]);
+    assert!(err.contains("no such container: web"), "{err}");
+    b.ok(&["container", "rename", "db", "web"]);
+    let (code, err) = b.fail(&["rename", "front", "web"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already in use"), "{err}");
+    let (_, err) = b.fail(&["rename", "front", "front"]);
+    assert!(err.contains("already named front"), "{err}");
+    let (_, err) = b.fail(&["rename", "front", "no/slash"]);
+    assert!(err.contains("invalid container name"), "{err}");
+    let (_, err) = b.fail(&["rename", "nosuch", "x"]);
+    assert!(err.contains("no such container: nosuch"), "{err}");
+    b.ok(&["rm", "-f", "front", "web"]);
+}
+
+#[test]
+fn pause_freezes_a_container_until_unpause() {
+    let b = setup();
+    // A counter on stdout every 20 ms: its log stops growing while frozen.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "count",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.02; done",
+    ]);
+    let lines = || b.ok(&["logs", "count"]).lines().count();
+    assert!(eventually(|| lines() > 2));
+    assert_eq!(b.ok(&["pause", "count"]), "count\n");
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "status=paused"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(inspect(&b, "count")["State"]["Paused"], true);
+    assert_eq!(inspect(&b, "count")["State"]["Status"], "paused");
+    // Frozen: once the last write has landed, nothing more comes.
+    let before = lines();
+    std::thread::sleep(Duration::from_millis(300));
+    let settled = lines();
+    assert!(settled <= before + 1, "{before} then {settled}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(lines(), settled);
+    let (code, err) = b.fail(&["exec", "count", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is paused: unpause it first"), "{err}");
+    let (_, err) = b.fail(&["pause", "count"]);
+    assert!(err.contains("already paused"), "{err}");
+    assert_eq!(b.ok(&["container", "unpause", "count"]), "count\n");
+    assert!(eventually(|| lines() > settled + 2));
+    let (_, err) = b.fail(&["unpause", "count"]);
+    assert!(err.contains("is not paused"), "{err}");
+    // A paused container stops (its signal is acted on once thawed) and is removed.
+    b.ok(&["pause", "count"]);
+    b.ok(&["stop", "-t", "1", "count"]);
+    assert_eq!(inspect(&b, "count")["State"]["Status"], "exited");
+    let (_, err) = b.fail(&["pause", "count"]);
+    assert!(err.contains("is not running"), "{err}");
+    let (_, err) = b.fail(&["pause", "nosuch"]);
+    assert!(err.contains("no such container: nosuch"), "{err}");
+    b.ok(&["rm", "count"]);
+}
+
+#[test]
 fn exec_joins_a_running_container() {
     let b = setup();
     b.ok(&[

@@ -84,6 +84,14 @@ pub enum Command {
     Wait(commands::stop::WaitArgs),
     /// List containers
     Ps(commands::ps::PsArgs),
+    /// List a container's published ports
+    Port(commands::port::PortArgs),
+    /// Freeze every process of containers
+    Pause(commands::pause::PauseArgs),
+    /// Thaw paused containers
+    Unpause(commands::pause::PauseArgs),
+    /// Rename a container
+    Rename(commands::rename::RenameArgs),
     /// Show a container's output
     Logs(commands::logs::LogsArgs),
     #[cfg(target_os = "linux")]

@@ -50,6 +50,14 @@ pub enum ContainerCommand {
     Top(top::TopArgs),
     /// Show containers as JSON
     Inspect(super::inspect::InspectArgs),
+    /// List a container's published ports
+    Port(super::port::PortArgs),
+    /// Freeze every process of containers
+    Pause(super::pause::PauseArgs),
+    /// Thaw paused containers
+    Unpause(super::pause::PauseArgs),
+    /// Rename a container
+    Rename(super::rename::RenameArgs),
     /// Remove every stopped container
     Prune {
         /// Do not ask (berth never asks)
@@ -74,6 +82,10 @@ pub fn run(g: &GlobalOptions, a: ContainerArgs) -> Result<ExitCode> {
         ContainerCommand::Exec(a) => exec::run(g, a),
         ContainerCommand::Top(a) => top::run(g, a),
         ContainerCommand::Inspect(a) => super::inspect::run(g, a),
+        ContainerCommand::Port(a) => super::port::run(g, a),
+        ContainerCommand::Pause(a) => super::pause::pause(g, a),
+        ContainerCommand::Unpause(a) => super::pause::unpause(g, a),
+        ContainerCommand::Rename(a) => super::rename::run(g, a),
         ContainerCommand::Prune { .. } => {
             let store = super::open_store(g)?;
             let removed = prune_containers(&store)?;

@@ -58,6 +58,13 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
             c.name
         );
     };
+    if c.is_paused() {
+        bail!(
+            "container {} is paused: unpause it first (`berth unpause {}`)",
+            c.name,
+            c.name
+        );
+    }
     let mut spec = c.spec.clone();
     spec.args = a.command.clone();
     spec.tty = a.tty;

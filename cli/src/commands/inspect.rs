@@ -73,9 +73,9 @@ pub fn container_json(
         "Path": c.spec.args.first(),
         "Args": c.spec.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": st.status.to_string(),
+            "Status": if c.is_paused() { "paused".to_string() } else { st.status.to_string() },
             "Running": st.status == Status::Running,
-            "Paused": false,
+            "Paused": c.is_paused(),
             "Restarting": st.status == Status::Restarting,
             "OOMKilled": st.oom_killed,
             "Dead": false,

@@ -26,9 +26,12 @@ pub mod login;
 pub mod logs;
 #[cfg(target_os = "linux")]
 pub mod network;
+pub mod pause;
+pub mod port;
 pub mod ps;
 pub mod pull;
 pub mod push;
+pub mod rename;
 pub mod rmi;
 pub mod run;
 pub mod save;
@@ -88,6 +91,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rm(a) => stop::rm(g, a),
         Command::Wait(a) => stop::wait(g, a),
         Command::Ps(a) => ps::run(g, a),
+        Command::Port(a) => port::run(g, a),
+        Command::Pause(a) => pause::pause(g, a),
+        Command::Unpause(a) => pause::unpause(g, a),
+        Command::Rename(a) => rename::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         #[cfg(target_os = "linux")]
         Command::Exec(a) => exec::run(g, a),

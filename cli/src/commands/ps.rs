@@ -59,6 +59,7 @@ struct Row {
 
 fn matches(c: &Container, filters: &[(String, String)]) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {
+        "status" if c.is_paused() => v == "paused",
         "status" => c.state.status.to_string() == *v,
         "name" => c.name.contains(v.as_str()),
         "id" => c.id.starts_with(v.as_str()),

@@ -166,8 +166,8 @@ pub fn kill(g: &GlobalOptions, a: KillArgs) -> Result<ExitCode> {
     each_or_server(
         g,
         &a.containers,
-        |_, c| {
-            lifecycle::kill(c, signal)?;
+        |store, c| {
+            lifecycle::kill(store, c, signal)?;
             Ok(None)
         },
         |_, r| {

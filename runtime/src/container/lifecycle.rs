@@ -48,8 +48,9 @@ pub fn parse_signal(s: &str) -> Result<Signal, MonitorError> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
-/// Sends `signal` to a running container's first process.
-pub fn kill(c: &Container, signal: Signal) -> Result<(), MonitorError> {
+/// Sends `signal` to a running container's first process; a paused one is thawed after,
+/// so the signal is acted on (as Docker does).
+pub fn kill(store: &Store, c: &Container, signal: Signal) -> Result<(), MonitorError> {
     let Some(pid) = c.state.pid.filter(|_| c.state.status == Status::Running) else {
         return Err(MonitorError::State(format!(
             "container {} is not running",
@@ -57,7 +58,68 @@ pub fn kill(c: &Container, signal: Signal) -> Result<(), MonitorError> {
         )));
     };
     super::process::signal(pid, signal as i32)
-        .map_err(|e| MonitorError::State(format!("signalling container {}: {e}", c.name)))
+        .map_err(|e| MonitorError::State(format!("signalling container {}: {e}", c.name)))?;
+    if c.state.paused {
+        unpause(store, c)?;
+    }
+    Ok(())
+}
+
+/// Freezes a running container's processes (`berth pause`) through its cgroup's freezer.
+pub fn pause(store: &Store, c: &Container) -> Result<(), MonitorError> {
+    if c.state.status != Status::Running {
+        return Err(MonitorError::State(format!(
+            "container {} is not running",
+            c.name
+        )));
+    }
+    if c.state.paused {
+        return Err(MonitorError::State(format!(
+            "container {} is already paused",
+            c.name
+        )));
+    }
+    freeze(c, true)?;
+    store.update_container(&c.id, |c| c.state.paused = true)?;
+    Ok(())
+}
+
+/// Thaws a paused container (`berth unpause`).
+pub fn unpause(store: &Store, c: &Container) -> Result<(), MonitorError> {
+    if !c.is_paused() {
+        return Err(MonitorError::State(format!(
+            "container {} is not paused",
+            c.name
+        )));
+    }
+    freeze(c, false)?;
+    store.update_container(&c.id, |c| c.state.paused = false)?;
+    Ok(())
+}
+
+/// Freezes (`on`) or thaws `c`'s processes through its cgroup's freezer.
+#[cfg(target_os = "linux")]
+fn freeze(c: &Container, on: bool) -> Result<(), MonitorError> {
+    if c.isolation == super::state::Isolation::Wasi {
+        return Err(MonitorError::State(format!(
+            "container {} runs with --isolation wasi, without a cgroup to freeze: pausing needs a container with namespaces",
+            c.name
+        )));
+    }
+    let what = if on { "pausing" } else { "unpausing" };
+    let cg = Cgroup::open(&c.id)
+        .map_err(|e| MonitorError::State(format!("{what} container {}: {e}", c.name)))?;
+    let done = if on { cg.pause() } else { cg.thaw() };
+    done.map_err(|e| MonitorError::State(format!("{what} container {}: {e}", c.name)))
+}
+
+/// Where there is no Linux there is no cgroup freezer.
+#[cfg(not(target_os = "linux"))]
+fn freeze(c: &Container, _on: bool) -> Result<(), MonitorError> {
+    Err(MonitorError::State(format!(
+        "pausing container {} needs Linux (the cgroup freezer)",
+        c.name
+    )))
 }
 
 /// Waits until the container is no longer running (or is gone), up to `timeout`. Returns
@@ -85,11 +147,13 @@ pub fn stop(store: &Store, c: &Container, timeout: Duration) -> Result<(), Monit
     }
     let signal = parse_signal(&c.stop_signal).unwrap_or(Signal::SIGTERM);
     // Already gone between reading and signalling: as good as stopped.
-    let _ = kill(c, signal);
+    let _ = kill(store, c, signal);
     if wait_stopped(store, &c.id, Some(timeout)) {
         return Ok(());
     }
-    let _ = kill(c, Signal::SIGKILL);
+    if let Ok(c) = store.load_container(&c.id) {
+        let _ = kill(store, &c, Signal::SIGKILL);
+    }
     if wait_stopped(store, &c.id, Some(Duration::from_secs(10))) {
         Ok(())
     } else {
@@ -114,7 +178,7 @@ pub fn remove(
                 c.name, c.name
             )));
         }
-        let _ = kill(c, Signal::SIGKILL);
+        let _ = kill(store, c, Signal::SIGKILL);
         wait_stopped(store, &c.id, Some(Duration::from_secs(10)));
         // With --rm the monitor may have removed it already.
         if store.load_container(&c.id).is_err() {

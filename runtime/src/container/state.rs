@@ -69,6 +69,9 @@ pub struct RunState {
     pub error: Option<String>,
     /// How often it was restarted.
     pub restart_count: u32,
+    /// Frozen by `berth pause` (while running: its status stays running, as Docker's).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Default for RunState {
@@ -84,6 +87,7 @@ impl Default for RunState {
             oom_killed: false,
             error: None,
             restart_count: 0,
+            paused: false,
         }
     }
 }
@@ -139,13 +143,23 @@ impl Container {
         &self.id[..12]
     }
 
+    /// Whether it runs, frozen by `berth pause`.
+    pub fn is_paused(&self) -> bool {
+        self.state.paused && self.state.status == Status::Running
+    }
+
     /// Docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 seconds ago`, `Created`.
     pub fn status_text(&self, ago: impl Fn(Option<DateTime<Utc>>) -> String) -> String {
         match self.state.status {
             Status::Created => "Created".into(),
             Status::Running => {
                 let since = ago(self.state.started_at);
-                format!("Up {}", since.trim_end_matches(" ago"))
+                let up = format!("Up {}", since.trim_end_matches(" ago"));
+                if self.is_paused() {
+                    format!("{up} (Paused)")
+                } else {
+                    up
+                }
             }
             Status::Restarting => "Restarting".into(),
             Status::Removing => "Removing".into(),

@@ -357,28 +357,8 @@ impl Store {
         if !valid_name(&c.name) {
             return Err(ContainerError::BadName(c.name.clone()));
         }
-        let lock_path = self.root().join("locks/names.lock");
-        let _names =
-            lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?;
-        // A container whose state file is damaged keeps its name until it is removed: its
-        // processes may still run.
-        let (good, damaged) = self.scan();
-        let holder = good
-            .iter()
-            .find(|o| o.name == c.name)
-            .map(|o| o.short_id().to_string())
-            .or_else(|| {
-                damaged
-                    .iter()
-                    .find(|r| r.name.as_deref() == Some(c.name.as_str()))
-                    .map(|r| r.short_id().to_string())
-            });
-        if let Some(id) = holder {
-            return Err(ContainerError::NameInUse {
-                name: c.name.clone(),
-                id,
-            });
-        }
+        let _names = self.lock_names()?;
+        self.check_name_free(&c.name)?;
         let dir = self.container_dir(&c.id);
         // Its writable layer may hold setuid files: no other host user may reach it (0700, which
         // no umask narrows further).
@@ -401,6 +381,47 @@ impl Store {
             self.write_file(&dir.join("state.json"), &bytes)?;
         }
         Ok(())
+    }
+
+    /// Takes the lock under which names are checked and taken.
+    fn lock_names(&self) -> Result<lock::LockGuard, ContainerError> {
+        let lock_path = self.root().join("locks/names.lock");
+        Ok(lock::exclusive(&lock_path).ctx(|| format!("locking {}", lock_path.display()))?)
+    }
+
+    /// Fails when a container holds `name`. A container whose state file is damaged keeps its
+    /// name until it is removed: its processes may still run.
+    fn check_name_free(&self, name: &str) -> Result<(), ContainerError> {
+        let (good, damaged) = self.scan();
+        let holder = good
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.short_id().to_string())
+            .or_else(|| {
+                damaged
+                    .iter()
+                    .find(|r| r.name.as_deref() == Some(name))
+                    .map(|r| r.short_id().to_string())
+            });
+        match holder {
+            Some(id) => Err(ContainerError::NameInUse {
+                name: name.to_string(),
+                id,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives container `id` the name `name`, which must be valid and free (`berth rename`).
+    pub fn rename_container(&self, id: &str, name: &str) -> Result<Container, ContainerError> {
+        if !valid_name(name) {
+            return Err(ContainerError::BadName(name.to_string()));
+        }
+        let _names = self.lock_names()?;
+        self.check_name_free(name)?;
+        let c = self.update_container(id, |c| c.name = name.to_string())?;
+        remember_name(&self.container_dir(id), name);
+        Ok(c)
     }
 
     /// Appends a container's new state to its state file, whose bytes are `file` (read under

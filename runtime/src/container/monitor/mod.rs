@@ -694,6 +694,7 @@ fn record_running(
     let me = std::process::id() as i32;
     store.update_container(id, |c| {
         c.state.status = Status::Running;
+        c.state.paused = false;
         c.state.pid = Some(pid);
         c.state.monitor_pid = Some(me);
         c.state.monitor_start = process_start_time(me);

@@ -99,7 +99,10 @@ fn detach(cmd: &mut Command) {
 /// The monitor (`__wasi-monitor`): starts the runner, tells the starting command on stdout,
 /// copies the guest's output into the log, records the end and removes a `--rm` container.
 pub fn monitor(store: &Store, id: &str, log_level: &str) -> Result<(), PortableError> {
-    let (mut child, _lock) = match start_runner(store, id, log_level) {
+    // The log first: a runner is never left writing into pipes nobody reads.
+    let started = open_log(store, id)
+        .and_then(|log| start_runner(store, id, log_level).map(|(child, lock)| (log, child, lock)));
+    let (log, mut child, _lock) = match started {
         Ok(started) => started,
         Err(e) => {
             let e = e.into_start_error();
@@ -107,11 +110,7 @@ pub fn monitor(store: &Store, id: &str, log_level: &str) -> Result<(), PortableE
             return Err(PortableError::Start(e));
         }
     };
-    let pid = child.id() as i32;
-    say(&Started::Pid(pid));
-    let c = store.load_container(id)?;
-    let log = Log::open(&store.container_dir(id).join(log::FILE_NAME), &c.log_config)
-        .map_err(|e| StartError::berth(format!("opening the container's log: {e}")))?;
+    say(&Started::Pid(child.id() as i32));
     let copies = [
         child.stdout.take().map(|o| copy_into(o, &log, "stdout")),
         child.stderr.take().map(|e| copy_into(e, &log, "stderr")),
@@ -126,6 +125,16 @@ pub fn monitor(store: &Store, id: &str, log_level: &str) -> Result<(), PortableE
         crate::container::lifecycle::remove_files(store, &c, true)?;
     }
     Ok(())
+}
+
+/// The container's json-file log, open for appending.
+fn open_log(store: &Store, id: &str) -> Result<Log, PortableError> {
+    let c = store.load_container(id)?;
+    Log::open(&store.container_dir(id).join(log::FILE_NAME), &c.log_config).map_err(|e| {
+        PortableError::Start(StartError::berth(format!(
+            "opening the container's log: {e}"
+        )))
+    })
 }
 
 /// Writes one line to the starting command; it stops reading after it.
@@ -171,6 +180,7 @@ fn start_runner(
     let pid = child.id() as i32;
     store.update_container(id, |c| {
         c.state.status = Status::Running;
+        c.state.paused = false;
         c.state.pid = Some(pid);
         c.state.monitor_pid = Some(me);
         c.state.monitor_start = crate::container::process::start_time(me);

@@ -97,6 +97,7 @@ fn run(store: &Store, id: &str, holds: bool) -> Result<i32, PortableError> {
     let me = std::process::id() as i32;
     store.update_container(id, |c| {
         c.state.status = Status::Running;
+        c.state.paused = false;
         c.state.pid = Some(me);
         if holds {
             // So another berth sees it running, and sees it die with this process.

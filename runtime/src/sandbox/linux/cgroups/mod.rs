@@ -673,6 +673,24 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Freezes every process of the cgroup until [`Cgroup::thaw`] (`berth pause`): the v2
+    /// `cgroup.freeze`, else the v1 freezer.
+    pub fn pause(&self) -> Result<(), CgroupError> {
+        if self.freeze(true)? {
+            Ok(())
+        } else {
+            Err(CgroupError::Unsupported {
+                flag: "pause",
+                why: "the container's cgroup has no freezer (v2 cgroup.freeze or the v1 freezer controller), or it did not freeze within 2 s".into(),
+            })
+        }
+    }
+
+    /// Thaws a frozen cgroup (`berth unpause`).
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        self.freeze(false).map(|_| ())
+    }
+
     /// Freezes (or thaws) the cgroup. Returns whether it is frozen, false when this host has
     /// no freezer for it.
     fn freeze(&self, on: bool) -> Result<bool, CgroupError> {
