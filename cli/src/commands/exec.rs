@@ -47,10 +47,9 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Runs the command; the exit code is the command's (126/127 if it cannot run).
-pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
-    let store = super::open_store(g)?;
-    let c = store.find_container(&a.container)?;
+/// The pid whose namespaces an exec joins: a running container's first process (a paused
+/// one would hold the command frozen).
+fn joinable(c: &berth_runtime::container::Container) -> Result<i32> {
     let Some(pid) = c.state.pid.filter(|_| c.state.status == Status::Running) else {
         bail!(
             "container {} is not running: start it first (`berth start {}`)",
@@ -65,6 +64,14 @@ pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
             c.name
         );
     }
+    Ok(pid)
+}
+
+/// Runs the command; the exit code is the command's (126/127 if it cannot run).
+pub fn run(g: &GlobalOptions, a: ExecArgs) -> Result<ExitCode> {
+    let store = super::open_store(g)?;
+    let c = store.find_container(&a.container)?;
+    let pid = joinable(&c)?;
     let mut spec = c.spec.clone();
     spec.args = a.command.clone();
     spec.tty = a.tty;

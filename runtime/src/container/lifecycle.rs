@@ -27,12 +27,10 @@ pub enum LifecycleError {
     Container(#[from] ContainerError),
 }
 
-type MonitorError = LifecycleError;
-
 /// Parses a signal as Docker accepts it: `SIGTERM`, `TERM`, `term` or `15`.
-pub fn parse_signal(s: &str) -> Result<Signal, MonitorError> {
+pub fn parse_signal(s: &str) -> Result<Signal, LifecycleError> {
     let bad = || {
-        MonitorError::State(format!(
+        LifecycleError::State(format!(
             "invalid signal {s:?}: give a name such as SIGTERM or KILL, or a number"
         ))
     };
@@ -50,15 +48,15 @@ pub fn parse_signal(s: &str) -> Result<Signal, MonitorError> {
 
 /// Sends `signal` to a running container's first process; a paused one is thawed after,
 /// so the signal is acted on (as Docker does).
-pub fn kill(store: &Store, c: &Container, signal: Signal) -> Result<(), MonitorError> {
+pub fn kill(store: &Store, c: &Container, signal: Signal) -> Result<(), LifecycleError> {
     let Some(pid) = c.state.pid.filter(|_| c.state.status == Status::Running) else {
-        return Err(MonitorError::State(format!(
+        return Err(LifecycleError::State(format!(
             "container {} is not running",
             c.name
         )));
     };
     super::process::signal(pid, signal as i32)
-        .map_err(|e| MonitorError::State(format!("signalling container {}: {e}", c.name)))?;
+        .map_err(|e| LifecycleError::State(format!("signalling container {}: {e}", c.name)))?;
     if c.state.paused {
         unpause(store, c)?;
     }
@@ -66,15 +64,15 @@ pub fn kill(store: &Store, c: &Container, signal: Signal) -> Result<(), MonitorE
 }
 
 /// Freezes a running container's processes (`berth pause`) through its cgroup's freezer.
-pub fn pause(store: &Store, c: &Container) -> Result<(), MonitorError> {
+pub fn pause(store: &Store, c: &Container) -> Result<(), LifecycleError> {
     if c.state.status != Status::Running {
-        return Err(MonitorError::State(format!(
+        return Err(LifecycleError::State(format!(
             "container {} is not running",
             c.name
         )));
     }
     if c.state.paused {
-        return Err(MonitorError::State(format!(
+        return Err(LifecycleError::State(format!(
             "container {} is already paused",
             c.name
         )));
@@ -85,9 +83,9 @@ pub fn pause(store: &Store, c: &Container) -> Result<(), MonitorError> {
 }
 
 /// Thaws a paused container (`berth unpause`).
-pub fn unpause(store: &Store, c: &Container) -> Result<(), MonitorError> {
+pub fn unpause(store: &Store, c: &Container) -> Result<(), LifecycleError> {
     if !c.is_paused() {
-        return Err(MonitorError::State(format!(
+        return Err(LifecycleError::State(format!(
             "container {} is not paused",
             c.name
         )));
@@ -99,24 +97,24 @@ pub fn unpause(store: &Store, c: &Container) -> Result<(), MonitorError> {
 
 /// Freezes (`on`) or thaws `c`'s processes through its cgroup's freezer.
 #[cfg(target_os = "linux")]
-fn freeze(c: &Container, on: bool) -> Result<(), MonitorError> {
+fn freeze(c: &Container, on: bool) -> Result<(), LifecycleError> {
     if c.isolation == super::state::Isolation::Wasi {
-        return Err(MonitorError::State(format!(
+        return Err(LifecycleError::State(format!(
             "container {} runs with --isolation wasi, without a cgroup to freeze: pausing needs a container with namespaces",
             c.name
         )));
     }
     let what = if on { "pausing" } else { "unpausing" };
     let cg = Cgroup::open(&c.id)
-        .map_err(|e| MonitorError::State(format!("{what} container {}: {e}", c.name)))?;
+        .map_err(|e| LifecycleError::State(format!("{what} container {}: {e}", c.name)))?;
     let done = if on { cg.pause() } else { cg.thaw() };
-    done.map_err(|e| MonitorError::State(format!("{what} container {}: {e}", c.name)))
+    done.map_err(|e| LifecycleError::State(format!("{what} container {}: {e}", c.name)))
 }
 
 /// Where there is no Linux there is no cgroup freezer.
 #[cfg(not(target_os = "linux"))]
-fn freeze(c: &Container, _on: bool) -> Result<(), MonitorError> {
-    Err(MonitorError::State(format!(
+fn freeze(c: &Container, _on: bool) -> Result<(), LifecycleError> {
+    Err(LifecycleError::State(format!(
         "pausing container {} needs Linux (the cgroup freezer)",
         c.name
     )))
@@ -141,7 +139,7 @@ pub fn wait_stopped(store: &Store, id: &str, timeout: Option<Duration>) -> bool 
 }
 
 /// Stops a container as `docker stop` does: its stop signal, then SIGKILL after `timeout`.
-pub fn stop(store: &Store, c: &Container, timeout: Duration) -> Result<(), MonitorError> {
+pub fn stop(store: &Store, c: &Container, timeout: Duration) -> Result<(), LifecycleError> {
     if c.state.status != Status::Running {
         return Ok(());
     }
@@ -157,7 +155,7 @@ pub fn stop(store: &Store, c: &Container, timeout: Duration) -> Result<(), Monit
     if wait_stopped(store, &c.id, Some(Duration::from_secs(10))) {
         Ok(())
     } else {
-        Err(MonitorError::State(format!(
+        Err(LifecycleError::State(format!(
             "container {} did not stop after SIGKILL",
             c.name
         )))
@@ -170,10 +168,10 @@ pub fn remove(
     c: &Container,
     force: bool,
     volumes: bool,
-) -> Result<(), MonitorError> {
+) -> Result<(), LifecycleError> {
     if c.state.status == Status::Running {
         if !force {
-            return Err(MonitorError::State(format!(
+            return Err(LifecycleError::State(format!(
                 "cannot remove container {}: it is running; stop it first (`berth stop {}`) or force removal with -f",
                 c.name, c.name
             )));
@@ -233,10 +231,10 @@ pub fn remains_running(store: &Store, r: &Remains) -> bool {
 /// in its cgroup are killed (only with `force` if any run), its monitor given time to end,
 /// its rootfs unmounted, its folder and run folder removed, which frees its name. Its
 /// anonymous volumes are not known any more (`berth volume prune` takes them).
-pub fn remove_remains(store: &Store, r: &Remains, force: bool) -> Result<(), MonitorError> {
+pub fn remove_remains(store: &Store, r: &Remains, force: bool) -> Result<(), LifecycleError> {
     let name = r.name.as_deref().unwrap_or(r.short_id());
     if !force && remains_running(store, r) {
-        return Err(MonitorError::State(format!(
+        return Err(LifecycleError::State(format!(
             "cannot remove container {name}: its state file is corrupt and its processes still run; force removal with -f (`berth rm -f {name}`)"
         )));
     }
@@ -255,7 +253,7 @@ pub fn remove_remains(store: &Store, r: &Remains, force: bool) -> Result<(), Mon
         if let Ok(cg) = Cgroup::open(&r.id)
             && let Err(e) = cg.remove()
         {
-            return Err(MonitorError::State(format!(
+            return Err(LifecycleError::State(format!(
                 "removing container {name}: {e}"
             )));
         }
