@@ -551,11 +551,7 @@ fn names_are_unique_and_ids_match_by_prefix() {
 #[test]
 fn rename_and_port_answer_as_dockers() {
     let b = setup();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::registry::free_port();
     let spec = format!("127.0.0.1:{port}:80");
     b.ok(&[
         "run", "-d", "--name", "web", "-p", &spec, "busybox", "sleep", "60",
@@ -837,12 +833,7 @@ fn a_killed_monitor_is_noticed() {
 #[test]
 fn published_ports_serve_the_host() {
     let b = setup();
-    // A free port: bind to 0, note it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::registry::free_port();
     let spec = format!("127.0.0.1:{port}:80");
     b.ok(&[
         "run", "-d", "--name", "web", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h",

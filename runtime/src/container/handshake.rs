@@ -1,12 +1,15 @@
-//! The one line a detached monitor writes on its stdout to the command that started it (the
-//! workload's pid, or why it could not start), for both kinds of monitor.
+//! What the command that starts a detached monitor shares with it, for both kinds of monitor:
+//! the monitor's own log, and the one line it writes on its stdout (the workload's pid, or
+//! why it could not start).
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 
 use serde::de::DeserializeOwned;
 
+use crate::store::Store;
 use crate::workload::StartError;
 
 /// Reads the monitor's first line as an `M`. A monitor that wrote none, or garbage, is waited
@@ -27,4 +30,16 @@ pub(crate) fn read<M: DeserializeOwned>(
             log_path.display()
         ))
     })
+}
+
+/// Creates (emptied) the log of container `id`'s monitor, its stderr; gives its path too.
+pub(crate) fn monitor_log(store: &Store, id: &str) -> Result<(PathBuf, File), StartError> {
+    let path = store.container_dir(id).join("monitor.log");
+    let file = File::create(&path).map_err(|e| {
+        StartError::berth(format!(
+            "creating the monitor's log {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok((path, file))
 }

@@ -14,13 +14,7 @@ use crate::workload::StartError;
 /// to start; gives the workload's host pid.
 pub fn spawn_detached(store: &Store, id: &str, log_level: &str) -> Result<i32, StartError> {
     let began = std::time::Instant::now();
-    let log_path = store.container_dir(id).join("monitor.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| {
-        StartError::berth(format!(
-            "creating the monitor's log {}: {e}",
-            log_path.display()
-        ))
-    })?;
+    let (log_path, log) = crate::container::handshake::monitor_log(store, id)?;
     // Sealed: the monitor forks the container's init, which then runs the same file.
     let exe = sealed_self(store)?;
     tracing::debug!(took = ?began.elapsed(), "sealed");

@@ -51,13 +51,7 @@ fn berth(store: &Store, log_level: &str) -> Result<Command, StartError> {
 /// Starts container `id` under a detached monitor (its log at `log_level` in the container's
 /// `monitor.log`) and waits until the guest's runner runs; gives the runner's pid.
 pub fn spawn(store: &Store, id: &str, log_level: &str) -> Result<i32, StartError> {
-    let log_path = store.container_dir(id).join("monitor.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| {
-        StartError::berth(format!(
-            "creating the monitor's log {}: {e}",
-            log_path.display()
-        ))
-    })?;
+    let (log_path, log) = crate::container::handshake::monitor_log(store, id)?;
     let mut cmd = berth(store, log_level)?;
     cmd.arg(MONITOR_COMMAND)
         .arg(id)
